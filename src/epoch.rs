@@ -1,0 +1,525 @@
+//! The epoch frame: the unit the flusher writes and recovery validates.
+//! The byte layout is specified in `docs/FORMAT.md`; keep the two in step.
+//!
+//! An epoch frame is a header (the *commit certificate*) followed by the body:
+//! one section per lane, each a sequence of transaction records. Every record
+//! carries its own length and a CRC32C computed on the writer's thread when it
+//! was encoded; the certificate's CRC32C covers the header and the sequence of
+//! record CRCs, so every body byte is covered without the flusher making a
+//! second pass over the data.
+
+use crate::config::{
+    MAX_EPOCH_BODY_BYTES, MAX_LANES, MAX_PAGE_BYTES, MAX_TXN_BYTES, MAX_TXN_FRAMES,
+};
+use crate::error::{Error, Result};
+use crate::Txn;
+
+/// "PWEP" read as a little-endian u32.
+pub const EPOCH_MAGIC: u32 = u32::from_le_bytes(*b"PWEP");
+pub const FORMAT_VERSION: u16 = 1;
+/// Bytes of the fixed part of the certificate, before the per-lane counts.
+pub const EPOCH_FIXED_LEN: usize = 64;
+pub const TXN_HEADER_LEN: usize = 32;
+pub const FRAME_HEADER_LEN: usize = 12;
+
+pub fn header_len(lanes: usize) -> usize {
+    EPOCH_FIXED_LEN + 4 * lanes + 4
+}
+
+/// Checks a transaction against every limit before anything is buffered, and
+/// returns its encoded length.
+pub fn validate_txn(txn: &Txn<'_>) -> Result<usize> {
+    if txn.frames.is_empty() {
+        return Err(Error::invalid(format!(
+            "transaction {} has no frames (frame_count must be at least 1)",
+            txn.txn_id
+        )));
+    }
+    if txn.frames.len() > MAX_TXN_FRAMES {
+        return Err(Error::invalid(format!(
+            "transaction {} has {} frames; at most {MAX_TXN_FRAMES} are allowed",
+            txn.txn_id,
+            txn.frames.len()
+        )));
+    }
+    let mut len = TXN_HEADER_LEN;
+    for (i, f) in txn.frames.iter().enumerate() {
+        if f.page_number == 0 {
+            return Err(Error::invalid(format!(
+                "transaction {}: frame {i} has page number 0 (pages are numbered from 1)",
+                txn.txn_id
+            )));
+        }
+        if f.data.is_empty() || f.data.len() > MAX_PAGE_BYTES {
+            return Err(Error::invalid(format!(
+                "transaction {}: frame {i} (page {}) is {} bytes; a page must be 1 to {MAX_PAGE_BYTES} bytes",
+                txn.txn_id,
+                f.page_number,
+                f.data.len()
+            )));
+        }
+        len += FRAME_HEADER_LEN + f.data.len();
+    }
+    if len > MAX_TXN_BYTES {
+        return Err(Error::invalid(format!(
+            "transaction {} encodes to {len} bytes; at most {MAX_TXN_BYTES} fit in one epoch",
+            txn.txn_id
+        )));
+    }
+    Ok(len)
+}
+
+/// Appends the record of a validated transaction to `buf` (the lane path:
+/// the CRC is computed piecewise while the pages are copied) and returns the
+/// record's CRC.
+pub fn encode_txn(buf: &mut Vec<u8>, txn: &Txn<'_>, encoded_len: usize) -> u32 {
+    let start = buf.len();
+    buf.reserve(encoded_len);
+    let mut head = [0u8; TXN_HEADER_LEN];
+    head[4..8].copy_from_slice(&(encoded_len as u32).to_le_bytes());
+    head[8..16].copy_from_slice(&txn.txn_id.to_le_bytes());
+    head[16..24].copy_from_slice(&txn.commit_seq.to_le_bytes());
+    head[24..28].copy_from_slice(&txn.txn_epoch.to_le_bytes());
+    head[28..32].copy_from_slice(&(txn.frames.len() as u32).to_le_bytes());
+    let mut crc = crc32c::crc32c(&head[4..]);
+    buf.extend_from_slice(&head);
+    for f in txn.frames {
+        let mut fh = [0u8; FRAME_HEADER_LEN];
+        fh[0..4].copy_from_slice(&f.page_number.to_le_bytes());
+        fh[4..8].copy_from_slice(&f.db_size_if_commit.to_le_bytes());
+        fh[8..12].copy_from_slice(&(f.data.len() as u32).to_le_bytes());
+        crc = crc32c::crc32c_append(crc, &fh);
+        crc = crc32c::crc32c_append(crc, f.data);
+        buf.extend_from_slice(&fh);
+        buf.extend_from_slice(f.data);
+    }
+    buf[start..start + 4].copy_from_slice(&crc.to_le_bytes());
+    debug_assert_eq!(buf.len() - start, encoded_len);
+    crc
+}
+
+/// The conservative encoding of a transaction, written independently of
+/// [`encode_txn`]: fields first, then one CRC over the finished bytes.
+/// Shadow-compare mode checks the lane encoding against it.
+pub fn encode_txn_reference(txn: &Txn<'_>) -> Vec<u8> {
+    let mut out = vec![0u8; 4];
+    let push32 = |out: &mut Vec<u8>, v: u32| out.extend_from_slice(&v.to_le_bytes());
+    let total: usize = TXN_HEADER_LEN
+        + txn
+            .frames
+            .iter()
+            .map(|f| FRAME_HEADER_LEN + f.data.len())
+            .sum::<usize>();
+    push32(&mut out, total as u32);
+    out.extend_from_slice(&txn.txn_id.to_le_bytes());
+    out.extend_from_slice(&txn.commit_seq.to_le_bytes());
+    push32(&mut out, txn.txn_epoch);
+    push32(&mut out, txn.frames.len() as u32);
+    for f in txn.frames {
+        push32(&mut out, f.page_number);
+        push32(&mut out, f.db_size_if_commit);
+        push32(&mut out, f.data.len() as u32);
+        out.extend_from_slice(f.data);
+    }
+    let crc = crc32c::crc32c(&out[4..]);
+    out[..4].copy_from_slice(&crc.to_le_bytes());
+    out
+}
+
+/// The fields of a commit certificate.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Certificate {
+    pub segment_id: u64,
+    pub segment_salt: u64,
+    pub epoch: u64,
+    pub first_commit_seq: u64,
+    pub last_commit_seq: u64,
+    pub body_len: u32,
+    pub txn_count: u32,
+    pub db_size_pages: u32,
+    pub page_set_size: u32,
+    pub lane_counts: Vec<u32>,
+}
+
+fn rd32(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(b[at..at + 4].try_into().unwrap())
+}
+
+fn rd64(b: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(b[at..at + 8].try_into().unwrap())
+}
+
+impl Certificate {
+    /// Encodes the header; `record_crcs` are the CRCs of the body's records in
+    /// body order.
+    pub fn encode(&self, record_crcs: &[&[u32]]) -> Vec<u8> {
+        let lanes = self.lane_counts.len();
+        let mut h = Vec::with_capacity(header_len(lanes));
+        h.extend_from_slice(&EPOCH_MAGIC.to_le_bytes());
+        h.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        h.extend_from_slice(&(lanes as u16).to_le_bytes());
+        h.extend_from_slice(&self.segment_id.to_le_bytes());
+        h.extend_from_slice(&self.segment_salt.to_le_bytes());
+        h.extend_from_slice(&self.epoch.to_le_bytes());
+        h.extend_from_slice(&self.first_commit_seq.to_le_bytes());
+        h.extend_from_slice(&self.last_commit_seq.to_le_bytes());
+        h.extend_from_slice(&self.body_len.to_le_bytes());
+        h.extend_from_slice(&self.txn_count.to_le_bytes());
+        h.extend_from_slice(&self.db_size_pages.to_le_bytes());
+        h.extend_from_slice(&self.page_set_size.to_le_bytes());
+        debug_assert_eq!(h.len(), EPOCH_FIXED_LEN);
+        for c in &self.lane_counts {
+            h.extend_from_slice(&c.to_le_bytes());
+        }
+        let mut crc = crc32c::crc32c(&h);
+        for lane in record_crcs {
+            for c in lane.iter() {
+                crc = crc32c::crc32c_append(crc, &c.to_le_bytes());
+            }
+        }
+        h.extend_from_slice(&crc.to_le_bytes());
+        h
+    }
+}
+
+/// What reading the fixed part of a header found.
+pub enum FixedHeader {
+    /// All zero: no frame was ever written here (preallocated space).
+    Zero,
+    /// The magic and version are right but the frame belongs to another
+    /// incarnation of the file (stale bytes of a recycled segment).
+    Stale,
+    /// A plausible header: the remaining header and body lengths to read.
+    Plausible { lane_count: usize, body_len: usize },
+    /// Not a header: why.
+    Bad(String),
+}
+
+/// Parses the fixed part of a header found in segment `(id, salt)`.
+pub fn parse_fixed(b: &[u8; EPOCH_FIXED_LEN], id: u64, salt: u64) -> FixedHeader {
+    if b.iter().all(|&x| x == 0) {
+        return FixedHeader::Zero;
+    }
+    let magic = rd32(b, 0);
+    if magic != EPOCH_MAGIC {
+        return FixedHeader::Bad(format!(
+            "bad epoch magic 0x{magic:08x} (expected 0x{EPOCH_MAGIC:08x})"
+        ));
+    }
+    let version = u16::from_le_bytes([b[4], b[5]]);
+    if version != FORMAT_VERSION {
+        return FixedHeader::Bad(format!(
+            "unsupported format version {version} (this library reads {FORMAT_VERSION})"
+        ));
+    }
+    if rd64(b, 8) != id || rd64(b, 16) != salt {
+        return FixedHeader::Stale;
+    }
+    let lane_count = u16::from_le_bytes([b[6], b[7]]) as usize;
+    if lane_count == 0 || lane_count > MAX_LANES {
+        return FixedHeader::Bad(format!(
+            "lane count {lane_count} out of range 1..={MAX_LANES}"
+        ));
+    }
+    let body_len = rd32(b, 48) as usize;
+    if body_len > MAX_EPOCH_BODY_BYTES {
+        return FixedHeader::Bad(format!(
+            "body length {body_len} exceeds the limit of {MAX_EPOCH_BODY_BYTES}"
+        ));
+    }
+    FixedHeader::Plausible {
+        lane_count,
+        body_len,
+    }
+}
+
+/// One transaction of a validated frame: where its record lies in the body.
+#[derive(Clone, Copy, Debug)]
+pub struct TxnRef {
+    pub offset: usize,
+    pub len: usize,
+    pub txn_id: u64,
+    pub commit_seq: u64,
+}
+
+/// Validates a whole frame (`header` is the full header including its CRC,
+/// `body` the body) and returns its certificate and the transactions in
+/// replay order (commit sequence, then transaction id, then body order).
+pub fn validate_frame(
+    header: &[u8],
+    body: &[u8],
+) -> std::result::Result<(Certificate, Vec<TxnRef>), String> {
+    let lanes = u16::from_le_bytes([header[6], header[7]]) as usize;
+    debug_assert_eq!(header.len(), header_len(lanes));
+    let cert = Certificate {
+        segment_id: rd64(header, 8),
+        segment_salt: rd64(header, 16),
+        epoch: rd64(header, 24),
+        first_commit_seq: rd64(header, 32),
+        last_commit_seq: rd64(header, 40),
+        body_len: rd32(header, 48),
+        txn_count: rd32(header, 52),
+        db_size_pages: rd32(header, 56),
+        page_set_size: rd32(header, 60),
+        lane_counts: (0..lanes)
+            .map(|i| rd32(header, EPOCH_FIXED_LEN + 4 * i))
+            .collect(),
+    };
+    if cert.body_len as usize != body.len() {
+        return Err("body length does not match the frame".into());
+    }
+    let counted: u64 = cert.lane_counts.iter().map(|&c| c as u64).sum();
+    if counted != cert.txn_count as u64 {
+        return Err(format!(
+            "per-lane record counts add up to {counted}, certificate says {}",
+            cert.txn_count
+        ));
+    }
+    // Every record needs at least a header, so a count the body cannot hold
+    // is rejected before anything is allocated for it.
+    if cert.txn_count as usize > body.len() / TXN_HEADER_LEN {
+        return Err(format!(
+            "{} records cannot fit in a body of {} bytes",
+            cert.txn_count,
+            body.len()
+        ));
+    }
+    let mut crc = crc32c::crc32c(&header[..header.len() - 4]);
+    let mut txns = Vec::with_capacity(cert.txn_count as usize);
+    let mut at = 0usize;
+    let mut frames_total: u64 = 0;
+    let (mut min_seq, mut max_seq) = (u64::MAX, 0u64);
+    for (lane, &count) in cert.lane_counts.iter().enumerate() {
+        for r in 0..count {
+            let where_ = || format!("lane {lane} record {r} at body offset {at}");
+            if body.len() - at < TXN_HEADER_LEN {
+                return Err(format!("{}: record header runs past the body", where_()));
+            }
+            let rec_crc = rd32(body, at);
+            let len = rd32(body, at + 4) as usize;
+            if len < TXN_HEADER_LEN + FRAME_HEADER_LEN + 1
+                || len > body.len() - at
+                || len > MAX_TXN_BYTES
+            {
+                return Err(format!("{}: impossible record length {len}", where_()));
+            }
+            let rec = &body[at..at + len];
+            let actual = crc32c::crc32c(&rec[4..]);
+            if actual != rec_crc {
+                return Err(format!(
+                    "{}: record checksum mismatch (stored 0x{rec_crc:08x}, computed 0x{actual:08x})",
+                    where_()
+                ));
+            }
+            crc = crc32c::crc32c_append(crc, &rec_crc.to_le_bytes());
+            let frame_count = rd32(rec, 28) as usize;
+            if frame_count == 0 || frame_count > MAX_TXN_FRAMES {
+                return Err(format!(
+                    "{}: impossible frame count {frame_count}",
+                    where_()
+                ));
+            }
+            let mut p = TXN_HEADER_LEN;
+            for i in 0..frame_count {
+                if len - p < FRAME_HEADER_LEN {
+                    return Err(format!(
+                        "{}: frame {i} header runs past the record",
+                        where_()
+                    ));
+                }
+                let page = rd32(rec, p);
+                let dlen = rd32(rec, p + 8) as usize;
+                if page == 0
+                    || dlen == 0
+                    || dlen > MAX_PAGE_BYTES
+                    || dlen > len - p - FRAME_HEADER_LEN
+                {
+                    return Err(format!(
+                        "{}: frame {i} has page {page} and length {dlen}",
+                        where_()
+                    ));
+                }
+                p += FRAME_HEADER_LEN + dlen;
+            }
+            if p != len {
+                return Err(format!(
+                    "{}: frames cover {p} bytes of a {len}-byte record",
+                    where_()
+                ));
+            }
+            frames_total += frame_count as u64;
+            let seq = rd64(rec, 16);
+            min_seq = min_seq.min(seq);
+            max_seq = max_seq.max(seq);
+            txns.push(TxnRef {
+                offset: at,
+                len,
+                txn_id: rd64(rec, 8),
+                commit_seq: seq,
+            });
+            at += len;
+        }
+    }
+    if at != body.len() {
+        return Err(format!(
+            "records end at body offset {at}, body is {} bytes",
+            body.len()
+        ));
+    }
+    let stored = rd32(header, header.len() - 4);
+    if crc != stored {
+        return Err(format!(
+            "certificate checksum mismatch (stored 0x{stored:08x}, computed 0x{crc:08x})"
+        ));
+    }
+    if frames_total != cert.page_set_size as u64 {
+        return Err(format!(
+            "certificate counts {} frames, records hold {frames_total}",
+            cert.page_set_size
+        ));
+    }
+    if !txns.is_empty() && (min_seq != cert.first_commit_seq || max_seq != cert.last_commit_seq) {
+        return Err(format!(
+            "certificate commit range {}..={} does not match the records' {min_seq}..={max_seq}",
+            cert.first_commit_seq, cert.last_commit_seq
+        ));
+    }
+    // Replay order: commit sequence, then transaction id; the sort is stable,
+    // so equal keys keep body order.
+    txns.sort_by_key(|t| (t.commit_seq, t.txn_id));
+    Ok((cert, txns))
+}
+
+/// One frame of a transaction record, as recovery reads it back.
+pub struct DecodedFrame<'a> {
+    pub page_number: u32,
+    pub db_size_if_commit: u32,
+    pub data: &'a [u8],
+}
+
+/// Iterates the frames of a record already checked by [`validate_frame`].
+pub fn record_frames(rec: &[u8]) -> (u32, impl Iterator<Item = DecodedFrame<'_>>) {
+    let txn_epoch = rd32(rec, 24);
+    let count = rd32(rec, 28) as usize;
+    let mut p = TXN_HEADER_LEN;
+    let iter = (0..count).map(move |_| {
+        let dlen = rd32(rec, p + 8) as usize;
+        let f = DecodedFrame {
+            page_number: rd32(rec, p),
+            db_size_if_commit: rd32(rec, p + 4),
+            data: &rec[p + FRAME_HEADER_LEN..p + FRAME_HEADER_LEN + dlen],
+        };
+        p += FRAME_HEADER_LEN + dlen;
+        f
+    });
+    (txn_epoch, iter)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Frame;
+
+    fn txn<'a>(frames: &'a [Frame<'a>]) -> Txn<'a> {
+        Txn {
+            txn_id: 7,
+            commit_seq: 9,
+            txn_epoch: 3,
+            frames,
+        }
+    }
+
+    #[test]
+    fn lane_encoding_equals_the_reference_encoding() {
+        let a = vec![1u8; 4096];
+        let b = vec![2u8; 100];
+        let frames = [
+            Frame {
+                page_number: 1,
+                db_size_if_commit: 0,
+                data: &a,
+            },
+            Frame {
+                page_number: 5,
+                db_size_if_commit: 5,
+                data: &b,
+            },
+        ];
+        let t = txn(&frames);
+        let len = validate_txn(&t).unwrap();
+        let mut buf = vec![0xEE; 3];
+        let crc = encode_txn(&mut buf, &t, len);
+        assert_eq!(&buf[3..], &encode_txn_reference(&t)[..]);
+        assert_eq!(crc, crc32c::crc32c(&buf[3 + 4..]));
+    }
+
+    #[test]
+    fn frame_round_trips_and_orders_by_commit_sequence() {
+        let p = vec![9u8; 64];
+        let mk = |seq| Txn {
+            txn_id: seq * 10,
+            commit_seq: seq,
+            txn_epoch: 0,
+            frames: std::slice::from_ref(Box::leak(Box::new(Frame {
+                page_number: seq as u32,
+                db_size_if_commit: 1,
+                data: &p,
+            }))),
+        };
+        // Lane 0 holds seq 3, lane 1 holds seqs 1 and 2.
+        let (t3, t1, t2) = (mk(3), mk(1), mk(2));
+        let mut l0 = Vec::new();
+        let mut l1 = Vec::new();
+        let c3 = encode_txn(&mut l0, &t3, validate_txn(&t3).unwrap());
+        let c1 = encode_txn(&mut l1, &t1, validate_txn(&t1).unwrap());
+        let c2 = encode_txn(&mut l1, &t2, validate_txn(&t2).unwrap());
+        let cert = Certificate {
+            segment_id: 1,
+            segment_salt: 2,
+            epoch: 4,
+            first_commit_seq: 1,
+            last_commit_seq: 3,
+            body_len: (l0.len() + l1.len()) as u32,
+            txn_count: 3,
+            db_size_pages: 1,
+            page_set_size: 3,
+            lane_counts: vec![1, 2],
+        };
+        let header = cert.encode(&[&[c3], &[c1, c2]]);
+        let body = [l0, l1].concat();
+        let (back, txns) = validate_frame(&header, &body).unwrap();
+        assert_eq!(back, cert);
+        let seqs: Vec<u64> = txns.iter().map(|t| t.commit_seq).collect();
+        assert_eq!(seqs, vec![1, 2, 3]);
+
+        let mut flipped = body.clone();
+        flipped[40] ^= 1;
+        let err = validate_frame(&header, &flipped).unwrap_err();
+        assert!(err.contains("checksum mismatch"), "{err}");
+    }
+
+    #[test]
+    fn oversized_page_and_page_zero_are_rejected() {
+        let big = vec![0u8; MAX_PAGE_BYTES + 1];
+        let f = [Frame {
+            page_number: 1,
+            db_size_if_commit: 0,
+            data: &big,
+        }];
+        assert!(validate_txn(&txn(&f))
+            .unwrap_err()
+            .to_string()
+            .contains("65536"));
+        let small = [0u8; 8];
+        let f = [Frame {
+            page_number: 0,
+            db_size_if_commit: 0,
+            data: &small,
+        }];
+        assert!(validate_txn(&txn(&f))
+            .unwrap_err()
+            .to_string()
+            .contains("page number 0"));
+        assert!(validate_txn(&txn(&[])).is_err());
+    }
+}

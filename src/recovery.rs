@@ -1,0 +1,484 @@
+//! Recovery: streams every durable record of a log, in replay order, to a
+//! callback, holding at most one epoch frame in memory.
+//!
+//! Replay order is epoch ascending, then commit sequence, then transaction id,
+//! then frame order. The scanner names every way a frame can be bad and
+//! decides between the two cases the contract distinguishes:
+//!
+//! * a **torn tail**: damage with no valid frame after it (the last,
+//!   unacknowledged epoch was being written when the process or machine died),
+//!   or damage in a segment that a later open superseded (the next segment
+//!   starts exactly at the first epoch the damaged one lacks). It is
+//!   discarded and its size reported;
+//! * **corruption**: damage followed by valid data, or a gap in the epochs.
+//!   Recovery fails closed with the file, the offset and what was wrong, or,
+//!   when the caller asked for the durable prefix, stops there and reports the
+//!   rest as skipped.
+
+use std::path::{Path, PathBuf};
+
+use crate::config::MAX_EPOCH_BODY_BYTES;
+use crate::epoch::{self, FixedHeader, TxnRef, EPOCH_FIXED_LEN, EPOCH_MAGIC};
+use crate::error::{Error, Result};
+use crate::io::{RealVfs, Vfs, VfsFile};
+use crate::segment::{list_segments, FoundSegment, DATA_OFFSET};
+use crate::Record;
+
+/// How to recover.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RecoverOptions {
+    /// On corruption, return the durable prefix before it (and report the
+    /// rest as skipped) instead of failing with [`Error::Corrupt`].
+    pub durable_prefix: bool,
+}
+
+/// What recovery found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// Segment files with an activated header that were read.
+    pub segments: u64,
+    /// Epoch frames replayed.
+    pub epochs: u64,
+    /// First and last epoch replayed (0 when none).
+    pub first_epoch: u64,
+    pub last_epoch: u64,
+    pub transactions: u64,
+    /// Page frames handed to the callback.
+    pub records: u64,
+    /// Bytes of valid epoch frames read.
+    pub bytes: u64,
+    /// Bytes of torn tail discarded.
+    pub torn_tail_bytes: u64,
+    /// Segments not read (or read only in part) because of corruption, in
+    /// durable-prefix mode.
+    pub skipped_segments: u64,
+    pub skipped_bytes: u64,
+    /// What was wrong, when something was: the torn tail or the corruption,
+    /// with file and offset.
+    pub damage: Option<String>,
+}
+
+/// Recovers the log of the database at `db_path` (its `<db_path>-pwal`
+/// directory). A missing directory is an empty log. See [`recover_into`].
+pub fn recover(
+    db_path: impl AsRef<Path>,
+    opts: &RecoverOptions,
+    mut callback: impl FnMut(&Record<'_>) -> bool,
+) -> Result<RecoveryReport> {
+    let mut report = RecoveryReport::default();
+    recover_into(db_path.as_ref(), opts, &mut callback, &mut report)?;
+    Ok(report)
+}
+
+/// Like [`recover`], filling `report` even when it fails: after
+/// [`Error::Aborted`] (the callback returned `false`) or [`Error::Corrupt`] it
+/// describes what was replayed before.
+pub fn recover_into(
+    db_path: &Path,
+    opts: &RecoverOptions,
+    callback: &mut dyn FnMut(&Record<'_>) -> bool,
+    report: &mut RecoveryReport,
+) -> Result<()> {
+    recover_with_vfs(&RealVfs, db_path, opts, callback, report)
+}
+
+/// [`recover_into`] over any file system.
+pub fn recover_with_vfs(
+    vfs: &dyn Vfs,
+    db_path: &Path,
+    opts: &RecoverOptions,
+    callback: &mut dyn FnMut(&Record<'_>) -> bool,
+    report: &mut RecoveryReport,
+) -> Result<()> {
+    *report = RecoveryReport::default();
+    let dir = crate::log_dir(db_path);
+    if !vfs.exists(&dir) {
+        return Ok(());
+    }
+    // Hold the log's lock while reading, unless this process has the log
+    // open (then its flusher may be appending; what it has not synced reads as
+    // a torn tail, which is the truth at this instant).
+    let _guard = crate::log::lock_for_reading(vfs, &dir)?;
+    scan(vfs, &dir, opts, false, Some(callback), report).map(|_| ())
+}
+
+/// Where a scan ended.
+#[derive(Debug, Default)]
+pub(crate) struct ScanEnd {
+    /// The last epoch replayed (or, for an empty log, one before the first
+    /// segment's first epoch).
+    pub last_epoch: u64,
+    /// The highest epoch number seen in any valid frame, including frames
+    /// found after damage: a reopened log must continue above it.
+    pub max_epoch_seen: u64,
+}
+
+enum FrameRead {
+    /// Never written (zeros) or the end of the file.
+    End,
+    /// A header of an earlier incarnation of a recycled file.
+    Stale,
+    /// A valid frame of `len` bytes, now in the buffer.
+    Valid {
+        len: u64,
+        header_len: usize,
+        cert: epoch::Certificate,
+        txns: Vec<TxnRef>,
+    },
+    Damaged(String),
+}
+
+fn io_err(path: &Path, what: &str, e: std::io::Error) -> Error {
+    Error::io(format!("{what} {}", path.display()), e)
+}
+
+/// Reads and validates the frame at `off` into `buf`.
+fn read_frame(
+    file: &dyn VfsFile,
+    path: &Path,
+    file_len: u64,
+    off: u64,
+    ident: (u64, u64),
+    buf: &mut Vec<u8>,
+) -> Result<FrameRead> {
+    if off >= file_len {
+        return Ok(FrameRead::End);
+    }
+    let mut fixed = [0u8; EPOCH_FIXED_LEN];
+    let n = file
+        .read_at(&mut fixed, off)
+        .map_err(|e| io_err(path, "reading", e))?;
+    if n < EPOCH_FIXED_LEN {
+        return Ok(if fixed[..n].iter().all(|&b| b == 0) {
+            FrameRead::End
+        } else {
+            FrameRead::Damaged(format!(
+                "frame header cut short by the end of the file ({n} of {EPOCH_FIXED_LEN} bytes)"
+            ))
+        });
+    }
+    let (lanes, body_len) = match epoch::parse_fixed(&fixed, ident.0, ident.1) {
+        FixedHeader::Zero => return Ok(FrameRead::End),
+        FixedHeader::Stale => return Ok(FrameRead::Stale),
+        FixedHeader::Bad(why) => return Ok(FrameRead::Damaged(why)),
+        FixedHeader::Plausible {
+            lane_count,
+            body_len,
+        } => (lane_count, body_len),
+    };
+    let header_len = epoch::header_len(lanes);
+    let total = (header_len + body_len) as u64;
+    if total > file_len - off {
+        return Ok(FrameRead::Damaged(format!(
+            "frame of {total} bytes runs past the end of the file ({} bytes left)",
+            file_len - off
+        )));
+    }
+    debug_assert!(body_len <= MAX_EPOCH_BODY_BYTES);
+    buf.clear();
+    buf.resize(total as usize, 0);
+    let n = file
+        .read_at(buf, off)
+        .map_err(|e| io_err(path, "reading", e))?;
+    if n < buf.len() {
+        return Ok(FrameRead::Damaged(
+            "frame cut short by the end of the file".into(),
+        ));
+    }
+    match epoch::validate_frame(&buf[..header_len], &buf[header_len..]) {
+        Ok((cert, txns)) => Ok(FrameRead::Valid {
+            len: total,
+            header_len,
+            cert,
+            txns,
+        }),
+        Err(why) => Ok(FrameRead::Damaged(why)),
+    }
+}
+
+/// What lies after a damaged spot of a segment.
+struct After {
+    /// Epoch of a valid frame found after the damage, if any.
+    valid_epoch: Option<u64>,
+    /// One past the last non-zero byte at or after the damage.
+    end_of_data: u64,
+}
+
+/// Searches the rest of a segment for a valid frame of this segment and for
+/// the end of its non-zero bytes. Reads in bounded chunks.
+fn search_after(
+    file: &dyn VfsFile,
+    path: &Path,
+    file_len: u64,
+    from: u64,
+    ident: (u64, u64),
+    buf: &mut Vec<u8>,
+) -> Result<After> {
+    const CHUNK: usize = 1 << 20;
+    let magic = EPOCH_MAGIC.to_le_bytes();
+    let mut chunk = vec![0u8; CHUNK + 3];
+    let mut after = After {
+        valid_epoch: None,
+        end_of_data: from,
+    };
+    let mut pos = from;
+    while pos < file_len {
+        let want = ((file_len - pos) as usize).min(chunk.len());
+        let n = file
+            .read_at(&mut chunk[..want], pos)
+            .map_err(|e| io_err(path, "reading", e))?;
+        if n == 0 {
+            break;
+        }
+        let data = &chunk[..n];
+        if let Some(last) = data.iter().rposition(|&b| b != 0) {
+            after.end_of_data = pos + last as u64 + 1;
+        }
+        if after.valid_epoch.is_none() {
+            for i in 0..n.saturating_sub(3) {
+                if data[i..i + 4] == magic {
+                    let at = pos + i as u64;
+                    if let FrameRead::Valid { cert, .. } =
+                        read_frame(file, path, file_len, at, ident, buf)?
+                    {
+                        after.valid_epoch = Some(cert.epoch);
+                        break;
+                    }
+                }
+            }
+        }
+        if n <= 3 {
+            break;
+        }
+        // Overlap by 3 bytes so a magic split across chunks is found.
+        pos += (n - 3) as u64;
+        if pos + 3 >= file_len {
+            break;
+        }
+    }
+    Ok(after)
+}
+
+/// Whether any valid frame exists in `segs` (each checked at its first frame
+/// and, failing that, by a search).
+fn any_valid_frame(
+    vfs: &dyn Vfs,
+    segs: &[&FoundSegment],
+    buf: &mut Vec<u8>,
+) -> Result<Option<(PathBuf, u64)>> {
+    for seg in segs {
+        let h = seg.header.expect("only activated segments are scanned");
+        let file = vfs
+            .open_read(&seg.path)
+            .map_err(|e| io_err(&seg.path, "opening", e))?;
+        let ident = (h.id, h.salt);
+        if let FrameRead::Valid { cert, .. } =
+            read_frame(&*file, &seg.path, seg.len, DATA_OFFSET, ident, buf)?
+        {
+            return Ok(Some((seg.path.clone(), cert.epoch)));
+        }
+        let after = search_after(&*file, &seg.path, seg.len, DATA_OFFSET, ident, buf)?;
+        if let Some(e) = after.valid_epoch {
+            return Ok(Some((seg.path.clone(), e)));
+        }
+    }
+    Ok(None)
+}
+
+/// Scans the log in `dir`. With `tail_only`, reads only the last activated
+/// segment (what open needs to continue the epochs) and replays nothing.
+pub(crate) fn scan(
+    vfs: &dyn Vfs,
+    dir: &Path,
+    opts: &RecoverOptions,
+    tail_only: bool,
+    mut callback: Option<&mut dyn FnMut(&Record<'_>) -> bool>,
+    report: &mut RecoveryReport,
+) -> Result<ScanEnd> {
+    let found = list_segments(vfs, dir)?;
+    let mut active: Vec<&FoundSegment> = found.iter().filter(|s| s.header.is_some()).collect();
+    if tail_only && active.len() > 1 {
+        active.drain(..active.len() - 1);
+    }
+    let mut end = ScanEnd::default();
+    let mut buf: Vec<u8> = Vec::new();
+    let mut expected: Option<u64> = None;
+
+    // Stops the scan at damage: an error, or in durable-prefix mode the
+    // prefix with the rest reported as skipped.
+    let fail = |report: &mut RecoveryReport,
+                file: &Path,
+                offset: u64,
+                what: String,
+                rest: &[&FoundSegment],
+                bytes_left_here: u64|
+     -> Result<()> {
+        let msg = format!("{}: offset {offset}: {what}", file.display());
+        if opts.durable_prefix {
+            report.damage = Some(msg);
+            report.skipped_segments += rest.len() as u64;
+            report.skipped_bytes += bytes_left_here
+                + rest
+                    .iter()
+                    .skip(1)
+                    .map(|s| s.len.saturating_sub(DATA_OFFSET))
+                    .sum::<u64>();
+            Ok(())
+        } else {
+            Err(Error::corrupt(file, offset, what))
+        }
+    };
+
+    let mut i = 0;
+    'segments: while i < active.len() {
+        let seg = active[i];
+        let h = seg.header.expect("filtered above");
+        let ident = (h.id, h.salt);
+        match expected {
+            Some(exp) if h.first_epoch != exp => {
+                let unreadable: Vec<String> = found
+                    .iter()
+                    .filter(|s| s.header.is_none() && s.id < seg.id)
+                    .map(|s| s.path.display().to_string())
+                    .collect();
+                let mut what = format!(
+                    "segment starts at epoch {} but the log so far ends before epoch {exp} (an epoch gap)",
+                    h.first_epoch
+                );
+                if !unreadable.is_empty() {
+                    what.push_str(&format!(
+                        "; segment files with no valid header: {}",
+                        unreadable.join(", ")
+                    ));
+                }
+                fail(report, &seg.path, 0, what, &active[i..], seg.len)?;
+                break 'segments;
+            }
+            Some(_) => {}
+            None => {
+                expected = Some(h.first_epoch);
+                end.last_epoch = h.first_epoch - 1;
+            }
+        }
+        end.max_epoch_seen = end.max_epoch_seen.max(h.first_epoch - 1);
+        report.segments += 1;
+        let file = vfs
+            .open_read(&seg.path)
+            .map_err(|e| io_err(&seg.path, "opening", e))?;
+        let file_len = seg.len;
+        let mut off = DATA_OFFSET;
+        loop {
+            let exp = expected.expect("set above");
+            let what = match read_frame(&*file, &seg.path, file_len, off, ident, &mut buf)? {
+                FrameRead::End => break,
+                FrameRead::Valid {
+                    len,
+                    header_len,
+                    cert,
+                    txns,
+                } => {
+                    end.max_epoch_seen = end.max_epoch_seen.max(cert.epoch);
+                    if cert.epoch != exp {
+                        let what =
+                            format!("epoch {} found where epoch {exp} was expected", cert.epoch);
+                        fail(report, &seg.path, off, what, &active[i..], file_len - off)?;
+                        break 'segments;
+                    } else {
+                        if !tail_only {
+                            let body = &buf[header_len..];
+                            if let Some(cb) = callback.as_deref_mut() {
+                                replay(cb, cert.epoch, body, &txns)?;
+                            }
+                            report.epochs += 1;
+                            if report.first_epoch == 0 {
+                                report.first_epoch = cert.epoch;
+                            }
+                            report.last_epoch = cert.epoch;
+                            report.transactions += txns.len() as u64;
+                            report.records += cert.page_set_size as u64;
+                            report.bytes += len;
+                        }
+                        end.last_epoch = cert.epoch;
+                        expected = Some(exp + 1);
+                        off += len;
+                        continue;
+                    }
+                }
+                FrameRead::Stale => "frame of another incarnation of this file".to_string(),
+                FrameRead::Damaged(why) => why,
+            };
+            // Damage at `off`: torn tail, superseded tail, or corruption.
+            let after = search_after(&*file, &seg.path, file_len, off + 1, ident, &mut buf)?;
+            if let Some(e) = after.valid_epoch {
+                end.max_epoch_seen = end.max_epoch_seen.max(e);
+                let what = format!("{what}; a valid frame (epoch {e}) follows it");
+                fail(report, &seg.path, off, what, &active[i..], file_len - off)?;
+                break 'segments;
+            }
+            let torn = after.end_of_data.max(off + 1) - off;
+            let next = active.get(i + 1);
+            let superseded = next.is_some_and(|n| n.header.is_some_and(|nh| nh.first_epoch == exp));
+            if next.is_none() || superseded {
+                if !tail_only {
+                    report.torn_tail_bytes += torn;
+                    let msg = format!(
+                        "{}: offset {off}: torn tail of {torn} bytes discarded ({what})",
+                        seg.path.display()
+                    );
+                    report.damage = Some(match report.damage.take() {
+                        Some(prev) => format!("{prev}; {msg}"),
+                        None => msg,
+                    });
+                }
+                break;
+            }
+            if let Some((p, e)) = any_valid_frame(vfs, &active[i + 1..], &mut buf)? {
+                end.max_epoch_seen = end.max_epoch_seen.max(e);
+                let what = format!(
+                    "{what}; valid data (epoch {e} in {}) follows it",
+                    p.display()
+                );
+                fail(report, &seg.path, off, what, &active[i..], file_len - off)?;
+                break 'segments;
+            }
+            // Nothing valid anywhere after: the tail of the log is torn.
+            if !tail_only {
+                report.torn_tail_bytes += torn;
+                report.damage = Some(format!(
+                    "{}: offset {off}: torn tail of {torn} bytes discarded ({what})",
+                    seg.path.display()
+                ));
+            }
+            break 'segments;
+        }
+        i += 1;
+    }
+    Ok(end)
+}
+
+fn replay(
+    cb: &mut dyn FnMut(&Record<'_>) -> bool,
+    epoch: u64,
+    body: &[u8],
+    txns: &[TxnRef],
+) -> Result<()> {
+    for t in txns {
+        let rec = &body[t.offset..t.offset + t.len];
+        let (txn_epoch, frames) = epoch::record_frames(rec);
+        for f in frames {
+            let r = Record {
+                epoch,
+                txn_id: t.txn_id,
+                commit_seq: t.commit_seq,
+                txn_epoch,
+                page_number: f.page_number,
+                db_size_if_commit: f.db_size_if_commit,
+                data: f.data,
+            };
+            if !cb(&r) {
+                return Err(Error::Aborted { epoch });
+            }
+        }
+    }
+    Ok(())
+}
