@@ -283,3 +283,66 @@ impl Options {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |name| {
+            pairs
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    #[test]
+    fn environment_overrides_the_options() {
+        let r = Options::default()
+            .resolve_with(&env(&[
+                ("PWAL_MODE", "conservative"),
+                ("PWAL_SYNC", "normal"),
+                ("PWAL_MAX_BATCH_BYTES", "65536"),
+                ("PWAL_MAX_FLUSH_DELAY_MS", "7"),
+            ]))
+            .unwrap();
+        assert_eq!(r.mode, Mode::Conservative);
+        assert!(r.forced_by_operator);
+        assert_eq!(r.sync, SyncPolicy::Normal);
+        assert_eq!(r.max_batch_bytes, 65536);
+        assert_eq!(r.max_flush_delay, Duration::from_millis(7));
+        assert_eq!(r.lanes, 1, "conservative is one lane");
+    }
+
+    #[test]
+    fn a_bad_value_is_an_error_naming_the_variable() {
+        for (k, v) in [
+            ("PWAL_MODE", "fast"),
+            ("PWAL_SYNC", "sometimes"),
+            ("PWAL_LANES", "0"),
+            ("PWAL_LANES", "-3"),
+            ("PWAL_LANES", "100000"),
+            ("PWAL_MAX_BATCH_BYTES", "12"),
+            ("PWAL_MAX_FLUSH_DELAY_MS", "abc"),
+            ("PWAL_SHADOW_COMPARE_PER_MILLE", "1001"),
+        ] {
+            let lookup = move |name: &str| (name == k).then(|| v.to_string());
+            let err = Options::default().resolve_with(&lookup).unwrap_err();
+            let msg = err.to_string();
+            assert!(matches!(err, Error::Invalid(_)), "{k}={v}: {msg}");
+            let names_it = msg.contains(k) || msg.contains(&k[5..].to_ascii_lowercase());
+            assert!(names_it, "{k}={v}: message does not name it: {msg}");
+        }
+    }
+
+    #[test]
+    fn environment_is_ignored_when_asked() {
+        let o = Options {
+            use_env: false,
+            ..Options::default()
+        };
+        let r = o.resolve_with(&env(&[("PWAL_MODE", "fast")])).unwrap();
+        assert_eq!(r.mode, Mode::Auto);
+    }
+}

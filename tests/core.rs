@@ -1,0 +1,769 @@
+//! Behaviour of the safe Rust core, one behaviour per test.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use pwal::io::sim::{CrashMode, Fault, FaultKind, FaultOp};
+use pwal::io::{SimVfs, Vfs};
+use pwal::{
+    log_dir, recover, recover_with_vfs, Error, FallbackReason, Frame, Log, Mode, Options,
+    RecoverOptions, RecoveryReport, SyncPolicy, Txn,
+};
+
+fn scratch(name: &str) -> PathBuf {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "core-{name}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join("db")
+}
+
+fn opts() -> Options {
+    Options {
+        segment_bytes: 256 << 10,
+        lanes: 2,
+        use_env: false,
+        ..Options::default()
+    }
+}
+
+/// Deterministic page contents for (transaction, frame).
+fn page(txn: u64, frame: u32, len: usize) -> Vec<u8> {
+    let mut x = txn.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ frame as u64;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// A recovered transaction: its epoch, commit sequence and (page, bytes).
+#[derive(Debug, PartialEq, Eq, Clone)]
+struct Got {
+    epoch: u64,
+    seq: u64,
+    frames: Vec<(u32, u32, Vec<u8>)>,
+}
+
+fn collect(
+    report: &mut RecoveryReport,
+    r: pwal::Result<()>,
+    recs: Vec<(u64, u64, u64, u32, u32, Vec<u8>)>,
+) -> pwal::Result<(BTreeMap<u64, Got>, Vec<u64>)> {
+    let _ = report;
+    r?;
+    let mut by_txn: BTreeMap<u64, Got> = BTreeMap::new();
+    let mut order = Vec::new();
+    for (epoch, txn, seq, pg, db, data) in recs {
+        let g = by_txn.entry(txn).or_insert_with(|| {
+            order.push(txn);
+            Got {
+                epoch,
+                seq,
+                frames: vec![],
+            }
+        });
+        assert_eq!(g.epoch, epoch, "transaction {txn} spans two epochs");
+        g.frames.push((pg, db, data));
+    }
+    Ok((by_txn, order))
+}
+
+type Recovered = (BTreeMap<u64, Got>, Vec<u64>, RecoveryReport);
+
+fn recover_all(vfs: Option<&dyn Vfs>, db: &Path, prefix: bool) -> pwal::Result<Recovered> {
+    let mut recs = Vec::new();
+    let mut report = RecoveryReport::default();
+    let o = RecoverOptions {
+        durable_prefix: prefix,
+    };
+    let mut cb = |r: &pwal::Record<'_>| {
+        recs.push((
+            r.epoch,
+            r.txn_id,
+            r.commit_seq,
+            r.page_number,
+            r.db_size_if_commit,
+            r.data.to_vec(),
+        ));
+        true
+    };
+    let r = match vfs {
+        Some(v) => recover_with_vfs(v, db, &o, &mut cb, &mut report),
+        None => pwal::recover_into(db, &o, &mut cb, &mut report),
+    };
+    let (m, order) = collect(&mut report, r, recs)?;
+    Ok((m, order, report))
+}
+
+fn txn_frames(id: u64, pages: u32, len: usize) -> Vec<(u32, u32, Vec<u8>)> {
+    (0..pages)
+        .map(|f| {
+            (
+                1 + ((id as u32 * 7 + f) % 1000),
+                if f + 1 == pages { 1000 } else { 0 },
+                page(id, f, len),
+            )
+        })
+        .collect()
+}
+
+fn submit_owned(log: &Log, id: u64, seq: u64, frames: &[(u32, u32, Vec<u8>)]) -> pwal::Result<u64> {
+    let fr: Vec<Frame<'_>> = frames
+        .iter()
+        .map(|(p, d, b)| Frame {
+            page_number: *p,
+            db_size_if_commit: *d,
+            data: b,
+        })
+        .collect();
+    log.submit(&Txn {
+        txn_id: id,
+        commit_seq: seq,
+        txn_epoch: 0,
+        frames: &fr,
+    })
+}
+
+#[test]
+fn many_threads_commit_and_recovery_returns_every_acknowledged_batch_in_order() {
+    let db = scratch("many");
+    let log = Arc::new(Log::open(&db, &Options { lanes: 4, ..opts() }).unwrap());
+    let seq = Arc::new(AtomicU64::new(1));
+    let acked = Arc::new(Mutex::new(BTreeMap::new()));
+    let threads: Vec<_> = (0..8u64)
+        .map(|t| {
+            let (log, seq, acked) = (log.clone(), seq.clone(), acked.clone());
+            std::thread::spawn(move || {
+                for i in 0..150u64 {
+                    let id = t * 1_000_000 + i;
+                    let frames = txn_frames(id, 1 + (i % 3) as u32, 512 + (i as usize * 37) % 4000);
+                    // Commit sequence taken just before submit, as an engine
+                    // would under its commit lock.
+                    let s = seq.fetch_add(1, Ordering::SeqCst);
+                    let e = submit_owned(&log, id, s, &frames).unwrap();
+                    log.wait_durable(e, None).unwrap();
+                    acked.lock().unwrap().insert(id, (e, s, frames));
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let stats = log.stats();
+    assert_eq!(stats.transactions, 1200);
+    assert!(stats.syncs >= stats.epochs, "sync=full syncs every epoch");
+    assert_eq!(log.durable_commit_seq(), 1200);
+    Arc::try_unwrap(log).ok().unwrap().close().unwrap();
+
+    let (got, order, report) = recover_all(None, &db, false).unwrap();
+    let acked = acked.lock().unwrap();
+    assert_eq!(got.len(), acked.len());
+    for (id, (e, s, frames)) in acked.iter() {
+        let g = &got[id];
+        assert_eq!((g.epoch, g.seq), (*e, *s), "txn {id}");
+        assert_eq!(&g.frames, frames, "txn {id} bytes differ");
+    }
+    // Replay order: epoch, then commit sequence.
+    let keys: Vec<(u64, u64)> = order
+        .iter()
+        .map(|id| (got[id].epoch, got[id].seq))
+        .collect();
+    let mut sorted = keys.clone();
+    sorted.sort();
+    assert_eq!(keys, sorted);
+    assert_eq!(report.transactions, 1200);
+    assert_eq!(report.first_epoch, 1);
+    assert_eq!(report.epochs, report.last_epoch, "gap-free from 1");
+    assert!(report.segments > 1, "small segments roll over");
+    assert_eq!(report.torn_tail_bytes, 0);
+}
+
+#[test]
+fn reopen_continues_epochs_and_keeps_earlier_files() {
+    let db = scratch("reopen");
+    let frames = txn_frames(1, 1, 4096);
+    let log = Log::open(&db, &opts()).unwrap();
+    let e1 = submit_owned(&log, 1, 1, &frames).unwrap();
+    log.wait_durable(e1, None).unwrap();
+    log.close().unwrap();
+    let files_before = segment_files(&db);
+
+    let log = Log::open(&db, &opts()).unwrap();
+    let e2 = submit_owned(&log, 2, 2, &frames).unwrap();
+    log.wait_durable(e2, None).unwrap();
+    assert!(e2 > e1, "epoch {e2} does not continue after {e1}");
+    log.close().unwrap();
+    for f in files_before {
+        assert!(f.exists(), "{f:?} vanished on reopen");
+    }
+    let (got, _, report) = recover_all(None, &db, false).unwrap();
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[&1].epoch, e1);
+    assert_eq!(got[&2].epoch, e2);
+    assert_eq!(report.torn_tail_bytes, 0);
+}
+
+fn segment_files(db: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(log_dir(db))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "pwseg"))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Commits `n` one-page transactions, one epoch each; returns the log size.
+fn write_epochs(db: &Path, n: u64) {
+    let log = Log::open(db, &opts()).unwrap();
+    for i in 1..=n {
+        let f = txn_frames(i, 1, 1000);
+        let e = submit_owned(&log, i, i, &f).unwrap();
+        log.wait_durable(e, None).unwrap();
+    }
+    log.close().unwrap();
+}
+
+fn poke(path: &Path, offset: u64, f: impl FnOnce(u8) -> u8) {
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
+    let mut b = [0u8];
+    file.read_exact_at(&mut b, offset).unwrap();
+    file.write_all_at(&[f(b[0])], offset).unwrap();
+}
+
+const FRAME_1000: u64 = 64 + 4 * 2 + 4 + 32 + 12 + 1000;
+
+#[test]
+fn torn_tail_is_discarded_and_reported() {
+    let db = scratch("torn");
+    write_epochs(&db, 3);
+    let seg = segment_files(&db).pop().unwrap();
+    let frame = FRAME_1000;
+    // Damage the middle of the last frame: nothing valid follows it.
+    poke(&seg, 4096 + 2 * frame + frame / 2, |b| !b);
+    let (got, _, report) = recover_all(None, &db, false).unwrap();
+    assert_eq!(got.len(), 2, "the torn epoch is dropped whole");
+    assert_eq!(report.last_epoch, 2);
+    assert!(report.torn_tail_bytes > 0);
+    assert!(
+        report.damage.as_deref().unwrap().contains("torn tail"),
+        "{:?}",
+        report.damage
+    );
+}
+
+#[test]
+fn bit_flip_before_valid_data_is_corruption_naming_file_and_offset() {
+    let db = scratch("flip");
+    write_epochs(&db, 3);
+    let seg = segment_files(&db).pop().unwrap();
+    poke(&seg, 4096 + 200, |b| b ^ 0x10); // inside the first frame's page
+    let err = recover_all(None, &db, false).unwrap_err();
+    match &err {
+        Error::Corrupt { file, offset, what } => {
+            assert_eq!(file, &seg);
+            assert_eq!(*offset, 4096);
+            assert!(what.contains("checksum"), "{what}");
+        }
+        other => panic!("expected corruption, got {other}"),
+    }
+
+    // Durable-prefix mode returns what precedes the damage and reports the rest.
+    let (got, _, report) = recover_all(None, &db, true).unwrap();
+    assert!(got.is_empty());
+    assert_eq!(report.skipped_segments, 1);
+    assert!(report.skipped_bytes > 0);
+    assert!(report.damage.unwrap().contains("offset 4096"));
+}
+
+#[test]
+fn invalid_batches_are_rejected_before_anything_is_written() {
+    let db = scratch("invalid");
+    let log = Log::open(&db, &opts()).unwrap();
+    let big = vec![0u8; 65537];
+    let small = vec![1u8; 10];
+    let cases: Vec<(Vec<Frame<'_>>, &str)> = vec![
+        (
+            vec![Frame {
+                page_number: 1,
+                db_size_if_commit: 0,
+                data: &big,
+            }],
+            "65536",
+        ),
+        (
+            vec![Frame {
+                page_number: 0,
+                db_size_if_commit: 0,
+                data: &small,
+            }],
+            "page number 0",
+        ),
+        (
+            vec![Frame {
+                page_number: 1,
+                db_size_if_commit: 0,
+                data: &[],
+            }],
+            "bytes",
+        ),
+        (vec![], "no frames"),
+    ];
+    for (frames, needle) in cases {
+        let err = log
+            .submit(&Txn {
+                txn_id: 5,
+                commit_seq: 5,
+                txn_epoch: 0,
+                frames: &frames,
+            })
+            .unwrap_err();
+        assert!(matches!(err, Error::Invalid(_)), "{err}");
+        assert!(err.to_string().contains(needle), "{err} lacks {needle:?}");
+    }
+    // A mixed batch (one good frame, one bad) is rejected whole.
+    let mixed = [
+        Frame {
+            page_number: 3,
+            db_size_if_commit: 0,
+            data: &small,
+        },
+        Frame {
+            page_number: 0,
+            db_size_if_commit: 3,
+            data: &small,
+        },
+    ];
+    assert!(log
+        .submit(&Txn {
+            txn_id: 6,
+            commit_seq: 6,
+            txn_epoch: 0,
+            frames: &mixed
+        })
+        .is_err());
+    assert!(log.stats().lane_backlog_bytes.iter().all(|&b| b == 0));
+    let err = log
+        .wait_durable(1_000_000, Some(Duration::from_millis(1)))
+        .unwrap_err();
+    assert!(matches!(err, Error::Invalid(_)), "{err}");
+    log.close().unwrap();
+    let (got, _, _) = recover_all(None, &db, false).unwrap();
+    assert!(got.is_empty());
+}
+
+fn sim_db() -> (SimVfs, PathBuf) {
+    (SimVfs::new(), PathBuf::from("/sim/db"))
+}
+
+#[test]
+fn failed_sync_poisons_the_log_and_nothing_after_is_acknowledged() {
+    let (vfs, db) = sim_db();
+    let log = Log::open_with_vfs(&db, &opts(), Arc::new(vfs.clone())).unwrap();
+    let f = txn_frames(1, 1, 100);
+    log.wait_durable(submit_owned(&log, 1, 1, &f).unwrap(), None)
+        .unwrap();
+    let (_, syncs, _) = vfs.op_counts();
+    // Every sync fails from now on (the preallocation thread may sync too).
+    vfs.inject(Fault {
+        op: FaultOp::Sync,
+        at_op: syncs + 1,
+        persistent: true,
+        kind: FaultKind::SyncFailDropped,
+    });
+    let e = submit_owned(&log, 2, 2, &f).unwrap();
+    let err = log.wait_durable(e, None).unwrap_err();
+    assert!(
+        matches!(err, Error::Io { .. }),
+        "the waiter gets an I/O error: {err}"
+    );
+    // The device works again; the log stays failed anyway: a retried fsync
+    // could report success for pages that were dropped (fsyncgate).
+    vfs.clear_faults();
+    let err = submit_owned(&log, 3, 3, &f).unwrap_err();
+    assert!(matches!(err, Error::Poisoned(_)), "{err}");
+    assert!(log.stats().poisoned);
+    assert!(matches!(log.checkpoint(0), Err(Error::Poisoned(_))));
+    assert!(matches!(log.close(), Err(Error::Poisoned(_))));
+
+    let after = vfs.crash(CrashMode::KeepAll);
+    let (got, _, _) = recover_all(Some(&after), &db, false).unwrap();
+    assert!(got.contains_key(&1));
+    assert!(!got.contains_key(&3));
+    // Reopening runs recovery and continues.
+    let log = Log::open_with_vfs(&db, &opts(), Arc::new(after.clone())).unwrap();
+    log.wait_durable(submit_owned(&log, 4, 4, &f).unwrap(), None)
+        .unwrap();
+    log.close().unwrap();
+}
+
+#[test]
+fn failed_write_poisons_the_log() {
+    let (vfs, db) = sim_db();
+    let log = Log::open_with_vfs(&db, &opts(), Arc::new(vfs.clone())).unwrap();
+    let f = txn_frames(1, 1, 100);
+    log.wait_durable(submit_owned(&log, 1, 1, &f).unwrap(), None)
+        .unwrap();
+    let (w, _, _) = vfs.op_counts();
+    vfs.inject(Fault {
+        op: FaultOp::Write,
+        at_op: w + 1,
+        persistent: true,
+        kind: FaultKind::Enospc,
+    });
+    let e = submit_owned(&log, 2, 2, &f).unwrap();
+    let err = log.wait_durable(e, None).unwrap_err();
+    assert!(err.to_string().contains("No space"), "{err}");
+    assert!(matches!(
+        submit_owned(&log, 3, 3, &f),
+        Err(Error::Poisoned(_))
+    ));
+    let _ = log.close();
+}
+
+#[test]
+fn sync_policies_differ_in_what_a_power_loss_keeps() {
+    for (sync, survives) in [
+        (SyncPolicy::Full, true),
+        (SyncPolicy::Normal, false),
+        (SyncPolicy::Off, false),
+    ] {
+        let (vfs, db) = sim_db();
+        let log =
+            Log::open_with_vfs(&db, &Options { sync, ..opts() }, Arc::new(vfs.clone())).unwrap();
+        let f = txn_frames(1, 1, 100);
+        log.wait_durable(submit_owned(&log, 1, 1, &f).unwrap(), None)
+            .unwrap();
+        let lost = vfs.crash(CrashMode::DropAll);
+        let (got, _, _) = recover_all(Some(&lost), &db, false).unwrap();
+        assert_eq!(got.contains_key(&1), survives, "{sync:?}");
+        // A process crash leaves what the OS has: every policy writes to the
+        // OS before acknowledging.
+        let (got, _, _) = recover_all(Some(&vfs), &db, false).unwrap();
+        assert!(got.contains_key(&1), "{sync:?} acknowledged before writing");
+        let syncs = log.stats().syncs;
+        match sync {
+            SyncPolicy::Full => assert!(syncs >= 1),
+            SyncPolicy::Normal | SyncPolicy::Off => {
+                assert_eq!(syncs, 0, "{sync:?} synced on the commit path")
+            }
+        }
+        log.close().unwrap();
+        if sync == SyncPolicy::Normal {
+            let closed = vfs.crash(CrashMode::DropAll);
+            let (got, _, _) = recover_all(Some(&closed), &db, false).unwrap();
+            assert!(got.contains_key(&1), "normal syncs at close");
+        }
+    }
+}
+
+#[test]
+fn a_second_open_in_one_process_shares_the_coordinator() {
+    let db = scratch("share");
+    let a = Log::open(&db, &opts()).unwrap();
+    let b = Log::open(&db, &opts()).unwrap();
+    let f = txn_frames(1, 1, 100);
+    let e = submit_owned(&a, 1, 1, &f).unwrap();
+    b.wait_durable(e, None).unwrap();
+    assert_eq!(a.stats().transactions, b.stats().transactions);
+    a.close().unwrap();
+    // b still works after a closed.
+    let e = submit_owned(&b, 2, 2, &f).unwrap();
+    b.wait_durable(e, None).unwrap();
+    b.close().unwrap();
+    let (got, _, _) = recover_all(None, &db, false).unwrap();
+    assert_eq!(got.len(), 2);
+}
+
+#[test]
+fn a_second_process_gets_a_locked_error() {
+    if let Ok(db) = std::env::var("PWAL_TEST_LOCK_CHILD") {
+        // Child side: the parent holds the log.
+        match Log::open(&db, &opts()) {
+            Err(Error::Locked(msg)) => {
+                assert!(msg.contains("LOCK"), "{msg}");
+                match recover(&db, &RecoverOptions::default(), |_| true) {
+                    Err(Error::Locked(_)) => std::process::exit(42),
+                    other => panic!("recover: expected Locked, got {other:?}"),
+                }
+            }
+            other => panic!("expected Locked, got {:?}", other.map(|_| ())),
+        }
+    }
+    let db = scratch("lock");
+    let log = Log::open(&db, &opts()).unwrap();
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "a_second_process_gets_a_locked_error",
+            "--nocapture",
+        ])
+        .env("PWAL_TEST_LOCK_CHILD", &db)
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(42), "child did not see PWAL_ERR_LOCKED");
+    log.close().unwrap();
+    // Released at close: a new open succeeds.
+    Log::open(&db, &opts()).unwrap().close().unwrap();
+}
+
+#[test]
+fn checkpoint_recycles_covered_segments_while_writers_append() {
+    let db = scratch("ckpt");
+    let log = Arc::new(Log::open(&db, &Options { lanes: 2, ..opts() }).unwrap());
+    let seq = Arc::new(AtomicU64::new(1));
+    let writers: Vec<_> = (0..2u64)
+        .map(|t| {
+            let (log, seq) = (log.clone(), seq.clone());
+            std::thread::spawn(move || {
+                let mut n = 0u64;
+                let mut last = 0;
+                while n < 300 {
+                    let id = t * 1_000_000 + n;
+                    let s = seq.fetch_add(1, Ordering::SeqCst);
+                    last = submit_owned(&log, id, s, &txn_frames(id, 2, 4096)).unwrap();
+                    log.wait_durable(last, None).unwrap();
+                    n += 1;
+                }
+                last
+            })
+        })
+        .collect();
+    let mut checkpointed = 0;
+    while writers.iter().any(|w| !w.is_finished()) {
+        std::thread::sleep(Duration::from_millis(5));
+        let d = log.durable_epoch();
+        log.checkpoint(d).unwrap();
+        checkpointed = d;
+    }
+    for w in writers {
+        w.join().unwrap();
+    }
+    let st = log.stats();
+    assert!(st.segments_recycled + st.segments_deleted > 0, "{st:?}");
+    assert!(matches!(
+        log.checkpoint(st.current_epoch + 5),
+        Err(Error::Invalid(_))
+    ));
+    Arc::try_unwrap(log).ok().unwrap().close().unwrap();
+    let (got, _, report) = recover_all(None, &db, false).unwrap();
+    assert!(report.first_epoch > 1, "checkpointed segments are gone");
+    assert!(
+        report.first_epoch <= checkpointed + 1,
+        "a segment with uncovered epochs was dropped"
+    );
+    assert_eq!(
+        report.epochs,
+        report.last_epoch - report.first_epoch + 1,
+        "gap-free"
+    );
+    assert!(!got.is_empty());
+    assert_eq!(report.torn_tail_bytes, 0, "{:?}", report.damage);
+}
+
+#[test]
+fn recycled_segments_never_replay_stale_frames() {
+    let (vfs, db) = sim_db();
+    let o = Options {
+        segment_bytes: 64 << 10,
+        ..opts()
+    };
+    let log = Log::open_with_vfs(&db, &o, Arc::new(vfs.clone())).unwrap();
+    let mut id = 0;
+    for round in 0..6 {
+        for _ in 0..40 {
+            id += 1;
+            log.wait_durable(
+                submit_owned(&log, id, id, &txn_frames(id, 1, 3000)).unwrap(),
+                None,
+            )
+            .unwrap();
+        }
+        if round < 5 {
+            log.checkpoint(log.durable_epoch()).unwrap();
+        }
+    }
+    assert!(log.stats().segments_recycled > 0);
+    log.close().unwrap();
+    let (got, order, report) = recover_all(Some(&vfs), &db, false).unwrap();
+    assert_eq!(report.torn_tail_bytes, 0, "{:?}", report.damage);
+    assert_eq!(*order.last().unwrap(), id);
+    for (id, g) in &got {
+        assert_eq!(g.frames, txn_frames(*id, 1, 3000), "txn {id}");
+    }
+    assert_eq!(report.epochs, report.last_epoch - report.first_epoch + 1);
+}
+
+#[test]
+fn shadow_compare_catches_a_divergent_lane_encoding_and_falls_back() {
+    let db = scratch("shadow");
+    let log = Log::open(
+        &db,
+        &Options {
+            mode: Mode::ShadowCompare,
+            shadow_compare_per_mille: 1000,
+            ..opts()
+        },
+    )
+    .unwrap();
+    let f = txn_frames(1, 1, 500);
+    log.wait_durable(submit_owned(&log, 1, 1, &f).unwrap(), None)
+        .unwrap();
+    assert_eq!(log.stats().mode, Mode::ShadowCompare);
+    log.debug_inject_lane_encoding_fault();
+    log.wait_durable(submit_owned(&log, 2, 2, &f).unwrap(), None)
+        .unwrap();
+    let st = log.stats();
+    assert_eq!(st.mode, Mode::Conservative);
+    assert_eq!(
+        st.fallback,
+        Some(FallbackReason::CertificateChecksumMismatch)
+    );
+    assert!(
+        st.fallback_detail.contains("transaction 2"),
+        "{}",
+        st.fallback_detail
+    );
+    assert_eq!(st.shadow_compares, 2);
+    log.wait_durable(submit_owned(&log, 3, 3, &f).unwrap(), None)
+        .unwrap();
+    log.close().unwrap();
+    let (got, _, _) = recover_all(None, &db, false).unwrap();
+    assert_eq!(got.len(), 3);
+    assert_eq!(got[&2].frames, f, "the conservative bytes were logged");
+}
+
+#[test]
+fn a_batch_larger_than_the_room_left_waits_for_the_next_epoch() {
+    let db = scratch("bound");
+    let log = Arc::new(
+        Log::open(
+            &db,
+            &Options {
+                sync: SyncPolicy::Normal,
+                segment_bytes: 64 << 20,
+                ..opts()
+            },
+        )
+        .unwrap(),
+    );
+    // 6 threads x 3 batches of ~7 MiB: more than one 32 MiB epoch holds.
+    let threads: Vec<_> = (0..6u64)
+        .map(|t| {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                for i in 0..3u64 {
+                    let id = t * 10 + i;
+                    let frames = txn_frames(id, 110, 65536);
+                    let e = submit_owned(&log, id, id, &frames).unwrap();
+                    log.wait_durable(e, None).unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    Arc::try_unwrap(log).ok().unwrap().close().unwrap();
+    let mut per_epoch: BTreeMap<u64, usize> = BTreeMap::new();
+    let rep = recover(&db, &RecoverOptions::default(), |r| {
+        *per_epoch.entry(r.epoch).or_default() += r.data.len();
+        true
+    })
+    .unwrap();
+    assert_eq!(rep.transactions, 18);
+    for (e, bytes) in per_epoch {
+        assert!(
+            bytes <= pwal::MAX_EPOCH_BODY_BYTES,
+            "epoch {e} holds {bytes} bytes"
+        );
+    }
+}
+
+#[test]
+fn recovery_callback_can_stop_and_missing_log_is_empty() {
+    let db = scratch("stop");
+    write_epochs(&db, 3);
+    let mut seen = 0;
+    let mut report = RecoveryReport::default();
+    let err = pwal::recover_into(
+        &db,
+        &RecoverOptions::default(),
+        &mut |_| {
+            seen += 1;
+            seen < 2
+        },
+        &mut report,
+    )
+    .unwrap_err();
+    assert!(matches!(err, Error::Aborted { epoch: 2 }), "{err}");
+    assert_eq!(report.epochs, 1);
+    let none = recover(scratch("nothing"), &RecoverOptions::default(), |_| true).unwrap();
+    assert_eq!(none, RecoveryReport::default());
+}
+
+#[test]
+fn stats_report_watermarks_latencies_and_lanes() {
+    let db = scratch("stats");
+    let log = Log::open(&db, &Options { lanes: 3, ..opts() }).unwrap();
+    for i in 1..=5u64 {
+        log.commit(
+            &Txn {
+                txn_id: i,
+                commit_seq: 10 * i,
+                txn_epoch: 0,
+                frames: &[Frame {
+                    page_number: 1,
+                    db_size_if_commit: 1,
+                    data: &[7; 64],
+                }],
+            },
+            None,
+        )
+        .unwrap();
+    }
+    let st = log.stats();
+    assert_eq!(st.lanes, 3);
+    assert_eq!(st.lane_backlog_bytes.len(), 3);
+    assert_eq!(st.durable_commit_seq, 50);
+    assert_eq!(st.durable_epoch, st.current_epoch - 1);
+    assert_eq!(st.commit_wait_latency.count, 5);
+    assert_eq!(st.sync_latency.count, st.syncs);
+    assert!(st.sync_latency.p99_us >= st.sync_latency.p50_us);
+    assert_eq!(st.txns_per_epoch.count, st.epochs);
+    log.close().unwrap();
+}
+
+#[test]
+fn conservative_mode_uses_one_ordered_lane() {
+    let db = scratch("cons");
+    let log = Log::open(
+        &db,
+        &Options {
+            mode: Mode::Conservative,
+            lanes: 4,
+            ..opts()
+        },
+    )
+    .unwrap();
+    assert_eq!(log.stats().lanes, 1);
+    assert_eq!(log.stats().mode, Mode::Conservative);
+    log.close().unwrap();
+}
