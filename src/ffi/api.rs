@@ -1,0 +1,394 @@
+//! The entry points of a log handle: open, submit, wait, commit, checkpoint,
+//! stats, close.
+
+use std::ffi::{CStr, OsStr};
+use std::os::raw::c_char;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::time::Duration;
+
+use super::boundary::{ffi_boundary, out_size, read_sized, write_sized, Failure};
+use super::status::pwal_status;
+use super::types::{
+    pwal_frame, pwal_options, pwal_stats, pwal_txn, OPTIONS_MIN_SIZE, PWAL_MAX_PAGE_BYTES,
+    PWAL_MAX_TXN_FRAMES, PWAL_WAIT_FOREVER, STATS_MIN_SIZE,
+};
+use crate::{Frame, Log, Txn};
+
+/// An open log: opaque. Created by `pwal_open`, destroyed by `pwal_close`.
+/// One handle may be used from any number of threads at once.
+pub struct pwal {
+    log: Log,
+}
+
+/// A path from C: non-NULL, non-empty, taken as raw bytes (no UTF-8 needed).
+///
+/// # Safety
+///
+/// `path` is NULL or a NUL-terminated string valid for the call.
+pub(crate) unsafe fn path_from_c<'a>(path: *const c_char) -> Result<&'a Path, Failure> {
+    if path.is_null() {
+        return Err(Failure::invalid("path is NULL"));
+    }
+    // SAFETY: non-NULL, and the caller promised a NUL-terminated string that
+    // outlives the call.
+    let bytes = unsafe { CStr::from_ptr(path) }.to_bytes();
+    if bytes.is_empty() {
+        return Err(Failure::invalid("path is empty"));
+    }
+    Ok(Path::new(OsStr::from_bytes(bytes)))
+}
+
+fn timeout_from_c(timeout_ms: u32) -> Option<Duration> {
+    (timeout_ms != PWAL_WAIT_FOREVER).then(|| Duration::from_millis(timeout_ms.into()))
+}
+
+/// Frames up to this many are converted on the stack; larger transactions
+/// allocate (the count is checked against `PWAL_MAX_TXN_FRAMES` first).
+const INLINE_FRAMES: usize = 16;
+
+const EMPTY_FRAME: Frame<'static> = Frame {
+    page_number: 0,
+    db_size_if_commit: 0,
+    data: &[],
+};
+
+/// Checks a transaction from C and hands the core's view of it to `f`.
+fn with_txn<R>(
+    txn: &pwal_txn,
+    f: impl FnOnce(&Txn<'_>) -> Result<R, Failure>,
+) -> Result<R, Failure> {
+    let n = txn.frame_count;
+    if n == 0 {
+        return Err(Failure::invalid("txn->frame_count is 0"));
+    }
+    if n > PWAL_MAX_TXN_FRAMES {
+        return Err(Failure::invalid(format!(
+            "txn->frame_count = {n}: at most PWAL_MAX_TXN_FRAMES ({PWAL_MAX_TXN_FRAMES})"
+        )));
+    }
+    if txn.frames.is_null() {
+        return Err(Failure::invalid("txn->frames is NULL"));
+    }
+    // SAFETY: non-NULL, and the caller promised (pwal_submit's contract) that
+    // `frames` points to `frame_count` initialised pwal_frame values that stay
+    // valid and unmodified for the call.
+    let c_frames: &[pwal_frame] = unsafe { std::slice::from_raw_parts(txn.frames, n as usize) };
+
+    let mut inline = [EMPTY_FRAME; INLINE_FRAMES];
+    let mut heap = Vec::new();
+    let frames: &mut [Frame<'_>] = if c_frames.len() <= INLINE_FRAMES {
+        &mut inline[..c_frames.len()]
+    } else {
+        heap.resize(c_frames.len(), EMPTY_FRAME);
+        &mut heap
+    };
+    for (i, (c, out)) in c_frames.iter().zip(frames.iter_mut()).enumerate() {
+        if c.page_number == 0 {
+            return Err(Failure::invalid(format!(
+                "txn->frames[{i}].page_number is 0 (pages are numbered from 1)"
+            )));
+        }
+        if c.len == 0 || c.len > PWAL_MAX_PAGE_BYTES {
+            return Err(Failure::invalid(format!(
+                "txn->frames[{i}].len = {}: expected 1 to PWAL_MAX_PAGE_BYTES ({PWAL_MAX_PAGE_BYTES})",
+                c.len
+            )));
+        }
+        if c.data.is_null() {
+            return Err(Failure::invalid(format!("txn->frames[{i}].data is NULL")));
+        }
+        // SAFETY: non-NULL, and the caller promised `data` is readable for
+        // `len` bytes and not modified during the call; pwal copies it before
+        // returning.
+        let data = unsafe { std::slice::from_raw_parts(c.data as *const u8, c.len as usize) };
+        *out = Frame {
+            page_number: c.page_number,
+            db_size_if_commit: c.db_size_if_commit,
+            data,
+        };
+    }
+    f(&Txn {
+        txn_id: txn.txn_id,
+        commit_seq: txn.commit_seq,
+        txn_epoch: txn.txn_epoch,
+        frames,
+    })
+}
+
+/// Opens (creating if needed) the log of the database at `path`; the log
+/// lives in the directory `<path>-pwal/`. Opening a log left by a crash
+/// continues it: new epochs follow the last durable one and nothing durable
+/// is overwritten. To replay the log into the database, call `pwal_recover`
+/// first.
+///
+/// `options` may be NULL for the defaults; otherwise initialise it with
+/// `pwal_options_init`. `PWAL_*` environment variables override it (unless
+/// `options->ignore_env`). On success `*out_log` is a handle that the caller
+/// owns and must give to `pwal_close`; on failure it is set to NULL.
+///
+/// A second `pwal_open` of the same path in the same process returns another
+/// handle to the same log (each must be closed).
+///
+/// Returns `PWAL_OK`; `PWAL_ERR_INVALID` (NULL `path` or `out_log`, empty
+/// path, `struct_size` too small, unknown sync or mode, an option or
+/// environment variable out of range); `PWAL_ERR_LOCKED` (another process
+/// has the log open); `PWAL_ERR_IO` (the directory or a segment could not be
+/// created, opened or read); `PWAL_ERR_CORRUPT` (the existing log is damaged
+/// before valid data).
+///
+/// Thread safety: safe from any thread.
+///
+/// # Safety
+///
+/// `path` is NULL or a NUL-terminated string; `options` is NULL or points to
+/// at least `options->struct_size` readable bytes; `out_log` is NULL or
+/// writable.
+#[no_mangle]
+pub unsafe extern "C" fn pwal_open(
+    path: *const c_char,
+    options: *const pwal_options,
+    out_log: *mut *mut pwal,
+) -> pwal_status {
+    ffi_boundary("pwal_open", || {
+        let out_log = try_mut!(out_log);
+        *out_log = std::ptr::null_mut();
+        // SAFETY: see this function's `# Safety`.
+        let path = unsafe { path_from_c(path) }?;
+        let options = if options.is_null() {
+            pwal_options::default()
+        } else {
+            // SAFETY: non-NULL and valid for `struct_size` bytes (the caller's
+            // promise).
+            unsafe {
+                read_sized(
+                    options,
+                    pwal_options::default(),
+                    OPTIONS_MIN_SIZE,
+                    "options",
+                )
+            }?
+        };
+        let log = Log::open(path, &options.to_core()?)?;
+        *out_log = Box::into_raw(Box::new(pwal { log }));
+        Ok(())
+    })
+}
+
+/// Copies the transaction `txn` into this thread's lane and returns in
+/// `*out_epoch` the epoch it belongs to (pass it to `pwal_wait_durable`). It
+/// is not durable yet. The caller keeps ownership of `txn`, its frames and
+/// their data, which may be reused once the call returns.
+///
+/// May block briefly when the lane buffer is full (backpressure), never
+/// splits a transaction across epochs.
+///
+/// Returns `PWAL_OK`; `PWAL_ERR_INVALID` (NULL `log`, `txn` or `out_epoch`,
+/// `frame_count` 0 or over `PWAL_MAX_TXN_FRAMES`, NULL `frames`, and for a
+/// frame: page number 0, NULL `data`, `len` 0 or over `PWAL_MAX_PAGE_BYTES`;
+/// nothing is submitted); `PWAL_ERR_POISONED` (an earlier I/O failure);
+/// `PWAL_ERR_CLOSED`.
+///
+/// Thread safety: safe from any thread, concurrently with every call on the
+/// same handle except `pwal_close`.
+///
+/// # Safety
+///
+/// `log` is NULL or a live handle from `pwal_open`; `txn` is NULL or valid
+/// with `frame_count` readable frames, each with `len` readable bytes at
+/// `data`; `out_epoch` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn pwal_submit(
+    log: *mut pwal,
+    txn: *const pwal_txn,
+    out_epoch: *mut u64,
+) -> pwal_status {
+    ffi_boundary("pwal_submit", || {
+        let log = try_ref!(log);
+        let txn = try_ref!(txn);
+        let out_epoch = try_mut!(out_epoch);
+        *out_epoch = with_txn(txn, |t| Ok(log.log.submit(t)?))?;
+        Ok(())
+    })
+}
+
+/// Blocks until `epoch` (from `pwal_submit`) is durable under the log's sync
+/// policy, or `timeout_ms` milliseconds pass (`PWAL_WAIT_FOREVER`: no
+/// limit; 0: just check). Only after `PWAL_OK` may the engine publish the
+/// batches of that epoch.
+///
+/// Returns `PWAL_OK`; `PWAL_ERR_TIMEOUT` (not durable yet; the batch is not
+/// lost and a later wait may succeed); `PWAL_ERR_IO` or `PWAL_ERR_POISONED`
+/// (a write or sync failed: the epoch will never be acknowledged by this
+/// handle); `PWAL_ERR_INVALID` (NULL `log`, or an epoch never handed out);
+/// `PWAL_ERR_CLOSED`.
+///
+/// Thread safety: safe from any thread, concurrently with every call on the
+/// same handle except `pwal_close`.
+///
+/// # Safety
+///
+/// `log` is NULL or a live handle from `pwal_open`.
+#[no_mangle]
+pub unsafe extern "C" fn pwal_wait_durable(
+    log: *mut pwal,
+    epoch: u64,
+    timeout_ms: u32,
+) -> pwal_status {
+    ffi_boundary("pwal_wait_durable", || {
+        let log = try_ref!(log);
+        Ok(log.log.wait_durable(epoch, timeout_from_c(timeout_ms))?)
+    })
+}
+
+/// `pwal_submit` then `pwal_wait_durable`: returns once the transaction is
+/// durable (or the wait fails). `*out_epoch` receives the epoch as soon as
+/// the transaction is submitted, so after `PWAL_ERR_TIMEOUT` it can be
+/// waited on again; `out_epoch` may be NULL if not wanted.
+///
+/// Returns what `pwal_submit` and `pwal_wait_durable` return.
+///
+/// Thread safety: safe from any thread, concurrently with every call on the
+/// same handle except `pwal_close`.
+///
+/// # Safety
+///
+/// As for `pwal_submit`, except that `out_epoch` may be NULL.
+#[no_mangle]
+pub unsafe extern "C" fn pwal_commit(
+    log: *mut pwal,
+    txn: *const pwal_txn,
+    timeout_ms: u32,
+    out_epoch: *mut u64,
+) -> pwal_status {
+    ffi_boundary("pwal_commit", || {
+        let log = try_ref!(log);
+        let txn = try_ref!(txn);
+        let epoch = with_txn(txn, |t| Ok(log.log.submit(t)?))?;
+        if !out_epoch.is_null() {
+            // SAFETY: non-NULL, and the caller promised it is writable.
+            unsafe { out_epoch.write(epoch) };
+        }
+        Ok(log.log.wait_durable(epoch, timeout_from_c(timeout_ms))?)
+    })
+}
+
+/// Tells the log that every epoch up to and including `through_epoch` is
+/// reflected in the database file and synced there, so segment files wholly
+/// covered may be recycled or deleted. Recovery will no longer return those
+/// epochs.
+///
+/// Returns `PWAL_OK`; `PWAL_ERR_INVALID` (NULL `log`, or `through_epoch`
+/// beyond the durable epoch); `PWAL_ERR_IO` (a file could not be recycled or
+/// deleted); `PWAL_ERR_POISONED`; `PWAL_ERR_CLOSED`.
+///
+/// Thread safety: safe from any thread, concurrently with every call on the
+/// same handle except `pwal_close`.
+///
+/// # Safety
+///
+/// `log` is NULL or a live handle from `pwal_open`.
+#[no_mangle]
+pub unsafe extern "C" fn pwal_checkpoint(log: *mut pwal, through_epoch: u64) -> pwal_status {
+    ffi_boundary("pwal_checkpoint", || {
+        let log = try_ref!(log);
+        Ok(log.log.checkpoint(through_epoch)?)
+    })
+}
+
+/// The durable watermark, for publishing commits in order: `*out_epoch`
+/// gets the highest epoch such that it and every epoch before it are
+/// durable, and `*out_commit_seq` the highest commit sequence `s` such that
+/// every transaction submitted so far with `commit_seq <= s` is durable
+/// (0 when none is). Either pointer may be NULL if not wanted. Cheaper than
+/// `pwal_get_stats`.
+///
+/// Returns `PWAL_OK`; `PWAL_ERR_INVALID` (NULL `log`).
+///
+/// Thread safety: safe from any thread, concurrently with every call on the
+/// same handle except `pwal_close`.
+///
+/// # Safety
+///
+/// `log` is NULL or a live handle; each out-pointer is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn pwal_durable(
+    log: *mut pwal,
+    out_epoch: *mut u64,
+    out_commit_seq: *mut u64,
+) -> pwal_status {
+    ffi_boundary("pwal_durable", || {
+        let log = try_ref!(log);
+        if !out_epoch.is_null() {
+            // SAFETY: non-NULL, and the caller promised it is writable.
+            unsafe { out_epoch.write(log.log.durable_epoch()) };
+        }
+        if !out_commit_seq.is_null() {
+            // SAFETY: non-NULL, and the caller promised it is writable.
+            unsafe { out_commit_seq.write(log.log.durable_commit_seq()) };
+        }
+        Ok(())
+    })
+}
+
+/// Fills `*out` with a snapshot of the log's counters. Set
+/// `out->struct_size = sizeof(pwal_stats)` first; on return it holds the
+/// number of bytes filled (fewer if the library is older than the header).
+/// Works on a poisoned log too (see `out->poisoned`).
+///
+/// Returns `PWAL_OK`; `PWAL_ERR_INVALID` (NULL `log` or `out`,
+/// `out->struct_size` too small).
+///
+/// Thread safety: safe from any thread, concurrently with every call on the
+/// same handle except `pwal_close`.
+///
+/// # Safety
+///
+/// `log` is NULL or a live handle; `out` is NULL or writable for
+/// `out->struct_size` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn pwal_get_stats(log: *mut pwal, out: *mut pwal_stats) -> pwal_status {
+    ffi_boundary("pwal_get_stats", || {
+        let log = try_ref!(log);
+        if out.is_null() {
+            return Err(Failure::invalid("out is NULL"));
+        }
+        // SAFETY: non-NULL and valid for `struct_size` bytes (the caller's
+        // promise).
+        let n = unsafe { out_size(out, STATS_MIN_SIZE, "pwal_stats") }?;
+        let stats = pwal_stats::from(&log.log.stats());
+        // SAFETY: `out_size` returned a size the caller's struct has room for.
+        unsafe { write_sized(out, &stats, n) };
+        Ok(())
+    })
+}
+
+/// Closes the handle: waits until everything submitted through it is
+/// written (and synced under `PWAL_SYNC_FULL`/`NORMAL`), then frees it. The
+/// log itself closes when its last handle in the process is closed. The
+/// handle is freed whatever the result, and must not be used again.
+///
+/// Returns `PWAL_OK`; `PWAL_ERR_INVALID` (NULL `log`); `PWAL_ERR_IO` or
+/// `PWAL_ERR_POISONED` (the final write or sync failed, or had failed
+/// before: batches not acknowledged may be lost; reopen runs recovery).
+///
+/// Thread safety: must not race with any other call on the same handle
+/// (make sure every other thread is done with it first). Other handles are
+/// unaffected.
+///
+/// # Safety
+///
+/// `log` is NULL or a live handle from `pwal_open`, not used by any other
+/// thread during or after the call.
+#[no_mangle]
+pub unsafe extern "C" fn pwal_close(log: *mut pwal) -> pwal_status {
+    ffi_boundary("pwal_close", || {
+        if log.is_null() {
+            return Err(Failure::invalid("log is NULL"));
+        }
+        // SAFETY: a live handle comes from `Box::into_raw` in `pwal_open`, and
+        // the caller gives up its ownership here (no other thread uses it).
+        let handle = unsafe { Box::from_raw(log) };
+        Ok(handle.log.close()?)
+    })
+}

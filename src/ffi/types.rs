@@ -1,0 +1,590 @@
+//! The `#[repr(C)]` types of the ABI, the constants C sees, and their
+//! conversions to and from the core's types.
+//!
+//! Structs that C fills in or reads back (`pwal_options`, `pwal_stats`,
+//! `pwal_recovery_report`) start with a `uint32_t struct_size`, so that fields
+//! can be added at the end without breaking programs built against an older
+//! header: pwal reads or writes only the first `struct_size` bytes.
+
+use std::os::raw::{c_char, c_void};
+use std::time::Duration;
+
+use super::boundary::Failure;
+use crate::{FallbackReason, LatencySummary, Mode, Options, Stats, SyncPolicy};
+
+/// Major version of the header (and of the library it came with).
+pub const PWAL_VERSION_MAJOR: u32 = 0;
+/// Minor version.
+pub const PWAL_VERSION_MINOR: u32 = 1;
+/// Patch version.
+pub const PWAL_VERSION_PATCH: u32 = 0;
+
+const fn parse_u32(s: &str) -> u32 {
+    let b = s.as_bytes();
+    let mut i = 0;
+    let mut n = 0u32;
+    while i < b.len() {
+        n = n * 10 + (b[i] - b'0') as u32;
+        i += 1;
+    }
+    n
+}
+// The macros are literals (cbindgen cannot evaluate `env!`); these keep them
+// equal to Cargo.toml's version.
+const _: () = assert!(parse_u32(env!("CARGO_PKG_VERSION_MAJOR")) == PWAL_VERSION_MAJOR);
+const _: () = assert!(parse_u32(env!("CARGO_PKG_VERSION_MINOR")) == PWAL_VERSION_MINOR);
+const _: () = assert!(parse_u32(env!("CARGO_PKG_VERSION_PATCH")) == PWAL_VERSION_PATCH);
+
+/// `timeout_ms` value meaning "wait until durable, however long it takes".
+pub const PWAL_WAIT_FOREVER: u32 = u32::MAX;
+
+/// `pwal_recover` flag: on damage before valid later data, stop at the first
+/// damage and return `PWAL_OK` with the records before it (the damage is
+/// described in `report->damage`), instead of `PWAL_ERR_CORRUPT`.
+pub const PWAL_RECOVER_DURABLE_PREFIX: u32 = 1;
+
+/// Largest page accepted in a frame, in bytes (`pwal_frame.len`).
+pub const PWAL_MAX_PAGE_BYTES: u32 = 65536;
+/// Most frames in one transaction (`pwal_txn.frame_count`).
+pub const PWAL_MAX_TXN_FRAMES: u32 = 16384;
+/// Most lanes a log can have (`pwal_options.lanes`).
+pub const PWAL_MAX_LANES: u32 = 256;
+/// Entries of `pwal_stats.lane_backlog_bytes`; lanes past this many are
+/// summed into the last entry.
+pub const PWAL_STATS_LANES: usize = 64;
+/// Size of the fixed text buffers in `pwal_stats` and
+/// `pwal_recovery_report`, NUL included; longer text is truncated.
+pub const PWAL_TEXT_BYTES: usize = 256;
+
+const _: () = assert!(PWAL_MAX_PAGE_BYTES as usize == crate::MAX_PAGE_BYTES);
+const _: () = assert!(PWAL_MAX_TXN_FRAMES as usize == crate::MAX_TXN_FRAMES);
+const _: () = assert!(PWAL_MAX_LANES as usize == crate::MAX_LANES);
+
+/// When a batch is acknowledged durable (`pwal_options.sync`, a `uint32_t`).
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum pwal_sync {
+    /// Default. `fdatasync` before acknowledging: survives power loss.
+    PWAL_SYNC_FULL = 0,
+    /// Acknowledged once written to the OS, synced in the background: survives
+    /// a process crash, not a power loss.
+    PWAL_SYNC_NORMAL = 1,
+    /// Acknowledged once written to the OS, never synced: nothing promised.
+    PWAL_SYNC_OFF = 2,
+}
+
+/// How writer threads map to lanes (`pwal_options.mode`, a `uint32_t`).
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum pwal_mode {
+    /// Default. One lane per writer thread: parallel append.
+    PWAL_MODE_AUTO = 0,
+    /// One ordered lane for every thread: the compatibility path.
+    PWAL_MODE_CONSERVATIVE = 1,
+    /// Lanes, with a sample of batches also encoded the conservative way and
+    /// compared; on a mismatch the log falls back to conservative.
+    PWAL_MODE_SHADOW_COMPARE = 2,
+}
+
+/// Why a log left its configured mode for the conservative path
+/// (`pwal_stats.fallback_reason`); see `pwal_fallback_reason_name`.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum pwal_fallback_reason {
+    /// No fallback.
+    PWAL_FALLBACK_NONE = 0,
+    PWAL_FALLBACK_OPERATOR_FORCED = 1,
+    PWAL_FALLBACK_LANE_OVERFLOW = 2,
+    PWAL_FALLBACK_CERTIFICATE_GAP = 3,
+    PWAL_FALLBACK_CERTIFICATE_CHECKSUM_MISMATCH = 4,
+    PWAL_FALLBACK_PUBLICATION_MISMATCH = 5,
+    PWAL_FALLBACK_RECOVERY_GAP = 6,
+    PWAL_FALLBACK_CHECKPOINT_CONFLICT = 7,
+    PWAL_FALLBACK_CONTROLLER_EVIDENCE_LOST = 8,
+}
+
+/// Options for `pwal_open`. Initialise with `pwal_options_init`, then change
+/// what you need. Every numeric field: 0 means the default.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct pwal_options {
+    /// `sizeof(pwal_options)`, set by `pwal_options_init`.
+    pub struct_size: u32,
+    /// A `pwal_sync` value; default `PWAL_SYNC_FULL`.
+    pub sync: u32,
+    /// A `pwal_mode` value; default `PWAL_MODE_AUTO`.
+    pub mode: u32,
+    /// Number of lanes, 1 to `PWAL_MAX_LANES`; 0 means the number of CPUs.
+    pub lanes: u32,
+    /// Seal an epoch once this many bytes are buffered (4096 to 32 MiB);
+    /// 0 means 4 MiB.
+    pub max_batch_bytes: u64,
+    /// Seal an epoch at the latest this long after its first record, in
+    /// microseconds (at most 10 s); 0 means 2 ms.
+    pub max_flush_delay_us: u64,
+    /// In `PWAL_MODE_SHADOW_COMPARE`, share of batches compared, per mille
+    /// (0 to 1000); 0 means every batch.
+    pub shadow_compare_per_mille: u32,
+    /// Non-zero: ignore the `PWAL_*` environment variables. 0 (default): an
+    /// environment variable that is set overrides the field above.
+    pub ignore_env: u32,
+    /// Size each segment file is preallocated to, in bytes (64 KiB to 1 TiB);
+    /// 0 means 64 MiB.
+    pub segment_bytes: u64,
+}
+
+/// The smallest `pwal_options.struct_size` accepted (the size in 0.1).
+pub(crate) const OPTIONS_MIN_SIZE: usize = std::mem::size_of::<pwal_options>();
+
+impl Default for pwal_options {
+    fn default() -> pwal_options {
+        pwal_options {
+            struct_size: std::mem::size_of::<pwal_options>() as u32,
+            sync: pwal_sync::PWAL_SYNC_FULL as u32,
+            mode: pwal_mode::PWAL_MODE_AUTO as u32,
+            lanes: 0,
+            max_batch_bytes: 0,
+            max_flush_delay_us: 0,
+            shadow_compare_per_mille: 0,
+            ignore_env: 0,
+            segment_bytes: 0,
+        }
+    }
+}
+
+pub(crate) fn sync_from_c(v: u32) -> Result<SyncPolicy, Failure> {
+    match v {
+        0 => Ok(SyncPolicy::Full),
+        1 => Ok(SyncPolicy::Normal),
+        2 => Ok(SyncPolicy::Off),
+        _ => Err(Failure::invalid(format!(
+            "options->sync = {v}: expected PWAL_SYNC_FULL (0), PWAL_SYNC_NORMAL (1) or PWAL_SYNC_OFF (2)"
+        ))),
+    }
+}
+
+pub(crate) fn mode_from_c(v: u32) -> Result<Mode, Failure> {
+    match v {
+        0 => Ok(Mode::Auto),
+        1 => Ok(Mode::Conservative),
+        2 => Ok(Mode::ShadowCompare),
+        _ => Err(Failure::invalid(format!(
+            "options->mode = {v}: expected PWAL_MODE_AUTO (0), PWAL_MODE_CONSERVATIVE (1) or \
+             PWAL_MODE_SHADOW_COMPARE (2)"
+        ))),
+    }
+}
+
+fn sync_to_c(s: SyncPolicy) -> u32 {
+    (match s {
+        SyncPolicy::Full => pwal_sync::PWAL_SYNC_FULL,
+        SyncPolicy::Normal => pwal_sync::PWAL_SYNC_NORMAL,
+        SyncPolicy::Off => pwal_sync::PWAL_SYNC_OFF,
+    }) as u32
+}
+
+fn mode_to_c(m: Mode) -> u32 {
+    (match m {
+        Mode::Auto => pwal_mode::PWAL_MODE_AUTO,
+        Mode::Conservative => pwal_mode::PWAL_MODE_CONSERVATIVE,
+        Mode::ShadowCompare => pwal_mode::PWAL_MODE_SHADOW_COMPARE,
+    }) as u32
+}
+
+impl pwal_options {
+    /// The core's options; the core checks ranges and the environment.
+    pub(crate) fn to_core(self) -> Result<Options, Failure> {
+        Ok(Options {
+            sync: sync_from_c(self.sync)?,
+            mode: mode_from_c(self.mode)?,
+            lanes: self.lanes as usize,
+            max_batch_bytes: usize::try_from(self.max_batch_bytes).unwrap_or(usize::MAX),
+            max_flush_delay: Duration::from_micros(self.max_flush_delay_us),
+            shadow_compare_per_mille: self.shadow_compare_per_mille,
+            segment_bytes: self.segment_bytes,
+            use_env: self.ignore_env == 0,
+        })
+    }
+}
+
+/// One page image of a transaction, as given to `pwal_submit`/`pwal_commit`.
+/// pwal copies `data` before the call returns; the caller keeps ownership.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct pwal_frame {
+    /// Page number, 1-based; 0 is rejected.
+    pub page_number: u32,
+    /// Database size in pages after this commit on the transaction's commit
+    /// frame, 0 on the others. Stored and given back; pwal does not interpret it.
+    pub db_size_if_commit: u32,
+    /// The page bytes; not NULL.
+    pub data: *const c_void,
+    /// Length of `data`: 1 to `PWAL_MAX_PAGE_BYTES`.
+    pub len: u32,
+}
+
+/// One transaction (a batch): after recovery either all of its frames are
+/// there or none. Every field is stored and given back by recovery.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct pwal_txn {
+    pub txn_id: u64,
+    /// The engine's commit sequence number; recovery replays the
+    /// transactions of one epoch in ascending `commit_seq`.
+    pub commit_seq: u64,
+    /// `frame_count` frames; not NULL.
+    pub frames: *const pwal_frame,
+    /// 1 to `PWAL_MAX_TXN_FRAMES`.
+    pub frame_count: u32,
+    /// Opaque to pwal.
+    pub txn_epoch: u32,
+}
+
+/// One recovered frame, given to the `pwal_record_fn` callback. The struct
+/// and `data` belong to pwal and are valid during the callback only: copy
+/// what you keep.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct pwal_record {
+    /// The log epoch the transaction was durable in (1, 2, ... with no gaps).
+    pub epoch: u64,
+    pub txn_id: u64,
+    pub commit_seq: u64,
+    pub txn_epoch: u32,
+    pub page_number: u32,
+    pub db_size_if_commit: u32,
+    pub data: *const c_void,
+    pub len: u32,
+}
+
+/// Recovery callback: called once per recovered frame, in replay order, on
+/// the thread that called `pwal_recover`. Return 0 to go on; any other value
+/// stops recovery, which then returns `PWAL_ERR_ABORTED`. It must not call
+/// `longjmp` or throw a C++ exception through pwal.
+pub type pwal_record_fn =
+    Option<unsafe extern "C" fn(user_data: *mut c_void, record: *const pwal_record) -> i32>;
+
+/// Percentiles of a latency histogram, in microseconds (each at most 12.5 %
+/// above the true value). For `pwal_stats.txns_per_epoch` the values are
+/// transaction counts, not microseconds.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct pwal_latency {
+    /// Number of samples.
+    pub count: u64,
+    pub p50_us: u64,
+    pub p99_us: u64,
+    pub p999_us: u64,
+    pub max_us: u64,
+}
+
+impl From<LatencySummary> for pwal_latency {
+    fn from(s: LatencySummary) -> pwal_latency {
+        pwal_latency {
+            count: s.count,
+            p50_us: s.p50_us,
+            p99_us: s.p99_us,
+            p999_us: s.p999_us,
+            max_us: s.max_us,
+        }
+    }
+}
+
+/// A snapshot of a log's counters, filled by `pwal_get_stats`. Set
+/// `struct_size = sizeof(pwal_stats)` before the call.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct pwal_stats {
+    /// Set by the caller to `sizeof(pwal_stats)`; on return, the number of
+    /// bytes pwal filled.
+    pub struct_size: u32,
+    /// The `pwal_mode` in force now (the configured one unless it fell back).
+    pub mode: u32,
+    /// The `pwal_mode` the log was opened with.
+    pub configured_mode: u32,
+    /// The `pwal_sync` policy in force.
+    pub sync: u32,
+    /// A `pwal_fallback_reason`; `PWAL_FALLBACK_NONE` (0) if none.
+    pub fallback_reason: u32,
+    /// Number of lanes.
+    pub lanes: u32,
+    /// Non-zero once an I/O failure poisoned the log.
+    pub poisoned: u32,
+    /// Entries of `lane_backlog_bytes` that are filled: min(lanes, PWAL_STATS_LANES).
+    pub lane_backlog_count: u32,
+    /// The epoch new batches go into now.
+    pub current_epoch: u64,
+    /// Every epoch up to and including this one is durable.
+    pub durable_epoch: u64,
+    /// Every batch submitted so far with a commit_seq up to this one is durable.
+    pub durable_commit_seq: u64,
+    /// Epoch frames written by this process.
+    pub epochs: u64,
+    /// Transactions written.
+    pub transactions: u64,
+    /// Page frames written.
+    pub records: u64,
+    /// Bytes of epoch frames written (not counting preallocation).
+    pub bytes_written: u64,
+    /// `fdatasync` calls on segment files.
+    pub syncs: u64,
+    pub segments_created: u64,
+    pub segments_recycled: u64,
+    pub segments_deleted: u64,
+    /// Batches compared in shadow-compare mode.
+    pub shadow_compares: u64,
+    /// Time of each segment `fdatasync`.
+    pub sync_latency: pwal_latency,
+    /// Time `pwal_wait_durable` / `pwal_commit` callers waited.
+    pub commit_wait_latency: pwal_latency,
+    /// Transactions per written epoch (counts, not microseconds).
+    pub txns_per_epoch: pwal_latency,
+    /// Bytes buffered in each lane and not yet sealed.
+    pub lane_backlog_bytes: [u64; PWAL_STATS_LANES],
+    /// Why the log fell back, in words; "" if it did not. NUL-terminated.
+    pub fallback_detail: [c_char; PWAL_TEXT_BYTES],
+}
+
+/// The smallest `pwal_stats.struct_size` accepted (the size in 0.1).
+pub(crate) const STATS_MIN_SIZE: usize = std::mem::size_of::<pwal_stats>();
+
+fn fallback_to_c(r: Option<FallbackReason>) -> u32 {
+    // The core's discriminants are the ABI values (1..=8), 0 is "none".
+    r.map_or(pwal_fallback_reason::PWAL_FALLBACK_NONE as u32, |r| {
+        r as u32
+    })
+}
+
+/// Copies `s` into a fixed C buffer, truncated at a character boundary and
+/// always NUL-terminated.
+pub(crate) fn copy_text(dst: &mut [c_char; PWAL_TEXT_BYTES], s: &str) {
+    let mut n = s.len().min(PWAL_TEXT_BYTES - 1);
+    while !s.is_char_boundary(n) {
+        n -= 1;
+    }
+    for (d, &b) in dst.iter_mut().zip(&s.as_bytes()[..n]) {
+        *d = if b == 0 { b'?' } else { b } as c_char;
+    }
+    dst[n] = 0;
+}
+
+impl From<&Stats> for pwal_stats {
+    fn from(s: &Stats) -> pwal_stats {
+        let mut backlog = [0u64; PWAL_STATS_LANES];
+        for (i, &b) in s.lane_backlog_bytes.iter().enumerate() {
+            let slot = i.min(PWAL_STATS_LANES - 1);
+            backlog[slot] = backlog[slot].saturating_add(b);
+        }
+        let mut out = pwal_stats {
+            struct_size: std::mem::size_of::<pwal_stats>() as u32,
+            mode: mode_to_c(s.mode),
+            configured_mode: mode_to_c(s.configured_mode),
+            sync: sync_to_c(s.sync),
+            fallback_reason: fallback_to_c(s.fallback),
+            lanes: s.lanes as u32,
+            poisoned: s.poisoned as u32,
+            lane_backlog_count: s.lane_backlog_bytes.len().min(PWAL_STATS_LANES) as u32,
+            current_epoch: s.current_epoch,
+            durable_epoch: s.durable_epoch,
+            durable_commit_seq: s.durable_commit_seq,
+            epochs: s.epochs,
+            transactions: s.transactions,
+            records: s.records,
+            bytes_written: s.bytes_written,
+            syncs: s.syncs,
+            segments_created: s.segments_created,
+            segments_recycled: s.segments_recycled,
+            segments_deleted: s.segments_deleted,
+            shadow_compares: s.shadow_compares,
+            sync_latency: s.sync_latency.into(),
+            commit_wait_latency: s.commit_wait_latency.into(),
+            txns_per_epoch: s.txns_per_epoch.into(),
+            lane_backlog_bytes: backlog,
+            fallback_detail: [0; PWAL_TEXT_BYTES],
+        };
+        copy_text(&mut out.fallback_detail, &s.fallback_detail);
+        out
+    }
+}
+
+/// What `pwal_recover` found. Set `struct_size = sizeof(pwal_recovery_report)`
+/// before the call; it is filled on success and on failure (as far as
+/// recovery got).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct pwal_recovery_report {
+    /// Set by the caller to `sizeof(pwal_recovery_report)`; on return, the
+    /// number of bytes pwal filled.
+    pub struct_size: u32,
+    /// Non-zero if something was wrong: a torn tail or corruption
+    /// (described in `damage`).
+    pub has_damage: u32,
+    /// Segment files read.
+    pub segments: u64,
+    /// Epochs replayed.
+    pub epochs: u64,
+    /// First and last epoch replayed (0 if none).
+    pub first_epoch: u64,
+    pub last_epoch: u64,
+    /// Transactions replayed.
+    pub transactions: u64,
+    /// Records (frames) given to the callback.
+    pub records: u64,
+    /// Bytes of valid epoch frames read.
+    pub bytes: u64,
+    /// Bytes of a torn, unacknowledged tail that were discarded.
+    pub torn_tail_bytes: u64,
+    /// Segment files and bytes skipped (after damage, under
+    /// `PWAL_RECOVER_DURABLE_PREFIX`).
+    pub skipped_segments: u64,
+    pub skipped_bytes: u64,
+    /// What was wrong, with file and offset; "" if nothing. NUL-terminated.
+    pub damage: [c_char; PWAL_TEXT_BYTES],
+}
+
+/// The smallest `pwal_recovery_report.struct_size` accepted (the size in 0.1).
+pub(crate) const REPORT_MIN_SIZE: usize = std::mem::size_of::<pwal_recovery_report>();
+
+impl From<&crate::RecoveryReport> for pwal_recovery_report {
+    fn from(r: &crate::RecoveryReport) -> pwal_recovery_report {
+        let mut out = pwal_recovery_report {
+            struct_size: std::mem::size_of::<pwal_recovery_report>() as u32,
+            has_damage: r.damage.is_some() as u32,
+            segments: r.segments,
+            epochs: r.epochs,
+            first_epoch: r.first_epoch,
+            last_epoch: r.last_epoch,
+            transactions: r.transactions,
+            records: r.records,
+            bytes: r.bytes,
+            torn_tail_bytes: r.torn_tail_bytes,
+            skipped_segments: r.skipped_segments,
+            skipped_bytes: r.skipped_bytes,
+            damage: [0; PWAL_TEXT_BYTES],
+        };
+        copy_text(&mut out.damage, r.damage.as_deref().unwrap_or(""));
+        out
+    }
+}
+
+/// Fills `options` with the defaults and sets `options->struct_size`. Does
+/// nothing if `options` is NULL.
+///
+/// Thread safety: safe from any thread.
+///
+/// # Safety
+///
+/// `options` is NULL or points to writable memory of `sizeof(pwal_options)`.
+#[no_mangle]
+pub unsafe extern "C" fn pwal_options_init(options: *mut pwal_options) {
+    if options.is_null() {
+        return;
+    }
+    // SAFETY: non-NULL, and the caller promised it points to a pwal_options;
+    // `write` does not read (or drop) the uninitialised old value.
+    unsafe { options.write(pwal_options::default()) };
+}
+
+/// The name of a `pwal_fallback_reason` ("none", "operator forced", "lane
+/// overflow", ...), or "unknown" for a value this version does not know.
+/// Never NULL; static: do not free.
+///
+/// Thread safety: safe from any thread.
+#[no_mangle]
+pub extern "C" fn pwal_fallback_reason_name(reason: u32) -> *const c_char {
+    match reason {
+        0 => cstr!("none"),
+        1 => cstr!("operator forced"),
+        2 => cstr!("lane overflow"),
+        3 => cstr!("certificate gap"),
+        4 => cstr!("certificate checksum mismatch"),
+        5 => cstr!("publication mismatch"),
+        6 => cstr!("recovery gap"),
+        7 => cstr!("checkpoint conflict"),
+        8 => cstr!("controller evidence lost"),
+        _ => cstr!("unknown"),
+    }
+}
+
+/// The library's version as a static string, e.g. "0.1.0". Compare with the
+/// `PWAL_VERSION_*` macros to detect a header/library mismatch.
+///
+/// Thread safety: safe from any thread.
+#[no_mangle]
+pub extern "C" fn pwal_version() -> *const c_char {
+    cstr!(env!("CARGO_PKG_VERSION"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::CStr;
+    use std::mem::{size_of, MaybeUninit};
+
+    /// Byte offset of a field (`offset_of!` needs a newer Rust than our MSRV).
+    macro_rules! offset {
+        ($t:ty, $f:ident) => {{
+            let v = MaybeUninit::<$t>::uninit();
+            let base = v.as_ptr();
+            // SAFETY: addr_of! computes the field's address without reading
+            // or creating a reference to the uninitialised value.
+            let field = unsafe { std::ptr::addr_of!((*base).$f) };
+            field as usize - base as usize
+        }};
+    }
+
+    #[test]
+    fn sized_structs_begin_with_their_size() {
+        assert_eq!(offset!(pwal_options, struct_size), 0);
+        assert_eq!(offset!(pwal_stats, struct_size), 0);
+        assert_eq!(offset!(pwal_recovery_report, struct_size), 0);
+    }
+
+    #[test]
+    fn abi_layouts_are_the_documented_ones() {
+        // These sizes are part of the ABI of 0.1; a change here breaks
+        // compiled callers unless it only appends fields.
+        assert_eq!(size_of::<pwal_options>(), 48);
+        assert_eq!(size_of::<pwal_frame>(), 24);
+        assert_eq!(size_of::<pwal_txn>(), 32);
+        assert_eq!(offset!(pwal_record, data), 40);
+    }
+
+    #[test]
+    fn fallback_names_match_the_core() {
+        for r in [
+            FallbackReason::OperatorForced,
+            FallbackReason::LaneOverflow,
+            FallbackReason::CertificateGap,
+            FallbackReason::CertificateChecksumMismatch,
+            FallbackReason::PublicationMismatch,
+            FallbackReason::RecoveryGap,
+            FallbackReason::CheckpointConflict,
+            FallbackReason::ControllerEvidenceLost,
+        ] {
+            // SAFETY: the function returns a static NUL-terminated string.
+            let name = unsafe { CStr::from_ptr(pwal_fallback_reason_name(fallback_to_c(Some(r)))) };
+            assert_eq!(name.to_str().unwrap(), r.name());
+        }
+    }
+
+    #[test]
+    fn text_is_truncated_and_terminated() {
+        let mut buf = [1 as c_char; PWAL_TEXT_BYTES];
+        copy_text(&mut buf, &"é".repeat(400));
+        // SAFETY: copy_text always writes a NUL inside the buffer.
+        let s = unsafe { CStr::from_ptr(buf.as_ptr()) };
+        assert!(s.to_bytes().len() < PWAL_TEXT_BYTES);
+        assert!(s.to_str().is_ok(), "cut inside a character");
+    }
+
+    #[test]
+    fn version_string_matches_the_macros() {
+        // SAFETY: static NUL-terminated string.
+        let v = unsafe { CStr::from_ptr(pwal_version()) };
+        assert_eq!(
+            v.to_str().unwrap(),
+            format!("{PWAL_VERSION_MAJOR}.{PWAL_VERSION_MINOR}.{PWAL_VERSION_PATCH}")
+        );
+    }
+}

@@ -1,0 +1,597 @@
+/*
+ * C harness for libpwal: drives the library through pwal.h only, exactly as
+ * an engine would. Built and run by tests/c_abi.rs, one case per process:
+ *
+ *     harness CASE DIR
+ *
+ * Every case prints what it checked and exits 0, or prints the first failed
+ * check (with pwal_last_error()) and exits 1. DIR is an empty scratch
+ * directory the case may fill.
+ */
+#define _POSIX_C_SOURCE 200809L
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "pwal.h"
+
+/* Small segments: preallocating a 64 MiB default per test is wasted time. */
+#define TEST_SEGMENT_BYTES (1u << 20)
+#define TEST_TIMEOUT_MS 60000u
+
+static const char *g_case = "?";
+
+#define CHECK(cond)                                                                  \
+    do {                                                                             \
+        if (!(cond)) {                                                               \
+            fprintf(stderr, "[%s] %s:%d: check failed: %s\n  last error: %s\n",      \
+                    g_case, __FILE__, __LINE__, #cond, pwal_last_error());           \
+            exit(1);                                                                 \
+        }                                                                            \
+    } while (0)
+
+/* Checks that `call` returns `want` and, for an error, leaves a message that
+ * mentions `needle` (a word naming the bad argument). */
+#define EXPECT_STATUS(call, want, needle)                                            \
+    do {                                                                             \
+        pwal_status got_ = (call);                                                   \
+        if (got_ != (want)) {                                                        \
+            fprintf(stderr, "[%s] %s:%d: %s\n  returned %s, expected %s\n"           \
+                    "  last error: %s\n", g_case, __FILE__, __LINE__, #call,         \
+                    pwal_status_name(got_), pwal_status_name(want),                  \
+                    pwal_last_error());                                              \
+            exit(1);                                                                 \
+        }                                                                            \
+        if ((want) != PWAL_OK && strstr(pwal_last_error(), (needle)) == NULL) {      \
+            fprintf(stderr, "[%s] %s:%d: %s\n  message does not mention \"%s\": %s\n", \
+                    g_case, __FILE__, __LINE__, #call, (needle), pwal_last_error()); \
+            exit(1);                                                                 \
+        }                                                                            \
+    } while (0)
+
+#define OK(call) EXPECT_STATUS(call, PWAL_OK, "")
+
+static char g_db[4096];
+
+static pwal_options test_options(void) {
+    pwal_options o;
+    pwal_options_init(&o);
+    o.segment_bytes = TEST_SEGMENT_BYTES;
+    o.ignore_env = 1;
+    return o;
+}
+
+static pwal *open_log(void) {
+    pwal_options o = test_options();
+    pwal *log = NULL;
+    OK(pwal_open(g_db, &o, &log));
+    CHECK(log != NULL);
+    return log;
+}
+
+/* ---- deterministic transactions: the oracle for every byte ---- */
+
+#define MAX_FRAMES 4
+#define MAX_LEN 9000
+
+/* A transaction is named by its id; everything else follows from it. */
+static uint32_t frames_of(uint64_t id) { return 1 + (uint32_t)(id % MAX_FRAMES); }
+static uint32_t page_of(uint64_t id, uint32_t j) { return 1 + (uint32_t)((id * 7 + j * 13) % 5000); }
+static uint32_t len_of(uint64_t id, uint32_t j) {
+    uint32_t sizes[] = {1, 512, 4096, 8192, MAX_LEN - 1, 100};
+    return sizes[(id + j) % 6];
+}
+static unsigned char byte_of(uint64_t id, uint32_t j, uint32_t i) {
+    return (unsigned char)((id * 131u + j * 31u + i * 7u + (i >> 8)) & 0xff);
+}
+static uint32_t txn_epoch_of(uint64_t id) { return (uint32_t)(id ^ 0x5a5a5a5au); }
+
+typedef struct {
+    pwal_frame frames[MAX_FRAMES];
+    unsigned char data[MAX_FRAMES][MAX_LEN];
+    pwal_txn txn;
+} txn_buf;
+
+static void make_txn(txn_buf *b, uint64_t id, uint64_t commit_seq) {
+    uint32_t n = frames_of(id);
+    for (uint32_t j = 0; j < n; j++) {
+        uint32_t len = len_of(id, j);
+        for (uint32_t i = 0; i < len; i++) b->data[j][i] = byte_of(id, j, i);
+        b->frames[j].page_number = page_of(id, j);
+        b->frames[j].db_size_if_commit = (j + 1 == n) ? 5000u : 0u;
+        b->frames[j].data = b->data[j];
+        b->frames[j].len = len;
+    }
+    b->txn.txn_id = id;
+    b->txn.commit_seq = commit_seq;
+    b->txn.frames = b->frames;
+    b->txn.frame_count = n;
+    b->txn.txn_epoch = txn_epoch_of(id);
+}
+
+/* ---- the recovery oracle ---- */
+
+typedef struct {
+    uint64_t max_id;        /* ids 1..max_id may appear */
+    unsigned char *seen;    /* per id: 1 once complete */
+    uint64_t cur_id;        /* transaction being received, 0 if none */
+    uint32_t cur_frame;     /* frames of it received so far */
+    uint64_t last_epoch, last_seq;
+    uint64_t records;
+    uint64_t stop_after;    /* return non-zero after this many records, 0 never */
+    const char *error;      /* first problem found */
+} oracle;
+
+static void oracle_init(oracle *o, uint64_t max_id) {
+    memset(o, 0, sizeof *o);
+    o->max_id = max_id;
+    o->seen = calloc(max_id + 1, 1);
+    CHECK(o->seen != NULL);
+}
+
+static void finish_txn(oracle *o) {
+    if (o->cur_id != 0) {
+        if (o->cur_frame != frames_of(o->cur_id) && !o->error) o->error = "torn transaction";
+        o->seen[o->cur_id] = 1;
+        o->cur_id = 0;
+    }
+}
+
+static int32_t oracle_cb(void *user, const pwal_record *r) {
+    oracle *o = (oracle *)user;
+    o->records++;
+    if (r->txn_id == 0 || r->txn_id > o->max_id) {
+        o->error = "unknown txn_id";
+        return 1;
+    }
+    if (r->epoch < o->last_epoch) o->error = o->error ? o->error : "epochs out of order";
+    if (r->txn_id != o->cur_id) {
+        finish_txn(o);
+        if (o->seen[r->txn_id]) o->error = o->error ? o->error : "transaction replayed twice";
+        if (r->epoch == o->last_epoch && r->commit_seq < o->last_seq)
+            o->error = o->error ? o->error : "commit_seq out of order in an epoch";
+        o->cur_id = r->txn_id;
+        o->cur_frame = 0;
+        o->last_epoch = r->epoch;
+        o->last_seq = r->commit_seq;
+    }
+    uint32_t j = o->cur_frame++;
+    uint64_t id = r->txn_id;
+    if (j >= frames_of(id) || r->page_number != page_of(id, j) || r->len != len_of(id, j) ||
+        r->txn_epoch != txn_epoch_of(id) ||
+        r->db_size_if_commit != ((j + 1 == frames_of(id)) ? 5000u : 0u) || r->data == NULL) {
+        o->error = o->error ? o->error : "frame header differs from what was committed";
+        return 1;
+    }
+    const unsigned char *d = (const unsigned char *)r->data;
+    for (uint32_t i = 0; i < r->len; i++) {
+        if (d[i] != byte_of(id, j, i)) {
+            o->error = o->error ? o->error : "frame bytes differ from what was committed";
+            return 1;
+        }
+    }
+    if (o->stop_after != 0 && o->records >= o->stop_after) return 1;
+    return 0;
+}
+
+static pwal_recovery_report recover_all(oracle *o, pwal_status want) {
+    pwal_recovery_report rep;
+    memset(&rep, 0, sizeof rep);
+    rep.struct_size = sizeof rep;
+    EXPECT_STATUS(pwal_recover(g_db, 0, oracle_cb, o, &rep), want, "");
+    finish_txn(o);
+    if (o->error) {
+        fprintf(stderr, "[%s] recovery oracle: %s\n", g_case, o->error);
+        exit(1);
+    }
+    CHECK(rep.struct_size == sizeof rep);
+    CHECK(rep.records == o->records);
+    return rep;
+}
+
+/* ---- cases ---- */
+
+#define RT_THREADS 8
+#define RT_TXNS_PER_THREAD 40
+
+typedef struct {
+    pwal *log;
+    int thread;
+    uint64_t max_epoch;
+} writer_arg;
+
+static uint64_t g_commit_seq; /* handed out in commit order */
+
+static void *writer(void *p) {
+    writer_arg *a = (writer_arg *)p;
+    txn_buf *b = malloc(sizeof *b);
+    CHECK(b != NULL);
+    for (int k = 0; k < RT_TXNS_PER_THREAD; k++) {
+        uint64_t id = (uint64_t)a->thread * RT_TXNS_PER_THREAD + (uint64_t)k + 1;
+        make_txn(b, id, __atomic_add_fetch(&g_commit_seq, 1, __ATOMIC_SEQ_CST));
+        uint64_t epoch = 0;
+        OK(pwal_commit(a->log, &b->txn, TEST_TIMEOUT_MS, &epoch));
+        CHECK(epoch >= 1);
+        if (epoch > a->max_epoch) a->max_epoch = epoch;
+    }
+    free(b);
+    return NULL;
+}
+
+static void case_round_trip(void) {
+    pwal *log = open_log();
+    pthread_t t[RT_THREADS];
+    writer_arg args[RT_THREADS];
+    for (int i = 0; i < RT_THREADS; i++) {
+        args[i].log = log;
+        args[i].thread = i;
+        args[i].max_epoch = 0;
+        CHECK(pthread_create(&t[i], NULL, writer, &args[i]) == 0);
+    }
+    uint64_t max_epoch = 0;
+    for (int i = 0; i < RT_THREADS; i++) {
+        CHECK(pthread_join(t[i], NULL) == 0);
+        if (args[i].max_epoch > max_epoch) max_epoch = args[i].max_epoch;
+    }
+    const uint64_t n = RT_THREADS * RT_TXNS_PER_THREAD;
+    uint64_t frames = 0;
+    for (uint64_t id = 1; id <= n; id++) frames += frames_of(id);
+
+    pwal_stats s;
+    memset(&s, 0, sizeof s);
+    s.struct_size = sizeof s;
+    OK(pwal_get_stats(log, &s));
+    CHECK(s.struct_size == sizeof s);
+    CHECK(s.durable_epoch >= max_epoch);
+    CHECK(s.transactions == n);
+    CHECK(s.records == frames);
+    CHECK(s.syncs >= 1);
+    CHECK(s.sync == PWAL_SYNC_FULL);
+    CHECK(s.mode == PWAL_MODE_AUTO);
+    CHECK(s.fallback_reason == PWAL_FALLBACK_NONE);
+    CHECK(s.commit_wait_latency.count == n);
+    CHECK(s.sync_latency.count >= 1);
+    CHECK(s.lane_backlog_count >= 1 && s.lane_backlog_count <= PWAL_STATS_LANES);
+    CHECK(strcmp(pwal_fallback_reason_name(s.fallback_reason), "none") == 0);
+    uint64_t durable_epoch = 0, durable_seq = 0;
+    OK(pwal_durable(log, &durable_epoch, &durable_seq));
+    CHECK(durable_epoch >= max_epoch);
+    CHECK(durable_seq == n); /* every commit_seq 1..n was acknowledged */
+    OK(pwal_durable(log, NULL, NULL));
+    EXPECT_STATUS(pwal_durable(NULL, &durable_epoch, NULL), PWAL_ERR_INVALID, "log");
+    OK(pwal_close(log));
+
+    oracle o;
+    oracle_init(&o, n);
+    pwal_recovery_report rep = recover_all(&o, PWAL_OK);
+    for (uint64_t id = 1; id <= n; id++) {
+        if (!o.seen[id]) {
+            fprintf(stderr, "[%s] acknowledged transaction %llu not recovered\n", g_case,
+                    (unsigned long long)id);
+            exit(1);
+        }
+    }
+    CHECK(rep.transactions == n);
+    CHECK(rep.records == frames);
+    CHECK(rep.first_epoch == 1);
+    CHECK(rep.last_epoch >= max_epoch);
+    CHECK(rep.torn_tail_bytes == 0);
+    CHECK(rep.has_damage == 0 && rep.damage[0] == '\0');
+    free(o.seen);
+    printf("round_trip: %llu transactions from %d threads, %llu frames, epochs %llu..%llu\n",
+           (unsigned long long)n, RT_THREADS, (unsigned long long)frames,
+           (unsigned long long)rep.first_epoch, (unsigned long long)rep.last_epoch);
+}
+
+static int32_t never_called(void *user, const pwal_record *r) {
+    (void)user;
+    (void)r;
+    return 0;
+}
+
+static void case_misuse(void) {
+    pwal *log = NULL;
+    pwal_options o = test_options();
+    uint64_t epoch = 0;
+
+    /* pwal_open */
+    EXPECT_STATUS(pwal_open(NULL, &o, &log), PWAL_ERR_INVALID, "path");
+    EXPECT_STATUS(pwal_open("", &o, &log), PWAL_ERR_INVALID, "path");
+    EXPECT_STATUS(pwal_open(g_db, &o, NULL), PWAL_ERR_INVALID, "out_log");
+    o.struct_size = 0;
+    log = (pwal *)&o; /* must come back NULL on failure */
+    EXPECT_STATUS(pwal_open(g_db, &o, &log), PWAL_ERR_INVALID, "struct_size");
+    CHECK(log == NULL);
+    o.struct_size = sizeof o - 1;
+    EXPECT_STATUS(pwal_open(g_db, &o, &log), PWAL_ERR_INVALID, "struct_size");
+    o = test_options();
+    o.sync = 3;
+    EXPECT_STATUS(pwal_open(g_db, &o, &log), PWAL_ERR_INVALID, "sync");
+    o = test_options();
+    o.mode = 0xffffffffu;
+    EXPECT_STATUS(pwal_open(g_db, &o, &log), PWAL_ERR_INVALID, "mode");
+    o = test_options();
+    o.lanes = PWAL_MAX_LANES + 1;
+    EXPECT_STATUS(pwal_open(g_db, &o, &log), PWAL_ERR_INVALID, "lanes");
+    o = test_options();
+    o.segment_bytes = 100; /* below the minimum */
+    EXPECT_STATUS(pwal_open(g_db, &o, &log), PWAL_ERR_INVALID, "segment_bytes");
+
+    /* A bad environment variable fails the open, unless ignored. */
+    o = test_options();
+    o.ignore_env = 0;
+    CHECK(setenv("PWAL_MODE", "sideways", 1) == 0);
+    EXPECT_STATUS(pwal_open(g_db, &o, &log), PWAL_ERR_INVALID, "PWAL_MODE");
+    CHECK(unsetenv("PWAL_MODE") == 0);
+    CHECK(setenv("PWAL_LANES", "many", 1) == 0);
+    EXPECT_STATUS(pwal_open(g_db, &o, &log), PWAL_ERR_INVALID, "PWAL_LANES");
+    o.ignore_env = 1;
+    OK(pwal_open(g_db, &o, &log));
+    CHECK(unsetenv("PWAL_LANES") == 0);
+
+    /* pwal_submit / pwal_commit */
+    unsigned char page[4096];
+    memset(page, 0xab, sizeof page);
+    pwal_frame f[2];
+    f[0].page_number = 1;
+    f[0].db_size_if_commit = 0;
+    f[0].data = page;
+    f[0].len = sizeof page;
+    f[1] = f[0];
+    f[1].page_number = 2;
+    f[1].db_size_if_commit = 2;
+    pwal_txn t;
+    t.txn_id = 1;
+    t.commit_seq = 1;
+    t.frames = f;
+    t.frame_count = 2;
+    t.txn_epoch = 0;
+
+    EXPECT_STATUS(pwal_submit(NULL, &t, &epoch), PWAL_ERR_INVALID, "log");
+    EXPECT_STATUS(pwal_submit(log, NULL, &epoch), PWAL_ERR_INVALID, "txn");
+    EXPECT_STATUS(pwal_submit(log, &t, NULL), PWAL_ERR_INVALID, "out_epoch");
+    EXPECT_STATUS(pwal_commit(NULL, &t, 0, &epoch), PWAL_ERR_INVALID, "log");
+    EXPECT_STATUS(pwal_commit(log, NULL, 0, &epoch), PWAL_ERR_INVALID, "txn");
+    t.frame_count = 0;
+    EXPECT_STATUS(pwal_submit(log, &t, &epoch), PWAL_ERR_INVALID, "frame_count");
+    EXPECT_STATUS(pwal_commit(log, &t, TEST_TIMEOUT_MS, NULL), PWAL_ERR_INVALID, "frame_count");
+    t.frame_count = PWAL_MAX_TXN_FRAMES + 1;
+    EXPECT_STATUS(pwal_submit(log, &t, &epoch), PWAL_ERR_INVALID, "frame_count");
+    t.frame_count = 2;
+    t.frames = NULL;
+    EXPECT_STATUS(pwal_submit(log, &t, &epoch), PWAL_ERR_INVALID, "frames");
+    t.frames = f;
+    f[1].page_number = 0;
+    EXPECT_STATUS(pwal_submit(log, &t, &epoch), PWAL_ERR_INVALID, "frames[1].page_number");
+    f[1].page_number = 2;
+    f[0].len = 0;
+    EXPECT_STATUS(pwal_submit(log, &t, &epoch), PWAL_ERR_INVALID, "frames[0].len");
+    f[0].len = PWAL_MAX_PAGE_BYTES + 1;
+    EXPECT_STATUS(pwal_submit(log, &t, &epoch), PWAL_ERR_INVALID, "frames[0].len");
+    f[0].len = sizeof page;
+    f[0].data = NULL;
+    EXPECT_STATUS(pwal_submit(log, &t, &epoch), PWAL_ERR_INVALID, "frames[0].data");
+    f[0].data = page;
+
+    /* Nothing above was written: the first good commit is the only one. */
+    OK(pwal_commit(log, &t, TEST_TIMEOUT_MS, &epoch));
+    CHECK(epoch >= 1);
+    OK(pwal_wait_durable(log, epoch, 0));
+    EXPECT_STATUS(pwal_wait_durable(NULL, epoch, 0), PWAL_ERR_INVALID, "log");
+    EXPECT_STATUS(pwal_checkpoint(NULL, epoch), PWAL_ERR_INVALID, "log");
+
+    /* pwal_get_stats */
+    pwal_stats s;
+    memset(&s, 0, sizeof s);
+    EXPECT_STATUS(pwal_get_stats(log, &s), PWAL_ERR_INVALID, "struct_size");
+    s.struct_size = sizeof s;
+    EXPECT_STATUS(pwal_get_stats(NULL, &s), PWAL_ERR_INVALID, "log");
+    EXPECT_STATUS(pwal_get_stats(log, NULL), PWAL_ERR_INVALID, "out");
+    OK(pwal_get_stats(log, &s));
+    CHECK(s.transactions == 1 && s.records == 2);
+
+    /* pwal_close */
+    EXPECT_STATUS(pwal_close(NULL), PWAL_ERR_INVALID, "log");
+    OK(pwal_close(log));
+
+    /* pwal_recover */
+    pwal_recovery_report rep;
+    memset(&rep, 0, sizeof rep);
+    rep.struct_size = sizeof rep;
+    EXPECT_STATUS(pwal_recover(NULL, 0, never_called, NULL, &rep), PWAL_ERR_INVALID, "path");
+    EXPECT_STATUS(pwal_recover(g_db, 0, NULL, NULL, &rep), PWAL_ERR_INVALID, "callback");
+    EXPECT_STATUS(pwal_recover(g_db, 0x80, never_called, NULL, &rep), PWAL_ERR_INVALID, "flags");
+    rep.struct_size = 8;
+    EXPECT_STATUS(pwal_recover(g_db, 0, never_called, NULL, &rep), PWAL_ERR_INVALID, "struct_size");
+    OK(pwal_recover(g_db, PWAL_RECOVER_DURABLE_PREFIX, never_called, NULL, NULL));
+
+    /* The message is per thread and survives successful calls. */
+    EXPECT_STATUS(pwal_close(NULL), PWAL_ERR_INVALID, "log");
+    OK(pwal_recover(g_db, 0, never_called, NULL, NULL));
+    CHECK(strstr(pwal_last_error(), "pwal_close") != NULL);
+
+    /* Names. */
+    CHECK(strcmp(pwal_status_name(PWAL_ERR_LOCKED), "PWAL_ERR_LOCKED") == 0);
+    CHECK(strcmp(pwal_status_name(-1), "PWAL_ERR_UNKNOWN") == 0);
+    CHECK(strcmp(pwal_fallback_reason_name(99), "unknown") == 0);
+    printf("misuse: every bad argument refused with a status and a message\n");
+}
+
+static void commit_range(pwal *log, uint64_t first, uint64_t last, uint64_t *max_epoch) {
+    txn_buf *b = malloc(sizeof *b);
+    CHECK(b != NULL);
+    for (uint64_t id = first; id <= last; id++) {
+        uint64_t epoch = 0;
+        make_txn(b, id, id);
+        OK(pwal_commit(log, &b->txn, TEST_TIMEOUT_MS, &epoch));
+        if (epoch > *max_epoch) *max_epoch = epoch;
+    }
+    free(b);
+}
+
+static void case_abort(void) {
+    pwal *log = open_log();
+    uint64_t e = 0;
+    commit_range(log, 1, 10, &e);
+    OK(pwal_close(log));
+
+    oracle o;
+    oracle_init(&o, 10);
+    o.stop_after = 3;
+    pwal_recovery_report rep;
+    memset(&rep, 0, sizeof rep);
+    rep.struct_size = sizeof rep;
+    EXPECT_STATUS(pwal_recover(g_db, 0, oracle_cb, &o, &rep), PWAL_ERR_ABORTED, "stopped");
+    CHECK(o.error == NULL);
+    CHECK(o.records == 3);
+    CHECK(rep.struct_size == sizeof rep); /* filled even on failure */
+    free(o.seen);
+    printf("abort: a callback returning non-zero stops recovery with PWAL_ERR_ABORTED\n");
+}
+
+static void case_reopen(void) {
+    uint64_t first_max = 0, second_max = 0;
+    pwal *log = open_log();
+    commit_range(log, 1, 20, &first_max);
+    OK(pwal_close(log));
+
+    log = open_log();
+    uint64_t e = 0;
+    commit_range(log, 21, 21, &e);
+    CHECK(e > first_max); /* epochs continue, never restart */
+    commit_range(log, 22, 40, &second_max);
+    OK(pwal_close(log));
+
+    oracle o;
+    oracle_init(&o, 40);
+    pwal_recovery_report rep = recover_all(&o, PWAL_OK);
+    for (uint64_t id = 1; id <= 40; id++) CHECK(o.seen[id]);
+    CHECK(rep.transactions == 40);
+    CHECK(rep.last_epoch >= second_max);
+    free(o.seen);
+    printf("reopen: second open continued at epoch %llu after %llu\n", (unsigned long long)e,
+           (unsigned long long)first_max);
+}
+
+static void case_two_opens(void) {
+    pwal *a = open_log();
+    pwal *b = open_log();
+    uint64_t e = 0;
+    commit_range(a, 1, 5, &e);
+    commit_range(b, 6, 10, &e);
+    OK(pwal_close(a));
+    commit_range(b, 11, 15, &e); /* b still works after a is closed */
+    OK(pwal_close(b));
+
+    oracle o;
+    oracle_init(&o, 15);
+    recover_all(&o, PWAL_OK);
+    for (uint64_t id = 1; id <= 15; id++) CHECK(o.seen[id]);
+    free(o.seen);
+    printf("two_opens: two handles on one path share the log\n");
+}
+
+static const char *g_self;
+
+static void case_locked(void) {
+    pwal *log = open_log();
+    uint64_t e = 0;
+    commit_range(log, 1, 3, &e);
+
+    /* The child re-executes this harness, so it opens the log in a clean
+     * process (nothing inherited from our threads but the fd table). */
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        execl(g_self, g_self, "child_open_expect_locked", g_db, (char *)NULL);
+        _exit(127);
+    }
+    int st = 0;
+    CHECK(waitpid(pid, &st, 0) == pid);
+    CHECK(WIFEXITED(st));
+    CHECK(WEXITSTATUS(st) == 0);
+
+    commit_range(log, 4, 6, &e); /* the failed open did not disturb us */
+    OK(pwal_close(log));
+    printf("locked: another process got PWAL_ERR_LOCKED\n");
+}
+
+static void child_open_expect_locked(void) {
+    pwal_options o = test_options();
+    pwal *log = NULL;
+    pwal_status st = pwal_open(g_db, &o, &log);
+    if (st != PWAL_ERR_LOCKED || log != NULL) {
+        fprintf(stderr, "child: pwal_open returned %s (%s), expected PWAL_ERR_LOCKED\n",
+                pwal_status_name(st), pwal_last_error());
+        if (log) pwal_close(log);
+        _exit(1);
+    }
+    pwal_recovery_report rep;
+    memset(&rep, 0, sizeof rep);
+    rep.struct_size = sizeof rep;
+    st = pwal_recover(g_db, 0, never_called, NULL, &rep);
+    if (st != PWAL_ERR_LOCKED) {
+        fprintf(stderr, "child: pwal_recover returned %s (%s), expected PWAL_ERR_LOCKED\n",
+                pwal_status_name(st), pwal_last_error());
+        _exit(1);
+    }
+    _exit(0);
+}
+
+static void case_version(void) {
+    char want[64];
+    snprintf(want, sizeof want, "%d.%d.%d", PWAL_VERSION_MAJOR, PWAL_VERSION_MINOR,
+             PWAL_VERSION_PATCH);
+    CHECK(strcmp(pwal_version(), want) == 0);
+    CHECK(PWAL_WAIT_FOREVER == UINT32_MAX);
+    printf("version: %s\n", pwal_version());
+}
+
+static void case_empty(void) {
+    /* A database that never had a log: recovery is empty, not an error. */
+    oracle o;
+    oracle_init(&o, 1);
+    pwal_recovery_report rep = recover_all(&o, PWAL_OK);
+    CHECK(rep.records == 0 && rep.epochs == 0 && rep.segments == 0);
+    free(o.seen);
+    printf("empty: no log directory means nothing to replay\n");
+}
+
+int main(int argc, char **argv) {
+    if (argc != 3) {
+        fprintf(stderr, "usage: %s CASE DIR\n", argv[0]);
+        return 2;
+    }
+    g_self = argv[0];
+    g_case = argv[1];
+    if (strcmp(g_case, "child_open_expect_locked") == 0) {
+        snprintf(g_db, sizeof g_db, "%s", argv[2]);
+        child_open_expect_locked();
+    }
+    snprintf(g_db, sizeof g_db, "%s/test.db", argv[2]);
+
+    static const struct {
+        const char *name;
+        void (*run)(void);
+    } cases[] = {
+        {"round_trip", case_round_trip}, {"misuse", case_misuse},
+        {"abort", case_abort},           {"reopen", case_reopen},
+        {"two_opens", case_two_opens},   {"locked", case_locked},
+        {"version", case_version},       {"empty", case_empty},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        if (strcmp(g_case, cases[i].name) == 0) {
+            cases[i].run();
+            return 0;
+        }
+    }
+    fprintf(stderr, "unknown case %s\n", g_case);
+    return 2;
+}

@@ -1,0 +1,106 @@
+//! Shared by the tests that build C against libpwal (`tests/c_abi.rs`,
+//! `tests/header_*.rs`, `tests/symbols_*.rs`): where the library cargo just
+//! built is, and a C compiler from the `cc` crate.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `target/<profile>`: the directory of this test executable's `deps/`.
+pub fn profile_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let deps = exe.parent().expect("test exe has a directory");
+    deps.parent().expect("deps has a parent").to_path_buf()
+}
+
+/// The shared library cargo built with this test. `cargo test` builds the
+/// package's cdylib into `deps/` but copies it up to `target/<profile>/` only
+/// on `cargo build`, so the newer of the two is the one matching the sources.
+pub fn cdylib() -> PathBuf {
+    let dir = profile_dir();
+    let newest = [dir.join("deps").join("libpwal.so"), dir.join("libpwal.so")]
+        .into_iter()
+        .filter_map(|p| Some((std::fs::metadata(&p).ok()?.modified().ok()?, p)))
+        .max_by_key(|(modified, _)| *modified);
+    if let Some((_, p)) = newest {
+        return p;
+    }
+    panic!(
+        "libpwal.so not found in {} (or its deps/): build it with `cargo build` (or run the \
+         tests with `cargo test`, which builds it)",
+        dir.display()
+    );
+}
+
+/// A fresh scratch directory under cargo's per-target tmp dir.
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "pwal-{}-{}",
+        std::process::id(),
+        name
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create scratch dir");
+    dir
+}
+
+/// A C (or C++) compiler command as the `cc` crate finds it, with the flags it
+/// would use for this target.
+pub fn compiler(cpp: bool) -> Command {
+    let target = env!("PWAL_BUILD_TARGET");
+    cc::Build::new()
+        .cargo_metadata(false)
+        .target(target)
+        .host(target)
+        .opt_level(1)
+        .debug(true)
+        .cpp(cpp)
+        .get_compiler()
+        .to_command()
+}
+
+/// Copies the library into `dir` under its soname (`libpwal.so.0`) with the
+/// link-time name beside it, so a program linked with `-L dir -lpwal
+/// -Wl,-rpath,dir` finds it at run time. A copy (not a link to target/) keeps
+/// a concurrent rebuild from changing it under a running test.
+pub fn stage_library(dir: &Path) -> PathBuf {
+    let lib = dir.join("lib");
+    std::fs::create_dir_all(&lib).unwrap();
+    let soname = format!("libpwal.so.{}", env!("CARGO_PKG_VERSION_MAJOR"));
+    std::fs::copy(cdylib(), lib.join(&soname)).expect("copy libpwal.so");
+    let link = lib.join("libpwal.so");
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(&soname, &link).unwrap();
+    lib
+}
+
+/// Runs `cmd`, panicking with its output if it fails.
+pub fn run(mut cmd: Command, what: &str) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{what}: cannot run {cmd:?}: {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n{cmd:?}\n{text}",
+        out.status
+    );
+    text
+}
+
+/// Whether `tool` is on PATH.
+pub fn on_path(tool: &str) -> bool {
+    std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).any(|d| d.join(tool).is_file()))
+        .unwrap_or(false)
+}

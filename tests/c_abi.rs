@@ -1,0 +1,113 @@
+//! The C harness (`tests/c/harness.c`): compiled with the `cc` crate, linked
+//! against the `libpwal.so` cargo just built, and run one case per process,
+//! under valgrind when it is installed (any leak, invalid access or use of
+//! uninitialised memory fails the case).
+
+#[path = "c/support.rs"]
+mod support;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// Builds the harness once per test run.
+fn harness() -> &'static PathBuf {
+    static HARNESS: OnceLock<PathBuf> = OnceLock::new();
+    HARNESS.get_or_init(|| {
+        let dir = support::scratch("harness-build");
+        let lib = support::stage_library(&dir);
+        let exe = dir.join("harness");
+        let mut cc = support::compiler(false);
+        cc.arg("-std=c99")
+            .args(["-Wall", "-Wextra", "-Wpedantic", "-Werror"])
+            .arg("-I")
+            .arg(support::root().join("include"))
+            .arg(support::root().join("tests/c/harness.c"))
+            .arg("-o")
+            .arg(&exe)
+            .arg("-L")
+            .arg(&lib)
+            .arg(format!("-Wl,-rpath,{}", lib.display()))
+            .args(["-lpwal", "-pthread"]);
+        support::run(cc, "compiling tests/c/harness.c");
+        exe
+    })
+}
+
+/// Runs one case of the harness in a scratch directory of its own.
+fn run_case(case: &str) {
+    let exe = harness();
+    let dir = support::scratch(case);
+    let mut cmd = if support::on_path("valgrind") && std::env::var_os("PWAL_NO_VALGRIND").is_none()
+    {
+        let mut v = Command::new("valgrind");
+        v.args([
+            "--quiet",
+            "--error-exitcode=1",
+            "--leak-check=full",
+            "--errors-for-leak-kinds=definite",
+            "--show-leak-kinds=definite",
+            "--track-fds=no",
+        ]);
+        v.arg(exe);
+        v
+    } else {
+        Command::new(exe)
+    };
+    cmd.arg(case).arg(&dir);
+    // The harness sets its options explicitly; the caller's PWAL_* must not
+    // change what a case tests.
+    for var in [
+        "PWAL_MODE",
+        "PWAL_SYNC",
+        "PWAL_LANES",
+        "PWAL_MAX_BATCH_BYTES",
+        "PWAL_MAX_FLUSH_DELAY_MS",
+        "PWAL_SHADOW_COMPARE_PER_MILLE",
+    ] {
+        cmd.env_remove(var);
+    }
+    let out = support::run(cmd, &format!("C harness case {case}"));
+    print!("{out}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn c_round_trip_from_eight_threads_recovers_every_byte() {
+    run_case("round_trip");
+}
+
+#[test]
+fn c_misuse_is_refused_with_a_status_and_a_message() {
+    run_case("misuse");
+}
+
+#[test]
+fn c_callback_returning_nonzero_aborts_recovery() {
+    run_case("abort");
+}
+
+#[test]
+fn c_reopen_after_close_continues_the_epochs() {
+    run_case("reopen");
+}
+
+#[test]
+fn c_two_opens_in_one_process_share_the_log() {
+    run_case("two_opens");
+}
+
+#[test]
+fn c_second_process_gets_locked() {
+    run_case("locked");
+}
+
+#[test]
+fn c_version_function_matches_the_macros() {
+    run_case("version");
+}
+
+#[test]
+fn c_recovery_of_a_missing_log_is_empty() {
+    run_case("empty");
+}
