@@ -1,0 +1,322 @@
+//! Issue 4: pwal against SQLite's WAL, RocksDB's WAL, a mutex baseline and the
+//! floor, with recovery, the issue-2 ratios and syscall counts; writes
+//! `docs/BENCHMARKS.md` and the SVG charts.
+//!
+//! ```text
+//! cargo bench --bench compare -- [--quick] [--runs N] [--secs S] [--warmup S]
+//!     [--threads 1,2,4] [--pages 1,8] [--page-sizes 4096,16384]
+//!     [--contenders pwal-auto-full,sqlite-full,...] [--recovery-mib 64,256]
+//!     [--no-recovery] [--no-strace] [--no-write] [--out docs/BENCHMARKS.md]
+//! ```
+//! Data files go to `PWAL_BENCH_DIR` or `target/bench-data` and are removed.
+
+#[allow(dead_code)]
+mod harness;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use harness::contenders::{Kind, Shared};
+use harness::micro::{submit_path, CoreRatios};
+use harness::report::{kept_notes, StraceResult, Suite};
+use harness::{run_cell, run_fresh, sys, Cell};
+
+struct Args {
+    quick: bool,
+    runs: usize,
+    secs: f64,
+    warmup: f64,
+    threads: Vec<usize>,
+    pages: Vec<usize>,
+    page_sizes: Vec<usize>,
+    kinds: Vec<Kind>,
+    recovery_mib: Vec<u64>,
+    strace: bool,
+    write: bool,
+    out: PathBuf,
+}
+
+fn list<T: std::str::FromStr>(s: &str) -> Vec<T> {
+    s.split(',')
+        .map(|x| {
+            x.trim()
+                .parse()
+                .unwrap_or_else(|_| panic!("bad list element {x:?}"))
+        })
+        .collect()
+}
+
+fn parse_args(argv: &[String]) -> Args {
+    let quick = argv.iter().any(|a| a == "--quick");
+    let mut a = Args {
+        quick,
+        runs: 3,
+        secs: if quick { 0.4 } else { 0.8 },
+        warmup: if quick { 0.1 } else { 0.2 },
+        threads: if quick {
+            vec![1, 4, 16, 64]
+        } else {
+            vec![1, 2, 4, 8, 16, 32, 64]
+        },
+        pages: if quick { vec![1] } else { vec![1, 8] },
+        page_sizes: if quick { vec![4096] } else { vec![4096, 16384] },
+        kinds: Kind::ALL.to_vec(),
+        recovery_mib: if quick { vec![64] } else { vec![64, 256, 1024] },
+        strace: true,
+        write: true,
+        out: Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/BENCHMARKS.md"),
+    };
+    let mut it = argv.iter();
+    while let Some(x) = it.next() {
+        let mut val = || {
+            it.next()
+                .unwrap_or_else(|| panic!("{x} needs a value"))
+                .clone()
+        };
+        match x.as_str() {
+            "--quick" | "--bench" => {}
+            "--runs" => a.runs = val().parse().expect("--runs N"),
+            "--secs" => a.secs = val().parse().expect("--secs S"),
+            "--warmup" => a.warmup = val().parse().expect("--warmup S"),
+            "--threads" => a.threads = list(&val()),
+            "--pages" => a.pages = list(&val()),
+            "--page-sizes" => a.page_sizes = list(&val()),
+            "--contenders" => {
+                a.kinds = val()
+                    .split(',')
+                    .map(|s| Kind::from_slug(s).unwrap_or_else(|| panic!("unknown contender {s}")))
+                    .collect()
+            }
+            "--recovery-mib" => a.recovery_mib = list(&val()),
+            "--no-recovery" => a.recovery_mib.clear(),
+            "--no-strace" => a.strace = false,
+            "--no-write" => a.write = false,
+            "--out" => a.out = PathBuf::from(val()),
+            other => panic!("unknown argument {other}; see the top of benches/compare.rs"),
+        }
+    }
+    assert!(a.runs >= 1 && !a.threads.is_empty());
+    a.threads.sort_unstable();
+    a
+}
+
+/// `--child-single <slug> <threads> <secs> <data-dir>`: one contender, 4 KiB
+/// pages, 1 page per commit, no warm-up; prints `commits=N` (run under strace).
+fn child_single(argv: &[String]) -> bool {
+    let [m, slug, threads, secs, dir, ..] = argv else {
+        return false;
+    };
+    if m != "--child-single" {
+        return false;
+    }
+    let kind = Kind::from_slug(slug).expect("contender");
+    let cell = Cell {
+        threads: threads.parse().unwrap(),
+        pages: 1,
+        page_size: 4096,
+    };
+    let shared = Shared::existing(Path::new(dir));
+    let run_dir = Path::new(dir).join(format!("strace-{slug}"));
+    let secs = Duration::from_secs_f64(secs.parse().unwrap());
+    match run_fresh(kind, cell, &shared, &run_dir, Duration::ZERO, secs) {
+        Ok(m) => println!("commits={}", m.commits),
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(1)
+        }
+    }
+    true
+}
+
+fn strace_one(kind: Kind, threads: usize, data_dir: &Path) -> StraceResult {
+    let mut r = StraceResult {
+        kind: Some(kind),
+        threads,
+        ..Default::default()
+    };
+    let out_file = data_dir.join(format!("strace-{}.txt", kind.slug()));
+    let exe = std::env::current_exe().unwrap();
+    let out = std::process::Command::new("strace")
+        .args(["-f", "-c", "-o"])
+        .arg(&out_file)
+        .arg(exe)
+        .args(["--child-single", kind.slug(), &threads.to_string(), "1.0"])
+        .arg(data_dir)
+        .output();
+    let parsed = (|| -> Result<(), String> {
+        let out = out.map_err(|e| format!("strace: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "child failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        r.commits = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("commits="))
+            .and_then(|v| v.trim().parse().ok())
+            .ok_or("no commit count")?;
+        let text = std::fs::read_to_string(&out_file).map_err(|e| e.to_string())?;
+        for l in text.lines() {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            if f.len() < 5 || !f[0].chars().next().is_some_and(|c| c.is_ascii_digit()) {
+                continue;
+            }
+            let name = f[f.len() - 1];
+            if name == "total" {
+                continue;
+            }
+            if let Ok(calls) = f[3].parse::<u64>() {
+                r.calls.push((name.to_string(), calls));
+            }
+        }
+        r.calls.sort_by_key(|c| std::cmp::Reverse(c.1));
+        Ok(())
+    })();
+    let _ = std::fs::remove_file(&out_file);
+    if let Err(e) = parsed {
+        r.error = Some(e);
+    }
+    r
+}
+
+fn main() {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    if harness::recovery::child_main(&argv) || child_single(&argv) {
+        return;
+    }
+    let started = Instant::now();
+    let a = parse_args(&argv);
+    let command = harness::command_line("compare");
+    let data_dir = harness::default_data_dir();
+    let mut notes = Vec::new();
+    if sys::is_tmpfs(&data_dir) {
+        notes.push(format!(
+            "{} is on tmpfs: fdatasync is free there, figures are not meaningful",
+            data_dir.display()
+        ));
+    }
+    let shared = Shared::new(&data_dir).expect("benchmark data directory");
+    let mut kinds = a.kinds.clone();
+    for (k, avail) in [
+        (Kind::SqliteFull, harness::peers::sqlite_api().err()),
+        (Kind::SqliteNormal, harness::peers::sqlite_api().err()),
+        (Kind::Rocksdb, harness::peers::rocks_api().err()),
+    ] {
+        if let Some(e) = avail {
+            if kinds.contains(&k) {
+                notes.push(format!("{} skipped: {e}", k.label()));
+                kinds.retain(|&x| x != k);
+            }
+        }
+    }
+    let warmup = Duration::from_secs_f64(a.warmup);
+    let secs = Duration::from_secs_f64(a.secs);
+    eprintln!(
+        "pwal compare: {command}\ndata in {} ({})",
+        data_dir.display(),
+        sys::filesystem_of(&data_dir)
+    );
+
+    let mut results = Vec::new();
+    for &ps in &a.page_sizes {
+        for &pages in &a.pages {
+            for &threads in &a.threads {
+                let cell = Cell {
+                    threads,
+                    pages,
+                    page_size: ps,
+                };
+                let ks: Vec<Kind> = kinds
+                    .iter()
+                    .copied()
+                    .filter(|&k| k != Kind::Floor || threads == 1)
+                    .collect();
+                eprintln!("cell: {threads} threads, {pages} page(s) of {ps} B");
+                results.extend(run_cell(&ks, cell, a.runs, &shared, warmup, secs));
+            }
+        }
+    }
+
+    eprintln!("submit path (issue 2)");
+    let submit = submit_path(&data_dir, a.runs.max(3));
+    let core = CoreRatios::from_results(&results, submit);
+
+    let mut recovery = Vec::new();
+    for &mib in &a.recovery_mib {
+        eprintln!("recovery: {mib} MiB");
+        recovery.push(harness::recovery::measure(&data_dir, mib, a.runs));
+    }
+
+    let mut strace = Vec::new();
+    let have_strace = std::process::Command::new("strace")
+        .arg("-V")
+        .output()
+        .is_ok();
+    if a.strace && have_strace {
+        for k in [
+            Kind::PwalAutoFull,
+            Kind::SqliteFull,
+            Kind::Rocksdb,
+            Kind::Mutex,
+        ] {
+            if kinds.contains(&k) {
+                eprintln!("strace: {}", k.label());
+                strace.push(strace_one(k, 16, &data_dir));
+            }
+        }
+    } else if a.strace {
+        notes.push("strace not installed: no syscall counts".into());
+    }
+
+    let suite = Suite {
+        command: command.clone(),
+        date: sys::utc_now(),
+        quick: a.quick,
+        runs: a.runs,
+        warmup,
+        secs,
+        threads: a.threads.clone(),
+        pages: a.pages.clone(),
+        page_sizes: a.page_sizes.clone(),
+        kinds,
+        results,
+        recovery,
+        core,
+        strace,
+        data_dir_fs: sys::filesystem_of(&data_dir),
+        elapsed_secs: started.elapsed().as_secs_f64(),
+        notes,
+    };
+
+    println!("\n== {command}");
+    println!("issue 4 targets (4 KiB pages, 1 page per commit, same run):");
+    for (what, m, want, ok) in suite.targets() {
+        println!(
+            "  [{}] {what}: {m} (wanted {want})",
+            if ok { "met" } else { "MISSED" }
+        );
+    }
+    if let Some(c) = &suite.core {
+        println!("issue 2 ratios:");
+        for (l, want, ok) in c.lines() {
+            println!(
+                "  [{}] {l} (wanted {want})",
+                if ok { "met" } else { "MISSED" }
+            );
+        }
+    }
+
+    if a.write {
+        let existing = std::fs::read_to_string(&a.out).unwrap_or_default();
+        let md = suite.markdown(kept_notes(&existing).as_deref());
+        let docs = a.out.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(docs).expect("docs directory");
+        sys::write_file(&a.out, &md).expect("write report");
+        let charts = suite.write_charts(docs).expect("write charts");
+        println!("wrote {} and {} charts", a.out.display(), charts.len());
+    }
+    drop(shared);
+    let _ = std::fs::remove_dir(&data_dir);
+}

@@ -1,0 +1,56 @@
+//! Issue 2's benchmark: 4 KiB pages, one page per commit, sync full, each
+//! ratio taken in the same run (median of `--runs`, contenders alternating):
+//!
+//! - 1 writer vs a raw loop overwriting 4 KiB of a pre-zeroed file + fdatasync;
+//! - 16 writers vs 1 writer;
+//! - auto vs conservative at 16 writers;
+//! - the submit path (sync off, 1 writer) vs memcpy + CRC32C, ns per frame.
+//!
+//! ```text
+//! cargo bench --bench core -- [--runs N] [--secs S] [--warmup S]
+//! ```
+
+#[allow(dead_code)]
+mod harness;
+
+use std::time::Duration;
+
+use harness::contenders::Shared;
+use harness::micro::CoreRatios;
+
+fn main() {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let (mut runs, mut secs, mut warmup) = (5usize, 1.0f64, 0.2f64);
+    let mut it = argv.iter();
+    while let Some(x) = it.next() {
+        let mut val = || {
+            it.next()
+                .unwrap_or_else(|| panic!("{x} needs a value"))
+                .clone()
+        };
+        match x.as_str() {
+            "--bench" => {}
+            "--runs" => runs = val().parse().expect("--runs N"),
+            "--secs" => secs = val().parse().expect("--secs S"),
+            "--warmup" => warmup = val().parse().expect("--warmup S"),
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    let data_dir = harness::default_data_dir().join("core");
+    let shared = Shared::new(&data_dir).expect("benchmark data directory");
+    let r = CoreRatios::measure(
+        &shared,
+        runs,
+        Duration::from_secs_f64(warmup),
+        Duration::from_secs_f64(secs),
+    );
+    println!("\n== {}", harness::command_line("core"));
+    for (l, want, ok) in r.lines() {
+        println!(
+            "  [{}] {l} (wanted {want})",
+            if ok { "met" } else { "MISSED" }
+        );
+    }
+    drop(shared);
+    let _ = std::fs::remove_dir_all(&data_dir);
+}

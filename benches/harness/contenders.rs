@@ -1,0 +1,353 @@
+//! The contenders, behind one trait: each commit is durable (synced) before
+//! `commit` returns, except in the rows labelled otherwise.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use pwal::{Frame, Log, Mode, Options, SyncPolicy, Txn};
+
+use super::peers::{Rocks, Sqlite};
+use super::{Cell, PwalWindow, MAX_PAGES_PER_COMMIT};
+
+/// Size of the pre-zeroed file the mutex baseline and the floor overwrite
+/// (cyclically).
+pub const PREZEROED_BYTES: u64 = 64 << 20;
+/// How often the pwal contenders checkpoint everything durable, as an engine
+/// would after copying pages home (keeps segments recycled rather than
+/// created during the measurement).
+pub const PWAL_CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
+
+/// One engine under test, open on a directory of its own.
+pub trait Contender: Send + Sync {
+    /// Commits one transaction of `pages` from writer thread `thread`
+    /// (`0..threads`); `seq` is unique and increasing in submission order.
+    fn commit(&self, thread: usize, seq: u64, pages: &[&[u8]]) -> Result<(), String>;
+    /// pwal's counters, for the pwal contenders.
+    fn pwal_counters(&self) -> Option<PwalWindow> {
+        None
+    }
+    fn close(self: Box<Self>) -> Result<(), String>;
+}
+
+/// What every contender of a run may share: where files go and the
+/// pre-zeroed file of the raw baselines.
+pub struct Shared {
+    pub data_dir: PathBuf,
+    pub prezeroed: PathBuf,
+    /// Whether this value created the pre-zeroed file (and removes it).
+    owned: bool,
+}
+
+impl Shared {
+    pub fn new(data_dir: &Path) -> std::io::Result<Shared> {
+        std::fs::create_dir_all(data_dir)?;
+        let prezeroed = data_dir.join("prezeroed.dat");
+        super::sys::create_prezeroed(&prezeroed, PREZEROED_BYTES)?;
+        Ok(Shared {
+            data_dir: data_dir.to_path_buf(),
+            prezeroed,
+            owned: true,
+        })
+    }
+
+    /// The files another process of this run created (for child processes).
+    pub fn existing(data_dir: &Path) -> Shared {
+        Shared {
+            data_dir: data_dir.to_path_buf(),
+            prezeroed: data_dir.join("prezeroed.dat"),
+            owned: false,
+        }
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        if self.owned {
+            let _ = std::fs::remove_file(&self.prezeroed);
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kind {
+    PwalAutoFull,
+    PwalConservativeFull,
+    PwalAutoNormal,
+    SqliteFull,
+    SqliteNormal,
+    Rocksdb,
+    Mutex,
+    Floor,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 8] = [
+        Kind::PwalAutoFull,
+        Kind::PwalConservativeFull,
+        Kind::PwalAutoNormal,
+        Kind::SqliteFull,
+        Kind::SqliteNormal,
+        Kind::Rocksdb,
+        Kind::Mutex,
+        Kind::Floor,
+    ];
+
+    pub fn slug(self) -> &'static str {
+        match self {
+            Kind::PwalAutoFull => "pwal-auto-full",
+            Kind::PwalConservativeFull => "pwal-conservative-full",
+            Kind::PwalAutoNormal => "pwal-auto-normal",
+            Kind::SqliteFull => "sqlite-full",
+            Kind::SqliteNormal => "sqlite-normal",
+            Kind::Rocksdb => "rocksdb",
+            Kind::Mutex => "mutex",
+            Kind::Floor => "floor",
+        }
+    }
+
+    pub fn from_slug(s: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.slug() == s)
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Kind::PwalAutoFull => "pwal auto, full",
+            Kind::PwalConservativeFull => "pwal conservative, full",
+            Kind::PwalAutoNormal => "pwal auto, normal (*)",
+            Kind::SqliteFull => "SQLite WAL, FULL",
+            Kind::SqliteNormal => "SQLite WAL, NORMAL (*)",
+            Kind::Rocksdb => "RocksDB, sync=true",
+            Kind::Mutex => "mutex + pwrite + fdatasync",
+            Kind::Floor => "floor (1 thread)",
+        }
+    }
+
+    /// Whether a commit is durable against power loss when acknowledged.
+    pub fn durable(self) -> bool {
+        !matches!(self, Kind::PwalAutoNormal | Kind::SqliteNormal)
+    }
+
+    /// The floor always runs one thread, whatever the cell says.
+    pub fn effective_cell(self, cell: Cell) -> Cell {
+        match self {
+            Kind::Floor => Cell { threads: 1, ..cell },
+            _ => cell,
+        }
+    }
+
+    pub fn open(
+        self,
+        dir: &Path,
+        cell: Cell,
+        shared: &Shared,
+    ) -> Result<Box<dyn Contender>, String> {
+        Ok(match self {
+            Kind::PwalAutoFull => Box::new(PwalContender::open(dir, Mode::Auto, SyncPolicy::Full)?),
+            Kind::PwalConservativeFull => Box::new(PwalContender::open(
+                dir,
+                Mode::Conservative,
+                SyncPolicy::Full,
+            )?),
+            Kind::PwalAutoNormal => {
+                Box::new(PwalContender::open(dir, Mode::Auto, SyncPolicy::Normal)?)
+            }
+            Kind::SqliteFull => Box::new(SqliteContender(Sqlite::open(dir, cell.threads, true)?)),
+            Kind::SqliteNormal => {
+                Box::new(SqliteContender(Sqlite::open(dir, cell.threads, false)?))
+            }
+            Kind::Rocksdb => Box::new(RocksContender(Rocks::open(dir)?)),
+            Kind::Mutex | Kind::Floor => Box::new(RawWal::open(&shared.prezeroed, cell)?),
+        })
+    }
+}
+
+/// pwal through its public Rust API, with a background checkpointer.
+pub struct PwalContender {
+    log: Arc<Log>,
+    stop: Arc<AtomicBool>,
+    checkpointer: Option<JoinHandle<Result<(), String>>>,
+}
+
+impl PwalContender {
+    pub fn open(dir: &Path, mode: Mode, sync: SyncPolicy) -> Result<PwalContender, String> {
+        let opts = Options {
+            mode,
+            sync,
+            use_env: false,
+            ..Options::default()
+        };
+        let log =
+            Arc::new(Log::open(dir.join("db"), &opts).map_err(|e| format!("pwal open: {e}"))?);
+        let stop = Arc::new(AtomicBool::new(false));
+        let checkpointer = {
+            let (log, stop) = (Arc::clone(&log), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Acquire) {
+                    std::thread::sleep(PWAL_CHECKPOINT_EVERY);
+                    let durable = log.stats().durable_epoch;
+                    if durable > 0 {
+                        log.checkpoint(durable)
+                            .map_err(|e| format!("pwal checkpoint: {e}"))?;
+                    }
+                }
+                Ok(())
+            })
+        };
+        Ok(PwalContender {
+            log,
+            stop,
+            checkpointer: Some(checkpointer),
+        })
+    }
+
+    pub fn log(&self) -> &Log {
+        &self.log
+    }
+}
+
+/// A transaction of `pages` frames with page numbers derived from `seq` (so
+/// that consecutive commits touch different pages, as an engine's would).
+pub fn pwal_txn<'a>(
+    seq: u64,
+    pages: &[&'a [u8]],
+    frames: &'a mut [Frame<'a>; MAX_PAGES_PER_COMMIT],
+) -> Txn<'a> {
+    let n = pages.len();
+    let base = ((seq * n as u64) % (1 << 20)) as u32 + 1;
+    for (i, (f, p)) in frames.iter_mut().zip(pages).enumerate() {
+        *f = Frame {
+            page_number: base + i as u32,
+            db_size_if_commit: if i + 1 == n { (1 << 20) + 64 } else { 0 },
+            data: p,
+        };
+    }
+    Txn {
+        txn_id: seq,
+        commit_seq: seq,
+        txn_epoch: 0,
+        frames: &frames[..n],
+    }
+}
+
+pub fn empty_frames<'a>() -> [Frame<'a>; MAX_PAGES_PER_COMMIT] {
+    [Frame {
+        page_number: 1,
+        db_size_if_commit: 0,
+        data: &[],
+    }; MAX_PAGES_PER_COMMIT]
+}
+
+impl Contender for PwalContender {
+    fn commit(&self, _thread: usize, seq: u64, pages: &[&[u8]]) -> Result<(), String> {
+        let mut frames = empty_frames();
+        let txn = pwal_txn(seq, pages, &mut frames);
+        self.log
+            .commit(&txn, None)
+            .map(|_| ())
+            .map_err(|e| format!("pwal commit: {e}"))
+    }
+
+    fn pwal_counters(&self) -> Option<PwalWindow> {
+        let s = self.log.stats();
+        Some(PwalWindow {
+            epochs: s.epochs,
+            transactions: s.transactions,
+            records: s.records,
+            bytes_written: s.bytes_written,
+            syncs: s.syncs,
+            txns_per_epoch_p50: s.txns_per_epoch.p50_us,
+            txns_per_epoch_p99: s.txns_per_epoch.p99_us,
+            txns_per_epoch_max: s.txns_per_epoch.max_us,
+        })
+    }
+
+    fn close(mut self: Box<Self>) -> Result<(), String> {
+        self.stop.store(true, Ordering::Release);
+        let ck = self
+            .checkpointer
+            .take()
+            .unwrap()
+            .join()
+            .map_err(|_| "checkpointer panicked".to_string())?;
+        let log = Arc::try_unwrap(self.log).map_err(|_| "pwal log still shared".to_string())?;
+        log.close().map_err(|e| format!("pwal close: {e}"))?;
+        ck
+    }
+}
+
+struct SqliteContender(Sqlite);
+
+impl Contender for SqliteContender {
+    fn commit(&self, thread: usize, _seq: u64, pages: &[&[u8]]) -> Result<(), String> {
+        self.0.commit(thread, pages)
+    }
+    fn close(self: Box<Self>) -> Result<(), String> {
+        self.0.close()
+    }
+}
+
+struct RocksContender(Rocks);
+
+impl Contender for RocksContender {
+    fn commit(&self, _thread: usize, seq: u64, pages: &[&[u8]]) -> Result<(), String> {
+        self.0.commit(seq, pages)
+    }
+    fn close(self: Box<Self>) -> Result<(), String> {
+        self.0.close()
+    }
+}
+
+/// The design pwal replaces (one global mutex held across `pwrite` +
+/// `fdatasync` of each commit) and, run with one thread, the floor: each
+/// commit overwrites the next bytes of a pre-zeroed file and syncs them.
+pub struct RawWal {
+    file: Mutex<(File, u64)>,
+    /// Per-thread staging buffers (a WAL copies the pages into its record
+    /// before writing; done outside the lock).
+    staging: Vec<Mutex<Vec<u8>>>,
+}
+
+impl RawWal {
+    pub fn open(prezeroed: &Path, cell: Cell) -> Result<RawWal, String> {
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(prezeroed)
+            .map_err(|e| format!("{}: {e}", prezeroed.display()))?;
+        Ok(RawWal {
+            file: Mutex::new((f, 0)),
+            staging: (0..cell.threads)
+                .map(|_| Mutex::new(Vec::with_capacity(cell.commit_bytes())))
+                .collect(),
+        })
+    }
+}
+
+impl Contender for RawWal {
+    fn commit(&self, thread: usize, _seq: u64, pages: &[&[u8]]) -> Result<(), String> {
+        let mut buf = self.staging[thread].lock().unwrap();
+        buf.clear();
+        for p in pages {
+            buf.extend_from_slice(p);
+        }
+        let mut g = self.file.lock().unwrap();
+        let len = buf.len() as u64;
+        if g.1 + len > PREZEROED_BYTES {
+            g.1 = 0;
+        }
+        let off = g.1;
+        g.0.write_all_at(&buf, off)
+            .map_err(|e| format!("pwrite: {e}"))?;
+        g.0.sync_data().map_err(|e| format!("fdatasync: {e}"))?;
+        g.1 += len;
+        Ok(())
+    }
+    fn close(self: Box<Self>) -> Result<(), String> {
+        Ok(())
+    }
+}
