@@ -172,7 +172,10 @@ impl Shared {
         }
     }
 
-    fn submit(&self, txn: &Txn<'_>) -> Result<u64> {
+    /// Appends `txn` to the caller's lane. With `seal_now` (a commit that is
+    /// about to wait), also asks for the epoch to be sealed, in the same
+    /// critical section: one wake-up of the flusher instead of two.
+    fn submit(&self, txn: &Txn<'_>, seal_now: bool) -> Result<u64> {
         if self.poisoned.load(Ordering::Acquire) {
             return Err(self.poisoned_error());
         }
@@ -252,12 +255,15 @@ impl Shared {
             let first = prev == 0;
             let crossed = prev < self.cfg.max_batch_bytes as u64
                 && now_total >= self.cfg.max_batch_bytes as u64;
-            if first || crossed {
+            if first || crossed || seal_now {
                 // Under the lane lock, so the sealer cannot have reset this
                 // epoch's timer yet.
                 let mut st = self.state.lock();
                 if first {
                     st.first_at[(epoch & 1) as usize].get_or_insert_with(Instant::now);
+                }
+                if seal_now && st.seal_requested < epoch {
+                    st.seal_requested = epoch;
                 }
                 self.flusher_cv.notify_one();
             }
@@ -567,7 +573,7 @@ impl Log {
     /// Appends a transaction to the calling thread's lane and returns the
     /// epoch it belongs to. Does not wait for durability.
     pub fn submit(&self, txn: &Txn<'_>) -> Result<u64> {
-        self.shared.submit(txn)
+        self.shared.submit(txn, false)
     }
 
     /// Blocks until `epoch` is durable, the timeout passes (`None`: no
@@ -578,7 +584,7 @@ impl Log {
 
     /// [`Log::submit`] then [`Log::wait_durable`]; returns the epoch.
     pub fn commit(&self, txn: &Txn<'_>, timeout: Option<Duration>) -> Result<u64> {
-        let e = self.shared.submit(txn)?;
+        let e = self.shared.submit(txn, true)?;
         self.shared.wait_durable(e, timeout)?;
         Ok(e)
     }
