@@ -45,104 +45,151 @@ enum Action {
     Exit,
 }
 
-struct Flusher {
-    sh: Arc<Shared>,
+/// What the flush-lock holder owns: the segment being written and the pool
+/// of emptied lane buffers. Whoever holds `Shared::flush` is the one thread
+/// that seals and writes; see [`lead`].
+pub(crate) struct FlushState {
     active: Option<ActiveSegment>,
     /// Emptied lane buffers, reused at the next seal so their allocations
     /// are kept.
     spare_bufs: Vec<LaneBuf>,
-    /// Under `normal`: when the oldest unsynced write was made.
-    unsynced_since: Option<Instant>,
 }
 
+impl FlushState {
+    pub fn new() -> FlushState {
+        FlushState {
+            active: None,
+            spare_bufs: Vec::new(),
+        }
+    }
+}
+
+/// Called by a committer waiting for `epoch` when the flush lock was free:
+/// it becomes the leader and seals and writes up to `epoch` itself, saving
+/// the two thread switches of a hand-off to the background flusher (at one
+/// writer, a commit is then one write and one `fdatasync` on the caller's
+/// thread, as in the single-mutex design, minus the mutex for appending).
+pub(crate) fn lead(sh: &Shared, fs: &mut FlushState, epoch: u64) {
+    fs.flush_through(sh, epoch);
+}
+
+/// After releasing the flush lock: if work was requested meanwhile, hand it
+/// to the background flusher. A waiter that registered its request while the
+/// lock was held, and so could not lead, is served this way.
+pub(crate) fn hand_off(sh: &Shared) {
+    let st = sh.state.lock();
+    if st.seal_requested >= st.filling || st.closing {
+        sh.flusher_cv.notify_one();
+    }
+}
+
+/// The background flusher thread: seals on the timer, on the batch-size
+/// threshold, and for requests no leader took; syncs in the background under
+/// `normal`; drains at close.
 pub(crate) fn run(sh: Arc<Shared>) {
-    let mut f = Flusher {
-        sh: sh.clone(),
-        active: None,
-        spare_bufs: Vec::new(),
-        unsynced_since: None,
-    };
-    f.run_loop();
+    loop {
+        match next_action(&sh) {
+            Action::Exit => {
+                let mut fs = sh.flush.lock();
+                if let Err((ctx, e)) = fs.sync_if_unsynced(&sh) {
+                    let next = sh.state.lock().durable + 1;
+                    sh.poison(next, ctx, &e);
+                }
+                break;
+            }
+            Action::BackgroundSync => {
+                let mut fs = sh.flush.lock();
+                if let Err((ctx, e)) = fs.sync_if_unsynced(&sh) {
+                    let next = sh.state.lock().durable + 1;
+                    sh.poison(next, ctx, &e);
+                    break;
+                }
+            }
+            Action::Seal(epoch) => {
+                let mut fs = sh.flush.lock();
+                fs.flush_through(&sh, epoch);
+                drop(fs);
+                if sh.poisoned.load(Ordering::Acquire) {
+                    break;
+                }
+            }
+        }
+    }
     let mut st = sh.state.lock();
     st.flusher_exited = true;
     drop(st);
     sh.durable_cv.notify_all();
 }
 
-impl Flusher {
-    fn run_loop(&mut self) {
-        loop {
-            match self.next_action() {
-                Action::Exit => {
-                    if let Err((ctx, e)) = self.sync_if_unsynced() {
-                        let next = self.sh.state.lock().durable + 1;
-                        self.sh.poison(next, ctx, &e);
-                    }
-                    return;
-                }
-                Action::BackgroundSync => {
-                    if let Err((ctx, e)) = self.sync_if_unsynced() {
-                        let next = self.sh.state.lock().durable + 1;
-                        self.sh.poison(next, ctx, &e);
-                        return;
-                    }
-                }
-                Action::Seal(epoch) => {
-                    let sealed = self.seal(epoch);
-                    if let Err((ctx, e)) = self.write_epoch(epoch, &sealed) {
-                        // Fail-stop: nothing from this epoch on is ever
-                        // acknowledged; the caller must reopen (recover).
-                        self.sh.poison(epoch, ctx, &e);
-                        return;
-                    }
-                    self.spare_bufs.extend(sealed);
-                }
+fn next_action(sh: &Shared) -> Action {
+    let delay = sh.cfg.max_flush_delay;
+    let mut st = sh.state.lock();
+    loop {
+        if st.poison.is_some() {
+            return Action::Exit;
+        }
+        let e = st.filling;
+        let parity = (e & 1) as usize;
+        let pending = sh.epoch_bytes[parity].load(Ordering::Acquire);
+        let first_at = st.first_at[parity];
+        let due = first_at.is_some_and(|t| t.elapsed() >= delay);
+        if st.seal_requested >= e
+            || pending >= sh.cfg.max_batch_bytes as u64
+            || (pending > 0 && (due || st.closing))
+        {
+            return Action::Seal(e);
+        }
+        if st.closing {
+            return Action::Exit;
+        }
+        let mut deadline = first_at.map(|t| t + delay);
+        if let Some(t) = st.unsynced_since {
+            let d = t + NORMAL_SYNC_INTERVAL;
+            if Instant::now() >= d {
+                return Action::BackgroundSync;
             }
+            deadline = Some(deadline.map_or(d, |x| x.min(d)));
+        }
+        match deadline {
+            Some(d) => {
+                sh.flusher_cv.wait_until(&mut st, d);
+            }
+            None => sh.flusher_cv.wait(&mut st),
         }
     }
+}
 
-    fn next_action(&mut self) -> Action {
-        let sh = &*self.sh;
-        let delay = sh.cfg.max_flush_delay;
-        let mut st = sh.state.lock();
+impl FlushState {
+    /// Seals and writes epochs until `target` is durable or the log fails.
+    /// Nothing is in flight outside the flush lock, so the epoch to seal is
+    /// always the filling one.
+    fn flush_through(&mut self, sh: &Shared, target: u64) {
         loop {
-            if st.poison.is_some() {
-                return Action::Exit;
-            }
-            let e = st.filling;
-            let parity = (e & 1) as usize;
-            let pending = sh.epoch_bytes[parity].load(Ordering::Acquire);
-            let first_at = st.first_at[parity];
-            let due = first_at.is_some_and(|t| t.elapsed() >= delay);
-            if st.seal_requested >= e
-                || pending >= sh.cfg.max_batch_bytes as u64
-                || (pending > 0 && (due || st.closing))
-            {
-                return Action::Seal(e);
-            }
-            if st.closing {
-                return Action::Exit;
-            }
-            let mut deadline = first_at.map(|t| t + delay);
-            if let Some(t) = self.unsynced_since {
-                let d = t + NORMAL_SYNC_INTERVAL;
-                if Instant::now() >= d {
-                    return Action::BackgroundSync;
+            let epoch = {
+                let st = sh.state.lock();
+                if st.poison.is_some() || st.durable >= target {
+                    return;
                 }
-                deadline = Some(deadline.map_or(d, |x| x.min(d)));
+                debug_assert_eq!(
+                    st.durable + 1,
+                    st.filling,
+                    "an epoch in flight outside the flush lock"
+                );
+                st.filling
+            };
+            let sealed = self.seal(sh, epoch);
+            if let Err((ctx, e)) = self.write_epoch(sh, epoch, &sealed) {
+                // Fail-stop: nothing from this epoch on is ever
+                // acknowledged; the log must be reopened (recovered).
+                sh.poison(epoch, ctx, &e);
+                return;
             }
-            match deadline {
-                Some(d) => {
-                    sh.flusher_cv.wait_until(&mut st, d);
-                }
-                None => sh.flusher_cv.wait(&mut st),
-            }
+            self.spare_bufs.extend(sealed);
         }
     }
 
     /// Swaps every lane's buffer of `epoch` for an empty one of `epoch + 1`.
-    fn seal(&mut self, epoch: u64) -> Vec<LaneBuf> {
-        let sh = &*self.sh;
+    fn seal(&mut self, sh: &Shared, epoch: u64) -> Vec<LaneBuf> {
         let _seal = sh.seal_lock.lock();
         // Issue epoch + 1 first: a writer that lands in it (its lane already
         // swapped) may wait for it at once.
@@ -170,8 +217,12 @@ impl Flusher {
         sealed
     }
 
-    fn write_epoch(&mut self, epoch: u64, sealed: &[LaneBuf]) -> Result<(), IoFailure> {
-        let sh = self.sh.clone();
+    fn write_epoch(
+        &mut self,
+        sh: &Shared,
+        epoch: u64,
+        sealed: &[LaneBuf],
+    ) -> Result<(), IoFailure> {
         let body_len: usize = sealed.iter().map(|b| b.bytes.len()).sum();
         let frame_len = (header_len(sealed.len()) + body_len) as u64;
         let fits = |a: &ActiveSegment| {
@@ -181,7 +232,7 @@ impl Flusher {
             a.off + need <= sh.cfg.segment_bytes || a.off == DATA_OFFSET
         };
         if !self.active.as_ref().is_some_and(fits) {
-            self.rollover(epoch)?;
+            self.rollover(sh, epoch)?;
         }
         let a = self
             .active
@@ -235,7 +286,10 @@ impl Flusher {
                     .record(t.elapsed().as_micros() as u64);
             }
             SyncPolicy::Normal => {
-                self.unsynced_since.get_or_insert_with(Instant::now);
+                sh.state
+                    .lock()
+                    .unsynced_since
+                    .get_or_insert_with(Instant::now);
             }
             SyncPolicy::Off => {}
         }
@@ -267,8 +321,8 @@ impl Flusher {
         Ok(())
     }
 
-    fn sync_if_unsynced(&mut self) -> Result<(), IoFailure> {
-        if self.unsynced_since.take().is_none() {
+    fn sync_if_unsynced(&mut self, sh: &Shared) -> Result<(), IoFailure> {
+        if sh.state.lock().unsynced_since.take().is_none() {
             return Ok(());
         }
         let Some(a) = &self.active else {
@@ -278,21 +332,19 @@ impl Flusher {
         a.file
             .sync_data()
             .map_err(|e| (format!("background fdatasync of {}", a.path.display()), e))?;
-        self.sh.counters.syncs.fetch_add(1, Ordering::Relaxed);
-        self.sh
-            .counters
+        sh.counters.syncs.fetch_add(1, Ordering::Relaxed);
+        sh.counters
             .sync_latency
             .record(t.elapsed().as_micros() as u64);
         Ok(())
     }
 
     /// Makes a spare the segment that `first_epoch` starts.
-    fn rollover(&mut self, first_epoch: u64) -> Result<(), IoFailure> {
+    fn rollover(&mut self, sh: &Shared, first_epoch: u64) -> Result<(), IoFailure> {
         // Under `normal`, the segment being left is synced now: it will never
         // be written again.
-        self.sync_if_unsynced()?;
-        let sh = self.sh.clone();
-        let spare = take_spare(&sh)?;
+        self.sync_if_unsynced(sh)?;
+        let spare = take_spare(sh)?;
         let id = {
             let mut cat = sh.catalog.lock();
             let id = cat.next_id;

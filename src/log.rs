@@ -41,6 +41,8 @@ pub(crate) struct EpochState {
     pub inflight_min_seq: Option<u64>,
     /// The highest commit sequence among durable batches.
     pub durable_max_seq: Option<u64>,
+    /// Under `normal`: when the oldest write not yet synced was made.
+    pub unsynced_since: Option<Instant>,
 }
 
 /// A segment that holds epochs: its id and first epoch.
@@ -94,6 +96,9 @@ pub(crate) struct Shared {
     pub seal_lock: Mutex<()>,
     pub catalog: Mutex<Catalog>,
     pub catalog_cv: Condvar,
+    /// The flush lock: its holder (a leading committer or the background
+    /// flusher) is the only thread that seals, writes and syncs.
+    pub flush: Mutex<crate::flusher::FlushState>,
     /// The mode in force: `Mode as u8`.
     mode: AtomicU8,
     fallback: Mutex<Option<(FallbackReason, String)>>,
@@ -262,10 +267,14 @@ impl Shared {
                 if first {
                     st.first_at[(epoch & 1) as usize].get_or_insert_with(Instant::now);
                 }
-                if seal_now && st.seal_requested < epoch {
-                    st.seal_requested = epoch;
+                if seal_now {
+                    // The committer will lead the flush itself (or hand it
+                    // off if another thread holds the flush lock): no wake-up
+                    // of the background flusher on this path.
+                    st.seal_requested = st.seal_requested.max(epoch);
+                } else {
+                    self.flusher_cv.notify_one();
                 }
-                self.flusher_cv.notify_one();
             }
             return Ok(epoch);
         }
@@ -309,7 +318,16 @@ impl Shared {
             }
             if st.seal_requested < epoch {
                 st.seal_requested = epoch;
-                self.flusher_cv.notify_one();
+            }
+            // Lead the flush when nobody is flushing. (try_lock while holding
+            // the state lock cannot deadlock: it never blocks.)
+            if let Some(mut fs) = self.flush.try_lock() {
+                drop(st);
+                crate::flusher::lead(self, &mut fs, epoch);
+                drop(fs);
+                crate::flusher::hand_off(self);
+                st = self.state.lock();
+                continue;
             }
             match deadline {
                 None => self.durable_cv.wait(&mut st),
@@ -731,6 +749,7 @@ fn start(
             first_at: [None, None],
             inflight_min_seq: None,
             durable_max_seq: None,
+            unsynced_since: None,
         }),
         flusher_cv: Condvar::new(),
         durable_cv: Condvar::new(),
@@ -746,6 +765,7 @@ fn start(
             stop: false,
         }),
         catalog_cv: Condvar::new(),
+        flush: Mutex::new(crate::flusher::FlushState::new()),
         mode: AtomicU8::new(mode_to_u8(mode)),
         fallback: Mutex::new(cfg.forced_by_operator.then(|| {
             (
