@@ -228,3 +228,86 @@ pub(crate) unsafe fn write_sized<T: Copy>(ptr: *mut T, value: &T, n: usize) {
         std::ptr::write_unaligned(ptr as *mut u32, n as u32);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::CStr;
+
+    fn last_error() -> String {
+        // SAFETY: last_error_ptr returns a NUL-terminated string that lives
+        // until the next failure on this thread.
+        unsafe { CStr::from_ptr(last_error_ptr()) }
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    #[test]
+    fn a_panic_becomes_internal_with_its_message() {
+        let status = ffi_boundary("pwal_test", || panic!("lane {} exploded", 3));
+        assert_eq!(status, pwal_status::PWAL_ERR_INTERNAL);
+        assert_eq!(
+            last_error(),
+            "pwal_test: internal error: panic: lane 3 exploded"
+        );
+    }
+
+    #[test]
+    fn a_failure_sets_status_and_prefixed_message_and_success_keeps_it() {
+        let status = ffi_boundary("pwal_test", || Err(Failure::invalid("txn is NULL")));
+        assert_eq!(status, pwal_status::PWAL_ERR_INVALID);
+        assert_eq!(last_error(), "pwal_test: invalid argument: txn is NULL");
+        assert_eq!(ffi_boundary("pwal_test", || Ok(())), pwal_status::PWAL_OK);
+        assert_eq!(last_error(), "pwal_test: invalid argument: txn is NULL");
+    }
+
+    #[test]
+    fn messages_are_bounded_and_never_contain_nul() {
+        set_last_error(format!("a\0b{}", "x".repeat(3 * MAX_MESSAGE_BYTES)));
+        let m = last_error();
+        assert!(m.starts_with("a?b"));
+        assert_eq!(m.len(), MAX_MESSAGE_BYTES);
+    }
+
+    #[test]
+    fn the_last_error_is_per_thread() {
+        set_last_error("main thread".into());
+        std::thread::spawn(|| assert_eq!(last_error(), ""))
+            .join()
+            .unwrap();
+        assert_eq!(last_error(), "main thread");
+    }
+
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, PartialEq)]
+    struct Sized2 {
+        struct_size: u32,
+        a: u32,
+        b: u64,
+    }
+
+    #[test]
+    fn sized_structs_from_a_newer_header_are_read_up_to_our_size() {
+        // A caller built against a header whose struct has grown: a larger
+        // struct_size, extra bytes after the fields we know.
+        let mut buf = [0u64; 4];
+        let mine = Sized2 {
+            struct_size: 32,
+            a: 7,
+            b: 9,
+        };
+        // SAFETY: buf is 32 bytes, larger than Sized2, and 8-aligned.
+        unsafe { std::ptr::write(buf.as_mut_ptr() as *mut Sized2, mine) };
+        let defaults = Sized2 {
+            struct_size: 16,
+            a: 0,
+            b: 0,
+        };
+        // SAFETY: buf is valid for the 32 bytes its struct_size claims.
+        let got = unsafe { read_sized(buf.as_ptr() as *const Sized2, defaults, 16, "s") }.unwrap();
+        assert_eq!((got.a, got.b), (7, 9));
+        // SAFETY: as above.
+        let small = unsafe { read_sized(buf.as_ptr() as *const Sized2, defaults, 40, "s") };
+        assert_eq!(small.unwrap_err().status, pwal_status::PWAL_ERR_INVALID);
+    }
+}
