@@ -663,10 +663,11 @@ pwal_status pwal_submit(struct pwal *log, const struct pwal_txn *txn, uint64_t *
 pwal_status pwal_wait_durable(struct pwal *log, uint64_t epoch, uint32_t timeout_ms);
 
 /**
- * `pwal_submit` then `pwal_wait_durable`: returns once the transaction is
- * durable (or the wait fails). `*out_epoch` receives the epoch as soon as
- * the transaction is submitted, so after `PWAL_ERR_TIMEOUT` it can be
- * waited on again; `out_epoch` may be NULL if not wanted.
+ * `pwal_submit` then `pwal_wait_durable`, in one call (which lets the log
+ * start the flush of the epoch in the same step as the append): returns
+ * once the transaction is durable, or the wait fails. `*out_epoch` receives
+ * the transaction's epoch on `PWAL_OK` and on `PWAL_ERR_TIMEOUT` (so that
+ * it can be waited on again); `out_epoch` may be NULL if not wanted.
  *
  * Returns what `pwal_submit` and `pwal_wait_durable` return.
  *

@@ -13,7 +13,7 @@ use super::types::{
     pwal_frame, pwal_options, pwal_stats, pwal_txn, OPTIONS_MIN_SIZE, PWAL_MAX_PAGE_BYTES,
     PWAL_MAX_TXN_FRAMES, PWAL_WAIT_FOREVER, STATS_MIN_SIZE,
 };
-use crate::{Frame, Log, Txn};
+use crate::{Error, Frame, Log, Txn};
 
 /// An open log: opaque. Created by `pwal_open`, destroyed by `pwal_close`.
 /// One handle may be used from any number of threads at once.
@@ -241,10 +241,11 @@ pub unsafe extern "C" fn pwal_wait_durable(
     })
 }
 
-/// `pwal_submit` then `pwal_wait_durable`: returns once the transaction is
-/// durable (or the wait fails). `*out_epoch` receives the epoch as soon as
-/// the transaction is submitted, so after `PWAL_ERR_TIMEOUT` it can be
-/// waited on again; `out_epoch` may be NULL if not wanted.
+/// `pwal_submit` then `pwal_wait_durable`, in one call (which lets the log
+/// start the flush of the epoch in the same step as the append): returns
+/// once the transaction is durable, or the wait fails. `*out_epoch` receives
+/// the transaction's epoch on `PWAL_OK` and on `PWAL_ERR_TIMEOUT` (so that
+/// it can be waited on again); `out_epoch` may be NULL if not wanted.
 ///
 /// Returns what `pwal_submit` and `pwal_wait_durable` return.
 ///
@@ -264,12 +265,16 @@ pub unsafe extern "C" fn pwal_commit(
     ffi_boundary("pwal_commit", || {
         let log = try_ref!(log);
         let txn = try_ref!(txn);
-        let epoch = with_txn(txn, |t| Ok(log.log.submit(t)?))?;
-        if !out_epoch.is_null() {
+        let result = with_txn(txn, |t| Ok(log.log.commit(t, timeout_from_c(timeout_ms))))?;
+        let epoch = match &result {
+            Ok(epoch) | Err(Error::Timeout { epoch, .. }) => Some(*epoch),
+            Err(_) => None,
+        };
+        if let (Some(epoch), false) = (epoch, out_epoch.is_null()) {
             // SAFETY: non-NULL, and the caller promised it is writable.
             unsafe { out_epoch.write(epoch) };
         }
-        Ok(log.log.wait_durable(epoch, timeout_from_c(timeout_ms))?)
+        result.map(drop).map_err(Failure::from)
     })
 }
 

@@ -385,6 +385,8 @@ static void case_misuse(void) {
     CHECK(epoch >= 1);
     OK(pwal_wait_durable(log, epoch, 0));
     EXPECT_STATUS(pwal_wait_durable(NULL, epoch, 0), PWAL_ERR_INVALID, "log");
+    EXPECT_STATUS(pwal_wait_durable(log, UINT64_MAX, 0), PWAL_ERR_INVALID, "epoch");
+    EXPECT_STATUS(pwal_checkpoint(log, UINT64_MAX), PWAL_ERR_INVALID, "epoch");
     EXPECT_STATUS(pwal_checkpoint(NULL, epoch), PWAL_ERR_INVALID, "log");
 
     /* pwal_get_stats */
