@@ -50,9 +50,11 @@ enum Action {
 /// that seals and writes; see [`lead`].
 pub(crate) struct FlushState {
     active: Option<ActiveSegment>,
-    /// Emptied lane buffers, reused at the next seal so their allocations
-    /// are kept.
-    spare_bufs: Vec<LaneBuf>,
+    /// Each lane's emptied buffer from the epoch before last, given back to
+    /// the same lane at the next seal: a lane keeps two allocations sized to
+    /// its own load, and a writer never appends into fresh (page-faulting)
+    /// memory in the steady state.
+    spare_bufs: Vec<Option<LaneBuf>>,
 }
 
 impl FlushState {
@@ -184,7 +186,8 @@ impl FlushState {
                 sh.poison(epoch, ctx, &e);
                 return;
             }
-            self.spare_bufs.extend(sealed);
+            self.spare_bufs.clear();
+            self.spare_bufs.extend(sealed.into_iter().map(Some));
         }
     }
 
@@ -195,8 +198,12 @@ impl FlushState {
         // swapped) may wait for it at once.
         sh.state.lock().filling = epoch + 1;
         let mut sealed = Vec::with_capacity(sh.lanes.lanes.len());
-        for lane in &sh.lanes.lanes {
-            let mut fresh = self.spare_bufs.pop().unwrap_or_default();
+        for (i, lane) in sh.lanes.lanes.iter().enumerate() {
+            let mut fresh = self
+                .spare_bufs
+                .get_mut(i)
+                .and_then(Option::take)
+                .unwrap_or_default();
             fresh.reset(epoch + 1);
             let mut g = lane.buf.lock();
             debug_assert_eq!(g.epoch, epoch, "a lane was not in the epoch being sealed");
