@@ -111,3 +111,8 @@ fn c_version_function_matches_the_macros() {
 fn c_recovery_of_a_missing_log_is_empty() {
     run_case("empty");
 }
+
+#[test]
+fn c_write_error_is_io_then_poisoned_and_loses_nothing_acknowledged() {
+    run_case("fail_stop");
+}

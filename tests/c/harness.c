@@ -15,7 +15,9 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -500,6 +502,63 @@ static void case_two_opens(void) {
     printf("two_opens: two handles on one path share the log\n");
 }
 
+/* Fail-stop through the ABI: a real kernel write error (EFBIG from
+ * RLIMIT_FSIZE once the log passes 32 KiB) is reported as PWAL_ERR_IO, every
+ * later call as PWAL_ERR_POISONED, and nothing acknowledged before is lost. */
+static void case_fail_stop(void) {
+    pwal_options o = test_options();
+    o.segment_bytes = 64u << 10; /* the minimum: preallocated before the limit */
+    pwal *log = NULL;
+    OK(pwal_open(g_db, &o, &log));
+    uint64_t before = 0;
+    commit_range(log, 1, 5, &before); /* acknowledged before any failure */
+
+    struct rlimit old_limit, limit;
+    CHECK(getrlimit(RLIMIT_FSIZE, &old_limit) == 0);
+    limit = old_limit;
+    limit.rlim_cur = 32u << 10;
+    CHECK(signal(SIGXFSZ, SIG_IGN) != SIG_ERR); /* get EFBIG, not a signal */
+    CHECK(setrlimit(RLIMIT_FSIZE, &limit) == 0);
+
+    txn_buf *b = malloc(sizeof *b);
+    CHECK(b != NULL);
+    uint64_t acked = 5, id;
+    pwal_status st = PWAL_OK;
+    for (id = 6; id <= 1000; id++) {
+        make_txn(b, id, id);
+        st = pwal_commit(log, &b->txn, TEST_TIMEOUT_MS, NULL);
+        if (st != PWAL_OK) break;
+        acked = id;
+    }
+    CHECK(st == PWAL_ERR_IO || st == PWAL_ERR_POISONED);
+    CHECK(acked < 1000);
+    char first_error[512];
+    snprintf(first_error, sizeof first_error, "%s", pwal_last_error());
+
+    /* From now on nothing is acknowledged. */
+    make_txn(b, id + 1, id + 1);
+    uint64_t epoch = 0;
+    EXPECT_STATUS(pwal_submit(log, &b->txn, &epoch), PWAL_ERR_POISONED, "");
+    EXPECT_STATUS(pwal_commit(log, &b->txn, TEST_TIMEOUT_MS, NULL), PWAL_ERR_POISONED, "");
+    pwal_stats s;
+    memset(&s, 0, sizeof s);
+    s.struct_size = sizeof s;
+    OK(pwal_get_stats(log, &s)); /* stats still work on a poisoned log */
+    CHECK(s.poisoned != 0);
+    st = pwal_close(log);
+    CHECK(st == PWAL_ERR_IO || st == PWAL_ERR_POISONED);
+    free(b);
+
+    CHECK(setrlimit(RLIMIT_FSIZE, &old_limit) == 0);
+    oracle or;
+    oracle_init(&or, 1001);
+    recover_all(&or, PWAL_OK);
+    for (uint64_t i = 1; i <= acked; i++) CHECK(or.seen[i]);
+    free(or.seen);
+    printf("fail_stop: %llu commits acknowledged, then \"%s\"; all of them recovered\n",
+           (unsigned long long)acked, first_error);
+}
+
 static const char *g_self;
 
 static void case_locked(void) {
@@ -587,6 +646,7 @@ int main(int argc, char **argv) {
         {"abort", case_abort},           {"reopen", case_reopen},
         {"two_opens", case_two_opens},   {"locked", case_locked},
         {"version", case_version},       {"empty", case_empty},
+        {"fail_stop", case_fail_stop},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         if (strcmp(g_case, cases[i].name) == 0) {
