@@ -451,6 +451,12 @@ fn create_spare(sh: &Shared, n: u64, cancellable: bool) -> Result<PathBuf, IoFai
         file.write_all_at(&[&zeros[..len]], off)
             .map_err(|e| (ctx("preallocating"), e))?;
         off += len as u64;
+        if sh.cfg.sync != SyncPolicy::Off {
+            // Flush as we go: one 64 MiB flush at the end would queue every
+            // commit's fdatasync behind it for the whole transfer (~160 ms
+            // at 400 MB/s); 1 MiB at a time bounds that to a few ms.
+            file.sync_data().map_err(|e| (ctx("syncing"), e))?;
+        }
     }
     if sh.cfg.sync != SyncPolicy::Off {
         file.sync_all().map_err(|e| (ctx("syncing"), e))?;
