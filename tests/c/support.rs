@@ -38,13 +38,22 @@ pub fn cdylib() -> PathBuf {
     );
 }
 
-/// A fresh scratch directory under cargo's per-target tmp dir.
+/// A fresh scratch directory under cargo's per-target tmp dir. Scratch
+/// directories left by earlier runs (a failed case keeps its files for a
+/// look) are removed once they are an hour old.
 pub fn scratch(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
-        "pwal-{}-{}",
-        std::process::id(),
-        name
-    ));
+    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let hour = std::time::Duration::from_secs(3600);
+    for entry in std::fs::read_dir(tmp).into_iter().flatten().flatten() {
+        let stale = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t.elapsed().is_ok_and(|age| age > hour));
+        if stale && entry.file_name().to_string_lossy().starts_with("pwal-") {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+    let dir = tmp.join(format!("pwal-{}-{}", std::process::id(), name));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("create scratch dir");
     dir
