@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use harness::contenders::{Kind, Shared};
 use harness::micro::{submit_path, CoreRatios};
 use harness::report::{kept_notes, StraceResult, Suite};
-use harness::{run_cell, run_fresh, sys, Cell};
+use harness::{run_fresh, run_grid, sys, Cell};
 
 struct Args {
     quick: bool,
@@ -187,6 +187,7 @@ fn main() {
         return;
     }
     let started = Instant::now();
+    let load_at_start = sys::loadavg();
     let a = parse_args(&argv);
     let command = harness::command_line("compare");
     let data_dir = harness::default_data_dir();
@@ -219,7 +220,9 @@ fn main() {
         sys::filesystem_of(&data_dir)
     );
 
-    let mut results = Vec::new();
+    // Rounds outermost: each cell's runs are spread over the whole suite, so a
+    // burst of disk traffic from elsewhere spoils one run of a cell, not all.
+    let mut grid = Vec::new();
     for &ps in &a.page_sizes {
         for &pages in &a.pages {
             for &threads in &a.threads {
@@ -233,11 +236,11 @@ fn main() {
                     .copied()
                     .filter(|&k| k != Kind::Floor || threads == 1)
                     .collect();
-                eprintln!("cell: {threads} threads, {pages} page(s) of {ps} B");
-                results.extend(run_cell(&ks, cell, a.runs, &shared, warmup, secs));
+                grid.push((cell, ks));
             }
         }
     }
+    let results = run_grid(&grid, a.runs, &shared, warmup, secs);
 
     eprintln!("submit path (issue 2)");
     let submit = submit_path(&data_dir, a.runs.max(3));
@@ -255,15 +258,17 @@ fn main() {
         .output()
         .is_ok();
     if a.strace && have_strace {
-        for k in [
-            Kind::PwalAutoFull,
-            Kind::SqliteFull,
-            Kind::Rocksdb,
-            Kind::Mutex,
+        for (k, threads) in [
+            (Kind::Floor, 1),
+            (Kind::PwalAutoFull, 1),
+            (Kind::PwalAutoFull, 16),
+            (Kind::SqliteFull, 16),
+            (Kind::Rocksdb, 16),
+            (Kind::Mutex, 16),
         ] {
             if kinds.contains(&k) {
-                eprintln!("strace: {}", k.label());
-                strace.push(strace_one(k, 16, &data_dir));
+                eprintln!("strace: {}, {threads} thread(s)", k.label());
+                strace.push(strace_one(k, threads, &data_dir));
             }
         }
     } else if a.strace {
@@ -288,6 +293,8 @@ fn main() {
         data_dir_fs: sys::filesystem_of(&data_dir),
         elapsed_secs: started.elapsed().as_secs_f64(),
         notes,
+        git: sys::git_state(),
+        load: (load_at_start, sys::loadavg()),
     };
 
     println!("\n== {command}");

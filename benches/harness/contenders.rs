@@ -263,6 +263,8 @@ impl Contender for PwalContender {
             txns_per_epoch_p50: s.txns_per_epoch.p50_us,
             txns_per_epoch_p99: s.txns_per_epoch.p99_us,
             txns_per_epoch_max: s.txns_per_epoch.max_us,
+            sync_p50_us: s.sync_latency.p50_us,
+            sync_p99_us: s.sync_latency.p99_us,
         })
     }
 

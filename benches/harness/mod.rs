@@ -55,6 +55,9 @@ pub struct PwalWindow {
     pub txns_per_epoch_p50: u64,
     pub txns_per_epoch_p99: u64,
     pub txns_per_epoch_max: u64,
+    /// `fdatasync` latency from the log's histogram (whole run), us.
+    pub sync_p50_us: u64,
+    pub sync_p99_us: u64,
 }
 
 impl PwalWindow {
@@ -125,6 +128,8 @@ pub fn median_metrics(runs: &[Metrics]) -> Metrics {
             txns_per_epoch_p50: mu(&|p| p.txns_per_epoch_p50),
             txns_per_epoch_p99: mu(&|p| p.txns_per_epoch_p99),
             txns_per_epoch_max: mu(&|p| p.txns_per_epoch_max),
+            sync_p50_us: mu(&|p| p.sync_p50_us),
+            sync_p99_us: mu(&|p| p.sync_p99_us),
         })
     };
     Metrics {
@@ -251,6 +256,8 @@ pub fn run_once(
             txns_per_epoch_p50: b.txns_per_epoch_p50,
             txns_per_epoch_p99: b.txns_per_epoch_p99,
             txns_per_epoch_max: b.txns_per_epoch_max,
+            sync_p50_us: b.sync_p50_us,
+            sync_p99_us: b.sync_p99_us,
         }),
         _ => None,
     };
@@ -329,42 +336,61 @@ pub fn run_cell(
     warmup: Duration,
     measure: Duration,
 ) -> Vec<CellResult> {
-    let mut out: Vec<CellResult> = kinds
+    run_grid(&[(cell, kinds.to_vec())], runs, shared, warmup, measure)
+}
+
+/// Runs a grid of cells, each with its contenders, in `runs` rounds: every
+/// round visits every cell once, and within a cell the contenders take turns
+/// in an order that rotates from round to round.
+pub fn run_grid(
+    grid: &[(Cell, Vec<Kind>)],
+    runs: usize,
+    shared: &Shared,
+    warmup: Duration,
+    measure: Duration,
+) -> Vec<CellResult> {
+    let mut out: Vec<Vec<CellResult>> = grid
         .iter()
-        .map(|&kind| CellResult {
-            kind,
-            cell: kind.effective_cell(cell),
-            runs: Vec::new(),
-            errors: Vec::new(),
+        .map(|(cell, kinds)| {
+            kinds
+                .iter()
+                .map(|&kind| CellResult {
+                    kind,
+                    cell: kind.effective_cell(*cell),
+                    runs: Vec::new(),
+                    errors: Vec::new(),
+                })
+                .collect()
         })
         .collect();
     for r in 0..runs {
-        for i in 0..kinds.len() {
-            let idx = (i + r) % kinds.len();
-            let res = &mut out[idx];
-            let dir = shared.data_dir.join(format!("run-{}", res.kind.slug()));
-            match run_fresh(res.kind, res.cell, shared, &dir, warmup, measure) {
-                Ok(m) => {
-                    eprintln!(
-                        "  {:<22} t={:<2} p={} ps={:<5} run {}: {:>9.0} commits/s  p99 {:>8.0} us",
-                        res.kind.label(),
-                        res.cell.threads,
-                        cell.pages,
-                        cell.page_size,
-                        r + 1,
-                        m.commits_per_s,
-                        m.p99_us
-                    );
-                    res.runs.push(m)
-                }
-                Err(e) => {
-                    eprintln!("  {} {:?} run {}: ERROR {e}", res.kind.label(), cell, r + 1);
-                    res.errors.push(e)
+        eprintln!("round {} of {runs}", r + 1);
+        for ((cell, kinds), results) in grid.iter().zip(out.iter_mut()) {
+            for i in 0..kinds.len() {
+                let res = &mut results[(i + r) % kinds.len()];
+                let dir = shared.data_dir.join(format!("run-{}", res.kind.slug()));
+                match run_fresh(res.kind, res.cell, shared, &dir, warmup, measure) {
+                    Ok(m) => {
+                        eprintln!(
+                            "  {:<26} t={:<2} p={} ps={:<5}: {:>9.0} commits/s  p99 {:>8.0} us",
+                            res.kind.label(),
+                            res.cell.threads,
+                            cell.pages,
+                            cell.page_size,
+                            m.commits_per_s,
+                            m.p99_us
+                        );
+                        res.runs.push(m)
+                    }
+                    Err(e) => {
+                        eprintln!("  {} {:?}: ERROR {e}", res.kind.label(), cell);
+                        res.errors.push(e)
+                    }
                 }
             }
         }
     }
-    out
+    out.into_iter().flatten().collect()
 }
 
 /// The command line as it was typed, for the reports.

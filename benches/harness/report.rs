@@ -45,6 +45,10 @@ pub struct Suite {
     pub data_dir_fs: String,
     pub elapsed_secs: f64,
     pub notes: Vec<String>,
+    /// The tree measured (commit, uncommitted changes).
+    pub git: String,
+    /// Load averages at the start and at the end of the suite.
+    pub load: (String, String),
 }
 
 fn color(k: Kind) -> &'static str {
@@ -161,10 +165,36 @@ impl Suite {
         };
         if let Some(m) = self.get(pw, c16) {
             let r = ratio(m.p99_us, m.p50_us);
+            // The disk's own tail: the floor is nothing but fdatasync.
+            let floor = self
+                .get(
+                    Kind::Floor,
+                    Cell {
+                        threads: 1,
+                        pages: 1,
+                        page_size: 4096,
+                    },
+                )
+                .map(|f| {
+                    format!(
+                        "; the floor's own p99/p50: {}",
+                        fmt_ratio(ratio(f.p99_us, f.p50_us))
+                    )
+                })
+                .unwrap_or_default();
+            let sync = m
+                .pwal
+                .map(|p| {
+                    format!(
+                        "; pwal's fdatasync p99/p50: {}",
+                        fmt_ratio(ratio(p.sync_p99_us as f64, p.sync_p50_us as f64))
+                    )
+                })
+                .unwrap_or_default();
             t.push((
                 "16 writers: pwal p99 / p50 commit latency".into(),
                 format!(
-                    "{} ({} / {} us)",
+                    "{} ({} / {} us{floor}{sync})",
                     fmt_ratio(r),
                     fmt_num(m.p99_us),
                     fmt_num(m.p50_us)
@@ -264,10 +294,16 @@ impl Suite {
         let _ = writeln!(w, "- Data directory: {}", self.data_dir_fs);
         let _ = writeln!(
             w,
-            "- SQLite {} (system library), RocksDB {} (Debian librocksdb), pwal {} (this tree)",
+            "- Load average (1, 5, 15 min) at start: {}; at end: {} (the machine is shared with other builds)",
+            self.load.0, self.load.1
+        );
+        let _ = writeln!(
+            w,
+            "- SQLite {} (system library), RocksDB {} (Debian librocksdb), pwal {} at {}",
             super::peers::sqlite_version().unwrap_or_else(|| "unavailable".into()),
             super::sys::deb_version("librocksdb-dev").unwrap_or_else(|| "unavailable".into()),
-            env!("CARGO_PKG_VERSION")
+            env!("CARGO_PKG_VERSION"),
+            self.git
         );
         let _ = writeln!(w, "\n## Method\n");
         let _ = writeln!(
@@ -513,15 +549,15 @@ impl Suite {
         );
         let _ = writeln!(
             w,
-            "| contender | page | pages | threads | txns/epoch mean | p50 | p99 | syncs per commit | bytes per frame beyond the page |\n\
-             | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+            "| contender | page | pages | threads | txns/epoch mean | p50 | p99 | syncs per commit | fdatasync p50 / p99 us | bytes per frame beyond the page |\n\
+             | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
         );
         for r in rows {
             let Some(m) = r.median() else { continue };
             let Some(p) = m.pwal else { continue };
             let _ = writeln!(
                 w,
-                "| {} | {} | {} | {} | {:.2} | {} | {} | {:.3} | {:.1} |",
+                "| {} | {} | {} | {} | {:.2} | {} | {} | {:.3} | {} / {} | {:.1} |",
                 r.kind.label(),
                 size_name(r.cell.page_size),
                 r.cell.pages,
@@ -530,6 +566,8 @@ impl Suite {
                 p.txns_per_epoch_p50,
                 p.txns_per_epoch_p99,
                 ratio(p.syncs as f64, p.transactions as f64),
+                p.sync_p50_us,
+                p.sync_p99_us,
                 p.overhead_per_frame(r.cell.page_size)
             );
         }
@@ -906,7 +944,7 @@ pub fn line_chart(
     }
     let _ = writeln!(
         s,
-        r##"<text x="{}" y="{}" font-size="11" fill="#555">dashed: not durable (*) or the 1-thread floor</text>"##,
+        r##"<text x="{}" y="{}" font-size="11" fill="#555">dashed: not durable (*), floor</text>"##,
         R + 15.0,
         T + 10.0 + series.len() as f64 * 20.0 + 6.0
     );

@@ -254,3 +254,53 @@ pub fn write_file(path: &Path, text: &str) -> std::io::Result<()> {
     }
     std::fs::rename(tmp, path)
 }
+
+/// The commit of the tree the benchmark was built from, and whether `src/`
+/// had uncommitted changes.
+pub fn git_state() -> String {
+    let dir = env!("CARGO_MANIFEST_DIR");
+    let run = |args: &[&str]| {
+        std::process::Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    match run(&["rev-parse", "--short", "HEAD"]) {
+        None => "unknown commit".into(),
+        Some(head) => {
+            let dirty = run(&[
+                "status",
+                "--porcelain",
+                "--",
+                "src",
+                "Cargo.toml",
+                "benches",
+            ])
+            .unwrap_or_default();
+            if dirty.is_empty() {
+                format!("commit {head}")
+            } else {
+                format!(
+                    "commit {head} plus uncommitted changes to {}",
+                    dirty
+                        .lines()
+                        .map(|l| l[3..].to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            }
+        }
+    }
+}
+
+/// `/proc/loadavg`'s first three fields (other engineers' builds share the
+/// machine: a load near or above the CPU count means the figures are noisy).
+pub fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
