@@ -700,6 +700,16 @@ fn start(
             })
         })
         .collect();
+    // The tail just scanned may never have been synced (its fsync failed, or
+    // the last process died before it): it is read back from the kernel's
+    // cache. New epochs go after it, so it must be durable first, or a power
+    // loss would keep them and lose it: an epoch gap. Earlier segments were
+    // synced when the flusher left them.
+    if let (Some(last), true) = (segments.last(), cfg.sync != SyncPolicy::Off) {
+        vfs.open(&last.path, false)
+            .and_then(|f| f.sync_data())
+            .map_err(|e| Error::io(format!("syncing {}", last.path.display()), e))?;
+    }
     let mut next_id = found.iter().map(|s| s.id).max().unwrap_or(0) + 1;
     let mut spares = VecDeque::new();
     let mut next_spare = 0;
