@@ -16,6 +16,10 @@ use super::{make_pages, median, sys};
 const GEN_PAGES: usize = 8;
 const GEN_PAGE_SIZE: usize = 4096;
 const GEN_THREADS: usize = 2;
+/// How pwal names its segment files and its preallocated spares (see
+/// docs/FORMAT.md).
+const SEGMENT_SUFFIX: &str = ".pwseg";
+const SPARE_PREFIX: &str = "spare-";
 /// Read size of the sequential-read baseline.
 const READ_CHUNK: usize = 1 << 20;
 
@@ -27,13 +31,21 @@ pub struct ChildReport {
     pub epochs: u64,
     pub segments: u64,
     pub hwm_kib: u64,
+    /// User + system CPU seconds of the child.
+    pub cpu_secs: f64,
 }
 
 impl ChildReport {
     fn to_line(&self) -> String {
         format!(
-            "secs={} bytes={} records={} epochs={} segments={} hwm_kib={}",
-            self.secs, self.bytes, self.records, self.epochs, self.segments, self.hwm_kib
+            "secs={} bytes={} records={} epochs={} segments={} hwm_kib={} cpu_secs={}",
+            self.secs,
+            self.bytes,
+            self.records,
+            self.epochs,
+            self.segments,
+            self.hwm_kib,
+            self.cpu_secs
         )
     }
     fn parse(s: &str) -> Option<ChildReport> {
@@ -48,6 +60,7 @@ impl ChildReport {
                 "epochs" => r.epochs = v.parse().ok()?,
                 "segments" => r.segments = v.parse().ok()?,
                 "hwm_kib" => r.hwm_kib = v.parse().ok()?,
+                "cpu_secs" => r.cpu_secs = v.parse().ok()?,
                 _ => {}
             }
         }
@@ -68,6 +81,8 @@ pub struct RecoveryResult {
     pub recover_hwm_kib: u64,
     pub read_secs: f64,
     pub read_hwm_kib: u64,
+    pub recover_cpu_secs: f64,
+    pub read_cpu_secs: f64,
     pub runs: usize,
     pub error: Option<String>,
 }
@@ -91,13 +106,17 @@ pub fn child_main(args: &[String]) -> bool {
         }
         _ => return false,
     };
+    let limit = args.get(2).and_then(|v| v.parse().ok()).unwrap_or(u64::MAX);
     let r = if mode == "--child-recover" {
         child_recover(&path)
     } else {
-        child_read(&path)
+        child_read(&path, limit)
     };
     match r {
-        Ok(r) => println!("{}", r.to_line()),
+        Ok(mut r) => {
+            r.cpu_secs = sys::cpu_seconds_self();
+            println!("{}", r.to_line())
+        }
         Err(e) => {
             eprintln!("{mode}: {e}");
             std::process::exit(1);
@@ -125,6 +144,7 @@ fn child_recover(db: &Path) -> Result<ChildReport, String> {
         epochs: rep.epochs,
         segments: rep.segments,
         hwm_kib: sys::vm_hwm_kib(),
+        cpu_secs: 0.0,
     })
 }
 
@@ -136,11 +156,26 @@ fn log_files(db: &Path) -> Result<Vec<PathBuf>, String> {
         .filter(|e| e.file_type().map(|t| t.is_file()).unwrap_or(false))
         .map(|e| e.path())
         .collect();
+    // The segments only: not the lock file, nor a preallocated spare that
+    // holds no frame yet (recovery has no reason to read it either).
+    let is_segment = |p: &PathBuf| {
+        let n = p
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        n.ends_with(SEGMENT_SUFFIX) && !n.starts_with(SPARE_PREFIX)
+    };
+    if v.iter().any(is_segment) {
+        v.retain(is_segment);
+    }
     v.sort();
     Ok(v)
 }
 
-fn child_read(db: &Path) -> Result<ChildReport, String> {
+/// Reads the segments in order, 1 MiB at a time, until `limit` bytes (the log
+/// bytes recovery reported: the preallocated zero tail of the last segment is
+/// not part of the log).
+fn child_read(db: &Path, limit: u64) -> Result<ChildReport, String> {
     use std::io::Read;
     let files = log_files(db)?;
     let mut buf = vec![0u8; READ_CHUNK];
@@ -158,6 +193,12 @@ fn child_read(db: &Path) -> Result<ChildReport, String> {
             }
             check ^= buf[n - 1];
             bytes += n as u64;
+            if bytes >= limit {
+                break;
+            }
+        }
+        if bytes >= limit {
+            break;
         }
     }
     let secs = t0.elapsed().as_secs_f64();
@@ -171,7 +212,7 @@ fn child_read(db: &Path) -> Result<ChildReport, String> {
     })
 }
 
-fn run_child(mode: &str, db: &Path) -> Result<ChildReport, String> {
+fn run_child(mode: &str, db: &Path, limit: Option<u64>) -> Result<ChildReport, String> {
     for f in log_files(db)? {
         sys::drop_from_cache(&f).map_err(|e| format!("{}: {e}", f.display()))?;
     }
@@ -179,6 +220,7 @@ fn run_child(mode: &str, db: &Path) -> Result<ChildReport, String> {
     let out = std::process::Command::new(exe)
         .arg(mode)
         .arg(db)
+        .args(limit.map(|l| l.to_string()))
         .output()
         .map_err(|e| format!("spawn {mode}: {e}"))?;
     if !out.status.success() {
@@ -211,9 +253,11 @@ fn generate(db: &Path, target_bytes: u64) -> Result<(), String> {
                 let pages: Vec<&[u8]> = bufs.iter().map(|b| b.as_slice()).collect();
                 let mut i = 0u64;
                 loop {
-                    if i & 255 == 0
-                        && (log.stats().bytes_written >= target_bytes
-                            || err.lock().unwrap().is_some())
+                    // Page bytes submitted so far (the flushed count lags
+                    // behind by what the lanes hold).
+                    let submitted = seq.load(std::sync::atomic::Ordering::Relaxed)
+                        * (GEN_PAGES * GEN_PAGE_SIZE) as u64;
+                    if submitted >= target_bytes || (i & 255 == 0 && err.lock().unwrap().is_some())
                     {
                         break;
                     }
@@ -259,11 +303,11 @@ pub fn measure(data_dir: &Path, target_mib: u64, runs: usize) -> RecoveryResult 
         let (mut rec, mut read) = (Vec::new(), Vec::new());
         for r in 0..runs {
             if r % 2 == 0 {
-                rec.push(run_child("--child-recover", &db)?);
-                read.push(run_child("--child-read", &db)?);
+                rec.push(run_child("--child-recover", &db, None)?);
+                read.push(run_child("--child-read", &db, Some(rec[0].bytes))?);
             } else {
-                read.push(run_child("--child-read", &db)?);
-                rec.push(run_child("--child-recover", &db)?);
+                read.push(run_child("--child-read", &db, Some(rec[0].bytes))?);
+                rec.push(run_child("--child-recover", &db, None)?);
             }
             eprintln!(
                 "  recovery {target_mib} MiB run {}: recover {:.3} s ({} KiB peak), read {:.3} s ({} KiB peak)",
@@ -281,6 +325,8 @@ pub fn measure(data_dir: &Path, target_mib: u64, runs: usize) -> RecoveryResult 
         res.file_bytes = read[0].bytes;
         res.recover_secs = median(rec.iter().map(|r| r.secs).collect());
         res.read_secs = median(read.iter().map(|r| r.secs).collect());
+        res.recover_cpu_secs = median(rec.iter().map(|r| r.cpu_secs).collect());
+        res.read_cpu_secs = median(read.iter().map(|r| r.cpu_secs).collect());
         res.recover_hwm_kib = rec.iter().map(|r| r.hwm_kib).max().unwrap_or(0);
         res.read_hwm_kib = read.iter().map(|r| r.hwm_kib).max().unwrap_or(0);
         Ok(())

@@ -582,18 +582,16 @@ impl Suite {
             w,
             "A log of the given size (2 writers, 8 pages of 4 KiB per transaction, sync off, closed) is \
              recovered by `pwal::recover` in a child process with a callback that touches every record, and \
-             the same files are read sequentially (1 MiB `read`s) by another child. Before each child every \
+             the same segment files are read sequentially (1 MiB `read`s, in order, as many bytes as recovery reported as log bytes: the preallocated zero tail of the last segment is not part of the log) by another child. Before each child every \
              file is synced and dropped from the page cache with `posix_fadvise(DONTNEED)`; a cache of the \
              host below the virtual disk cannot be dropped from here, so \"from disk\" means from below the \
              guest's page cache. Peak memory is the child's `VmHWM` (it includes the benchmark binary's own \
-             resident pages, a few MiB; compare with the reader's). Recovery rate counts the log bytes the \
-             report names; read rate counts every byte of the files (segments are preallocated, so this \
-             includes their zeroed tails). Medians of {} runs, alternating which child goes first.\n",
+             resident pages, a few MiB; compare with the reader's). Both rates count the log bytes the recovery report names. Medians of {} runs, alternating which child goes first.\n",
             self.recovery.first().map(|r| r.runs).unwrap_or(0)
         );
         let _ = writeln!(
             w,
-            "| log | segments | epochs | records | recover s | recover MB/s | recover peak MiB | read s | read MB/s | read peak MiB | rate ratio |\n\
+            "| log | segments | epochs | records | recover s (CPU s) | recover MB/s | recover peak MiB | read s (CPU s) | read MB/s | read peak MiB | rate ratio |\n\
              | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
         );
         for r in &self.recovery {
@@ -608,17 +606,18 @@ impl Suite {
             }
             let _ = writeln!(
                 w,
-                "| {} MiB ({:.1} MiB of frames, {:.1} MiB of files) | {} | {} | {} | {:.3} | {} | {:.1} | {:.3} | {} | {:.1} | {} |",
+                "| {} MiB ({:.1} MiB of frames) | {} | {} | {} | {:.3} ({:.3}) | {} | {:.1} | {:.3} ({:.3}) | {} | {:.1} | {} |",
                 r.target_mib,
                 r.log_bytes as f64 / 1048576.0,
-                r.file_bytes as f64 / 1048576.0,
                 r.segments,
                 r.epochs,
                 r.records,
                 r.recover_secs,
+                r.recover_cpu_secs,
                 fmt_num(r.recover_mb_s()),
                 r.recover_hwm_kib as f64 / 1024.0,
                 r.read_secs,
+                r.read_cpu_secs,
                 fmt_num(r.read_mb_s()),
                 r.read_hwm_kib as f64 / 1024.0,
                 fmt_ratio(ratio(r.recover_mb_s(), r.read_mb_s()))
