@@ -376,7 +376,6 @@ impl FlushState {
             first_epoch,
         }
         .encode();
-        // The header is synced by the fdatasync of the first frame.
         file.write_all_at(&[&header], 0)
             .map_err(|e| (format!("writing the header of {}", path.display()), e))?;
         if sh.cfg.sync != SyncPolicy::Off {
@@ -385,6 +384,12 @@ impl FlushState {
             sh.vfs
                 .sync_dir(&sh.dir)
                 .map_err(|e| (format!("syncing directory {}", sh.dir.display()), e))?;
+            // And the header before any frame is written: then a segment
+            // whose frames validate but whose header does not was damaged
+            // after the fact, and recovery fails closed on it instead of
+            // taking it for a segment never activated.
+            file.sync_data()
+                .map_err(|e| (format!("fdatasync of the header of {}", path.display()), e))?;
         }
         sh.catalog.lock().segments.push(SegMeta {
             id,

@@ -296,12 +296,27 @@ pub(crate) fn scan(
     report: &mut RecoveryReport,
 ) -> Result<ScanEnd> {
     let found = list_segments(vfs, dir)?;
-    let mut active: Vec<&FoundSegment> = found.iter().filter(|s| s.header.is_some()).collect();
+    let mut buf: Vec<u8> = Vec::new();
+    // A segment whose header does not validate but whose first frame does:
+    // the header was synced before any frame was written (flusher.rs
+    // `rollover`), so it was damaged afterwards, and the epochs in the file
+    // were acknowledged. Only the segments before it are a trustworthy
+    // prefix.
+    let mut headerless = None;
+    for s in found.iter().filter(|s| s.header.is_none()) {
+        if let Some(epoch) = own_first_frame(vfs, s, &mut buf)? {
+            headerless = Some((s, epoch));
+            break;
+        }
+    }
+    let mut active: Vec<&FoundSegment> = found
+        .iter()
+        .filter(|s| s.header.is_some() && headerless.is_none_or(|(h, _)| s.id < h.id))
+        .collect();
     if tail_only && active.len() > 1 {
         active.drain(..active.len() - 1);
     }
     let mut end = ScanEnd::default();
-    let mut buf: Vec<u8> = Vec::new();
     let mut expected: Option<u64> = None;
 
     // Stops the scan at damage: an error, or in durable-prefix mode the
@@ -453,7 +468,40 @@ pub(crate) fn scan(
         }
         i += 1;
     }
+    // In durable-prefix mode an earlier failure already skipped the rest.
+    if let (Some((seg, epoch)), 0) = (headerless, report.skipped_segments) {
+        let rest: Vec<&FoundSegment> = found.iter().filter(|s| s.id >= seg.id).collect();
+        let what = format!(
+            "segment header does not validate, yet the segment holds a valid frame of epoch {epoch} at offset {DATA_OFFSET}: the header was damaged after epochs were written to it"
+        );
+        fail(report, &seg.path, 0, what, &rest, seg.len)?;
+    }
     Ok(end)
+}
+
+/// The epoch of the first frame of a segment whose header does not validate,
+/// if that frame validates with the segment's id (from its name) and the
+/// salt the frame carries.
+fn own_first_frame(vfs: &dyn Vfs, seg: &FoundSegment, buf: &mut Vec<u8>) -> Result<Option<u64>> {
+    if seg.len < DATA_OFFSET + EPOCH_FIXED_LEN as u64 {
+        return Ok(None);
+    }
+    let file = vfs
+        .open_read(&seg.path)
+        .map_err(|e| io_err(&seg.path, "opening", e))?;
+    let mut fixed = [0u8; EPOCH_FIXED_LEN];
+    let n = file
+        .read_at(&mut fixed, DATA_OFFSET)
+        .map_err(|e| io_err(&seg.path, "reading", e))?;
+    let id = u64::from_le_bytes(fixed[8..16].try_into().unwrap());
+    if n < EPOCH_FIXED_LEN || id != seg.id {
+        return Ok(None);
+    }
+    let salt = u64::from_le_bytes(fixed[16..24].try_into().unwrap());
+    match read_frame(&*file, &seg.path, seg.len, DATA_OFFSET, (id, salt), buf)? {
+        FrameRead::Valid { cert, .. } => Ok(Some(cert.epoch)),
+        _ => Ok(None),
+    }
 }
 
 fn replay(

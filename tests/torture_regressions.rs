@@ -63,3 +63,56 @@ fn reopen_makes_the_replayed_tail_durable_before_writing_after_it() {
     }
     check_recovery(&vfs.crash(CrashMode::DropAll), db, &x).unwrap();
 }
+
+/// Found by fuzz_recovery (a bit flip in a segment header): a segment whose
+/// header no longer validates was skipped as if it had never been activated,
+/// so every acknowledged epoch in it vanished without a word (recovery
+/// returned Ok, no damage reported). Its frames still validate, which a
+/// never-activated file cannot have (the header is synced before the first
+/// frame is written): that is corruption, and recovery must fail closed.
+#[test]
+fn a_damaged_segment_header_before_valid_frames_is_corruption() {
+    let vfs = SimVfs::new();
+    let db = Path::new("/sim/db");
+    let j = Journal::new();
+    for _ in 0..2 {
+        // Each open starts a new segment.
+        let log = Log::open_with_vfs(db, &opts(), Arc::new(vfs.clone())).unwrap();
+        for _ in 0..3 {
+            j.commit(&log, j.next_id()).unwrap();
+        }
+        j.close(log).unwrap();
+    }
+    let segs: Vec<_> = vfs
+        .paths()
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|x| x == "pwseg"))
+        .collect();
+    assert_eq!(segs.len(), 2);
+    for seg in &segs {
+        let image = vfs.process_crash();
+        let byte = image.contents(seg).unwrap()[20];
+        image.poke(seg, 20, &[byte ^ 0x08]);
+        match recover(&image, db) {
+            Err(pwal::Error::Corrupt { file, offset, what }) => {
+                assert_eq!(&file, seg);
+                assert_eq!(offset, 0);
+                assert!(what.contains("header"), "{what}");
+            }
+            other => panic!(
+                "{}: expected corruption, got {:?}",
+                seg.display(),
+                other.map(|r| r.report)
+            ),
+        }
+        // The durable prefix stops before the damaged segment.
+        let prefix = recover_opts(&image, db, true).unwrap();
+        assert!(prefix.report.damage.is_some());
+        let want = if seg == &segs[0] { 0 } else { 3 };
+        assert_eq!(prefix.batches.len(), want, "{}", seg.display());
+        assert!(
+            Log::open_with_vfs(db, &opts(), Arc::new(image.clone())).is_err(),
+            "a log with a damaged segment header opened"
+        );
+    }
+}
