@@ -75,3 +75,85 @@ pub fn log_dir(db_path: &std::path::Path) -> std::path::PathBuf {
     s.push("-pwal");
     std::path::PathBuf::from(s)
 }
+
+/// Entry points for the fuzz targets (`fuzz/`) and the stable fuzz tests;
+/// not part of the API.
+#[doc(hidden)]
+pub mod fuzzing {
+    /// Decodes `bytes` as one epoch frame (certificate, then body) the way
+    /// recovery validates it, with the segment identity taken from the frame
+    /// itself, and walks every frame of every record. Returns the epoch and
+    /// the transaction count, or why the bytes are not a frame.
+    pub fn decode_epoch_frame(bytes: &[u8]) -> std::result::Result<(u64, usize), String> {
+        use crate::epoch::{self, FixedHeader, EPOCH_FIXED_LEN};
+        let fixed: &[u8; EPOCH_FIXED_LEN] = bytes
+            .get(..EPOCH_FIXED_LEN)
+            .and_then(|b| b.try_into().ok())
+            .ok_or("shorter than a frame header")?;
+        let id = u64::from_le_bytes(fixed[8..16].try_into().unwrap());
+        let salt = u64::from_le_bytes(fixed[16..24].try_into().unwrap());
+        let (lanes, body_len) = match epoch::parse_fixed(fixed, id, salt) {
+            FixedHeader::Plausible {
+                lane_count,
+                body_len,
+            } => (lane_count, body_len),
+            FixedHeader::Zero => return Err("zeros".into()),
+            FixedHeader::Stale => return Err("stale".into()),
+            FixedHeader::Bad(why) => return Err(why),
+        };
+        let hlen = epoch::header_len(lanes);
+        let frame = bytes
+            .get(..hlen + body_len)
+            .ok_or("frame runs past the input")?;
+        let (cert, txns) = epoch::validate_frame(&frame[..hlen], &frame[hlen..])?;
+        let body = &frame[hlen..];
+        for t in &txns {
+            let (_, frames) = epoch::record_frames(&body[t.offset..t.offset + t.len]);
+            for f in frames {
+                std::hint::black_box(f.data);
+            }
+        }
+        Ok((cert.epoch, txns.len()))
+    }
+
+    /// The database path the fuzzed log directories belong to.
+    pub const FUZZ_DB: &str = "/fuzz/db";
+
+    /// Builds a log directory (of [`FUZZ_DB`]) in a simulated file system
+    /// from fuzz input: a sequence of entries, each a kind byte (0: segment,
+    /// 1: spare, 2: the lock file), a little-endian u16 id, a little-endian
+    /// u32 length and that many bytes (fewer at the end of the input).
+    pub fn log_dir_from_bytes(mut bytes: &[u8]) -> crate::io::SimVfs {
+        let vfs = crate::io::SimVfs::new();
+        let dir = crate::log_dir(std::path::Path::new(FUZZ_DB));
+        use crate::io::Vfs;
+        let _ = vfs.create_dir_all(&dir);
+        while bytes.len() >= 7 {
+            let kind = bytes[0] % 3;
+            let id = u16::from_le_bytes([bytes[1], bytes[2]]) as u64;
+            let len = u32::from_le_bytes(bytes[3..7].try_into().unwrap()) as usize;
+            let len = len.min(bytes.len() - 7);
+            let name = match kind {
+                0 => crate::segment::segment_name(id),
+                1 => format!("spare-{id}.tmp"),
+                _ => crate::segment::LOCK_FILE.to_string(),
+            };
+            vfs.set_contents(&dir.join(name), bytes[7..7 + len].to_vec());
+            bytes = &bytes[7 + len..];
+        }
+        vfs
+    }
+
+    /// The inverse of [`log_dir_from_bytes`] for segments and spares, to
+    /// write a corpus from a real log: (kind, id, contents).
+    pub fn bytes_from_log_dir(files: &[(u8, u16, Vec<u8>)]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (kind, id, data) in files {
+            out.push(*kind);
+            out.extend_from_slice(&id.to_le_bytes());
+            out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+            out.extend_from_slice(data);
+        }
+        out
+    }
+}

@@ -1,0 +1,519 @@
+//! Stable fuzzing of recovery (no nightly needed): replays the saved corpus
+//! of `fuzz/corpus/` and then mutates valid logs at random (bit flips, byte
+//! runs, truncations, splices within and across files, swapped, deleted,
+//! duplicated and extended files) and recovers each over the simulated file
+//! system. Recovery must never panic, never make one allocation larger than
+//! the log's largest file (or its fixed 1 MiB search buffer), and always
+//! return either a contiguous run of the original epochs, each whole and
+//! byte for byte, or `Error::Corrupt` naming a file and an offset.
+//!
+//! For in-place damage of one segment (flips and overwrites) the outcome is
+//! exact: damage in no frame leaves every epoch; damage in a frame that a
+//! valid frame follows is corruption; damage in the last frames only is a
+//! torn tail, and recovery returns exactly the epochs before it.
+//!
+//! `PWAL_FUZZ_ITERS=<n>` (default 100 000), `PWAL_FUZZ_SEED=<seed>`.
+
+mod common;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use common::*;
+use pwal::fuzzing::{bytes_from_log_dir, decode_epoch_frame, log_dir_from_bytes, FUZZ_DB};
+use pwal::io::sim::SplitMix;
+use pwal::io::SimVfs;
+use pwal::{log_dir, Error, Log, Options};
+
+/// Records the largest single allocation made by this thread while armed.
+struct Counting;
+
+thread_local! {
+    static LARGEST: Cell<usize> = const { Cell::new(0) };
+}
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        let _ = LARGEST.try_with(|c| c.set(c.get().max(l.size())));
+        System.alloc(l)
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        System.dealloc(p, l)
+    }
+    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
+        let _ = LARGEST.try_with(|c| c.set(c.get().max(l.size())));
+        System.alloc_zeroed(l)
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
+        let _ = LARGEST.try_with(|c| c.set(c.get().max(new)));
+        System.realloc(p, l, new)
+    }
+}
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
+
+/// recovery's search buffer (recovery.rs `search_after`).
+const SEARCH_CHUNK: usize = (1 << 20) + 3;
+
+/// One epoch frame of a base log: where it lies.
+#[derive(Clone, Debug)]
+struct FrameLoc {
+    file: usize,
+    start: u64,
+    end: u64,
+    epoch: u64,
+}
+
+/// A valid log to mutate: its files (segments and spares, zero tails
+/// trimmed), its epochs in order with their batch ids, and its frames.
+struct Base {
+    files: Vec<(PathBuf, Vec<u8>)>,
+    epochs: BTreeMap<u64, Vec<u64>>,
+    frames: Vec<FrameLoc>,
+    expect: Expect,
+}
+
+fn dir() -> PathBuf {
+    log_dir(Path::new(FUZZ_DB))
+}
+
+fn opts(seg: u64) -> Options {
+    Options {
+        segment_bytes: seg,
+        lanes: 2,
+        use_env: false,
+        ..Options::default()
+    }
+}
+
+/// Three small segments (one per open), or (`recycled`) a log whose
+/// segments were recycled, so stale frames of earlier lives lie in them.
+fn build_base(recycled: bool) -> Base {
+    let vfs = SimVfs::new();
+    let j = Journal::new();
+    if recycled {
+        let log = Log::open_with_vfs(FUZZ_DB, &opts(64 << 10), Arc::new(vfs.clone())).unwrap();
+        for i in 0..90 {
+            j.commit(&log, j.next_id()).unwrap();
+            if i % 30 == 29 {
+                j.checkpoint(&log).unwrap();
+            }
+        }
+        j.close(log).unwrap();
+    } else {
+        for _ in 0..3 {
+            let log = Log::open_with_vfs(FUZZ_DB, &opts(64 << 10), Arc::new(vfs.clone())).unwrap();
+            for k in 0..4 {
+                if k == 3 {
+                    // Several batches in one epoch.
+                    let ids: Vec<(u64, u64)> = (0..3)
+                        .map(|_| {
+                            let id = j.next_id();
+                            (id, j.submit(&log, id).unwrap())
+                        })
+                        .collect();
+                    for (id, e) in ids {
+                        j.wait(&log, id, e).unwrap();
+                    }
+                } else {
+                    j.commit(&log, j.next_id()).unwrap();
+                }
+            }
+            j.close(log).unwrap();
+        }
+    }
+    let mut files = Vec::new();
+    for p in vfs.paths() {
+        let mut data = vfs.contents(&p).unwrap();
+        let keep = data.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+        data.truncate((keep + 128).min(data.len()));
+        files.push((p, data));
+    }
+    let got = recover(&vfs, Path::new(FUZZ_DB)).unwrap();
+    let mut epochs: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
+    for (e, _, id) in &got.order {
+        epochs.entry(*e).or_default().push(*id);
+    }
+    let mut frames = Vec::new();
+    for (i, (p, data)) in files.iter().enumerate() {
+        if p.extension().is_some_and(|x| x == "pwseg") && data.len() >= 64 {
+            let (id, salt) = (&data[8..16], &data[16..24]);
+            let mut off = 4096usize;
+            while off + 64 <= data.len() {
+                let h = &data[off..off + 64];
+                if &h[0..4] != b"PWEP" || &h[8..16] != id || &h[16..24] != salt {
+                    break;
+                }
+                let lanes = u16::from_le_bytes([h[6], h[7]]) as usize;
+                let body = u32::from_le_bytes(h[48..52].try_into().unwrap()) as usize;
+                let len = 64 + 4 * lanes + 4 + body;
+                let epoch = u64::from_le_bytes(h[24..32].try_into().unwrap());
+                frames.push(FrameLoc {
+                    file: i,
+                    start: off as u64,
+                    end: (off + len) as u64,
+                    epoch,
+                });
+                off += len;
+            }
+        }
+    }
+    assert_eq!(frames.len() as u64, got.report.epochs, "frame walk");
+    let mut expect = Expect::from_events(&j.snapshot());
+    expect.acked.clear();
+    expect.checkpointed = u64::MAX / 2;
+    Base {
+        files,
+        epochs,
+        frames,
+        expect,
+    }
+}
+
+/// What a mutation did, when the outcome is exact.
+enum Damage {
+    /// Bytes [start, end) of file `file` changed in place.
+    InPlace { file: usize, start: u64, end: u64 },
+    /// Anything else: only the general oracle applies.
+    Other,
+}
+
+fn mutate(base: &Base, rng: &mut SplitMix) -> (Vec<(PathBuf, Vec<u8>)>, Damage, &'static str) {
+    let mut files = base.files.clone();
+    let n = files.len();
+    let pick = |rng: &mut SplitMix, files: &Vec<(PathBuf, Vec<u8>)>| -> (usize, usize) {
+        // Segments more often than spares.
+        let segs: Vec<usize> = (0..files.len())
+            .filter(|&i| files[i].0.extension().is_some_and(|x| x == "pwseg"))
+            .collect();
+        let f = if !segs.is_empty() && rng.below(5) != 0 {
+            segs[rng.below(segs.len() as u64) as usize]
+        } else {
+            rng.below(files.len() as u64) as usize
+        };
+        (f, files[f].1.len())
+    };
+    // Offsets favour the frames and the segment header.
+    let offset = |rng: &mut SplitMix, len: usize| -> usize {
+        if len == 0 {
+            return 0;
+        }
+        match rng.below(4) {
+            0 => rng.below(64.min(len) as u64) as usize,
+            1 => rng.below(len as u64) as usize,
+            _ => (4096 + rng.below(len.saturating_sub(4096).max(1) as u64) as usize).min(len - 1),
+        }
+    };
+    match rng.below(10) {
+        0..=3 => {
+            let (f, len) = pick(rng, &files);
+            if len == 0 {
+                return (files, Damage::Other, "flip");
+            }
+            let at = offset(rng, len);
+            files[f].1[at] ^= 1 << rng.below(8);
+            let damage = Damage::InPlace {
+                file: f,
+                start: at as u64,
+                end: at as u64 + 1,
+            };
+            (files, damage, "bit flip")
+        }
+        4 => {
+            let (f, len) = pick(rng, &files);
+            if len == 0 {
+                return (files, Damage::Other, "overwrite");
+            }
+            let at = offset(rng, len);
+            let run = (1 + rng.below(64) as usize).min(len - at);
+            let v = rng.next_u64() as u8;
+            let before = files[f].1[at..at + run].to_vec();
+            for b in &mut files[f].1[at..at + run] {
+                *b = if rng.below(2) == 0 {
+                    v
+                } else {
+                    rng.next_u64() as u8
+                };
+            }
+            if before == files[f].1[at..at + run] {
+                return (files, Damage::Other, "overwrite");
+            }
+            let damage = Damage::InPlace {
+                file: f,
+                start: at as u64,
+                end: (at + run) as u64,
+            };
+            (files, damage, "overwrite")
+        }
+        5 => {
+            let (f, len) = pick(rng, &files);
+            let at = offset(rng, len.max(1)).min(len);
+            files[f].1.truncate(at);
+            (files, Damage::Other, "truncate")
+        }
+        6 => {
+            let (a, la) = pick(rng, &files);
+            let (b, lb) = pick(rng, &files);
+            if la == 0 || lb == 0 {
+                return (files, Damage::Other, "splice");
+            }
+            let from = offset(rng, la);
+            let run = (1 + rng.below(2048) as usize).min(la - from);
+            let chunk = files[a].1[from..from + run].to_vec();
+            let to = offset(rng, lb);
+            let end = (to + run).min(lb);
+            files[b].1[to..end].copy_from_slice(&chunk[..end - to]);
+            (files, Damage::Other, "splice")
+        }
+        7 => {
+            let a = rng.below(n as u64) as usize;
+            let b = rng.below(n as u64) as usize;
+            let tmp = files[a].1.clone();
+            files[a].1 = files[b].1.clone();
+            files[b].1 = tmp;
+            (files, Damage::Other, "swap files")
+        }
+        8 => {
+            let a = rng.below(n as u64) as usize;
+            if rng.below(2) == 0 {
+                files.remove(a);
+                (files, Damage::Other, "delete file")
+            } else {
+                let id = 90 + rng.below(20);
+                let copy = files[a].1.clone();
+                files.push((dir().join(format!("{id:020}.pwseg")), copy));
+                (files, Damage::Other, "duplicate file")
+            }
+        }
+        _ => {
+            let (f, _) = pick(rng, &files);
+            let extra = 1 + rng.below(4096) as usize;
+            let zeros = rng.below(2) == 0;
+            for _ in 0..extra {
+                let b = if zeros { 0 } else { rng.next_u64() as u8 };
+                files[f].1.push(b);
+            }
+            (files, Damage::Other, "extend file")
+        }
+    }
+}
+
+/// Checks the outcome of recovering mutated `files`; returns what is wrong.
+fn judge(
+    base: &Base,
+    files: &[(PathBuf, Vec<u8>)],
+    damage: &Damage,
+    result: pwal::Result<Recovered>,
+) -> Result<(), String> {
+    let exact = match damage {
+        Damage::InPlace { file, start, end } => {
+            let hit: Vec<u64> = base
+                .frames
+                .iter()
+                .filter(|f| f.file == *file && f.start < *end && *start < f.end)
+                .map(|f| f.epoch)
+                .collect();
+            let is_seg = base.files[*file]
+                .0
+                .extension()
+                .is_some_and(|x| x == "pwseg");
+            let header_hit = is_seg && *start < 64;
+            let seg_has_frames = base.frames.iter().any(|f| f.file == *file);
+            Some(if header_hit && seg_has_frames {
+                // A segment whose header no longer validates but whose frames
+                // do: acknowledged epochs would vanish.
+                None
+            } else if let Some(&e0) = hit.iter().min() {
+                let later_intact = base.epochs.keys().any(|&e| e > e0 && !hit.contains(&e));
+                if later_intact {
+                    None
+                } else {
+                    Some(e0)
+                }
+            } else {
+                Some(u64::MAX)
+            })
+        }
+        Damage::Other => None,
+    };
+    match result {
+        Err(Error::Corrupt { file, offset, what }) => {
+            if !files.iter().any(|(p, _)| *p == file) || what.is_empty() {
+                return Err(format!(
+                    "corruption names no file of the log: {file:?} {offset}"
+                ));
+            }
+            if let Some(Some(e0)) = exact {
+                return Err(format!(
+                    "damage leaves a torn tail from epoch {e0} (or nothing), yet recovery failed: {file:?} offset {offset}: {what}"
+                ));
+            }
+            Ok(())
+        }
+        Err(e) => Err(format!(
+            "recovery failed with something else than Corrupt: {e}"
+        )),
+        Ok(r) => {
+            check_recovered(&r, &base.expect)?;
+            let mut by_epoch: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
+            for (e, _, id) in &r.order {
+                by_epoch.entry(*e).or_default().push(*id);
+            }
+            for (e, ids) in &by_epoch {
+                if base.epochs.get(e) != Some(ids) {
+                    return Err(format!(
+                        "epoch {e} recovered with batches {ids:?}, originally {:?}",
+                        base.epochs.get(e)
+                    ));
+                }
+            }
+            match exact {
+                Some(None) => Err(format!(
+                    "damage before intact later data was not reported as corruption (recovered epochs {:?}, report {:?})",
+                    by_epoch.keys().collect::<Vec<_>>(),
+                    r.report
+                )),
+                Some(Some(e0)) => {
+                    let want: Vec<u64> = base.epochs.keys().copied().filter(|&e| e < e0).collect();
+                    let got: Vec<u64> = by_epoch.keys().copied().collect();
+                    if want != got {
+                        Err(format!("expected epochs {want:?}, recovered {got:?}"))
+                    } else {
+                        Ok(())
+                    }
+                }
+                None => Ok(()),
+            }
+        }
+    }
+}
+
+fn files_to_vfs(files: &[(PathBuf, Vec<u8>)]) -> SimVfs {
+    let vfs = SimVfs::new();
+    for (p, d) in files {
+        vfs.set_contents(p, d.clone());
+    }
+    vfs
+}
+
+fn recover_measured(vfs: &SimVfs) -> (pwal::Result<Recovered>, usize) {
+    LARGEST.with(|c| c.set(0));
+    let r = recover(vfs, Path::new(FUZZ_DB));
+    (r, LARGEST.with(|c| c.get()))
+}
+
+#[test]
+fn random_mutations_of_valid_logs_recover_a_prefix_or_fail_with_corruption() {
+    let iters = env_u64("PWAL_FUZZ_ITERS", 100_000);
+    let seed = env_u64("PWAL_FUZZ_SEED", 0x00f0_22ed);
+    let started = Instant::now();
+    let bases = [build_base(false), build_base(true)];
+    let mut rng = SplitMix(seed);
+    let mut outcomes: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+    for i in 0..iters {
+        let base = &bases[usize::from(rng.below(8) == 0)];
+        let case_seed = rng.next_u64();
+        let mut crng = SplitMix(case_seed);
+        let (files, damage, what) = mutate(base, &mut crng);
+        let vfs = files_to_vfs(&files);
+        let largest_file = files.iter().map(|(_, d)| d.len()).max().unwrap_or(0);
+        let (result, largest) = recover_measured(&vfs);
+        let ok = result.is_ok();
+        let verdict = judge(base, &files, &damage, result).and_then(|()| {
+            if largest > SEARCH_CHUNK.max(largest_file) + 4096 {
+                Err(format!("one allocation of {largest} bytes for a log whose largest file is {largest_file}"))
+            } else {
+                Ok(())
+            }
+        });
+        if let Err(m) = verdict {
+            let dump = scratch("fuzz-failure");
+            let _ = vfs.dump_to(&dump);
+            panic!(
+                "fuzz iteration {i} ({what}, case seed {case_seed:#x}): {m}\nthe log is in {}\nreplay: PWAL_FUZZ_SEED={seed:#x} PWAL_FUZZ_ITERS={} cargo test --test fuzz_recovery -- --nocapture",
+                dump.display(),
+                i + 1
+            );
+        }
+        let o = outcomes.entry(what).or_default();
+        if ok {
+            o.0 += 1
+        } else {
+            o.1 += 1
+        }
+    }
+    println!(
+        "recovery fuzz: {iters} mutated logs in {:.1} s (mutation: recovered ok / corrupt): {outcomes:?}",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+/// Every file of `fuzz/corpus/` through both fuzz targets' code paths.
+#[test]
+fn the_saved_fuzz_corpus_replays_without_panics() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
+    let mut n = 0;
+    for target in ["epoch_frame", "recovery"] {
+        let Ok(entries) = std::fs::read_dir(root.join(target)) else {
+            continue;
+        };
+        for e in entries {
+            let bytes = std::fs::read(e.unwrap().path()).unwrap();
+            n += 1;
+            if target == "epoch_frame" {
+                let _ = decode_epoch_frame(&bytes);
+            } else {
+                let vfs = log_dir_from_bytes(&bytes);
+                match recover(&vfs, Path::new(FUZZ_DB)) {
+                    Ok(_) | Err(Error::Corrupt { .. }) => {}
+                    Err(e) => panic!("corpus file: recovery failed with {e}"),
+                }
+            }
+        }
+    }
+    println!("fuzz corpus: {n} inputs replayed");
+    assert!(n > 0, "fuzz/corpus is empty");
+}
+
+/// Writes the seed corpus (run with PWAL_WRITE_FUZZ_CORPUS=1 after a format
+/// change).
+#[test]
+fn write_seed_corpus_when_asked() {
+    if std::env::var("PWAL_WRITE_FUZZ_CORPUS").is_err() {
+        return;
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
+    for (k, base) in [build_base(false), build_base(true)].iter().enumerate() {
+        let dir = root.join("recovery");
+        std::fs::create_dir_all(&dir).unwrap();
+        let entries: Vec<(u8, u16, Vec<u8>)> = base
+            .files
+            .iter()
+            .map(|(p, d)| {
+                let name = p.file_name().unwrap().to_str().unwrap();
+                if let Some(id) = name.strip_suffix(".pwseg") {
+                    (0, id.parse().unwrap(), d.clone())
+                } else {
+                    let id = name.trim_start_matches("spare-").trim_end_matches(".tmp");
+                    (1, id.parse().unwrap_or(0), d.clone())
+                }
+            })
+            .collect();
+        std::fs::write(
+            dir.join(format!("valid-log-{k}")),
+            bytes_from_log_dir(&entries),
+        )
+        .unwrap();
+        let fdir = root.join("epoch_frame");
+        std::fs::create_dir_all(&fdir).unwrap();
+        for f in base.frames.iter().take(4) {
+            let data = &base.files[f.file].1[f.start as usize..f.end as usize];
+            std::fs::write(fdir.join(format!("frame-{k}-epoch-{}", f.epoch)), data).unwrap();
+        }
+    }
+}
