@@ -34,6 +34,7 @@ struct Args {
     strace: bool,
     write: bool,
     out: PathBuf,
+    pwal_lanes: usize,
 }
 
 fn list<T: std::str::FromStr>(s: &str) -> Vec<T> {
@@ -65,6 +66,7 @@ fn parse_args(argv: &[String]) -> Args {
         strace: true,
         write: true,
         out: Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/BENCHMARKS.md"),
+        pwal_lanes: 0,
     };
     let mut it = argv.iter();
     while let Some(x) = it.next() {
@@ -91,6 +93,11 @@ fn parse_args(argv: &[String]) -> Args {
             "--no-recovery" => a.recovery_mib.clear(),
             "--no-strace" => a.strace = false,
             "--no-write" => a.write = false,
+            "--pwal-lanes" => {
+                let n: usize = val().parse().expect("--pwal-lanes N");
+                harness::contenders::PWAL_LANES.store(n, std::sync::atomic::Ordering::Relaxed);
+                a.pwal_lanes = n;
+            }
             "--out" => a.out = PathBuf::from(val()),
             other => panic!("unknown argument {other}; see the top of benches/compare.rs"),
         }
@@ -199,6 +206,12 @@ fn main() {
         ));
     }
     let shared = Shared::new(&data_dir).expect("benchmark data directory");
+    if a.pwal_lanes != 0 {
+        notes.push(format!(
+            "pwal contenders run with {} lanes (--pwal-lanes), not the default",
+            a.pwal_lanes
+        ));
+    }
     let mut kinds = a.kinds.clone();
     for (k, avail) in [
         (Kind::SqliteFull, harness::peers::sqlite_api().err()),

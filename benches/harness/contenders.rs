@@ -22,6 +22,10 @@ pub const PREZEROED_BYTES: u64 = 64 << 20;
 /// created during the measurement).
 pub const PWAL_CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
 
+/// Lane count given to the pwal contenders (0: pwal's default, the CPU
+/// count); set once by `--pwal-lanes` for experiments.
+pub static PWAL_LANES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 /// One engine under test, open on a directory of its own.
 pub trait Contender: Send + Sync {
     /// Commits one transaction of `pages` from writer thread `thread`
@@ -178,6 +182,7 @@ impl PwalContender {
         let opts = Options {
             mode,
             sync,
+            lanes: PWAL_LANES.load(Ordering::Relaxed),
             use_env: false,
             ..Options::default()
         };

@@ -85,7 +85,10 @@ fn fmt_num(x: f64) -> String {
 }
 
 fn fmt_ratio(x: f64) -> String {
-    if x.is_finite() {
+    if x.is_finite() && x < 10.0 {
+        // Three decimals: a ratio shown as 0.85 must not be a miss of 0.85.
+        format!("{x:.3}x")
+    } else if x.is_finite() {
         format!("{x:.2}x")
     } else {
         "n/a".into()

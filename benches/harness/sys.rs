@@ -267,7 +267,7 @@ pub fn git_state() -> String {
             .output()
             .ok()
             .filter(|o| o.status.success())
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim_end().to_string())
     };
     match run(&["rev-parse", "--short", "HEAD"]) {
         None => "unknown commit".into(),
