@@ -444,7 +444,15 @@ fn create_spare(sh: &Shared, n: u64, cancellable: bool) -> Result<PathBuf, IoFai
     const CHUNK: usize = 1 << 20;
     let zeros = vec![0u8; CHUNK];
     let mut off = 0u64;
-    while off < sh.cfg.segment_bytes {
+    // Under `off` nothing is ever synced, so zero-filling buys nothing (it
+    // exists to keep metadata out of fdatasync) and would double the bytes
+    // written: the segment grows as frames are written instead.
+    let fill_to = if sh.cfg.sync == SyncPolicy::Off {
+        0
+    } else {
+        sh.cfg.segment_bytes
+    };
+    while off < fill_to {
         if cancellable && sh.closing.load(Ordering::Acquire) {
             // Left short; the next open deletes it.
             return Err((
