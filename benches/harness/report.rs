@@ -324,7 +324,9 @@ impl Suite {
         let _ = writeln!(
             w,
             "- **pwal**: `Log::commit` (submit + wait for durability), default options, one thread checkpointing \
-             everything durable every 100 ms (as an engine copying pages home would). Page numbers differ per commit.\n\
+             everything durable every 100 ms (as an engine copying pages home would). The warm-up starts once \
+             pwal's preallocation thread has zero-filled its first spare segment (64 MiB, synced 1 MiB at a \
+             time): until then, about half a second after open, that fill shares the disk with the commits. Page numbers differ per commit.\n\
              - **SQLite**: WAL mode, one connection per thread, `BEGIN IMMEDIATE`, one `INSERT` of a page-sized \
              blob per page, `COMMIT`; `busy_timeout` 10 s and retry on `SQLITE_BUSY`. Default page size and \
              auto-checkpoint.\n\
@@ -680,7 +682,12 @@ impl Suite {
                     continue;
                 }
                 for (metric, title, ylab, log_y) in [
-                    ("commits", "durable commits per second", "commits/s", false),
+                    (
+                        "commits",
+                        "commits per second",
+                        "commits/s (log scale)",
+                        true,
+                    ),
                     (
                         "p99",
                         "p99 commit latency",
@@ -688,6 +695,13 @@ impl Suite {
                         true,
                     ),
                 ] {
+                    let pick = |m: &Metrics| {
+                        if metric == "p99" {
+                            m.p99_us
+                        } else {
+                            m.commits_per_s
+                        }
+                    };
                     let series: Vec<Series> = kinds
                         .iter()
                         .map(|&k| {
@@ -700,7 +714,7 @@ impl Suite {
                                         page_size: ps,
                                     },
                                 );
-                                let y = v.map(|m| if log_y { m.p99_us } else { m.commits_per_s });
+                                let y = v.map(|m| pick(&m));
                                 match y {
                                     Some(y) => vec![
                                         (self.threads[0] as f64, y),
@@ -720,12 +734,7 @@ impl Suite {
                                                 page_size: ps,
                                             },
                                         )
-                                        .map(|m| {
-                                            (
-                                                t as f64,
-                                                if log_y { m.p99_us } else { m.commits_per_s },
-                                            )
-                                        })
+                                        .map(|m| (t as f64, pick(&m)))
                                     })
                                     .collect()
                             };
@@ -775,6 +784,23 @@ fn nice_step(range: f64) -> f64 {
     } else {
         10.0
     }
+}
+
+/// A tick label: 0, 500, 2k, 1.5M, 0.1.
+fn axis_label(x: f64) -> String {
+    let x = if x.abs() < 1e-9 { 0.0 } else { x };
+    let (v, unit) = if x.abs() >= 1e6 {
+        (x / 1e6, "M")
+    } else if x.abs() >= 1e3 {
+        (x / 1e3, "k")
+    } else {
+        (x, "")
+    };
+    let mut t = format!("{v:.1}");
+    if t.ends_with(".0") {
+        t.truncate(t.len() - 2);
+    }
+    format!("{t}{unit}")
 }
 
 fn esc(s: &str) -> String {
@@ -851,11 +877,7 @@ pub fn line_chart(
         } else {
             y_of(v)
         };
-        let label = if log_y {
-            fmt_num(10f64.powf(v))
-        } else {
-            fmt_num(v)
-        };
+        let label = axis_label(if log_y { 10f64.powf(v) } else { v });
         let _ = writeln!(
             s,
             r##"<line x1="{L}" y1="{y:.1}" x2="{R}" y2="{y:.1}" stroke="#ddd"/>"##
