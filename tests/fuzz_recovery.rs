@@ -322,7 +322,13 @@ fn judge(
                 .0
                 .extension()
                 .is_some_and(|x| x == "pwseg");
-            let header_hit = is_seg && *start < 64;
+            // Only a change to the 64 header bytes counts: an overwrite that
+            // starts inside the header may leave them as they were and go on
+            // into the reserved zeros before offset 4096, which hold nothing.
+            let header_hit = is_seg && *start < 64 && {
+                let hi = (*end).min(64) as usize;
+                base.files[*file].1[*start as usize..hi] != files[*file].1[*start as usize..hi]
+            };
             let seg_has_frames = base.frames.iter().any(|f| f.file == *file);
             Some(if header_hit && seg_has_frames {
                 // A segment whose header no longer validates but whose frames
