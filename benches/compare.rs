@@ -195,6 +195,9 @@ fn main() {
     }
     let started = Instant::now();
     let load_at_start = sys::loadavg();
+    // The tree the binary was built from: taken now, before anyone commits
+    // during the run.
+    let git = sys::git_state();
     let a = parse_args(&argv);
     let command = harness::command_line("compare");
     let data_dir = harness::default_data_dir();
@@ -306,7 +309,7 @@ fn main() {
         data_dir_fs: sys::filesystem_of(&data_dir),
         elapsed_secs: started.elapsed().as_secs_f64(),
         notes,
-        git: sys::git_state(),
+        git,
         load: (load_at_start, sys::loadavg()),
     };
 

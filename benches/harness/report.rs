@@ -315,7 +315,9 @@ impl Suite {
              directory, warmed up for {:.2} s and measured for {:.2} s, and the order of the contenders \
              rotates from one run to the next so that drift of the shared disk hits all alike. A commit \
              counts if it completes inside the measured window; latency is measured around the commit call \
-             of each writer thread. CPU is user + system time of the whole process (all threads, including \
+             of each writer thread. Only commits completed inside the window give a latency sample, so a \
+             writer starved for the whole window adds none: SQLite's busy handler sleeps up to 100 ms between \
+             attempts, and its p99.9 shows that tail better than its p99. CPU is user + system time of the whole process (all threads, including \
              the engines' own) per 1000 commits, from `getrusage`. MB/s counts page bytes only.\n",
             self.runs,
             self.warmup.as_secs_f64(),
