@@ -120,7 +120,9 @@ pub(crate) fn run(sh: Arc<Shared>) {
     let mut st = sh.state.lock();
     st.flusher_exited = true;
     drop(st);
-    sh.durable_cv.notify_all();
+    sh.durable_cv.iter().for_each(|cv| {
+        cv.notify_all();
+    });
 }
 
 fn next_action(sh: &Shared) -> Action {
@@ -323,8 +325,11 @@ impl FlushState {
         }
         st.inflight_min_seq = None;
         drop(st);
-        // One broadcast per epoch.
-        sh.durable_cv.notify_all();
+        // One broadcast per epoch, to its own waiters; and one waiter of the
+        // next epoch is woken to lead its flush (if nobody does, `hand_off`
+        // has passed the request to the background flusher).
+        sh.durable_cv[(epoch & 1) as usize].notify_all();
+        sh.durable_cv[((epoch + 1) & 1) as usize].notify_one();
         Ok(())
     }
 

@@ -88,7 +88,12 @@ pub(crate) struct Shared {
     pub epoch_bytes: [AtomicU64; 2],
     pub state: Mutex<EpochState>,
     pub flusher_cv: Condvar,
-    pub durable_cv: Condvar,
+    /// Waiters sleep on the condition variable of their epoch's parity. At
+    /// most one epoch is being written at a time, so the waiters of the
+    /// epoch in flight and of the filling one are on different variables:
+    /// publishing an epoch wakes exactly its own waiters (and one waiter of
+    /// the next epoch, to lead its flush), not every sleeping committer.
+    pub durable_cv: [Condvar; 2],
     pub poisoned: AtomicBool,
     pub closing: AtomicBool,
     /// Held by the sealer while it swaps lane buffers, so that readers of the
@@ -150,7 +155,9 @@ impl Shared {
         }
         self.poisoned.store(true, Ordering::Release);
         drop(st);
-        self.durable_cv.notify_all();
+        self.durable_cv.iter().for_each(|cv| {
+            cv.notify_all();
+        });
         self.flusher_cv.notify_all();
         for lane in &self.lanes.lanes {
             // Take the lane lock so a writer between its check and its wait
@@ -330,9 +337,13 @@ impl Shared {
                 continue;
             }
             match deadline {
-                None => self.durable_cv.wait(&mut st),
+                None => self.durable_cv[(epoch & 1) as usize].wait(&mut st),
                 Some(d) => {
-                    if self.durable_cv.wait_until(&mut st, d).timed_out() && st.durable < epoch {
+                    if self.durable_cv[(epoch & 1) as usize]
+                        .wait_until(&mut st, d)
+                        .timed_out()
+                        && st.durable < epoch
+                    {
                         return Err(Error::Timeout {
                             epoch,
                             durable: st.durable,
@@ -762,7 +773,7 @@ fn start(
             unsynced_since: None,
         }),
         flusher_cv: Condvar::new(),
-        durable_cv: Condvar::new(),
+        durable_cv: [Condvar::new(), Condvar::new()],
         poisoned: AtomicBool::new(false),
         closing: AtomicBool::new(false),
         seal_lock: Mutex::new(()),
