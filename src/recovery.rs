@@ -236,16 +236,22 @@ fn read_frame(
     }
     debug_assert!(body_len <= MAX_EPOCH_BODY_BYTES);
     let mut frame = std::mem::take(&mut rd.frame);
-    frame.clear();
-    frame.resize(total as usize, 0);
-    let n = rd.read(file, path, file_len, off, &mut frame);
+    // Grow only: re-zeroing the whole buffer for every frame would be one
+    // more pass over up to 32 MiB; the read overwrites what is kept.
+    if frame.len() < total as usize {
+        frame.resize(total as usize, 0);
+    }
+    let n = rd.read(file, path, file_len, off, &mut frame[..total as usize]);
     rd.frame = frame;
-    if n? < rd.frame.len() {
+    if n? < total as usize {
         return Ok(FrameRead::Damaged(
             "frame cut short by the end of the file".into(),
         ));
     }
-    match epoch::validate_frame(&rd.frame[..header_len], &rd.frame[header_len..]) {
+    match epoch::validate_frame(
+        &rd.frame[..header_len],
+        &rd.frame[header_len..total as usize],
+    ) {
         Ok((cert, txns)) => Ok(FrameRead::Valid {
             len: total,
             header_len,
@@ -460,7 +466,7 @@ pub(crate) fn scan(
                         break 'segments;
                     } else {
                         if !tail_only {
-                            let body = &rd.frame[header_len..];
+                            let body = &rd.frame[header_len..len as usize];
                             if let Some(cb) = callback.as_deref_mut() {
                                 replay(cb, cert.epoch, body, &txns)?;
                             }
