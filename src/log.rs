@@ -184,9 +184,10 @@ impl Shared {
         }
     }
 
-    /// Appends `txn` to the caller's lane. With `seal_now` (a commit that is
-    /// about to wait), also asks for the epoch to be sealed, in the same
-    /// critical section: one wake-up of the flusher instead of two.
+    /// Appends `txn` to the caller's lane. `seal_now` marks a commit that is
+    /// about to wait (and lead the flush): it does not wake the background
+    /// flusher for the epoch's timer, and takes the state lock only when it
+    /// must (first record of the epoch, batch threshold crossed).
     fn submit(&self, txn: &Txn<'_>, seal_now: bool) -> Result<u64> {
         if self.poisoned.load(Ordering::Acquire) {
             return Err(self.poisoned_error());
@@ -267,19 +268,19 @@ impl Shared {
             let first = prev == 0;
             let crossed = prev < self.cfg.max_batch_bytes as u64
                 && now_total >= self.cfg.max_batch_bytes as u64;
-            if first || crossed || seal_now {
+            if first || crossed {
                 // Under the lane lock, so the sealer cannot have reset this
                 // epoch's timer yet.
                 let mut st = self.state.lock();
                 if first {
                     st.first_at[(epoch & 1) as usize].get_or_insert_with(Instant::now);
                 }
-                if seal_now {
-                    // The committer will lead the flush itself (or hand it
-                    // off if another thread holds the flush lock): no wake-up
-                    // of the background flusher on this path.
-                    st.seal_requested = st.seal_requested.max(epoch);
-                } else {
+                // A committer (`seal_now`) registers its request and leads
+                // the flush itself in `wait_durable` (or hands it off if
+                // another thread holds the flush lock): the background
+                // flusher is woken only for the timer of a plain submit or a
+                // full batch.
+                if !seal_now || crossed {
                     self.flusher_cv.notify_one();
                 }
             }
