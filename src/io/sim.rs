@@ -335,23 +335,12 @@ impl Frozen {
             _ => 0,
         };
         let mut rng = SplitMix(seed);
-        let mut out = State {
-            dirs: self.dirs.clone(),
-            ..State::default()
-        };
-        for (path, durable, pending) in &self.files {
-            let image = crash_file(durable, pending, mode, &mut rng);
-            let data = Arc::new(Mutex::new(SimFileData {
-                data: image.clone(),
-                durable: Arc::new(image),
-                pending: Vec::new(),
-            }));
-            out.files.insert(path.clone(), data.clone());
-            out.durable_names.insert(path.clone(), data);
-        }
-        SimVfs {
-            state: Arc::new(Mutex::new(out)),
-        }
+        SimVfs::from_images(
+            self.dirs.clone(),
+            self.files.iter().map(|(path, durable, pending)| {
+                (path.clone(), crash_file(durable, pending, mode, &mut rng))
+            }),
+        )
     }
 
     /// Whether any file has unsynced writes (if none, every mode gives the
@@ -504,19 +493,32 @@ impl SimVfs {
     /// write and every directory change, synced or not (the kernel has them).
     pub fn process_crash(&self) -> SimVfs {
         let s = self.state.lock();
+        SimVfs::from_images(
+            s.dirs.clone(),
+            s.files
+                .iter()
+                .map(|(path, f)| (path.clone(), f.lock().data.clone())),
+        )
+    }
+
+    /// A file system after a crash: these directories, and these files with
+    /// these contents, all synced, with synced directory entries.
+    fn from_images(
+        dirs: HashSet<PathBuf>,
+        files: impl Iterator<Item = (PathBuf, Vec<u8>)>,
+    ) -> SimVfs {
         let mut out = State {
-            dirs: s.dirs.clone(),
+            dirs,
             ..State::default()
         };
-        for (path, f) in &s.files {
-            let image = f.lock().data.clone();
+        for (path, image) in files {
             let data = Arc::new(Mutex::new(SimFileData {
                 data: image.clone(),
                 durable: Arc::new(image),
                 pending: Vec::new(),
             }));
             out.files.insert(path.clone(), data.clone());
-            out.durable_names.insert(path.clone(), data);
+            out.durable_names.insert(path, data);
         }
         SimVfs {
             state: Arc::new(Mutex::new(out)),
