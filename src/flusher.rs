@@ -397,7 +397,6 @@ impl FlushState {
                 .map_err(|e| (format!("fdatasync of the header of {}", path.display()), e))?;
         }
         sh.catalog.lock().segments.push(SegMeta {
-            id,
             first_epoch,
             path: path.clone(),
         });

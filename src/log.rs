@@ -45,11 +45,9 @@ pub(crate) struct EpochState {
     pub unsynced_since: Option<Instant>,
 }
 
-/// A segment that holds epochs: its id and first epoch.
+/// A segment that holds epochs: its file and first epoch.
 #[derive(Clone, Debug)]
 pub(crate) struct SegMeta {
-    #[allow(dead_code)] // kept for debugging output
-    pub id: u64,
     pub first_epoch: u64,
     pub path: PathBuf,
 }
@@ -706,7 +704,6 @@ fn start(
         .iter()
         .filter_map(|s| {
             s.header.map(|h| SegMeta {
-                id: s.id,
                 first_epoch: h.first_epoch,
                 path: s.path.clone(),
             })
