@@ -55,13 +55,9 @@ struct Got {
     frames: Vec<(u32, u32, Vec<u8>)>,
 }
 
-fn collect(
-    report: &mut RecoveryReport,
-    r: pwal::Result<()>,
-    recs: Vec<(u64, u64, u64, u32, u32, Vec<u8>)>,
-) -> pwal::Result<(BTreeMap<u64, Got>, Vec<u64>)> {
-    let _ = report;
-    r?;
+/// Groups recovered records by transaction (checking none spans two
+/// epochs) and keeps the order transactions were first seen in.
+fn collect(recs: Vec<(u64, u64, u64, u32, u32, Vec<u8>)>) -> (BTreeMap<u64, Got>, Vec<u64>) {
     let mut by_txn: BTreeMap<u64, Got> = BTreeMap::new();
     let mut order = Vec::new();
     for (epoch, txn, seq, pg, db, data) in recs {
@@ -76,7 +72,7 @@ fn collect(
         assert_eq!(g.epoch, epoch, "transaction {txn} spans two epochs");
         g.frames.push((pg, db, data));
     }
-    Ok((by_txn, order))
+    (by_txn, order)
 }
 
 type Recovered = (BTreeMap<u64, Got>, Vec<u64>, RecoveryReport);
@@ -102,7 +98,8 @@ fn recover_all(vfs: Option<&dyn Vfs>, db: &Path, prefix: bool) -> pwal::Result<R
         Some(v) => recover_with_vfs(v, db, &o, &mut cb, &mut report),
         None => pwal::recover_into(db, &o, &mut cb, &mut report),
     };
-    let (m, order) = collect(&mut report, r, recs)?;
+    r?;
+    let (m, order) = collect(recs);
     Ok((m, order, report))
 }
 
