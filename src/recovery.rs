@@ -139,11 +139,20 @@ const READ_AHEAD: usize = 1 << 20;
 /// The frame being validated, and a read-ahead window of the file it is in.
 /// Memory: one frame (bounded by the certificate's limits) plus the window.
 pub(crate) struct FrameReader {
-    /// The last frame read (header then body).
-    pub frame: Vec<u8>,
+    /// A frame too large for the window is read here.
+    frame: Vec<u8>,
     ahead: Vec<u8>,
     ahead_path: PathBuf,
     ahead_start: u64,
+    /// Where the last frame read lies: in the window (validated in place,
+    /// never copied) or in `frame`.
+    held: Held,
+}
+
+#[derive(Clone, Copy)]
+enum Held {
+    Window { from: usize, len: usize },
+    Own { len: usize },
 }
 
 impl FrameReader {
@@ -153,31 +162,36 @@ impl FrameReader {
             ahead: Vec::new(),
             ahead_path: PathBuf::new(),
             ahead_start: 0,
+            held: Held::Own { len: 0 },
         }
     }
 
-    /// Copies up to `dst.len()` bytes at `off` into `dst` through the window;
-    /// returns how many were available before the end of the file.
-    fn read(
+    /// The bytes of the last frame read (header then body).
+    pub fn frame(&self) -> &[u8] {
+        match self.held {
+            Held::Window { from, len } => &self.ahead[from..from + len],
+            Held::Own { len } => &self.frame[..len],
+        }
+    }
+
+    /// Brings `[off, off + want)` (`want` at most `READ_AHEAD`) into the
+    /// window, refilling it from `off` if needed, and returns where the range
+    /// starts in the window and how many of its bytes exist before the end
+    /// of the file.
+    fn window(
         &mut self,
         file: &dyn VfsFile,
         path: &Path,
         file_len: u64,
         off: u64,
-        dst: &mut [u8],
-    ) -> Result<usize> {
-        let want = (dst.len() as u64).min(file_len.saturating_sub(off)) as usize;
+        want: usize,
+    ) -> Result<(usize, usize)> {
+        debug_assert!(want <= READ_AHEAD);
+        let want = (want as u64).min(file_len.saturating_sub(off)) as usize;
         let covered = self.ahead_path == path
             && off >= self.ahead_start
             && off + want as u64 <= self.ahead_start + self.ahead.len() as u64;
         if !covered {
-            if want > READ_AHEAD {
-                // A large frame: read it straight in, no window.
-                let n = file
-                    .read_at(&mut dst[..want], off)
-                    .map_err(|e| io_err(path, "reading", e))?;
-                return Ok(n);
-            }
             let len = (READ_AHEAD as u64).min(file_len - off) as usize;
             self.ahead.resize(len, 0);
             let n = file
@@ -188,13 +202,12 @@ impl FrameReader {
             self.ahead_path = path.to_path_buf();
         }
         let from = (off - self.ahead_start) as usize;
-        let n = want.min(self.ahead.len().saturating_sub(from));
-        dst[..n].copy_from_slice(&self.ahead[from..from + n]);
-        Ok(n)
+        Ok((from, want.min(self.ahead.len().saturating_sub(from))))
     }
 }
 
-/// Reads and validates the frame at `off` into `rd.frame`.
+/// Reads and validates the frame at `off`; on success its bytes are
+/// [`FrameReader::frame`].
 fn read_frame(
     file: &dyn VfsFile,
     path: &Path,
@@ -207,7 +220,8 @@ fn read_frame(
         return Ok(FrameRead::End);
     }
     let mut fixed = [0u8; EPOCH_FIXED_LEN];
-    let n = rd.read(file, path, file_len, off, &mut fixed)?;
+    let (from, n) = rd.window(file, path, file_len, off, EPOCH_FIXED_LEN)?;
+    fixed[..n].copy_from_slice(&rd.ahead[from..from + n]);
     if n < EPOCH_FIXED_LEN {
         return Ok(if fixed[..n].iter().all(|&b| b == 0) {
             FrameRead::End
@@ -227,33 +241,40 @@ fn read_frame(
         } => (lane_count, body_len),
     };
     let header_len = epoch::header_len(lanes);
-    let total = (header_len + body_len) as u64;
-    if total > file_len - off {
+    let total = header_len + body_len;
+    if total as u64 > file_len - off {
         return Ok(FrameRead::Damaged(format!(
             "frame of {total} bytes runs past the end of the file ({} bytes left)",
             file_len - off
         )));
     }
     debug_assert!(body_len <= MAX_EPOCH_BODY_BYTES);
-    let mut frame = std::mem::take(&mut rd.frame);
-    // Grow only: re-zeroing the whole buffer for every frame would be one
-    // more pass over up to 32 MiB; the read overwrites what is kept.
-    if frame.len() < total as usize {
-        frame.resize(total as usize, 0);
-    }
-    let n = rd.read(file, path, file_len, off, &mut frame[..total as usize]);
-    rd.frame = frame;
-    if n? < total as usize {
+    let n = if total <= READ_AHEAD {
+        // Validated where it lies in the window: no copy.
+        let (from, n) = rd.window(file, path, file_len, off, total)?;
+        rd.held = Held::Window { from, len: n };
+        n
+    } else {
+        // Grow only: re-zeroing the buffer for every frame would be one
+        // more pass over up to 32 MiB; the read overwrites what is kept.
+        if rd.frame.len() < total {
+            rd.frame.resize(total, 0);
+        }
+        let n = file
+            .read_at(&mut rd.frame[..total], off)
+            .map_err(|e| io_err(path, "reading", e))?;
+        rd.held = Held::Own { len: n };
+        n
+    };
+    if n < total {
         return Ok(FrameRead::Damaged(
             "frame cut short by the end of the file".into(),
         ));
     }
-    match epoch::validate_frame(
-        &rd.frame[..header_len],
-        &rd.frame[header_len..total as usize],
-    ) {
+    let frame = rd.frame();
+    match epoch::validate_frame(&frame[..header_len], &frame[header_len..]) {
         Ok((cert, txns)) => Ok(FrameRead::Valid {
-            len: total,
+            len: total as u64,
             header_len,
             cert,
             txns,
@@ -466,7 +487,7 @@ pub(crate) fn scan(
                         break 'segments;
                     } else {
                         if !tail_only {
-                            let body = &rd.frame[header_len..len as usize];
+                            let body = &rd.frame()[header_len..len as usize];
                             if let Some(cb) = callback.as_deref_mut() {
                                 replay(cb, cert.epoch, body, &txns)?;
                             }
