@@ -221,7 +221,11 @@ impl Shared {
             }
             let start = g.bytes.len();
             let mut crc = encode_txn(&mut g.bytes, txn, len);
-            if self.inject_encoding_fault.swap(false, Ordering::Relaxed) {
+            // A plain load first: a swap on every append would make every
+            // writer thread write this shared cache line.
+            if self.inject_encoding_fault.load(Ordering::Relaxed)
+                && self.inject_encoding_fault.swap(false, Ordering::Relaxed)
+            {
                 let at = g.bytes.len() - 1;
                 g.bytes[at] ^= 0x5a;
             }
