@@ -67,7 +67,6 @@ const BUCKETS: usize = 64 * SUB;
 /// A log-linear histogram of u64 values with atomic buckets.
 pub(crate) struct Histogram {
     buckets: Box<[AtomicU64]>,
-    count: AtomicU64,
     max: AtomicU64,
 }
 
@@ -94,15 +93,17 @@ impl Histogram {
     pub fn new() -> Histogram {
         Histogram {
             buckets: (0..BUCKETS).map(|_| AtomicU64::new(0)).collect(),
-            count: AtomicU64::new(0),
             max: AtomicU64::new(0),
         }
     }
 
     pub fn record(&self, v: u64) {
         self.buckets[bucket_of(v)].fetch_add(1, Relaxed);
-        self.count.fetch_add(1, Relaxed);
-        self.max.fetch_max(v, Relaxed);
+        // Read first: the maximum rarely moves, and an unconditional
+        // read-modify-write would bounce its cache line between committers.
+        if v > self.max.load(Relaxed) {
+            self.max.fetch_max(v, Relaxed);
+        }
     }
 
     pub fn summary(&self) -> LatencySummary {
