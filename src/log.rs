@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::io::{RealVfs, Vfs};
 use crate::lane::{lane_of_current_thread, Lanes};
 use crate::recovery::{scan, RecoverOptions, RecoveryReport};
-use crate::segment::{list_segments, parse_segment_name, parse_spare_name, LOCK_FILE};
+use crate::segment::{parse_segment_name, parse_spare_name, LOCK_FILE};
 use crate::stats::{Counters, Stats};
 use crate::{log_dir, Txn};
 
@@ -703,7 +703,7 @@ fn start(
     )?;
     let next_epoch = end.last_epoch.max(end.max_epoch_seen) + 1;
 
-    let found = list_segments(&*vfs, &dir)?;
+    let found = end.segments;
     let segments: Vec<SegMeta> = found
         .iter()
         .filter_map(|s| {

@@ -111,6 +111,9 @@ pub(crate) struct ScanEnd {
     /// The highest epoch number seen in any valid frame, including frames
     /// found after damage: a reopened log must continue above it.
     pub max_epoch_seen: u64,
+    /// Every segment file of the directory, as listed for the scan (open
+    /// builds its catalog from them instead of listing again).
+    pub segments: Vec<FoundSegment>,
 }
 
 enum FrameRead {
@@ -563,6 +566,7 @@ pub(crate) fn scan(
         );
         fail(report, &seg.path, 0, what, &rest, seg.len)?;
     }
+    end.segments = found;
     Ok(end)
 }
 
