@@ -29,6 +29,10 @@ pub const DEFAULT_SEGMENT_BYTES: u64 = 64 << 20;
 pub const MIN_SEGMENT_BYTES: u64 = 64 << 10;
 pub const MAX_SEGMENT_BYTES: u64 = 1 << 40;
 pub const MAX_FLUSH_DELAY: Duration = Duration::from_secs(10);
+/// Under `normal`, written epochs are synced at most this long after the
+/// first unsynced write (and at segment switch, flush, checkpoint and close).
+pub const DEFAULT_NORMAL_SYNC_INTERVAL: Duration = Duration::from_millis(50);
+pub const MAX_NORMAL_SYNC_INTERVAL: Duration = Duration::from_secs(10);
 
 /// When the log tells the engine a batch is durable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -103,6 +107,9 @@ pub struct Options {
     pub segment_bytes: u64,
     /// Read the `PWAL_*` environment variables (default true).
     pub use_env: bool,
+    /// Under `normal`: the longest a written epoch stays unsynced; zero means
+    /// 50 ms. Not in the C ABI (tests set it to avoid depending on timing).
+    pub normal_sync_interval: Duration,
 }
 
 impl Default for Options {
@@ -116,6 +123,7 @@ impl Default for Options {
             shadow_compare_per_mille: 0,
             segment_bytes: 0,
             use_env: true,
+            normal_sync_interval: Duration::ZERO,
         }
     }
 }
@@ -130,6 +138,7 @@ pub(crate) struct Resolved {
     pub max_flush_delay: Duration,
     pub shadow_compare_per_mille: u32,
     pub segment_bytes: u64,
+    pub normal_sync_interval: Duration,
     /// Set when the environment forced the mode.
     pub forced_by_operator: bool,
 }
@@ -262,6 +271,16 @@ impl Options {
                 "segment_bytes = {segment_bytes}: expected {MIN_SEGMENT_BYTES} to {MAX_SEGMENT_BYTES}"
             )));
         }
+        let normal_sync_interval = if o.normal_sync_interval.is_zero() {
+            DEFAULT_NORMAL_SYNC_INTERVAL
+        } else {
+            o.normal_sync_interval
+        };
+        if normal_sync_interval > MAX_NORMAL_SYNC_INTERVAL {
+            return Err(Error::invalid(format!(
+                "normal_sync_interval = {normal_sync_interval:?}: at most {MAX_NORMAL_SYNC_INTERVAL:?}"
+            )));
+        }
         let per_mille = if o.mode == Mode::ShadowCompare && o.shadow_compare_per_mille == 0 {
             1000
         } else {
@@ -279,6 +298,7 @@ impl Options {
             max_flush_delay,
             shadow_compare_per_mille: per_mille,
             segment_bytes,
+            normal_sync_interval,
             forced_by_operator,
         })
     }

@@ -20,9 +20,9 @@ use crate::lane::LaneBuf;
 use crate::log::{SegMeta, Shared, Spare};
 use crate::segment::{new_salt, segment_name, SegmentHeader, DATA_OFFSET, END_MARK_LEN};
 
-/// Under `normal`, written data is synced at most this long after it was
-/// written (and at segment switch and close).
-const NORMAL_SYNC_INTERVAL: Duration = Duration::from_millis(50);
+/// After this long without a seal, the lane buffers (and the pool of emptied
+/// ones) are released: a burst does not leave its memory resident.
+pub(crate) const IDLE_TRIM_AFTER: Duration = Duration::from_secs(1);
 
 static ZEROS: [u8; END_MARK_LEN] = [0; END_MARK_LEN];
 
@@ -42,6 +42,7 @@ struct ActiveSegment {
 enum Action {
     Seal(u64),
     BackgroundSync,
+    Trim,
     Exit,
 }
 
@@ -55,6 +56,11 @@ pub(crate) struct FlushState {
     /// its own load, and a writer never appends into fresh (page-faulting)
     /// memory in the steady state.
     spare_bufs: Vec<Option<LaneBuf>>,
+    /// The active segment has writes no `fdatasync` has covered yet.
+    unsynced: bool,
+    /// Under `off`, segments are named without syncing the directory: the
+    /// next `sync_active` syncs it too.
+    dir_unsynced: bool,
 }
 
 impl FlushState {
@@ -62,6 +68,37 @@ impl FlushState {
         FlushState {
             active: None,
             spare_bufs: Vec::new(),
+            unsynced: false,
+            dir_unsynced: false,
+        }
+    }
+
+    /// Bytes held by the pool of emptied lane buffers.
+    pub fn pooled_capacity(&self) -> usize {
+        self.spare_bufs
+            .iter()
+            .flatten()
+            .map(LaneBuf::capacity)
+            .sum()
+    }
+}
+
+/// Poisons the log if the thread unwinds while it holds the flush lock: an
+/// epoch may have been sealed and not written, and the next flush must not
+/// acknowledge a later epoch over the hole.
+struct PoisonOnUnwind<'a> {
+    sh: &'a Shared,
+    epoch: u64,
+}
+
+impl Drop for PoisonOnUnwind<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.sh.poison(
+                self.epoch,
+                "a thread panicked while flushing".into(),
+                &std::io::Error::other("panic on the flush path"),
+            );
         }
     }
 }
@@ -93,18 +130,30 @@ pub(crate) fn run(sh: Arc<Shared>) {
         match next_action(&sh) {
             Action::Exit => {
                 let mut fs = sh.flush.lock();
-                if let Err((ctx, e)) = fs.sync_if_unsynced(&sh) {
-                    let next = sh.state.lock().durable + 1;
-                    sh.poison(next, ctx, &e);
+                if sh.cfg.sync != SyncPolicy::Off {
+                    if let Err((ctx, e)) = fs.sync_active(&sh) {
+                        let next = sh.state.lock().synced + 1;
+                        sh.poison(next, ctx, &e);
+                    }
                 }
                 break;
             }
             Action::BackgroundSync => {
                 let mut fs = sh.flush.lock();
-                if let Err((ctx, e)) = fs.sync_if_unsynced(&sh) {
-                    let next = sh.state.lock().durable + 1;
+                if let Err((ctx, e)) = fs.sync_active(&sh) {
+                    let next = sh.state.lock().synced + 1;
                     sh.poison(next, ctx, &e);
                     break;
+                }
+            }
+            Action::Trim => {
+                let mut fs = sh.flush.lock();
+                fs.spare_bufs.clear();
+                for lane in &sh.lanes.lanes {
+                    let mut g = lane.buf.lock();
+                    if g.txns == 0 {
+                        g.release();
+                    }
                 }
             }
             Action::Seal(epoch) => {
@@ -144,13 +193,25 @@ fn next_action(sh: &Shared) -> Action {
             return Action::Seal(e);
         }
         if st.closing {
+            // A checkpoint mark no frame carries yet is written at close.
+            if st.checkpoint_mark > st.mark_written {
+                return Action::Seal(e);
+            }
             return Action::Exit;
         }
+        let now = Instant::now();
         let mut deadline = first_at.map(|t| t + delay);
         if let Some(t) = st.unsynced_since {
-            let d = t + NORMAL_SYNC_INTERVAL;
-            if Instant::now() >= d {
+            let d = t + sh.cfg.normal_sync_interval;
+            if now >= d {
                 return Action::BackgroundSync;
+            }
+            deadline = Some(deadline.map_or(d, |x| x.min(d)));
+        }
+        if let Some(d) = st.trim_due {
+            if now >= d {
+                st.trim_due = None;
+                return Action::Trim;
             }
             deadline = Some(deadline.map_or(d, |x| x.min(d)));
         }
@@ -181,8 +242,16 @@ impl FlushState {
                 );
                 st.filling
             };
+            let unwind = PoisonOnUnwind { sh, epoch };
             let sealed = self.seal(sh, epoch);
-            if let Err((ctx, e)) = self.write_epoch(sh, epoch, &sealed) {
+            if sh.inject_flush_panic.load(Ordering::Relaxed)
+                && sh.inject_flush_panic.swap(false, Ordering::Relaxed)
+            {
+                panic!("injected panic between seal and write of epoch {epoch}");
+            }
+            let written = self.write_epoch(sh, epoch, &sealed);
+            drop(unwind);
+            if let Err((ctx, e)) = written {
                 // Fail-stop: nothing from this epoch on is ever
                 // acknowledged; the log must be reopened (recovered).
                 sh.poison(epoch, ctx, &e);
@@ -248,6 +317,9 @@ impl FlushState {
             .as_mut()
             .expect("rollover sets the active segment");
 
+        // The checkpoint mark this frame carries (read before the write, so
+        // what is published as written is at most what the frame holds).
+        let mark = sh.state.lock().checkpoint_mark;
         let with_txns = || sealed.iter().filter(|b| b.txns > 0);
         let last = with_txns().max_by_key(|b| b.max_seq);
         let cert = Certificate {
@@ -294,13 +366,7 @@ impl FlushState {
                     .sync_latency
                     .record(t.elapsed().as_micros() as u64);
             }
-            SyncPolicy::Normal => {
-                sh.state
-                    .lock()
-                    .unsynced_since
-                    .get_or_insert_with(Instant::now);
-            }
-            SyncPolicy::Off => {}
+            SyncPolicy::Normal | SyncPolicy::Off => self.unsynced = true,
         }
         a.off += frame_len;
         let c = &sh.counters;
@@ -317,6 +383,24 @@ impl FlushState {
         let mut st = sh.state.lock();
         debug_assert_eq!(st.durable + 1, epoch, "epochs become durable in order");
         st.durable = epoch;
+        st.written = epoch;
+        st.mark_written = mark;
+        st.trim_due = Some(Instant::now() + IDLE_TRIM_AFTER);
+        match sh.cfg.sync {
+            SyncPolicy::Full => {
+                st.synced = epoch;
+                st.mark_synced = mark;
+            }
+            SyncPolicy::Normal => {
+                if st.unsynced_since.is_none() {
+                    // The background flusher may be asleep with no deadline:
+                    // wake it so that it arms the sync timer.
+                    st.unsynced_since = Some(Instant::now());
+                    sh.flusher_cv.notify_one();
+                }
+            }
+            SyncPolicy::Off => {}
+        }
         if cert.txn_count > 0 {
             st.durable_max_seq = Some(
                 st.durable_max_seq
@@ -333,29 +417,44 @@ impl FlushState {
         Ok(())
     }
 
-    fn sync_if_unsynced(&mut self, sh: &Shared) -> Result<(), IoFailure> {
-        if sh.state.lock().unsynced_since.take().is_none() {
-            return Ok(());
+    /// Syncs what was written to the active segment and not yet synced;
+    /// every epoch written is then synced (the segments left before were
+    /// synced when they were left, and at open).
+    pub fn sync_active(&mut self, sh: &Shared) -> Result<(), IoFailure> {
+        if self.unsynced {
+            let a = self
+                .active
+                .as_ref()
+                .expect("writes were made to an active segment");
+            let t = Instant::now();
+            a.file
+                .sync_data()
+                .map_err(|e| (format!("fdatasync of {}", a.path.display()), e))?;
+            sh.counters.syncs.fetch_add(1, Ordering::Relaxed);
+            sh.counters
+                .sync_latency
+                .record(t.elapsed().as_micros() as u64);
+            self.unsynced = false;
         }
-        let Some(a) = &self.active else {
-            return Ok(());
-        };
-        let t = Instant::now();
-        a.file
-            .sync_data()
-            .map_err(|e| (format!("background fdatasync of {}", a.path.display()), e))?;
-        sh.counters.syncs.fetch_add(1, Ordering::Relaxed);
-        sh.counters
-            .sync_latency
-            .record(t.elapsed().as_micros() as u64);
+        if self.dir_unsynced {
+            sh.vfs
+                .sync_dir(&sh.dir)
+                .map_err(|e| (format!("syncing directory {}", sh.dir.display()), e))?;
+            self.dir_unsynced = false;
+        }
+        let mut st = sh.state.lock();
+        st.unsynced_since = None;
+        st.synced = st.written;
+        st.mark_synced = st.mark_written;
         Ok(())
     }
 
     /// Makes a spare the segment that `first_epoch` starts.
     fn rollover(&mut self, sh: &Shared, first_epoch: u64) -> Result<(), IoFailure> {
-        // Under `normal`, the segment being left is synced now: it will never
-        // be written again.
-        self.sync_if_unsynced(sh)?;
+        // Under `normal` and `off`, the segment being left is synced now: it
+        // will never be written again, and `flush` and `checkpoint` then need
+        // to sync only the active segment.
+        self.sync_active(sh)?;
         let spare = take_spare(sh)?;
         let id = {
             let mut cat = sh.catalog.lock();
@@ -395,6 +494,8 @@ impl FlushState {
             // taking it for a segment never activated.
             file.sync_data()
                 .map_err(|e| (format!("fdatasync of the header of {}", path.display()), e))?;
+        } else {
+            self.dir_unsynced = true;
         }
         sh.catalog.lock().segments.push(SegMeta {
             first_epoch,

@@ -39,6 +39,18 @@ impl LaneBuf {
         }
     }
 
+    /// Bytes of memory the buffer holds.
+    pub fn capacity(&self) -> usize {
+        self.bytes.capacity() + self.crcs.capacity() * 4
+    }
+
+    /// Releases the memory of an empty buffer.
+    pub fn release(&mut self) {
+        debug_assert_eq!(self.txns, 0, "releasing a buffer that holds records");
+        self.bytes = Vec::new();
+        self.crcs = Vec::new();
+    }
+
     /// Empties the buffer for reuse in `epoch`, keeping its allocation.
     pub fn reset(&mut self, epoch: u64) {
         self.epoch = epoch;

@@ -28,11 +28,26 @@ pub(crate) struct EpochState {
     pub filling: u64,
     /// The highest epoch a waiter (or a writer out of room) needs sealed.
     pub seal_requested: u64,
-    /// Every epoch up to this one is durable.
+    /// Every epoch up to this one is acknowledged: written under `normal`
+    /// and `off`, synced under `full`. `wait_durable` waits on it.
     pub durable: u64,
+    /// Every epoch up to this one was written to the OS (`pwritev` returned).
+    pub written: u64,
+    /// Every epoch up to this one was made durable by an `fdatasync` that
+    /// returned. Never ahead of `written`.
+    pub synced: u64,
+    /// The highest epoch the engine passed to `checkpoint`: frames written
+    /// from now on carry it.
+    pub checkpoint_mark: u64,
+    /// The checkpoint mark carried by the last frame written, and by the last
+    /// frame synced: a segment may be removed only once a synced frame
+    /// carries a mark covering it (recovery learns where the log begins from
+    /// that mark).
+    pub mark_written: u64,
+    pub mark_synced: u64,
     /// Set once a write or sync failed: the message, the OS error, and the
     /// first epoch that was not made durable.
-    pub poison: Option<(String, std::io::ErrorKind, u64)>,
+    pub poison: Option<Poison>,
     pub closing: bool,
     pub flusher_exited: bool,
     /// When the first record of the epoch with this parity was appended.
@@ -41,8 +56,32 @@ pub(crate) struct EpochState {
     pub inflight_min_seq: Option<u64>,
     /// The highest commit sequence among durable batches.
     pub durable_max_seq: Option<u64>,
-    /// Under `normal`: when the oldest write not yet synced was made.
+    /// Under `normal`: when the oldest write not yet synced was made (the
+    /// background flusher syncs `normal_sync_interval` after it).
     pub unsynced_since: Option<Instant>,
+    /// When the flusher releases idle lane buffers (set at each write).
+    pub trim_due: Option<Instant>,
+}
+
+/// Why a log stopped: what failed, the OS error, and the first epoch that
+/// was not made durable.
+#[derive(Clone, Debug)]
+pub(crate) struct Poison {
+    pub msg: String,
+    pub kind: std::io::ErrorKind,
+    /// The errno, when the failure had one: waiters get it back.
+    pub errno: Option<i32>,
+    pub epoch: u64,
+}
+
+impl Poison {
+    /// The failure as an error for one waiter.
+    pub fn io_error(&self) -> std::io::Error {
+        match self.errno {
+            Some(n) => std::io::Error::from_raw_os_error(n),
+            None => std::io::Error::new(self.kind, self.msg.clone()),
+        }
+    }
 }
 
 /// A segment that holds epochs: its file and first epoch.
@@ -70,6 +109,10 @@ pub(crate) struct Catalog {
     pub preparing: bool,
     pub stop: bool,
 }
+
+/// A waiter leads a flush only with at least this much of its timeout left;
+/// with less it hands the flush to the background flusher.
+pub(crate) const LEAD_MIN_BUDGET: Duration = Duration::from_millis(100);
 
 /// Spares kept ready (preallocated or recycled); more recycled files are
 /// deleted.
@@ -108,6 +151,14 @@ pub(crate) struct Shared {
     pub counters: Counters,
     shadow_counter: AtomicU64,
     inject_encoding_fault: AtomicBool,
+    /// Test hook: the next flush panics between seal and publish.
+    pub inject_flush_panic: AtomicBool,
+    /// Commit sequences of batches waiting inside `submit` for room in a full
+    /// epoch: submitted, yet in no lane buffer, so the commit-sequence
+    /// watermark must not pass them.
+    blocked_seqs: Mutex<Vec<u64>>,
+    /// The highest commit-sequence watermark reported: it never goes back.
+    published_seq: AtomicU64,
     threads: Mutex<Vec<JoinHandle<()>>>,
     _lock: Mutex<Option<Box<dyn Any + Send + Sync>>>,
 }
@@ -149,7 +200,12 @@ impl Shared {
     pub fn poison(&self, epoch: u64, context: String, err: &std::io::Error) {
         let mut st = self.state.lock();
         if st.poison.is_none() {
-            st.poison = Some((format!("{context}: {err}"), err.kind(), epoch));
+            st.poison = Some(Poison {
+                msg: format!("{context}: {err}"),
+                kind: err.kind(),
+                errno: err.raw_os_error(),
+                epoch,
+            });
         }
         self.poisoned.store(true, Ordering::Release);
         drop(st);
@@ -168,7 +224,7 @@ impl Shared {
     fn poisoned_error(&self) -> Error {
         let st = self.state.lock();
         match &st.poison {
-            Some((msg, _, _)) => Error::Poisoned(msg.clone()),
+            Some(p) => Error::Poisoned(p.msg.clone()),
             None => Error::Internal("poisoned flag without a poison record".into()),
         }
     }
@@ -216,7 +272,12 @@ impl Shared {
                 // (bounded memory; the batch is never split).
                 slot.fetch_sub(len as u64, Ordering::AcqRel);
                 self.request_seal(epoch);
+                self.blocked_seqs.lock().push(txn.commit_seq);
                 lane.swapped.wait(&mut g);
+                let mut b = self.blocked_seqs.lock();
+                if let Some(i) = b.iter().position(|&s| s == txn.commit_seq) {
+                    b.swap_remove(i);
+                }
                 continue;
             }
             let start = g.bytes.len();
@@ -295,6 +356,16 @@ impl Shared {
         (n % 1000) < self.cfg.shadow_compare_per_mille as u64
     }
 
+    /// Waits until `epoch` is acknowledged (see [`EpochState::durable`]).
+    ///
+    /// Who does the work: a waiter with no timeout, or with at least
+    /// [`LEAD_MIN_BUDGET`] left, leads the flush itself when nobody holds
+    /// the flush lock (at one writer a commit is then one write and one
+    /// `fdatasync` on the caller's thread). A waiter with less time left
+    /// never leads, since a flush can take longer than a short deadline (a
+    /// segment switch may wait for preallocation): it hands its request to
+    /// the background flusher and sleeps until the deadline. A zero timeout
+    /// only checks: it never writes or syncs.
     fn wait_durable(&self, epoch: u64, timeout: Option<Duration>) -> Result<()> {
         let start = Instant::now();
         let deadline = timeout.map(|t| start + t);
@@ -313,31 +384,45 @@ impl Shared {
                     .record(start.elapsed().as_micros() as u64);
                 return Ok(());
             }
-            if let Some((msg, kind, failed)) = &st.poison {
-                return Err(if epoch >= *failed {
+            if let Some(p) = &st.poison {
+                return Err(if epoch >= p.epoch {
                     Error::io(
-                        format!("epoch {epoch} was not made durable"),
-                        std::io::Error::new(*kind, msg.clone()),
+                        format!("epoch {epoch} was not made durable: {}", p.msg),
+                        p.io_error(),
                     )
                 } else {
-                    Error::Poisoned(msg.clone())
+                    Error::Poisoned(p.msg.clone())
                 });
             }
             if st.flusher_exited {
                 return Err(Error::Closed);
             }
+            let timed_out = |st: &EpochState| Error::Timeout {
+                epoch,
+                durable: st.durable,
+                waited_ms: start.elapsed().as_millis() as u64,
+            };
+            if timeout == Some(Duration::ZERO) {
+                return Err(timed_out(&st));
+            }
+            let may_lead = deadline.is_none_or(|d| d >= Instant::now() + LEAD_MIN_BUDGET);
             if st.seal_requested < epoch {
                 st.seal_requested = epoch;
+                if !may_lead {
+                    self.flusher_cv.notify_one();
+                }
             }
             // Lead the flush when nobody is flushing. (try_lock while holding
             // the state lock cannot deadlock: it never blocks.)
-            if let Some(mut fs) = self.flush.try_lock() {
-                drop(st);
-                crate::flusher::lead(self, &mut fs, epoch);
-                drop(fs);
-                crate::flusher::hand_off(self);
-                st = self.state.lock();
-                continue;
+            if may_lead {
+                if let Some(mut fs) = self.flush.try_lock() {
+                    drop(st);
+                    crate::flusher::lead(self, &mut fs, epoch);
+                    drop(fs);
+                    crate::flusher::hand_off(self);
+                    st = self.state.lock();
+                    continue;
+                }
             }
             match deadline {
                 None => self.durable_cv[(epoch & 1) as usize].wait(&mut st),
@@ -347,20 +432,76 @@ impl Shared {
                         .timed_out()
                         && st.durable < epoch
                     {
-                        return Err(Error::Timeout {
-                            epoch,
-                            durable: st.durable,
-                            waited_ms: start.elapsed().as_millis() as u64,
-                        });
+                        return Err(timed_out(&st));
                     }
                 }
             }
         }
     }
 
+    /// Makes everything submitted before the call durable (written and
+    /// fdatasynced, whatever the sync policy), within `timeout`.
+    fn flush(&self, timeout: Option<Duration>) -> Result<()> {
+        let start = Instant::now();
+        let deadline = timeout.map(|t| start + t);
+        let target = {
+            let st = self.state.lock();
+            // A batch returned from submit has counted its bytes in its
+            // epoch: an empty filling epoch needs no seal.
+            let filling_bytes = self.epoch_bytes[(st.filling & 1) as usize].load(Ordering::Acquire);
+            if filling_bytes > 0 {
+                st.filling
+            } else {
+                st.filling - 1
+            }
+        };
+        self.wait_durable(target, timeout)?;
+        self.sync_through(target, deadline, start)
+    }
+
+    /// Syncs the active segment until every epoch up to `target` (already
+    /// written) is synced.
+    fn sync_through(&self, target: u64, deadline: Option<Instant>, start: Instant) -> Result<()> {
+        if self.state.lock().synced >= target {
+            return Ok(());
+        }
+        let mut fs = match deadline {
+            None => self.flush.lock(),
+            Some(d) => self.flush.try_lock_until(d).ok_or_else(|| {
+                let st = self.state.lock();
+                Error::Timeout {
+                    epoch: target,
+                    durable: st.synced,
+                    waited_ms: start.elapsed().as_millis() as u64,
+                }
+            })?,
+        };
+        if self.poisoned.load(Ordering::Acquire) {
+            return Err(self.poisoned_error());
+        }
+        if self.state.lock().synced >= target {
+            return Ok(());
+        }
+        if let Err((ctx, e)) = fs.sync_active(self) {
+            let next = self.state.lock().synced + 1;
+            self.poison(next, ctx.clone(), &e);
+            return Err(Error::io(ctx, e));
+        }
+        Ok(())
+    }
+
     fn durable_commit_seq(&self) -> u64 {
+        // Read where a batch goes in the order it goes there (blocked in
+        // submit, then a lane buffer, then the epoch in flight), so a batch
+        // moving on while this runs is seen at one of its stops.
+        let mut cap = self
+            .blocked_seqs
+            .lock()
+            .iter()
+            .copied()
+            .min()
+            .unwrap_or(u64::MAX);
         let _seal = self.seal_lock.lock();
-        let mut cap = u64::MAX;
         for lane in &self.lanes.lanes {
             let g = lane.buf.lock();
             if g.txns > 0 {
@@ -371,63 +512,126 @@ impl Shared {
         if let Some(m) = st.inflight_min_seq {
             cap = cap.min(m);
         }
-        match st.durable_max_seq {
+        let now = match st.durable_max_seq {
             None => 0,
             Some(d) if cap == u64::MAX => d,
             Some(d) => d.min(cap.saturating_sub(1)),
-        }
+        };
+        drop(st);
+        // A batch submitted later with a lower sequence than one already
+        // covered does not pull the watermark back: what was reported stays
+        // true of every batch submitted before it was reported.
+        self.published_seq.fetch_max(now, Ordering::AcqRel).max(now)
     }
 
+    /// Records that the engine has written every page up to `through` home,
+    /// and removes the segments that hold only such epochs.
+    ///
+    /// Ordering, each step durable before the next: the epochs up to
+    /// `through` are synced (under `normal` and `off` they may not be yet,
+    /// and an engine must never have pages home ahead of the log); a synced
+    /// frame carries the mark (recovery learns from it where the log now
+    /// begins, so a missing segment before it is not mistaken for lost
+    /// data); then whole segments go from the front, each one leaving the
+    /// catalog only once its rename or unlink succeeded, and recycled files
+    /// become spares only once the directory is synced. A failed file
+    /// operation poisons the log (fail-stop, like any write-path failure).
     fn checkpoint(&self, through: u64) -> Result<()> {
         if self.poisoned.load(Ordering::Acquire) {
             return Err(self.poisoned_error());
         }
+        let start = Instant::now();
         let durable = self.state.lock().durable;
         if through > durable {
             return Err(Error::invalid(format!(
                 "cannot checkpoint through epoch {through}: only epochs up to {durable} are durable"
             )));
         }
+        self.sync_through(through, None, start)?;
+        {
+            let mut st = self.state.lock();
+            st.checkpoint_mark = st.checkpoint_mark.max(through);
+        }
+        let removable =
+            |cat: &Catalog| cat.segments.len() > 1 && cat.segments[1].first_epoch - 1 <= through;
+        if !removable(&self.catalog.lock()) {
+            return Ok(());
+        }
+        if self.state.lock().mark_synced < through {
+            // Write (and sync) a frame carrying the mark: the filling epoch,
+            // empty if nothing is buffered.
+            let e = self.state.lock().filling;
+            self.wait_durable(e, None)?;
+            self.sync_through(e, None, start)?;
+        }
+        debug_assert!(self.state.lock().mark_synced >= through);
+
         let mut cat = self.catalog.lock();
-        let mut changed = false;
+        let mut recycled = Vec::new();
+        let mut failure = None;
         // Whole segments only, oldest first, never the one being written: the
         // log stays a contiguous run of epochs whatever point a crash hits.
-        while cat.segments.len() > 1 && cat.segments[1].first_epoch - 1 <= through {
-            let seg = cat.segments.remove(0);
-            changed = true;
-            if cat.spares.len() < SPARES_KEPT {
+        while removable(&cat) {
+            let seg = cat.segments[0].clone();
+            let done = if cat.spares.len() + recycled.len() < SPARES_KEPT {
                 let n = cat.next_spare;
                 cat.next_spare += 1;
                 let to = self.dir.join(format!("spare-{n}.tmp"));
-                self.vfs.rename(&seg.path, &to).map_err(|e| {
-                    Error::io(
-                        format!("recycling {} as {}", seg.path.display(), to.display()),
-                        e,
-                    )
-                })?;
-                cat.spares.push_back(crate::log::Spare {
-                    path: to,
-                    recycled: true,
-                });
-                self.counters
-                    .segments_recycled
-                    .fetch_add(1, Ordering::Relaxed);
-                self.catalog_cv.notify_all();
+                self.vfs
+                    .rename(&seg.path, &to)
+                    .map(|()| recycled.push(to.clone()))
+                    .map_err(|e| {
+                        let what = format!("recycling {} as {}", seg.path.display(), to.display());
+                        (what, e)
+                    })
             } else {
                 self.vfs
                     .remove_file(&seg.path)
-                    .map_err(|e| Error::io(format!("deleting {}", seg.path.display()), e))?;
-                self.counters
-                    .segments_deleted
-                    .fetch_add(1, Ordering::Relaxed);
+                    .map(|()| {
+                        self.counters
+                            .segments_deleted
+                            .fetch_add(1, Ordering::Relaxed);
+                    })
+                    .map_err(|e| (format!("deleting {}", seg.path.display()), e))
+            };
+            match done {
+                Ok(()) => {
+                    cat.segments.remove(0);
+                }
+                Err(f) => {
+                    failure = Some(f);
+                    break;
+                }
             }
         }
-        drop(cat);
-        if changed && self.cfg.sync != SyncPolicy::Off {
-            self.vfs
-                .sync_dir(&self.dir)
-                .map_err(|e| Error::io(format!("syncing directory {}", self.dir.display()), e))?;
+        if failure.is_none() && self.cfg.sync != SyncPolicy::Off {
+            if let Err(e) = self.vfs.sync_dir(&self.dir) {
+                failure = Some((format!("syncing directory {}", self.dir.display()), e));
+            }
         }
+        if let Some((what, e)) = failure {
+            drop(cat);
+            let next = self.state.lock().durable + 1;
+            self.poison(
+                next,
+                format!("checkpoint through epoch {through}: {what}"),
+                &e,
+            );
+            return Err(Error::io(
+                format!("checkpoint through epoch {through}: {what}"),
+                e,
+            ));
+        }
+        for path in recycled {
+            cat.spares.push_back(Spare {
+                path,
+                recycled: true,
+            });
+            self.counters
+                .segments_recycled
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        self.catalog_cv.notify_all();
         Ok(())
     }
 
@@ -496,7 +700,7 @@ impl Shared {
         }
         let st = self.state.lock();
         match &st.poison {
-            Some((msg, _, _)) => Err(Error::Poisoned(msg.clone())),
+            Some(p) => Err(Error::Poisoned(p.msg.clone())),
             None => Ok(()),
         }
     }
@@ -614,6 +818,14 @@ impl Log {
         self.shared.wait_durable(epoch, timeout)
     }
 
+    /// Returns once everything submitted before the call is written and
+    /// fdatasynced, whatever the sync policy (under `normal` this is how an
+    /// engine makes its log power-safe before it writes pages home), the
+    /// timeout passes, or the log fails.
+    pub fn flush(&self, timeout: Option<Duration>) -> Result<()> {
+        self.shared.flush(timeout)
+    }
+
     /// [`Log::submit`] then [`Log::wait_durable`]; returns the epoch.
     pub fn commit(&self, txn: &Txn<'_>, timeout: Option<Duration>) -> Result<u64> {
         let e = self.shared.submit(txn, true)?;
@@ -669,6 +881,29 @@ impl Log {
         self.shared.shutdown()
     }
 
+    /// Test hook: the next flush panics after it sealed an epoch and before
+    /// it wrote it, as a bug on the flush path would.
+    #[doc(hidden)]
+    pub fn debug_inject_flush_panic(&self) {
+        self.shared
+            .inject_flush_panic
+            .store(true, Ordering::Relaxed);
+    }
+
+    /// Test hook: bytes of lane buffer capacity held (in the lanes and in
+    /// the flusher's pool of emptied buffers).
+    #[doc(hidden)]
+    pub fn debug_lane_capacity(&self) -> usize {
+        let lanes: usize = self
+            .shared
+            .lanes
+            .lanes
+            .iter()
+            .map(|l| l.buf.lock().capacity())
+            .sum();
+        lanes + self.shared.flush.lock().pooled_capacity()
+    }
+
     /// Test hook: corrupts the next lane encoding, as a bug in the lane path
     /// would, so that shadow-compare mode can be seen catching it.
     #[doc(hidden)]
@@ -685,6 +920,25 @@ impl Drop for Log {
     }
 }
 
+/// Syncs every segment file of `dir` and the directory itself, and drops
+/// their cached pages so that the scan that follows reads what the disk
+/// holds: after a failed writeback Linux keeps the pages cached but marks
+/// them clean, so a read through the cache could see data that never
+/// reached the disk, and a later `fsync` would not write it.
+fn sync_segments(vfs: &dyn Vfs, dir: &Path) -> Result<()> {
+    let names = vfs
+        .list_dir(dir)
+        .map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
+    for name in names.iter().filter(|n| parse_segment_name(n).is_some()) {
+        let path = dir.join(name);
+        vfs.open(&path, false)
+            .and_then(|f| f.sync_data())
+            .map_err(|e| Error::io(format!("syncing {}", path.display()), e))?;
+    }
+    vfs.sync_dir(dir)
+        .map_err(|e| Error::io(format!("syncing directory {}", dir.display()), e))
+}
+
 /// Reads the tail of the log, builds the coordinator and starts its threads.
 fn start(
     dir: PathBuf,
@@ -692,6 +946,12 @@ fn start(
     cfg: Resolved,
     lock: Box<dyn Any + Send + Sync>,
 ) -> Result<Arc<Shared>> {
+    // Before the tail is read: every segment, whatever policy wrote it (a
+    // process under `off` or `normal` may have left epochs unsynced), is
+    // made durable, with the directory, before anything new is
+    // acknowledged: otherwise a power loss could keep new epochs and lose
+    // older ones, an epoch gap that hides the new ones.
+    sync_segments(&*vfs, &dir)?;
     let mut report = RecoveryReport::default();
     let end = scan(
         &*vfs,
@@ -713,15 +973,26 @@ fn start(
             })
         })
         .collect();
-    // The tail just scanned may never have been synced (its fsync failed, or
-    // the last process died before it): it is read back from the kernel's
-    // cache. New epochs go after it, so it must be durable first, or a power
-    // loss would keep them and lose it: an epoch gap. Earlier segments were
-    // synced when the flusher left them.
-    if let (Some(last), true) = (segments.last(), cfg.sync != SyncPolicy::Off) {
-        vfs.open(&last.path, false)
-            .and_then(|f| f.sync_data())
-            .map_err(|e| Error::io(format!("syncing {}", last.path.display()), e))?;
+    // A segment file newer than every activated one, without a valid header
+    // (the scan has checked that its first frame is not valid either): a
+    // crash hit between the rename that named it and the sync of its
+    // header. It holds no epoch; remove it so it cannot be mistaken later
+    // for a segment damaged after use.
+    let newest = found
+        .iter()
+        .filter(|s| s.header.is_some())
+        .map(|s| s.id)
+        .max()
+        .unwrap_or(0);
+    let mut removed = false;
+    for s in found.iter().filter(|s| s.header.is_none() && s.id > newest) {
+        vfs.remove_file(&s.path)
+            .map_err(|e| Error::io(format!("removing {}", s.path.display()), e))?;
+        removed = true;
+    }
+    if removed {
+        vfs.sync_dir(&dir)
+            .map_err(|e| Error::io(format!("syncing directory {}", dir.display()), e))?;
     }
     let mut next_id = found.iter().map(|s| s.id).max().unwrap_or(0) + 1;
     let mut spares = VecDeque::new();
@@ -766,6 +1037,11 @@ fn start(
             filling: next_epoch,
             seal_requested: durable,
             durable,
+            written: durable,
+            synced: durable,
+            checkpoint_mark: 0,
+            mark_written: 0,
+            mark_synced: 0,
             poison: None,
             closing: false,
             flusher_exited: false,
@@ -773,6 +1049,7 @@ fn start(
             inflight_min_seq: None,
             durable_max_seq: None,
             unsynced_since: None,
+            trim_due: None,
         }),
         flusher_cv: Condvar::new(),
         durable_cv: [Condvar::new(), Condvar::new()],
@@ -799,6 +1076,9 @@ fn start(
         counters: Counters::new(),
         shadow_counter: AtomicU64::new(0),
         inject_encoding_fault: AtomicBool::new(false),
+        inject_flush_panic: AtomicBool::new(false),
+        blocked_seqs: Mutex::new(Vec::new()),
+        published_seq: AtomicU64::new(0),
         threads: Mutex::new(Vec::new()),
         _lock: Mutex::new(Some(lock)),
         cfg,

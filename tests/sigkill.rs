@@ -49,6 +49,9 @@ fn child(db: &str) -> ! {
         .open(std::env::var("PWAL_SIGKILL_ACKS").unwrap())
         .unwrap();
     let log = Log::open(db, &opts(sync)).unwrap();
+    // Tells the parent that open is done, so that the time it lets the
+    // writers run does not depend on how loaded the machine is.
+    (&acks).write_all(b"R\n").unwrap();
     let next = AtomicU64::new(start);
     std::thread::scope(|s| {
         for _ in 0..2 {
@@ -86,6 +89,7 @@ fn parse_acks(text: &str, x: &mut Expect) {
                 epoch: f[1],
             }),
             Some(b'C') => x.add(Event::Checkpointing { through: f[0] }),
+            Some(b'R') => {}
             _ => panic!("bad ack line {line:?}"),
         }
     }
@@ -127,12 +131,19 @@ fn sigkill_at_random_moments_never_loses_an_acknowledged_batch() {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        // Mostly while it commits; now and then during start-up or open.
-        let wait_us = match rng.below(8) {
-            0 => rng.below(3_000),
-            _ => 3_000 + rng.below(25_000),
-        };
-        std::thread::sleep(Duration::from_micros(wait_us));
+        // Mostly while it commits (counted from the end of its open); now
+        // and then during start-up or open.
+        match rng.below(8) {
+            0 => std::thread::sleep(Duration::from_micros(rng.below(3_000))),
+            _ => {
+                let limit = Instant::now() + Duration::from_secs(30);
+                while !std::fs::read(&acks).is_ok_and(|b| b.starts_with(b"R\n")) {
+                    assert!(Instant::now() < limit, "kill {i}: the writer never opened");
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+                std::thread::sleep(Duration::from_micros(rng.below(25_000)));
+            }
+        }
         let _ = child.kill();
         let out = child.wait_with_output().unwrap();
         if out.status.code().is_some() {

@@ -203,6 +203,7 @@ impl pwal_options {
             shadow_compare_per_mille: self.shadow_compare_per_mille,
             segment_bytes: self.segment_bytes,
             use_env: self.ignore_env == 0,
+            ..Options::default()
         })
     }
 }

@@ -1,0 +1,390 @@
+//! Acknowledged means durable, across the dimensions a single-run crash
+//! torture does not vary: the sync policy changed across reopen, a failing
+//! checkpoint, a `normal` log nobody waits on, zero and short timeouts, the
+//! commit-sequence watermark, idle memory, and a panic on the flush path.
+//! Each test names the defect it guards against.
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use pwal::io::sim::{CrashMode, Fault, FaultKind, FaultOp};
+use pwal::io::SimVfs;
+use pwal::{Error, Frame, Log, Options, SyncPolicy, Txn};
+
+const DB: &str = "/sim/db";
+
+fn opts(sync: SyncPolicy) -> Options {
+    Options {
+        sync,
+        segment_bytes: 64 << 10,
+        lanes: 2,
+        use_env: false,
+        ..Options::default()
+    }
+}
+
+fn open(vfs: &SimVfs, o: &Options) -> Log {
+    Log::open_with_vfs(DB, o, Arc::new(vfs.clone())).unwrap()
+}
+
+fn segment_count(vfs: &SimVfs) -> usize {
+    vfs.paths()
+        .iter()
+        .filter(|p| p.extension().is_some_and(|x| x == "pwseg"))
+        .count()
+}
+
+/// Polls `cond` until it holds or `limit` passes; the limit is generous and
+/// only bounds a failing run (nothing here asserts on how long it took).
+fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + limit;
+    while Instant::now() < end {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    cond()
+}
+
+/// Segments written under `off` were never synced, nor were their directory
+/// entries. A reopen under `full` used to sync only the last segment, so a
+/// power loss after a new acknowledged commit kept the new segment and lost
+/// the older ones: an epoch gap that hid the acknowledged commit.
+#[test]
+fn reopen_under_full_makes_segments_written_under_off_durable() {
+    for first in [SyncPolicy::Off, SyncPolicy::Normal] {
+        let vfs = SimVfs::new();
+        let j = Journal::new();
+        let log = open(&vfs, &opts(first));
+        for _ in 0..60 {
+            j.commit(&log, j.next_id()).unwrap();
+        }
+        j.close(log).unwrap();
+        assert!(segment_count(&vfs) >= 3, "the workload spans segments");
+
+        let log = open(&vfs, &opts(SyncPolicy::Full));
+        let id = j.next_id();
+        let e = j.commit(&log, id).unwrap();
+        // Power fails with the log still open: only what was synced is left.
+        let image = vfs.crash(CrashMode::DropAll);
+        drop(log);
+        let mut x = Expect::default();
+        x.acked.insert(id, e);
+        x.submitted = Expect::from_events(&j.snapshot()).submitted;
+        check_recovery(&image, Path::new(DB), &x)
+            .unwrap_or_else(|e| panic!("first policy {first:?}: {e}"));
+    }
+}
+
+/// Builds a log of several segments and returns it with its journal.
+fn log_with_segments(vfs: &SimVfs) -> (Log, Arc<Journal>) {
+    let j = Journal::new();
+    let log = open(vfs, &opts(SyncPolicy::Full));
+    while segment_count(vfs) < 4 {
+        j.commit(&log, j.next_id()).unwrap();
+    }
+    (log, j)
+}
+
+/// A checkpoint used to take a segment out of its catalog before the rename
+/// or unlink that could fail; after an EIO there the next checkpoint
+/// recycled later segments and recovery found an epoch gap in front of
+/// acknowledged epochs. Now a failed file operation poisons the log, and
+/// whatever the failing operation, the log recovers with every acknowledged
+/// batch, on the same file system and after a power loss.
+#[test]
+fn a_failing_checkpoint_loses_nothing() {
+    let mut hit_file_op = false;
+    for k in 1..=12 {
+        let vfs = SimVfs::new();
+        let (log, j) = log_with_segments(&vfs);
+        let (_, _, any) = vfs.op_counts();
+        vfs.inject(Fault {
+            op: FaultOp::Any,
+            at_op: any + k,
+            persistent: false,
+            kind: FaultKind::Eio,
+        });
+        match j.checkpoint(&log) {
+            Ok(()) => {}
+            Err(Error::Io { context, source }) => {
+                assert_eq!(source.raw_os_error(), Some(libc::EIO), "{context}");
+                hit_file_op |= context.contains("recycling") || context.contains("deleting");
+                let id = j.next_id();
+                match j.commit(&log, id) {
+                    Err(Error::Poisoned(_)) | Err(Error::Io { .. }) => {}
+                    other => panic!("op {k}: a commit after a failed checkpoint: {other:?}"),
+                }
+            }
+            Err(other) => panic!("op {k}: unexpected checkpoint error {other}"),
+        }
+        let close = log.close();
+        let events = j.snapshot();
+        let x = Expect::from_events(&events);
+        vfs.clear_faults();
+        check_recovery(&vfs.crash(CrashMode::DropAll), Path::new(DB), &x)
+            .unwrap_or_else(|e| panic!("op {k} (close: {close:?}): after a power loss: {e}"));
+        // Reopen, commit, checkpoint again: nothing acknowledged goes missing.
+        let log = open(&vfs, &opts(SyncPolicy::Full));
+        j.raise_ids(1 << 20);
+        for _ in 0..20 {
+            j.commit(&log, j.next_id()).unwrap();
+        }
+        j.checkpoint(&log).unwrap();
+        j.commit(&log, j.next_id()).unwrap();
+        j.close(log).unwrap();
+        let x = Expect::from_events(&j.snapshot());
+        check_recovery(&vfs, Path::new(DB), &x)
+            .unwrap_or_else(|e| panic!("op {k}: after reopen and checkpoint: {e}"));
+    }
+    assert!(
+        hit_file_op,
+        "no injected fault reached a checkpoint rename or unlink"
+    );
+}
+
+/// Under `normal`, the background flusher slept with no deadline and
+/// nothing woke it when the first unsynced write happened: commits that
+/// nobody flushed were never synced.
+#[test]
+fn normal_syncs_written_epochs_without_being_asked() {
+    let vfs = SimVfs::new();
+    let o = Options {
+        normal_sync_interval: Duration::from_millis(5),
+        ..opts(SyncPolicy::Normal)
+    };
+    let log = open(&vfs, &o);
+    // `Log::commit` (not submit then wait): a committer leads its own flush
+    // and does not wake the background flusher, which is the case that
+    // used to leave the flusher asleep with no deadline.
+    let page = [5u8; 100];
+    let f = [Frame {
+        page_number: 1,
+        db_size_if_commit: 1,
+        data: &page,
+    }];
+    for seq in 1..=5 {
+        log.commit(&txn_with_seq(seq, &f), None).unwrap();
+    }
+    assert!(
+        eventually(Duration::from_secs(20), || log.stats().syncs > 0),
+        "no sync after five commits under normal"
+    );
+    // What the sync covered survives a power loss, with the log still open.
+    let image = vfs.crash(CrashMode::DropAll);
+    let r = recover(&image, Path::new(DB)).unwrap();
+    assert_eq!(r.report.transactions, 5, "{:?}", r.report);
+    drop(log);
+}
+
+/// Submits one batch and returns its epoch; the log never seals on its own
+/// (the flush delay is the longest allowed).
+fn idle_log_with_one_batch(vfs: &SimVfs) -> (Log, u64) {
+    let o = Options {
+        max_flush_delay: Duration::from_secs(10),
+        ..opts(SyncPolicy::Full)
+    };
+    let log = open(vfs, &o);
+    let e = submit(&log, 1).unwrap();
+    (log, e)
+}
+
+/// `wait_durable(e, 0)` is "just check": it used to lead a flush and an
+/// fdatasync.
+#[test]
+fn a_zero_timeout_only_checks() {
+    let vfs = SimVfs::new();
+    let (log, e) = idle_log_with_one_batch(&vfs);
+    // The log's own counters: the preallocation thread may be writing a
+    // spare meanwhile, so the file system's operation count would not do.
+    let counts = |log: &Log| {
+        let s = log.stats();
+        (s.epochs, s.bytes_written, s.syncs)
+    };
+    let before = counts(&log);
+    match log.wait_durable(e, Some(Duration::ZERO)) {
+        Err(Error::Timeout { epoch, .. }) => assert_eq!(epoch, e),
+        other => panic!("expected a timeout, got {other:?}"),
+    }
+    assert_eq!(counts(&log), before, "a zero-timeout wait wrote or synced");
+    assert_eq!(log.durable_epoch(), e - 1);
+    log.wait_durable(e, None).unwrap();
+    log.close().unwrap();
+}
+
+/// `flush` makes what was submitted durable whatever the policy: a power
+/// loss right after it keeps every batch submitted before it.
+#[test]
+fn flush_makes_submitted_batches_power_safe_under_every_policy() {
+    for sync in [SyncPolicy::Full, SyncPolicy::Normal, SyncPolicy::Off] {
+        let vfs = SimVfs::new();
+        let o = Options {
+            normal_sync_interval: Duration::from_secs(10),
+            ..opts(sync)
+        };
+        let log = open(&vfs, &o);
+        let j = Journal::new();
+        for _ in 0..30 {
+            j.submit(&log, j.next_id()).unwrap();
+        }
+        log.flush(None).unwrap();
+        let image = vfs.crash(CrashMode::DropAll);
+        let mut x = Expect::from_events(&j.snapshot());
+        x.acked = x.submitted.clone();
+        check_recovery(&image, Path::new(DB), &x).unwrap_or_else(|e| panic!("{sync:?}: {e}"));
+        drop(log);
+    }
+}
+
+/// Under `normal`, a checkpoint of epochs not yet synced used to succeed:
+/// an engine could write pages home ahead of the log. Now checkpoint syncs
+/// them first.
+#[test]
+fn checkpoint_under_normal_syncs_the_epochs_it_covers() {
+    let vfs = SimVfs::new();
+    let o = Options {
+        normal_sync_interval: Duration::from_secs(10),
+        ..opts(SyncPolicy::Normal)
+    };
+    let log = open(&vfs, &o);
+    let j = Journal::new();
+    for _ in 0..3 {
+        j.commit(&log, j.next_id()).unwrap();
+    }
+    let syncs = log.stats().syncs;
+    log.checkpoint(log.durable_epoch()).unwrap();
+    assert!(log.stats().syncs > syncs, "checkpoint did not sync");
+    let image = vfs.crash(CrashMode::DropAll);
+    check_recovery(&image, Path::new(DB), &Expect::from_events(&j.snapshot())).unwrap();
+    drop(log);
+}
+
+fn txn_with_seq<'a>(seq: u64, frames: &'a [Frame<'a>]) -> Txn<'a> {
+    Txn {
+        txn_id: seq,
+        commit_seq: seq,
+        txn_epoch: 0,
+        frames,
+    }
+}
+
+/// The durable commit-sequence watermark went backwards (10, then 2 after
+/// a later submit of sequence 3). It is monotonic now.
+#[test]
+fn the_commit_sequence_watermark_never_goes_back() {
+    let vfs = SimVfs::new();
+    let o = Options {
+        max_flush_delay: Duration::from_secs(10),
+        ..opts(SyncPolicy::Full)
+    };
+    let log = open(&vfs, &o);
+    let page = [7u8; 64];
+    let f = [Frame {
+        page_number: 1,
+        db_size_if_commit: 1,
+        data: &page,
+    }];
+    log.commit(&txn_with_seq(10, &f), None).unwrap();
+    assert_eq!(log.durable_commit_seq(), 10);
+    let e = log.submit(&txn_with_seq(3, &f)).unwrap();
+    assert_eq!(log.durable_commit_seq(), 10);
+    log.wait_durable(e, None).unwrap();
+    assert_eq!(log.durable_commit_seq(), 10);
+    log.commit(&txn_with_seq(11, &f), None).unwrap();
+    assert_eq!(log.durable_commit_seq(), 11);
+    log.close().unwrap();
+}
+
+/// Lane buffers never shrank: after bursts on many lanes hundreds of MiB
+/// stayed resident with nothing buffered. Now an idle log releases them.
+#[test]
+fn lane_buffers_are_released_after_a_burst() {
+    let vfs = SimVfs::new();
+    let o = Options {
+        lanes: 4,
+        segment_bytes: 64 << 20,
+        ..opts(SyncPolicy::Off)
+    };
+    let log = open(&vfs, &o);
+    let page = vec![1u8; 60_000];
+    std::thread::scope(|s| {
+        for t in 0..4u64 {
+            let (log, page) = (&log, &page);
+            s.spawn(move || {
+                let frames: Vec<Frame<'_>> = (0..16)
+                    .map(|i| Frame {
+                        page_number: i + 1,
+                        db_size_if_commit: 0,
+                        data: page,
+                    })
+                    .collect();
+                for i in 0..8 {
+                    let seq = t * 100 + i;
+                    log.submit(&txn_with_seq(seq, &frames)).unwrap();
+                }
+            });
+        }
+    });
+    let peak = log.debug_lane_capacity();
+    assert!(peak >= 1 << 20, "the burst buffered little: {peak} bytes");
+    log.flush(None).unwrap();
+    assert!(
+        eventually(Duration::from_secs(30), || log.debug_lane_capacity() == 0),
+        "lane buffers still hold {} bytes after the log went idle",
+        log.debug_lane_capacity()
+    );
+    log.close().unwrap();
+}
+
+/// A panic on the flush path between seal and write used to leave the
+/// sealed epoch unwritten while the next flush acknowledged a later epoch
+/// over the hole. Now the unwinding thread poisons the log.
+#[test]
+fn a_panic_on_the_flush_path_poisons_the_log() {
+    let vfs = SimVfs::new();
+    let log = open(&vfs, &opts(SyncPolicy::Full));
+    let j = Journal::new();
+    j.commit(&log, j.next_id()).unwrap();
+    log.debug_inject_flush_panic();
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let id = j.next_id();
+        j.commit(&log, id)
+    }));
+    assert!(
+        !matches!(r, Ok(Ok(_))),
+        "a commit whose flush panicked was acknowledged"
+    );
+    let id = j.next_id();
+    match j.commit(&log, id) {
+        Err(Error::Poisoned(msg)) => assert!(msg.contains("panic"), "{msg}"),
+        other => panic!("a commit after a flush panic: {other:?}"),
+    }
+    assert!(log.close().is_err());
+    check_recovery(&vfs, Path::new(DB), &Expect::from_events(&j.snapshot())).unwrap();
+}
+
+/// A crash between the rename that names a segment and the sync of its
+/// header leaves a segment file without a header; open removes it.
+#[test]
+fn open_removes_a_newest_segment_left_without_a_header() {
+    let vfs = SimVfs::new();
+    let j = Journal::new();
+    let log = open(&vfs, &opts(SyncPolicy::Full));
+    j.commit(&log, j.next_id()).unwrap();
+    j.close(log).unwrap();
+    let junk = Path::new("/sim/db-pwal/00000000000000000099.pwseg");
+    vfs.set_contents(junk, vec![0u8; 64 << 10]);
+    let log = open(&vfs, &opts(SyncPolicy::Full));
+    assert!(
+        vfs.contents(junk).is_none(),
+        "the headerless segment is still there"
+    );
+    j.commit(&log, j.next_id()).unwrap();
+    j.close(log).unwrap();
+    check_recovery(&vfs, Path::new(DB), &Expect::from_events(&j.snapshot())).unwrap();
+}
