@@ -1,4 +1,4 @@
-//! Issue 4: pwal against SQLite's WAL, RocksDB's WAL, a mutex baseline and the
+//! pwal against SQLite's WAL, RocksDB's WAL, a mutex baseline and the
 //! floor, with recovery, the issue-2 ratios and syscall counts; writes
 //! `docs/BENCHMARKS.md` and the SVG charts.
 //!
@@ -258,7 +258,7 @@ fn main() {
     }
     let results = run_grid(&grid, a.runs, &shared, warmup, secs);
 
-    eprintln!("submit path (issue 2)");
+    eprintln!("submit path");
     let submit = submit_path(&data_dir, a.runs.max(3));
     let core = CoreRatios::from_results(&results, submit);
 
@@ -314,7 +314,7 @@ fn main() {
     };
 
     println!("\n== {command}");
-    println!("issue 4 targets (4 KiB pages, 1 page per commit, same run):");
+    println!("targets (4 KiB pages, 1 page per commit, same run):");
     for (what, m, want, ok) in suite.targets() {
         println!(
             "  [{}] {what}: {m} (wanted {want})",
@@ -322,7 +322,7 @@ fn main() {
         );
     }
     if let Some(c) = &suite.core {
-        println!("issue 2 ratios:");
+        println!("core ratios:");
         for (l, want, ok) in c.lines() {
             println!(
                 "  [{}] {l} (wanted {want})",

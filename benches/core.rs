@@ -1,4 +1,4 @@
-//! Issue 2's benchmark: 4 KiB pages, one page per commit, sync full, each
+//! The core benchmark: 4 KiB pages, one page per commit, sync full, each
 //! ratio taken in the same run (median of `--runs`, contenders alternating):
 //!
 //! - 1 writer vs a raw loop overwriting 4 KiB of a pre-zeroed file + fdatasync;

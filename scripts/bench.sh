@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# One command for issue 4's benchmark: installs the peers (SQLite and RocksDB
+# One command for the comparison benchmark: installs the peers (SQLite and RocksDB
 # from Debian, and strace for the syscall counts) when missing, builds, runs
 # the suite and rewrites docs/BENCHMARKS.md and docs/bench-*.svg.
 #
 #   scripts/bench.sh            # full suite (about 20 minutes on 2 cores)
 #   scripts/bench.sh --quick    # under 3 minutes once built, for CI smoke use
-#   scripts/bench.sh --core     # only issue 2's ratios (cargo bench --bench core)
+#   scripts/bench.sh --core     # only the core ratios (cargo bench --bench core)
 #
 # Any other arguments go to the benchmark (see benches/compare.rs). Data files
 # go to $PWAL_BENCH_DIR or target/bench-data (must be on a real disk, not

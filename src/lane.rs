@@ -5,7 +5,7 @@
 //! `epoch` field of the buffer it is appended to, read under that same mutex,
 //! and the sealer swaps the whole buffer out under it: so a batch can never
 //! land in an epoch that is already sealed, and never spans two epochs (the
-//! trap of the seed design, DESIGN.md section 5).
+//! classic trap of reading the epoch before taking the lane lock).
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};

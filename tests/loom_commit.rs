@@ -19,7 +19,7 @@
 //! * nothing deadlocks, including a writer waiting for room while its lane
 //!   is being sealed.
 //!
-//! A last test runs the seed design's trap (reading the epoch before taking
+//! A last test runs the classic trap (reading the epoch before taking
 //! the lane lock) and checks that the model catches it.
 
 use loom::sync::atomic::{AtomicU64, Ordering};
@@ -57,7 +57,7 @@ struct Model {
     sealed: AtomicU64,
     /// Model only: what the flusher wrote, (batch id, epoch of its frame).
     disk: Mutex<Vec<(u64, u64)>>,
-    /// Model only: the trap of the seed design.
+    /// Model only: the trap of reading the epoch before taking the lane lock.
     read_epoch_before_lock: bool,
 }
 

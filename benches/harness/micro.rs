@@ -1,4 +1,4 @@
-//! Issue 2's benchmark: the four ratios the core promises (4 KiB pages, one
+//! The core benchmark: the four ratios the core promises (4 KiB pages, one
 //! page per commit), each taken in the same run.
 
 use std::path::Path;
@@ -173,7 +173,7 @@ pub fn submit_path(data_dir: &Path, runs: usize) -> SubmitPath {
     out
 }
 
-/// The cells of issue 2, each the median of `runs` runs with the contenders
+/// The core cells, each the median of `runs` runs with the contenders
 /// alternating: the floor, pwal auto at 1 and 16 writers, pwal conservative at
 /// 16 writers.
 pub struct CoreRatios {
@@ -257,7 +257,7 @@ impl CoreRatios {
         }
     }
 
-    /// The four lines of issue 2, each with its target.
+    /// The four core lines, each with its target.
     pub fn lines(&self) -> Vec<(String, String, bool)> {
         let f = |x: f64| {
             if x.is_finite() {

@@ -1,4 +1,4 @@
-//! Shared machinery of the `compare` (issue 4) and `core` (issue 2) benchmarks:
+//! Shared machinery of the `compare` and `core` benchmarks:
 //! the runner that drives one contender at a time with N writer threads, the
 //! contenders themselves, the recovery measurement, the issue-2 micro benchmark
 //! and the report writer (Markdown tables and hand-drawn SVG charts).

@@ -117,7 +117,7 @@ impl Suite {
         .unwrap_or(f64::NAN)
     }
 
-    /// The targets of issue 4: (what, measured, target, met).
+    /// The comparison targets: (what, measured, target, met).
     pub fn targets(&self) -> Vec<(String, String, String, bool)> {
         let mut t = Vec::new();
         let pw = Kind::PwalAutoFull;
@@ -347,7 +347,7 @@ impl Suite {
 
         let _ = writeln!(
             w,
-            "\n## Targets (issue 4), 4 KiB pages, 1 page per commit, ratios in this run\n"
+            "\n## Targets, 4 KiB pages, 1 page per commit, ratios in this run\n"
         );
         let _ = writeln!(
             w,
@@ -363,7 +363,7 @@ impl Suite {
         if let Some(c) = &self.core {
             let _ = writeln!(
                 w,
-                "\n## Issue 2 benchmark (4 KiB pages, 1 page per commit, sync full)\n"
+                "\n## Core ratios (4 KiB pages, 1 page per commit, sync full)\n"
             );
             let _ = writeln!(w, "| ratio | wanted | met |\n| --- | --- | --- |");
             for (l, want, ok) in c.lines() {
