@@ -1,6 +1,6 @@
-//! The coordinator of one log (`Shared`), the handle callers hold (`Log`), and
-//! the process-wide registry that makes a second open of the same log share
-//! the first one's coordinator.
+//! The coordinator of one log (`Shared`) and the handle callers hold (`Log`).
+//! The registry that makes a second open of the same log share the first
+//! one's coordinator is in `registry`.
 
 use std::any::Any;
 use std::collections::VecDeque;
@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::io::{RealVfs, Vfs};
 use crate::lane::{lane_of_current_thread, Lanes};
 use crate::recovery::{scan, RecoverOptions, RecoveryReport};
-use crate::segment::{parse_segment_name, parse_spare_name, LOCK_FILE};
+use crate::segment::{parse_segment_name, parse_spare_name};
 use crate::stats::{Counters, Stats};
 use crate::{log_dir, Txn};
 
@@ -165,7 +165,7 @@ impl Shared {
         }
     }
 
-    fn poisoned_error(&self) -> Error {
+    pub(crate) fn poisoned_error(&self) -> Error {
         let st = self.state.lock();
         match &st.poison {
             Some((msg, _, _)) => Error::Poisoned(msg.clone()),
@@ -473,7 +473,7 @@ impl Shared {
     }
 
     /// Flushes what is buffered, stops the threads, releases the lock.
-    fn shutdown(&self) -> Result<()> {
+    pub(crate) fn shutdown(&self) -> Result<()> {
         self.closing.store(true, Ordering::Release);
         {
             let mut st = self.state.lock();
@@ -502,48 +502,8 @@ impl Shared {
     }
 }
 
-struct OpenLog {
-    vfs_id: usize,
-    dir: PathBuf,
-    shared: Arc<Shared>,
-    handles: usize,
-}
-
-/// The logs open in this process. A second open of a log shares the first
-/// one's coordinator: two coordinators would each take the file lock and
-/// write their own segments.
-static REGISTRY: Mutex<Vec<OpenLog>> = Mutex::new(Vec::new());
-
-fn registry_key(vfs: &dyn Vfs, dir: &Path) -> (usize, PathBuf) {
-    (vfs.instance_id(), vfs.canonical(dir))
-}
-
-/// Takes the log's lock for a reader, unless this process has the log open.
-pub(crate) fn lock_for_reading(
-    vfs: &dyn Vfs,
-    dir: &Path,
-) -> Result<Option<Box<dyn Any + Send + Sync>>> {
-    let (id, key) = registry_key(vfs, dir);
-    let reg = REGISTRY.lock();
-    if reg.iter().any(|o| o.vfs_id == id && o.dir == key) {
-        return Ok(None);
-    }
-    take_lock(vfs, dir).map(Some)
-}
-
-fn take_lock(vfs: &dyn Vfs, dir: &Path) -> Result<Box<dyn Any + Send + Sync>> {
-    let path = dir.join(LOCK_FILE);
-    vfs.lock(&path).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::WouldBlock {
-            Error::Locked(format!(
-                "{} is held by another process (one writer process per log)",
-                path.display()
-            ))
-        } else {
-            Error::io(format!("locking {}", path.display()), e)
-        }
-    })
-}
+// Recovery takes the lock through here; the registry decides whether it must.
+pub(crate) use crate::registry::lock_for_reading;
 
 /// An open log. `Send + Sync`: share it between writer threads by reference
 /// or in an `Arc`.
@@ -568,34 +528,7 @@ impl Log {
     ) -> Result<Log> {
         let cfg = options.resolve()?;
         let dir = log_dir(db_path.as_ref());
-        let mut reg = REGISTRY.lock();
-        vfs.create_dir_all(&dir)
-            .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
-        let (vfs_id, key) = registry_key(&*vfs, &dir);
-        if let Some(o) = reg.iter_mut().find(|o| o.vfs_id == vfs_id && o.dir == key) {
-            if o.shared.poisoned.load(Ordering::Acquire) {
-                return Err(o.shared.poisoned_error());
-            }
-            o.handles += 1;
-            return Ok(Log {
-                shared: o.shared.clone(),
-                closed: false,
-            });
-        }
-        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-            if cfg.sync != SyncPolicy::Off {
-                vfs.sync_dir(parent)
-                    .map_err(|e| Error::io(format!("syncing directory {}", parent.display()), e))?;
-            }
-        }
-        let lock = take_lock(&*vfs, &dir)?;
-        let shared = start(dir, vfs, cfg, lock)?;
-        reg.push(OpenLog {
-            vfs_id,
-            dir: key,
-            shared: shared.clone(),
-            handles: 1,
-        });
+        let shared = crate::registry::open(dir, vfs, cfg, start)?;
         Ok(Log {
             shared,
             closed: false,
@@ -654,19 +587,7 @@ impl Log {
             return Ok(());
         }
         self.closed = true;
-        let mut reg = REGISTRY.lock();
-        let pos = reg
-            .iter()
-            .position(|o| Arc::ptr_eq(&o.shared, &self.shared))
-            .ok_or_else(|| Error::Internal("open log missing from the registry".into()))?;
-        reg[pos].handles -= 1;
-        if reg[pos].handles > 0 {
-            return Ok(());
-        }
-        reg.remove(pos);
-        // Shut down while holding the registry, so that a concurrent reopen of
-        // the same log waits for the lock to be released.
-        self.shared.shutdown()
+        crate::registry::close(&self.shared)
     }
 
     /// Test hook: corrupts the next lane encoding, as a bug in the lane path
