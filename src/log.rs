@@ -110,6 +110,9 @@ pub(crate) struct Shared {
     inject_encoding_fault: AtomicBool,
     threads: Mutex<Vec<JoinHandle<()>>>,
     _lock: Mutex<Option<Box<dyn Any + Send + Sync>>>,
+    /// The process's fork generation when the log was opened: a different
+    /// one now means this is a `fork()`ed child, where the log is not ours.
+    pub fork_generation: u64,
 }
 
 fn mode_to_u8(m: Mode) -> u8 {
@@ -538,19 +541,20 @@ impl Log {
     /// Appends a transaction to the calling thread's lane and returns the
     /// epoch it belongs to. Does not wait for durability.
     pub fn submit(&self, txn: &Txn<'_>) -> Result<u64> {
-        self.shared.submit(txn, false)
+        self.live()?.submit(txn, false)
     }
 
     /// Blocks until `epoch` is durable, the timeout passes (`None`: no
     /// timeout), or the log fails.
     pub fn wait_durable(&self, epoch: u64, timeout: Option<Duration>) -> Result<()> {
-        self.shared.wait_durable(epoch, timeout)
+        self.live()?.wait_durable(epoch, timeout)
     }
 
     /// [`Log::submit`] then [`Log::wait_durable`]; returns the epoch.
     pub fn commit(&self, txn: &Txn<'_>, timeout: Option<Duration>) -> Result<u64> {
-        let e = self.shared.submit(txn, true)?;
-        self.shared.wait_durable(e, timeout)?;
+        let shared = self.live()?;
+        let e = shared.submit(txn, true)?;
+        shared.wait_durable(e, timeout)?;
         Ok(e)
     }
 
@@ -558,26 +562,61 @@ impl Log {
     /// or below `through_epoch` (which must be durable). Safe while writers
     /// append.
     pub fn checkpoint(&self, through_epoch: u64) -> Result<()> {
-        self.shared.checkpoint(through_epoch)
+        self.live()?.checkpoint(through_epoch)
     }
 
+    /// Panics in a `fork()`ed child on a log opened before the fork (see
+    /// [`Log::check_not_forked`]).
     pub fn stats(&self) -> Stats {
-        self.shared.stats()
+        self.live_or_panic("stats").stats()
     }
 
+    /// Panics in a `fork()`ed child on a log opened before the fork.
     pub fn durable_epoch(&self) -> u64 {
-        self.shared.state.lock().durable
+        self.live_or_panic("durable_epoch").state.lock().durable
     }
 
     /// The highest commit sequence `s` such that every batch submitted so far
-    /// with a commit sequence up to `s` is durable (0 when none is).
+    /// with a commit sequence up to `s` is durable (0 when none is). Panics in
+    /// a `fork()`ed child on a log opened before the fork.
     pub fn durable_commit_seq(&self) -> u64 {
-        self.shared.durable_commit_seq()
+        self.live_or_panic("durable_commit_seq")
+            .durable_commit_seq()
+    }
+
+    /// Fails with [`Error::Forked`] when this handle was inherited across
+    /// `fork()` (this process is a child of the one that opened the log). In
+    /// such a child every call that returns a `Result` fails the same way and
+    /// does nothing, the others panic, and `close` (or drop) frees the handle
+    /// without touching the parent's log: the log's threads exist only in the
+    /// parent, so the memory they own is leaked in the child.
+    pub fn check_not_forked(&self) -> Result<()> {
+        self.live().map(drop)
+    }
+
+    /// The coordinator, unless it was inherited across `fork()`: one relaxed
+    /// load of the fork generation, no `getpid()`.
+    #[inline]
+    fn live(&self) -> Result<&Shared> {
+        if crate::registry::inherited(&self.shared) {
+            return Err(crate::registry::forked_error());
+        }
+        Ok(&self.shared)
+    }
+
+    fn live_or_panic(&self, what: &str) -> &Shared {
+        match self.live() {
+            Ok(s) => s,
+            Err(e) => panic!("Log::{what}: {e}"),
+        }
     }
 
     /// Closes this handle. The last handle of a log flushes what is buffered
     /// (synced under `full` and `normal`), stops the flusher and releases the
-    /// lock; it reports an earlier I/O failure as [`Error::Poisoned`].
+    /// lock; it reports an earlier I/O failure as [`Error::Poisoned`]. Another
+    /// handle only gives up its share: nothing is flushed. In a `fork()`ed
+    /// child, a handle opened before the fork is freed without any of that,
+    /// and the result is [`Error::Forked`].
     pub fn close(mut self) -> Result<()> {
         self.close_inner()
     }
@@ -722,6 +761,7 @@ fn start(
         inject_encoding_fault: AtomicBool::new(false),
         threads: Mutex::new(Vec::new()),
         _lock: Mutex::new(Some(lock)),
+        fork_generation: crate::registry::fork_generation(),
         cfg,
     });
     let flusher = {

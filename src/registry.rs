@@ -1,16 +1,32 @@
-//! The process-wide registry of open logs: a second open of a log in this
-//! process shares the first one's coordinator, because two coordinators would
-//! each take the file lock and write their own segments.
+//! The process-wide registry of open logs, and what keeps it honest across
+//! `fork()`.
+//!
+//! A second open of a log in this process shares the first one's
+//! coordinator, because two coordinators would each take the file lock and
+//! write their own segments.
+//!
+//! A child created by `fork()` (without exec) inherits the registry, every
+//! coordinator, and pwal's descriptors, but none of the threads. Nothing
+//! inherited is usable there: the parent goes on writing the same files. So
+//! the child handler of `pthread_atfork` bumps [`FORK_GENERATION`] (every
+//! coordinator records the generation it was opened in, and a handle whose
+//! coordinator is of an older generation refuses every call), and points
+//! pwal's descriptors at `/dev/null` (so an idle child does not keep the
+//! parent's `flock` alive). Registry entries of an older generation are
+//! never shared or trusted: an open in the child takes the file lock like any
+//! other process, and gets `Locked` while the parent holds the log.
+//! Inherited coordinators are never dropped in the child (their threads, and
+//! the memory those own, do not exist there): they are leaked.
 
 use std::any::Any;
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
-
-use parking_lot::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use crate::config::{Resolved, SyncPolicy};
 use crate::error::{Error, Result};
+use crate::io::real;
 use crate::io::Vfs;
 use crate::log::Shared;
 use crate::segment::LOCK_FILE;
@@ -22,11 +38,106 @@ struct OpenLog {
     handles: usize,
 }
 
-/// The logs open in this process.
+/// The logs open in this process. A `std` mutex, not a `parking_lot` one:
+/// the fork child handler releases it, and only the plain futex unlock of
+/// `std` is safe there.
 static REGISTRY: Mutex<Vec<OpenLog>> = Mutex::new(Vec::new());
+
+fn registry() -> MutexGuard<'static, Vec<OpenLog>> {
+    // A panic while holding it (a failed allocation) leaves the entries
+    // consistent: each is pushed or removed whole.
+    REGISTRY.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// How many `fork()`s separate this process from the first process that
+/// used pwal: bumped in the child. Read on every call on a handle (one
+/// relaxed load; the child's bump happens-before every later call in the
+/// child, since it runs before `fork` returns there and before any thread of
+/// the child exists).
+static FORK_GENERATION: AtomicU64 = AtomicU64::new(0);
+
+/// The generation a coordinator opened now records.
+pub(crate) fn fork_generation() -> u64 {
+    FORK_GENERATION.load(Ordering::Relaxed)
+}
+
+/// True when `shared` was opened by an ancestor of this process (before a
+/// `fork()`): its threads, its lock and its files belong to that process.
+#[inline]
+pub(crate) fn inherited(shared: &Shared) -> bool {
+    shared.fork_generation != fork_generation()
+}
+
+/// The error of every call on a handle inherited across `fork()`.
+pub(crate) fn forked_error() -> Error {
+    Error::Forked(
+        "this handle was opened before fork() and is inherited from the parent process, which \
+         still owns the log: nothing was written or flushed; close the handle (that frees only \
+         this process's copy) and open the log again in this process if needed"
+            .into(),
+    )
+}
+
+thread_local! {
+    /// The registry lock, held by the forking thread from the prepare handler
+    /// to the parent or child handler.
+    static HELD: RefCell<Option<MutexGuard<'static, Vec<OpenLog>>>> = const { RefCell::new(None) };
+}
+
+extern "C" fn fork_prepare() {
+    // Registry first, then the descriptor table: the order `open` takes them.
+    let guard = registry();
+    let _ = HELD.try_with(|h| *h.borrow_mut() = Some(guard));
+    real::fork_prepare();
+}
+
+extern "C" fn fork_parent() {
+    real::fork_parent();
+    let _ = HELD.try_with(|h| h.borrow_mut().take());
+}
+
+/// Async-signal-safe: an atomic add, `dup3`s and futex unlocks.
+extern "C" fn fork_child() {
+    FORK_GENERATION.fetch_add(1, Ordering::Relaxed);
+    real::fork_child();
+    let _ = HELD.try_with(|h| h.borrow_mut().take());
+}
+
+/// Registers the fork handlers, once per process, before the first log or
+/// lock is taken.
+fn install_fork_handlers() -> Result<()> {
+    static INSTALLED: OnceLock<std::result::Result<(), String>> = OnceLock::new();
+    INSTALLED
+        .get_or_init(|| {
+            real::prepare_fork_handling().map_err(|e| {
+                format!("opening /dev/null (to detach pwal's files in a fork()ed child): {e}")
+            })?;
+            // SAFETY: the three handlers are `extern "C"` functions with no
+            // arguments that never unwind (nothing in them panics) and live
+            // for the whole process.
+            let r = unsafe {
+                libc::pthread_atfork(Some(fork_prepare), Some(fork_parent), Some(fork_child))
+            };
+            if r != 0 {
+                return Err(format!(
+                    "pthread_atfork: {}",
+                    std::io::Error::from_raw_os_error(r)
+                ));
+            }
+            Ok(())
+        })
+        .clone()
+        .map_err(|m| Error::io(m, std::io::Error::other("fork handlers not installed")))
+}
 
 fn registry_key(vfs: &dyn Vfs, dir: &Path) -> (usize, PathBuf) {
     (vfs.instance_id(), vfs.canonical(dir))
+}
+
+/// The entry of this process (not one inherited across `fork()`) for `key`.
+fn find(reg: &mut [OpenLog], vfs_id: usize, key: &Path) -> Option<usize> {
+    reg.iter()
+        .position(|o| o.vfs_id == vfs_id && o.dir == key && !inherited(&o.shared))
 }
 
 /// Takes the log's lock for a reader, unless this process has the log open.
@@ -34,9 +145,10 @@ pub(crate) fn lock_for_reading(
     vfs: &dyn Vfs,
     dir: &Path,
 ) -> Result<Option<Box<dyn Any + Send + Sync>>> {
+    install_fork_handlers()?;
     let (id, key) = registry_key(vfs, dir);
-    let reg = REGISTRY.lock();
-    if reg.iter().any(|o| o.vfs_id == id && o.dir == key) {
+    let mut reg = registry();
+    if find(&mut reg, id, &key).is_some() {
         return Ok(None);
     }
     take_lock(vfs, dir).map(Some)
@@ -44,7 +156,7 @@ pub(crate) fn lock_for_reading(
 
 fn take_lock(vfs: &dyn Vfs, dir: &Path) -> Result<Box<dyn Any + Send + Sync>> {
     let path = dir.join(LOCK_FILE);
-    vfs.lock(&path).map_err(|e| {
+    let guard = vfs.lock(&path).map_err(|e| {
         if e.kind() == std::io::ErrorKind::WouldBlock {
             Error::Locked(format!(
                 "{} is held by another process (one writer process per log)",
@@ -53,11 +165,13 @@ fn take_lock(vfs: &dyn Vfs, dir: &Path) -> Result<Box<dyn Any + Send + Sync>> {
         } else {
             Error::io(format!("locking {}", path.display()), e)
         }
-    })
+    })?;
+    Ok(guard)
 }
 
 /// Opens the log in directory `dir`: shares the coordinator of this process's
-/// open log there, or takes the file lock and starts one with `start`.
+/// open log there, or takes the file lock
+/// and starts one with `start`.
 pub(crate) fn open(
     dir: PathBuf,
     vfs: Arc<dyn Vfs>,
@@ -69,11 +183,13 @@ pub(crate) fn open(
         Box<dyn Any + Send + Sync>,
     ) -> Result<Arc<Shared>>,
 ) -> Result<Arc<Shared>> {
-    let mut reg = REGISTRY.lock();
+    install_fork_handlers()?;
+    let mut reg = registry();
     vfs.create_dir_all(&dir)
         .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
     let (vfs_id, key) = registry_key(&*vfs, &dir);
-    if let Some(o) = reg.iter_mut().find(|o| o.vfs_id == vfs_id && o.dir == key) {
+    if let Some(i) = find(&mut reg, vfs_id, &key) {
+        let o = &mut reg[i];
         if o.shared.poisoned.load(Ordering::Acquire) {
             return Err(o.shared.poisoned_error());
         }
@@ -97,9 +213,16 @@ pub(crate) fn open(
     Ok(shared)
 }
 
-/// Gives back one handle of `shared`; the last one shuts the log down.
+/// Gives back one handle of `shared`; the last one shuts the log down. A
+/// handle inherited across `fork()` gives back nothing: its coordinator is
+/// the parent's, whose threads do not exist here, so it is neither shut down
+/// nor dropped (leaked), and the call fails with `Forked`.
 pub(crate) fn close(shared: &Arc<Shared>) -> Result<()> {
-    let mut reg = REGISTRY.lock();
+    if inherited(shared) {
+        std::mem::forget(shared.clone());
+        return Err(forked_error());
+    }
+    let mut reg = registry();
     let pos = reg
         .iter()
         .position(|o| Arc::ptr_eq(&o.shared, shared))
