@@ -24,7 +24,8 @@
  *   - Fail-stop: after a failed write or sync nothing more is acknowledged;
  *     calls return PWAL_ERR_IO / PWAL_ERR_POISONED. Close and reopen.
  *   - One writer process per log: another process gets PWAL_ERR_LOCKED; a
- *     second pwal_open in the same process shares the log.
+ *     second pwal_open in the same process shares the log, and must ask for
+ *     the same options (else PWAL_ERR_INVALID).
  *
  * ERRORS
  *   Every call that can fail returns a pwal_status; PWAL_OK is 0. On an
@@ -615,7 +616,15 @@ extern "C" {
  * owns and must give to `pwal_close`; on failure it is set to NULL.
  *
  * A second `pwal_open` of the same path in the same process returns another
- * handle to the same log (each must be closed).
+ * handle to the same log (each must be closed). It must ask for the same
+ * options as the open log, compared after defaults and `PWAL_*` variables
+ * are applied (so `ignore_env` itself need not match): `sync`, `mode`,
+ * `lanes`, `segment_bytes`, `max_batch_bytes`, `max_flush_delay_us`, and
+ * `shadow_compare_per_mille` when the mode is `PWAL_MODE_SHADOW_COMPARE`
+ * (each changes durability, file layout, lane mapping or when epochs seal,
+ * which one log cannot do two ways). Otherwise it returns
+ * `PWAL_ERR_INVALID` with a message naming the first differing field and
+ * both values, and the open log is unaffected.
  *
  * fork(): a handle belongs to the process that opened it. In a child created
  * by `fork()` without exec, every call on an inherited handle returns
@@ -630,7 +639,8 @@ extern "C" {
  *
  * Returns `PWAL_OK`; `PWAL_ERR_INVALID` (NULL `path` or `out_log`, empty
  * path, `struct_size` too small, unknown sync or mode, an option or
- * environment variable out of range); `PWAL_ERR_LOCKED` (another process
+ * environment variable out of range, options that differ from those of the
+ * same log already open in this process); `PWAL_ERR_LOCKED` (another process
  * has the log open, including the parent of a `fork()`ed child);
  * `PWAL_ERR_IO` (the directory or a segment could not be
  * created, opened or read); `PWAL_ERR_CORRUPT` (the existing log is damaged

@@ -518,7 +518,10 @@ pub struct Log {
 impl Log {
     /// Opens (creating if needed) the log of the database at `db_path`, in the
     /// directory `<db_path>-pwal`. Epochs continue after the last one on disk;
-    /// no existing file is truncated or overwritten.
+    /// no existing file is truncated or overwritten. A second open of a log
+    /// open in this process shares it, and fails with [`Error::Invalid`] if
+    /// its options (after defaults and the environment) differ in any field
+    /// that matters (see `pwal_open` in `pwal.h` for the list).
     pub fn open(db_path: impl AsRef<Path>, options: &Options) -> Result<Log> {
         Log::open_with_vfs(db_path, options, Arc::new(RealVfs))
     }

@@ -3,7 +3,8 @@
 //!
 //! A second open of a log in this process shares the first one's
 //! coordinator, because two coordinators would each take the file lock and
-//! write their own segments.
+//! write their own segments; it must ask for the same options (see
+//! [`differing_option`]).
 //!
 //! A child created by `fork()` (without exec) inherits the registry, every
 //! coordinator, and pwal's descriptors, but none of the threads. Nothing
@@ -23,8 +24,9 @@ use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
 
-use crate::config::{Resolved, SyncPolicy};
+use crate::config::{Mode, Resolved, SyncPolicy};
 use crate::error::{Error, Result};
 use crate::io::real;
 use crate::io::Vfs;
@@ -169,8 +171,90 @@ fn take_lock(vfs: &dyn Vfs, dir: &Path) -> Result<Box<dyn Any + Send + Sync>> {
     Ok(guard)
 }
 
+fn sync_name(s: SyncPolicy) -> &'static str {
+    match s {
+        SyncPolicy::Full => "full",
+        SyncPolicy::Normal => "normal",
+        SyncPolicy::Off => "off",
+    }
+}
+
+fn mode_name(m: Mode) -> &'static str {
+    match m {
+        Mode::Auto => "auto",
+        Mode::Conservative => "conservative",
+        Mode::ShadowCompare => "shadow_compare",
+    }
+}
+
+fn us(d: Duration) -> u128 {
+    d.as_micros()
+}
+
+/// The first option (after defaults and the environment) in which `asked`
+/// differs from the open log's `open`, as "name: asked X, the open log has
+/// Y". A second open shares the open log, so an option it could not have
+/// would be silently ignored. Every field counts: `sync` (durability), `mode`
+/// and `lanes` (how writers map to lanes), `segment_bytes` (file layout),
+/// `max_batch_bytes` and `max_flush_delay` (when epochs seal, so how long a
+/// submitted batch waits and, under `normal`/`off`, stays only in memory),
+/// and `shadow_compare_per_mille` when the mode is shadow-compare (it has no
+/// effect otherwise).
+pub(crate) fn differing_option(open: &Resolved, asked: &Resolved) -> Option<String> {
+    let field =
+        |name: &str, a: String, o: String| Some(format!("{name}: asked {a}, the open log has {o}"));
+    if asked.sync != open.sync {
+        return field(
+            "sync",
+            sync_name(asked.sync).into(),
+            sync_name(open.sync).into(),
+        );
+    }
+    if asked.mode != open.mode {
+        return field(
+            "mode",
+            mode_name(asked.mode).into(),
+            mode_name(open.mode).into(),
+        );
+    }
+    if asked.lanes != open.lanes {
+        return field("lanes", asked.lanes.to_string(), open.lanes.to_string());
+    }
+    if asked.segment_bytes != open.segment_bytes {
+        return field(
+            "segment_bytes",
+            asked.segment_bytes.to_string(),
+            open.segment_bytes.to_string(),
+        );
+    }
+    if asked.max_batch_bytes != open.max_batch_bytes {
+        return field(
+            "max_batch_bytes",
+            asked.max_batch_bytes.to_string(),
+            open.max_batch_bytes.to_string(),
+        );
+    }
+    if asked.max_flush_delay != open.max_flush_delay {
+        return field(
+            "max_flush_delay_us",
+            us(asked.max_flush_delay).to_string(),
+            us(open.max_flush_delay).to_string(),
+        );
+    }
+    if open.mode == Mode::ShadowCompare
+        && asked.shadow_compare_per_mille != open.shadow_compare_per_mille
+    {
+        return field(
+            "shadow_compare_per_mille",
+            asked.shadow_compare_per_mille.to_string(),
+            open.shadow_compare_per_mille.to_string(),
+        );
+    }
+    None
+}
+
 /// Opens the log in directory `dir`: shares the coordinator of this process's
-/// open log there, or takes the file lock
+/// open log there (when `cfg` matches its options), or takes the file lock
 /// and starts one with `start`.
 pub(crate) fn open(
     dir: PathBuf,
@@ -192,6 +276,13 @@ pub(crate) fn open(
         let o = &mut reg[i];
         if o.shared.poisoned.load(Ordering::Acquire) {
             return Err(o.shared.poisoned_error());
+        }
+        if let Some(diff) = differing_option(&o.shared.cfg, &cfg) {
+            return Err(Error::invalid(format!(
+                "{} is already open in this process with other options, and a second open \
+                 shares the open log: {diff}",
+                dir.display()
+            )));
         }
         o.handles += 1;
         return Ok(o.shared.clone());
@@ -235,4 +326,70 @@ pub(crate) fn close(shared: &Arc<Shared>) -> Result<()> {
     // Shut down while holding the registry, so that a concurrent reopen of
     // the same log waits for the lock to be released.
     shared.shutdown()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Options;
+
+    fn resolved(f: impl FnOnce(&mut Options)) -> Resolved {
+        let mut o = Options {
+            use_env: false,
+            lanes: 4,
+            ..Options::default()
+        };
+        f(&mut o);
+        o.resolve().unwrap()
+    }
+
+    #[test]
+    fn identical_options_match_and_each_field_is_named() {
+        let base = resolved(|_| {});
+        assert_eq!(differing_option(&base, &resolved(|_| {})), None);
+        let cases: [(&str, Resolved); 6] = [
+            (
+                "sync: asked normal, the open log has full",
+                resolved(|o| o.sync = SyncPolicy::Normal),
+            ),
+            (
+                "mode: asked conservative",
+                resolved(|o| o.mode = Mode::Conservative),
+            ),
+            (
+                "lanes: asked 8, the open log has 4",
+                resolved(|o| o.lanes = 8),
+            ),
+            (
+                "segment_bytes: asked 1048576",
+                resolved(|o| o.segment_bytes = 1 << 20),
+            ),
+            (
+                "max_batch_bytes: asked 65536",
+                resolved(|o| o.max_batch_bytes = 1 << 16),
+            ),
+            (
+                "max_flush_delay_us: asked 500, the open log has 2000",
+                resolved(|o| o.max_flush_delay = Duration::from_micros(500)),
+            ),
+        ];
+        for (want, asked) in cases {
+            let got = differing_option(&base, &asked).expect(want);
+            assert!(
+                got.starts_with(want),
+                "{got:?} does not start with {want:?}"
+            );
+        }
+        // The per-mille share only matters in shadow-compare mode.
+        let a = resolved(|o| o.shadow_compare_per_mille = 5);
+        assert_eq!(differing_option(&base, &a), None);
+        let s = resolved(|o| o.mode = Mode::ShadowCompare);
+        let t = resolved(|o| {
+            o.mode = Mode::ShadowCompare;
+            o.shadow_compare_per_mille = 5
+        });
+        assert!(differing_option(&s, &t)
+            .unwrap()
+            .starts_with("shadow_compare_per_mille"));
+    }
 }

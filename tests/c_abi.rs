@@ -121,3 +121,8 @@ fn c_write_error_is_io_then_poisoned_and_loses_nothing_acknowledged() {
 fn c_inherited_handle_in_a_forked_child_is_refused() {
     run_case("forked_handle");
 }
+
+#[test]
+fn c_second_open_with_other_options_is_refused() {
+    run_case("second_open_options");
+}

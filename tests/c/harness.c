@@ -502,6 +502,38 @@ static void case_two_opens(void) {
     printf("two_opens: two handles on one path share the log\n");
 }
 
+/* A second open of an open log shares it, so it must not ask for options the
+ * open log does not have: refused with PWAL_ERR_INVALID naming the field and
+ * both values; the same options share. */
+static void case_second_open_options(void) {
+    pwal *a = open_log();
+    pwal_options o = test_options();
+    o.sync = PWAL_SYNC_NORMAL;
+    pwal *b = (pwal *)&o; /* must be reset to NULL on failure */
+    EXPECT_STATUS(pwal_open(g_db, &o, &b), PWAL_ERR_INVALID,
+                  "sync: asked normal, the open log has full");
+    CHECK(b == NULL);
+    o = test_options();
+    o.segment_bytes = 2 * TEST_SEGMENT_BYTES;
+    EXPECT_STATUS(pwal_open(g_db, &o, &b), PWAL_ERR_INVALID, "segment_bytes: asked 2097152");
+    o = test_options();
+    o.max_flush_delay_us = 500;
+    EXPECT_STATUS(pwal_open(g_db, &o, &b), PWAL_ERR_INVALID, "max_flush_delay_us: asked 500");
+
+    b = open_log(); /* identical options: shared */
+    uint64_t e = 0;
+    commit_range(a, 1, 3, &e);
+    commit_range(b, 4, 6, &e);
+    OK(pwal_close(a));
+    OK(pwal_close(b));
+    oracle or;
+    oracle_init(&or, 6);
+    recover_all(&or, PWAL_OK);
+    for (uint64_t id = 1; id <= 6; id++) CHECK(or.seen[id]);
+    free(or.seen);
+    printf("second_open_options: other options refused, the same ones shared\n");
+}
+
 /* Fail-stop through the ABI: a real kernel write error (EFBIG from
  * RLIMIT_FSIZE once the log passes 32 KiB) is reported as PWAL_ERR_IO, every
  * later call as PWAL_ERR_POISONED, and nothing acknowledged before is lost. */
@@ -702,6 +734,7 @@ int main(int argc, char **argv) {
         {"two_opens", case_two_opens},   {"locked", case_locked},
         {"version", case_version},       {"empty", case_empty},
         {"fail_stop", case_fail_stop},   {"forked_handle", case_forked_handle},
+        {"second_open_options", case_second_open_options},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         if (strcmp(g_case, cases[i].name) == 0) {
