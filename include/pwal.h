@@ -24,7 +24,8 @@
  *   - Fail-stop: after a failed write or sync nothing more is acknowledged;
  *     calls return PWAL_ERR_IO / PWAL_ERR_POISONED. Close and reopen.
  *   - One writer process per log: another process gets PWAL_ERR_LOCKED; a
- *     second pwal_open in the same process shares the log.
+ *     second pwal_open in the same process shares the log, and must ask for
+ *     the same options (else PWAL_ERR_INVALID).
  *
  * ERRORS
  *   Every call that can fail returns a pwal_status; PWAL_OK is 0. On an
@@ -34,6 +35,16 @@
  * THREADS
  *   Every call is safe from any thread. The one exception: pwal_close() must
  *   not race with any other call on the same handle.
+ *
+ * FORK
+ *   A handle belongs to the process that called pwal_open. In a child of
+ *   fork() (without exec): every call on an inherited handle returns
+ *   PWAL_ERR_FORKED and does nothing; pwal_close on it frees the child's
+ *   copy only (the inherited log state is leaked in the child); pwal_open
+ *   and pwal_recover of a log the parent has open return PWAL_ERR_LOCKED.
+ *   The child never keeps the parent's lock or files alive, so the parent
+ *   may close and reopen its log while children live. fork() followed by
+ *   exec is unaffected.
  *
  * MEMORY
  *   pwal never keeps a pointer the caller gave it past the call. Strings
@@ -178,6 +189,15 @@ enum pwal_status
      * where; please report it.
      */
     PWAL_ERR_INTERNAL = 9,
+    /**
+     * The handle was opened before `fork()` and this process is the child:
+     * the log belongs to the parent, which goes on writing it. The call did
+     * nothing (wrote, flushed and read nothing). Call `pwal_close` on the
+     * handle (it frees this process's copy, and returns this status too),
+     * then `pwal_open` the log again if this process needs it (it gets
+     * `PWAL_ERR_LOCKED` while the parent has it open).
+     */
+    PWAL_ERR_FORKED = 10,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -596,12 +616,33 @@ extern "C" {
  * owns and must give to `pwal_close`; on failure it is set to NULL.
  *
  * A second `pwal_open` of the same path in the same process returns another
- * handle to the same log (each must be closed).
+ * handle to the same log (each must be closed). It must ask for the same
+ * options as the open log, compared after defaults and `PWAL_*` variables
+ * are applied (so `ignore_env` itself need not match): `sync`, `mode`,
+ * `lanes`, `segment_bytes`, `max_batch_bytes`, `max_flush_delay_us`, and
+ * `shadow_compare_per_mille` when the mode is `PWAL_MODE_SHADOW_COMPARE`
+ * (each changes durability, file layout, lane mapping or when epochs seal,
+ * which one log cannot do two ways). Otherwise it returns
+ * `PWAL_ERR_INVALID` with a message naming the first differing field and
+ * both values, and the open log is unaffected.
+ *
+ * fork(): a handle belongs to the process that opened it. In a child created
+ * by `fork()` without exec, every call on an inherited handle returns
+ * `PWAL_ERR_FORKED` and does nothing (`pwal_close` frees the child's copy),
+ * and `pwal_open` or `pwal_recover` of a log the parent has open returns
+ * `PWAL_ERR_LOCKED`, as in any other process. The child does not keep the
+ * parent's lock or files alive: pwal points its copies of them at
+ * `/dev/null` in a `pthread_atfork` handler, so the parent may close and
+ * reopen the log while the child lives. A `fork()` in another thread waits
+ * for a `pwal_open` or `pwal_close` in progress. Exec after fork is
+ * unaffected (pwal's descriptors are close-on-exec).
  *
  * Returns `PWAL_OK`; `PWAL_ERR_INVALID` (NULL `path` or `out_log`, empty
  * path, `struct_size` too small, unknown sync or mode, an option or
- * environment variable out of range); `PWAL_ERR_LOCKED` (another process
- * has the log open); `PWAL_ERR_IO` (the directory or a segment could not be
+ * environment variable out of range, options that differ from those of the
+ * same log already open in this process); `PWAL_ERR_LOCKED` (another process
+ * has the log open, including the parent of a `fork()`ed child);
+ * `PWAL_ERR_IO` (the directory or a segment could not be
  * created, opened or read); `PWAL_ERR_CORRUPT` (the existing log is damaged
  * before valid data).
  *
@@ -628,7 +669,7 @@ pwal_status pwal_open(const char *path, const struct pwal_options *options, stru
  * `frame_count` 0 or over `PWAL_MAX_TXN_FRAMES`, NULL `frames`, and for a
  * frame: page number 0, NULL `data`, `len` 0 or over `PWAL_MAX_PAGE_BYTES`;
  * nothing is submitted); `PWAL_ERR_POISONED` (an earlier I/O failure);
- * `PWAL_ERR_CLOSED`.
+ * `PWAL_ERR_CLOSED`; `PWAL_ERR_FORKED` (the handle was inherited across `fork()`: nothing was done).
  *
  * Thread safety: safe from any thread, concurrently with every call on the
  * same handle except `pwal_close`.
@@ -651,7 +692,7 @@ pwal_status pwal_submit(struct pwal *log, const struct pwal_txn *txn, uint64_t *
  * lost and a later wait may succeed); `PWAL_ERR_IO` or `PWAL_ERR_POISONED`
  * (a write or sync failed: the epoch will never be acknowledged by this
  * handle); `PWAL_ERR_INVALID` (NULL `log`, or an epoch never handed out);
- * `PWAL_ERR_CLOSED`.
+ * `PWAL_ERR_CLOSED`; `PWAL_ERR_FORKED` (the handle was inherited across `fork()`: nothing was done).
  *
  * Thread safety: safe from any thread, concurrently with every call on the
  * same handle except `pwal_close`.
@@ -688,7 +729,7 @@ pwal_status pwal_commit(struct pwal *log, const struct pwal_txn *txn, uint32_t t
  *
  * Returns `PWAL_OK`; `PWAL_ERR_INVALID` (NULL `log`, or `through_epoch`
  * beyond the durable epoch); `PWAL_ERR_IO` (a file could not be recycled or
- * deleted); `PWAL_ERR_POISONED`; `PWAL_ERR_CLOSED`.
+ * deleted); `PWAL_ERR_POISONED`; `PWAL_ERR_CLOSED`; `PWAL_ERR_FORKED` (the handle was inherited across `fork()`: nothing was done).
  *
  * Thread safety: safe from any thread, concurrently with every call on the
  * same handle except `pwal_close`.
@@ -707,7 +748,7 @@ pwal_status pwal_checkpoint(struct pwal *log, uint64_t through_epoch);
  * (0 when none is). Either pointer may be NULL if not wanted. Cheaper than
  * `pwal_get_stats`.
  *
- * Returns `PWAL_OK`; `PWAL_ERR_INVALID` (NULL `log`).
+ * Returns `PWAL_OK`; `PWAL_ERR_INVALID` (NULL `log`); `PWAL_ERR_FORKED` (the handle was inherited across `fork()`: nothing was done).
  *
  * Thread safety: safe from any thread, concurrently with every call on the
  * same handle except `pwal_close`.
@@ -725,7 +766,7 @@ pwal_status pwal_durable(struct pwal *log, uint64_t *out_epoch, uint64_t *out_co
  * Works on a poisoned log too (see `out->poisoned`).
  *
  * Returns `PWAL_OK`; `PWAL_ERR_INVALID` (NULL `log` or `out`,
- * `out->struct_size` too small).
+ * `out->struct_size` too small); `PWAL_ERR_FORKED` (the handle was inherited across `fork()`: nothing was done).
  *
  * Thread safety: safe from any thread, concurrently with every call on the
  * same handle except `pwal_close`.
@@ -745,7 +786,13 @@ pwal_status pwal_get_stats(struct pwal *log, struct pwal_stats *out);
  *
  * Returns `PWAL_OK`; `PWAL_ERR_INVALID` (NULL `log`); `PWAL_ERR_IO` or
  * `PWAL_ERR_POISONED` (the final write or sync failed, or had failed
- * before: batches not acknowledged may be lost; reopen runs recovery).
+ * before: batches not acknowledged may be lost; reopen runs recovery);
+ * `PWAL_ERR_FORKED` (the handle was inherited across `fork()`: this
+ * process's copy of the handle is freed and nothing else happens: nothing
+ * is flushed, no thread is joined, the parent's files are not touched; the
+ * parent's log state that the child inherited (buffers, the parent threads'
+ * memory) is leaked in the child, as the threads that own it exist only in
+ * the parent).
  *
  * Thread safety: must not race with any other call on the same handle
  * (make sure every other thread is done with it first). Other handles are
@@ -776,7 +823,7 @@ pwal_status pwal_close(struct pwal *log);
  * `PWAL_ERR_CORRUPT` (damage before valid later data, and no
  * `PWAL_RECOVER_DURABLE_PREFIX`; records before the damage were already
  * given to the callback); `PWAL_ERR_IO`; `PWAL_ERR_LOCKED` (another process
- * is writing the log); `PWAL_ERR_INVALID` (NULL or empty `path`, NULL
+ * is writing the log, including the parent of a `fork()`ed child); `PWAL_ERR_INVALID` (NULL or empty `path`, NULL
  * `callback`, unknown `flags` bits, `report->struct_size` too small).
  *
  * Thread safety: safe from any thread; the callback runs on the calling

@@ -56,6 +56,11 @@ pub enum Error {
     #[error("log is closed")]
     Closed,
 
+    /// The handle was inherited across `fork()`: the log belongs to the
+    /// process that opened it, and nothing was done.
+    #[error("log handle inherited across fork(): {0}")]
+    Forked(String),
+
     /// A recovery callback asked to stop.
     #[error("recovery stopped by the callback at epoch {epoch}")]
     Aborted { epoch: u64 },

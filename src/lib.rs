@@ -18,6 +18,7 @@ pub mod io;
 mod lane;
 mod log;
 mod recovery;
+mod registry;
 mod segment;
 mod stats;
 

@@ -1,6 +1,6 @@
-//! The coordinator of one log (`Shared`), the handle callers hold (`Log`), and
-//! the process-wide registry that makes a second open of the same log share
-//! the first one's coordinator.
+//! The coordinator of one log (`Shared`) and the handle callers hold (`Log`).
+//! The registry that makes a second open of the same log share the first
+//! one's coordinator is in `registry`.
 
 use std::any::Any;
 use std::collections::VecDeque;
@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::io::{RealVfs, Vfs};
 use crate::lane::{lane_of_current_thread, Lanes};
 use crate::recovery::{scan, RecoverOptions, RecoveryReport};
-use crate::segment::{parse_segment_name, parse_spare_name, LOCK_FILE};
+use crate::segment::{parse_segment_name, parse_spare_name};
 use crate::stats::{Counters, Stats};
 use crate::{log_dir, Txn};
 
@@ -161,6 +161,9 @@ pub(crate) struct Shared {
     published_seq: AtomicU64,
     threads: Mutex<Vec<JoinHandle<()>>>,
     _lock: Mutex<Option<Box<dyn Any + Send + Sync>>>,
+    /// The process's fork generation when the log was opened: a different
+    /// one now means this is a `fork()`ed child, where the log is not ours.
+    pub fork_generation: u64,
 }
 
 fn mode_to_u8(m: Mode) -> u8 {
@@ -221,7 +224,7 @@ impl Shared {
         }
     }
 
-    fn poisoned_error(&self) -> Error {
+    pub(crate) fn poisoned_error(&self) -> Error {
         let st = self.state.lock();
         match &st.poison {
             Some(p) => Error::Poisoned(p.msg.clone()),
@@ -677,7 +680,7 @@ impl Shared {
     }
 
     /// Flushes what is buffered, stops the threads, releases the lock.
-    fn shutdown(&self) -> Result<()> {
+    pub(crate) fn shutdown(&self) -> Result<()> {
         self.closing.store(true, Ordering::Release);
         {
             let mut st = self.state.lock();
@@ -706,48 +709,8 @@ impl Shared {
     }
 }
 
-struct OpenLog {
-    vfs_id: usize,
-    dir: PathBuf,
-    shared: Arc<Shared>,
-    handles: usize,
-}
-
-/// The logs open in this process. A second open of a log shares the first
-/// one's coordinator: two coordinators would each take the file lock and
-/// write their own segments.
-static REGISTRY: Mutex<Vec<OpenLog>> = Mutex::new(Vec::new());
-
-fn registry_key(vfs: &dyn Vfs, dir: &Path) -> (usize, PathBuf) {
-    (vfs.instance_id(), vfs.canonical(dir))
-}
-
-/// Takes the log's lock for a reader, unless this process has the log open.
-pub(crate) fn lock_for_reading(
-    vfs: &dyn Vfs,
-    dir: &Path,
-) -> Result<Option<Box<dyn Any + Send + Sync>>> {
-    let (id, key) = registry_key(vfs, dir);
-    let reg = REGISTRY.lock();
-    if reg.iter().any(|o| o.vfs_id == id && o.dir == key) {
-        return Ok(None);
-    }
-    take_lock(vfs, dir).map(Some)
-}
-
-fn take_lock(vfs: &dyn Vfs, dir: &Path) -> Result<Box<dyn Any + Send + Sync>> {
-    let path = dir.join(LOCK_FILE);
-    vfs.lock(&path).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::WouldBlock {
-            Error::Locked(format!(
-                "{} is held by another process (one writer process per log)",
-                path.display()
-            ))
-        } else {
-            Error::io(format!("locking {}", path.display()), e)
-        }
-    })
-}
+// Recovery takes the lock through here; the registry decides whether it must.
+pub(crate) use crate::registry::lock_for_reading;
 
 /// An open log. `Send + Sync`: share it between writer threads by reference
 /// or in an `Arc`.
@@ -759,7 +722,10 @@ pub struct Log {
 impl Log {
     /// Opens (creating if needed) the log of the database at `db_path`, in the
     /// directory `<db_path>-pwal`. Epochs continue after the last one on disk;
-    /// no existing file is truncated or overwritten.
+    /// no existing file is truncated or overwritten. A second open of a log
+    /// open in this process shares it, and fails with [`Error::Invalid`] if
+    /// its options (after defaults and the environment) differ in any field
+    /// that matters (see `pwal_open` in `pwal.h` for the list).
     pub fn open(db_path: impl AsRef<Path>, options: &Options) -> Result<Log> {
         Log::open_with_vfs(db_path, options, Arc::new(RealVfs))
     }
@@ -772,34 +738,7 @@ impl Log {
     ) -> Result<Log> {
         let cfg = options.resolve()?;
         let dir = log_dir(db_path.as_ref());
-        let mut reg = REGISTRY.lock();
-        vfs.create_dir_all(&dir)
-            .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
-        let (vfs_id, key) = registry_key(&*vfs, &dir);
-        if let Some(o) = reg.iter_mut().find(|o| o.vfs_id == vfs_id && o.dir == key) {
-            if o.shared.poisoned.load(Ordering::Acquire) {
-                return Err(o.shared.poisoned_error());
-            }
-            o.handles += 1;
-            return Ok(Log {
-                shared: o.shared.clone(),
-                closed: false,
-            });
-        }
-        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-            if cfg.sync != SyncPolicy::Off {
-                vfs.sync_dir(parent)
-                    .map_err(|e| Error::io(format!("syncing directory {}", parent.display()), e))?;
-            }
-        }
-        let lock = take_lock(&*vfs, &dir)?;
-        let shared = start(dir, vfs, cfg, lock)?;
-        reg.push(OpenLog {
-            vfs_id,
-            dir: key,
-            shared: shared.clone(),
-            handles: 1,
-        });
+        let shared = crate::registry::open(dir, vfs, cfg, start)?;
         Ok(Log {
             shared,
             closed: false,
@@ -809,13 +748,13 @@ impl Log {
     /// Appends a transaction to the calling thread's lane and returns the
     /// epoch it belongs to. Does not wait for durability.
     pub fn submit(&self, txn: &Txn<'_>) -> Result<u64> {
-        self.shared.submit(txn, false)
+        self.live()?.submit(txn, false)
     }
 
     /// Blocks until `epoch` is durable, the timeout passes (`None`: no
     /// timeout), or the log fails.
     pub fn wait_durable(&self, epoch: u64, timeout: Option<Duration>) -> Result<()> {
-        self.shared.wait_durable(epoch, timeout)
+        self.live()?.wait_durable(epoch, timeout)
     }
 
     /// Returns once everything submitted before the call is written and
@@ -828,8 +767,9 @@ impl Log {
 
     /// [`Log::submit`] then [`Log::wait_durable`]; returns the epoch.
     pub fn commit(&self, txn: &Txn<'_>, timeout: Option<Duration>) -> Result<u64> {
-        let e = self.shared.submit(txn, true)?;
-        self.shared.wait_durable(e, timeout)?;
+        let shared = self.live()?;
+        let e = shared.submit(txn, true)?;
+        shared.wait_durable(e, timeout)?;
         Ok(e)
     }
 
@@ -837,26 +777,61 @@ impl Log {
     /// or below `through_epoch` (which must be durable). Safe while writers
     /// append.
     pub fn checkpoint(&self, through_epoch: u64) -> Result<()> {
-        self.shared.checkpoint(through_epoch)
+        self.live()?.checkpoint(through_epoch)
     }
 
+    /// Panics in a `fork()`ed child on a log opened before the fork (see
+    /// [`Log::check_not_forked`]).
     pub fn stats(&self) -> Stats {
-        self.shared.stats()
+        self.live_or_panic("stats").stats()
     }
 
+    /// Panics in a `fork()`ed child on a log opened before the fork.
     pub fn durable_epoch(&self) -> u64 {
-        self.shared.state.lock().durable
+        self.live_or_panic("durable_epoch").state.lock().durable
     }
 
     /// The highest commit sequence `s` such that every batch submitted so far
-    /// with a commit sequence up to `s` is durable (0 when none is).
+    /// with a commit sequence up to `s` is durable (0 when none is). Panics in
+    /// a `fork()`ed child on a log opened before the fork.
     pub fn durable_commit_seq(&self) -> u64 {
-        self.shared.durable_commit_seq()
+        self.live_or_panic("durable_commit_seq")
+            .durable_commit_seq()
+    }
+
+    /// Fails with [`Error::Forked`] when this handle was inherited across
+    /// `fork()` (this process is a child of the one that opened the log). In
+    /// such a child every call that returns a `Result` fails the same way and
+    /// does nothing, the others panic, and `close` (or drop) frees the handle
+    /// without touching the parent's log: the log's threads exist only in the
+    /// parent, so the memory they own is leaked in the child.
+    pub fn check_not_forked(&self) -> Result<()> {
+        self.live().map(drop)
+    }
+
+    /// The coordinator, unless it was inherited across `fork()`: one relaxed
+    /// load of the fork generation, no `getpid()`.
+    #[inline]
+    fn live(&self) -> Result<&Shared> {
+        if crate::registry::inherited(&self.shared) {
+            return Err(crate::registry::forked_error());
+        }
+        Ok(&self.shared)
+    }
+
+    fn live_or_panic(&self, what: &str) -> &Shared {
+        match self.live() {
+            Ok(s) => s,
+            Err(e) => panic!("Log::{what}: {e}"),
+        }
     }
 
     /// Closes this handle. The last handle of a log flushes what is buffered
     /// (synced under `full` and `normal`), stops the flusher and releases the
-    /// lock; it reports an earlier I/O failure as [`Error::Poisoned`].
+    /// lock; it reports an earlier I/O failure as [`Error::Poisoned`]. Another
+    /// handle only gives up its share: nothing is flushed. In a `fork()`ed
+    /// child, a handle opened before the fork is freed without any of that,
+    /// and the result is [`Error::Forked`].
     pub fn close(mut self) -> Result<()> {
         self.close_inner()
     }
@@ -866,19 +841,7 @@ impl Log {
             return Ok(());
         }
         self.closed = true;
-        let mut reg = REGISTRY.lock();
-        let pos = reg
-            .iter()
-            .position(|o| Arc::ptr_eq(&o.shared, &self.shared))
-            .ok_or_else(|| Error::Internal("open log missing from the registry".into()))?;
-        reg[pos].handles -= 1;
-        if reg[pos].handles > 0 {
-            return Ok(());
-        }
-        reg.remove(pos);
-        // Shut down while holding the registry, so that a concurrent reopen of
-        // the same log waits for the lock to be released.
-        self.shared.shutdown()
+        crate::registry::close(&self.shared)
     }
 
     /// Test hook: the next flush panics after it sealed an epoch and before
@@ -1081,6 +1044,7 @@ fn start(
         published_seq: AtomicU64::new(0),
         threads: Mutex::new(Vec::new()),
         _lock: Mutex::new(Some(lock)),
+        fork_generation: crate::registry::fork_generation(),
         cfg,
     });
     let flusher = {

@@ -116,3 +116,13 @@ fn c_recovery_of_a_missing_log_is_empty() {
 fn c_write_error_is_io_then_poisoned_and_loses_nothing_acknowledged() {
     run_case("fail_stop");
 }
+
+#[test]
+fn c_inherited_handle_in_a_forked_child_is_refused() {
+    run_case("forked_handle");
+}
+
+#[test]
+fn c_second_open_with_other_options_is_refused() {
+    run_case("second_open_options");
+}

@@ -128,12 +128,33 @@ fn with_txn<R>(
 /// owns and must give to `pwal_close`; on failure it is set to NULL.
 ///
 /// A second `pwal_open` of the same path in the same process returns another
-/// handle to the same log (each must be closed).
+/// handle to the same log (each must be closed). It must ask for the same
+/// options as the open log, compared after defaults and `PWAL_*` variables
+/// are applied (so `ignore_env` itself need not match): `sync`, `mode`,
+/// `lanes`, `segment_bytes`, `max_batch_bytes`, `max_flush_delay_us`, and
+/// `shadow_compare_per_mille` when the mode is `PWAL_MODE_SHADOW_COMPARE`
+/// (each changes durability, file layout, lane mapping or when epochs seal,
+/// which one log cannot do two ways). Otherwise it returns
+/// `PWAL_ERR_INVALID` with a message naming the first differing field and
+/// both values, and the open log is unaffected.
+///
+/// fork(): a handle belongs to the process that opened it. In a child created
+/// by `fork()` without exec, every call on an inherited handle returns
+/// `PWAL_ERR_FORKED` and does nothing (`pwal_close` frees the child's copy),
+/// and `pwal_open` or `pwal_recover` of a log the parent has open returns
+/// `PWAL_ERR_LOCKED`, as in any other process. The child does not keep the
+/// parent's lock or files alive: pwal points its copies of them at
+/// `/dev/null` in a `pthread_atfork` handler, so the parent may close and
+/// reopen the log while the child lives. A `fork()` in another thread waits
+/// for a `pwal_open` or `pwal_close` in progress. Exec after fork is
+/// unaffected (pwal's descriptors are close-on-exec).
 ///
 /// Returns `PWAL_OK`; `PWAL_ERR_INVALID` (NULL `path` or `out_log`, empty
 /// path, `struct_size` too small, unknown sync or mode, an option or
-/// environment variable out of range); `PWAL_ERR_LOCKED` (another process
-/// has the log open); `PWAL_ERR_IO` (the directory or a segment could not be
+/// environment variable out of range, options that differ from those of the
+/// same log already open in this process); `PWAL_ERR_LOCKED` (another process
+/// has the log open, including the parent of a `fork()`ed child);
+/// `PWAL_ERR_IO` (the directory or a segment could not be
 /// created, opened or read); `PWAL_ERR_CORRUPT` (the existing log is damaged
 /// before valid data).
 ///
@@ -187,7 +208,7 @@ pub unsafe extern "C" fn pwal_open(
 /// `frame_count` 0 or over `PWAL_MAX_TXN_FRAMES`, NULL `frames`, and for a
 /// frame: page number 0, NULL `data`, `len` 0 or over `PWAL_MAX_PAGE_BYTES`;
 /// nothing is submitted); `PWAL_ERR_POISONED` (an earlier I/O failure);
-/// `PWAL_ERR_CLOSED`.
+/// `PWAL_ERR_CLOSED`; `PWAL_ERR_FORKED` (the handle was inherited across `fork()`: nothing was done).
 ///
 /// Thread safety: safe from any thread, concurrently with every call on the
 /// same handle except `pwal_close`.
@@ -221,7 +242,7 @@ pub unsafe extern "C" fn pwal_submit(
 /// lost and a later wait may succeed); `PWAL_ERR_IO` or `PWAL_ERR_POISONED`
 /// (a write or sync failed: the epoch will never be acknowledged by this
 /// handle); `PWAL_ERR_INVALID` (NULL `log`, or an epoch never handed out);
-/// `PWAL_ERR_CLOSED`.
+/// `PWAL_ERR_CLOSED`; `PWAL_ERR_FORKED` (the handle was inherited across `fork()`: nothing was done).
 ///
 /// Thread safety: safe from any thread, concurrently with every call on the
 /// same handle except `pwal_close`.
@@ -285,7 +306,7 @@ pub unsafe extern "C" fn pwal_commit(
 ///
 /// Returns `PWAL_OK`; `PWAL_ERR_INVALID` (NULL `log`, or `through_epoch`
 /// beyond the durable epoch); `PWAL_ERR_IO` (a file could not be recycled or
-/// deleted); `PWAL_ERR_POISONED`; `PWAL_ERR_CLOSED`.
+/// deleted); `PWAL_ERR_POISONED`; `PWAL_ERR_CLOSED`; `PWAL_ERR_FORKED` (the handle was inherited across `fork()`: nothing was done).
 ///
 /// Thread safety: safe from any thread, concurrently with every call on the
 /// same handle except `pwal_close`.
@@ -308,7 +329,7 @@ pub unsafe extern "C" fn pwal_checkpoint(log: *mut pwal, through_epoch: u64) -> 
 /// (0 when none is). Either pointer may be NULL if not wanted. Cheaper than
 /// `pwal_get_stats`.
 ///
-/// Returns `PWAL_OK`; `PWAL_ERR_INVALID` (NULL `log`).
+/// Returns `PWAL_OK`; `PWAL_ERR_INVALID` (NULL `log`); `PWAL_ERR_FORKED` (the handle was inherited across `fork()`: nothing was done).
 ///
 /// Thread safety: safe from any thread, concurrently with every call on the
 /// same handle except `pwal_close`.
@@ -324,6 +345,7 @@ pub unsafe extern "C" fn pwal_durable(
 ) -> pwal_status {
     ffi_boundary("pwal_durable", || {
         let log = try_ref!(log);
+        log.log.check_not_forked()?;
         if !out_epoch.is_null() {
             // SAFETY: non-NULL, and the caller promised it is writable.
             unsafe { out_epoch.write(log.log.durable_epoch()) };
@@ -342,7 +364,7 @@ pub unsafe extern "C" fn pwal_durable(
 /// Works on a poisoned log too (see `out->poisoned`).
 ///
 /// Returns `PWAL_OK`; `PWAL_ERR_INVALID` (NULL `log` or `out`,
-/// `out->struct_size` too small).
+/// `out->struct_size` too small); `PWAL_ERR_FORKED` (the handle was inherited across `fork()`: nothing was done).
 ///
 /// Thread safety: safe from any thread, concurrently with every call on the
 /// same handle except `pwal_close`.
@@ -355,6 +377,7 @@ pub unsafe extern "C" fn pwal_durable(
 pub unsafe extern "C" fn pwal_get_stats(log: *mut pwal, out: *mut pwal_stats) -> pwal_status {
     ffi_boundary("pwal_get_stats", || {
         let log = try_ref!(log);
+        log.log.check_not_forked()?;
         if out.is_null() {
             return Err(Failure::invalid("out is NULL"));
         }
@@ -375,7 +398,13 @@ pub unsafe extern "C" fn pwal_get_stats(log: *mut pwal, out: *mut pwal_stats) ->
 ///
 /// Returns `PWAL_OK`; `PWAL_ERR_INVALID` (NULL `log`); `PWAL_ERR_IO` or
 /// `PWAL_ERR_POISONED` (the final write or sync failed, or had failed
-/// before: batches not acknowledged may be lost; reopen runs recovery).
+/// before: batches not acknowledged may be lost; reopen runs recovery);
+/// `PWAL_ERR_FORKED` (the handle was inherited across `fork()`: this
+/// process's copy of the handle is freed and nothing else happens: nothing
+/// is flushed, no thread is joined, the parent's files are not touched; the
+/// parent's log state that the child inherited (buffers, the parent threads'
+/// memory) is leaked in the child, as the threads that own it exist only in
+/// the parent).
 ///
 /// Thread safety: must not race with any other call on the same handle
 /// (make sure every other thread is done with it first). Other handles are

@@ -31,7 +31,7 @@ const KNOWN_FLAGS: u32 = PWAL_RECOVER_DURABLE_PREFIX;
 /// `PWAL_ERR_CORRUPT` (damage before valid later data, and no
 /// `PWAL_RECOVER_DURABLE_PREFIX`; records before the damage were already
 /// given to the callback); `PWAL_ERR_IO`; `PWAL_ERR_LOCKED` (another process
-/// is writing the log); `PWAL_ERR_INVALID` (NULL or empty `path`, NULL
+/// is writing the log, including the parent of a `fork()`ed child); `PWAL_ERR_INVALID` (NULL or empty `path`, NULL
 /// `callback`, unknown `flags` bits, `report->struct_size` too small).
 ///
 /// Thread safety: safe from any thread; the callback runs on the calling

@@ -40,6 +40,13 @@ pub enum pwal_status {
     /// A bug in pwal (a caught panic or a broken invariant). The message says
     /// where; please report it.
     PWAL_ERR_INTERNAL = 9,
+    /// The handle was opened before `fork()` and this process is the child:
+    /// the log belongs to the parent, which goes on writing it. The call did
+    /// nothing (wrote, flushed and read nothing). Call `pwal_close` on the
+    /// handle (it frees this process's copy, and returns this status too),
+    /// then `pwal_open` the log again if this process needs it (it gets
+    /// `PWAL_ERR_LOCKED` while the parent has it open).
+    PWAL_ERR_FORKED = 10,
 }
 
 impl From<&Error> for pwal_status {
@@ -55,6 +62,7 @@ impl From<&Error> for pwal_status {
             Error::Closed => pwal_status::PWAL_ERR_CLOSED,
             Error::Aborted { .. } => pwal_status::PWAL_ERR_ABORTED,
             Error::Internal(_) => pwal_status::PWAL_ERR_INTERNAL,
+            Error::Forked(_) => pwal_status::PWAL_ERR_FORKED,
         }
     }
 }
@@ -77,6 +85,7 @@ pub extern "C" fn pwal_status_name(status: i32) -> *const c_char {
         7 => cstr!("PWAL_ERR_CLOSED"),
         8 => cstr!("PWAL_ERR_ABORTED"),
         9 => cstr!("PWAL_ERR_INTERNAL"),
+        10 => cstr!("PWAL_ERR_FORKED"),
         _ => cstr!("PWAL_ERR_UNKNOWN"),
     }
 }
@@ -110,6 +119,7 @@ mod tests {
             (pwal_status::PWAL_ERR_CLOSED, "PWAL_ERR_CLOSED"),
             (pwal_status::PWAL_ERR_ABORTED, "PWAL_ERR_ABORTED"),
             (pwal_status::PWAL_ERR_INTERNAL, "PWAL_ERR_INTERNAL"),
+            (pwal_status::PWAL_ERR_FORKED, "PWAL_ERR_FORKED"),
         ] {
             // SAFETY: pwal_status_name returns a static NUL-terminated string.
             let got = unsafe { CStr::from_ptr(pwal_status_name(code as i32)) };
@@ -135,5 +145,7 @@ mod tests {
             pwal_status::from(&Error::Closed),
             pwal_status::PWAL_ERR_CLOSED
         );
+        let f = Error::Forked("x".into());
+        assert_eq!(pwal_status::from(&f), pwal_status::PWAL_ERR_FORKED);
     }
 }

@@ -4,8 +4,10 @@ use std::any::Any;
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
-use std::os::unix::io::AsRawFd;
+use std::os::unix::io::{AsRawFd, IntoRawFd, RawFd};
 use std::path::Path;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{Mutex, MutexGuard};
 
 use super::{Vfs, VfsFile};
 
@@ -14,7 +16,115 @@ use super::{Vfs, VfsFile};
 pub struct RealVfs;
 
 struct RealFile {
-    file: File,
+    file: Tracked,
+}
+
+/// Every descriptor pwal has open on a log file (segments, spares and
+/// `LOCK`), so that a `fork()`ed child can detach from them: a child that
+/// kept the parent's open file descriptions would keep the parent's `flock`
+/// alive after the parent closed the log. A `std` mutex, not a
+/// `parking_lot` one, because the child releases it from its `pthread_atfork`
+/// handler, where only the plain futex unlock of `std` is safe (no parking
+/// table that another, now vanished, thread may have held).
+static OWNED_FDS: Mutex<Vec<RawFd>> = Mutex::new(Vec::new());
+
+fn owned_fds() -> MutexGuard<'static, Vec<RawFd>> {
+    // The table holds plain integers, consistent whatever panicked.
+    OWNED_FDS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A file whose descriptor is in [`OWNED_FDS`] for as long as it is open.
+/// The table lock is held across the `open` and the `close`, so that a
+/// `fork()` (whose prepare handler takes it) never sees a pwal descriptor
+/// missing from the table, nor a closed number that another part of the
+/// process may already have reused.
+struct Tracked(Option<File>);
+
+impl Tracked {
+    fn open(options: &OpenOptions, path: &Path) -> io::Result<Tracked> {
+        let mut fds = owned_fds();
+        let file = options.open(path)?;
+        fds.push(file.as_raw_fd());
+        Ok(Tracked(Some(file)))
+    }
+
+    fn file(&self) -> &File {
+        // Only `drop` takes the file out.
+        self.0
+            .as_ref()
+            .expect("a tracked file is open until dropped")
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        let mut fds = owned_fds();
+        if let Some(file) = self.0.take() {
+            let fd = file.as_raw_fd();
+            if let Some(i) = fds.iter().position(|&f| f == fd) {
+                fds.swap_remove(i);
+            }
+            drop(file);
+        }
+    }
+}
+
+/// The guard of a `LOCK` file from [`RealVfs::lock`]: the `flock` lasts
+/// until it is dropped.
+pub(crate) struct LockGuard(#[allow(dead_code)] Tracked);
+
+/// `/dev/null`, opened once before the first fork handler can run: the child
+/// handler `dup`s it over pwal's descriptors, and opening it there could fail.
+static DEV_NULL: AtomicI32 = AtomicI32::new(-1);
+
+/// Opens `/dev/null` for [`fork_child`]. Called once, before the fork
+/// handlers are registered.
+pub(crate) fn prepare_fork_handling() -> io::Result<()> {
+    let null = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_CLOEXEC)
+        .open("/dev/null")?;
+    DEV_NULL.store(null.into_raw_fd(), Ordering::Release);
+    Ok(())
+}
+
+thread_local! {
+    /// The table lock, held by the forking thread from the prepare handler
+    /// to the parent or child handler.
+    static HELD: std::cell::RefCell<Option<MutexGuard<'static, Vec<RawFd>>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// `pthread_atfork` prepare: no pwal descriptor is opened or closed in
+/// another thread while the process forks.
+pub(crate) fn fork_prepare() {
+    let guard = owned_fds();
+    let _ = HELD.try_with(|h| *h.borrow_mut() = Some(guard));
+}
+
+/// `pthread_atfork` parent: releases the table.
+pub(crate) fn fork_parent() {
+    let _ = HELD.try_with(|h| h.borrow_mut().take());
+}
+
+/// `pthread_atfork` child: points every pwal descriptor at `/dev/null`, so
+/// the child no longer shares the parent's open file descriptions (nor its
+/// `flock`), and the numbers stay taken: the parent's `File`s the child
+/// inherited are leaked, never closed, and nothing else can get the number.
+/// Async-signal-safe: `dup3` only, and a futex unlock.
+pub(crate) fn fork_child() {
+    let _ = HELD.try_with(|h| {
+        if let Some(fds) = h.borrow_mut().take() {
+            let null = DEV_NULL.load(Ordering::Acquire);
+            for &fd in fds.iter() {
+                // SAFETY: `null` and `fd` are descriptors of this process
+                // (the child's copies of the parent's); `dup3` replaces `fd`
+                // atomically and touches no memory.
+                unsafe { libc::dup3(null, fd, libc::O_CLOEXEC) };
+            }
+        }
+    });
 }
 
 /// Most iovecs handed to one `pwritev` (Linux's IOV_MAX is 1024).
@@ -24,7 +134,11 @@ impl VfsFile for RealFile {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
         let mut done = 0;
         while done < buf.len() {
-            match self.file.read_at(&mut buf[done..], offset + done as u64) {
+            match self
+                .file
+                .file()
+                .read_at(&mut buf[done..], offset + done as u64)
+            {
                 Ok(0) => break,
                 Ok(n) => done += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -53,7 +167,7 @@ impl VfsFile for RealFile {
             // kernel only reads from them. The fd is owned by `self.file`.
             let r = unsafe {
                 libc::pwritev(
-                    self.file.as_raw_fd(),
+                    self.file.file().as_raw_fd(),
                     iov.as_ptr(),
                     n as libc::c_int,
                     offset as libc::off_t,
@@ -89,35 +203,37 @@ impl VfsFile for RealFile {
     }
 
     fn sync_data(&self) -> io::Result<()> {
-        self.file.sync_data()
+        self.file.file().sync_data()
     }
 
     fn sync_all(&self) -> io::Result<()> {
-        self.file.sync_all()
+        self.file.file().sync_all()
     }
 
     fn len(&self) -> io::Result<u64> {
-        Ok(self.file.metadata()?.len())
+        Ok(self.file.file().metadata()?.len())
     }
 }
 
 impl Vfs for RealVfs {
     fn open(&self, path: &Path, create: bool) -> io::Result<Box<dyn VfsFile>> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(create)
-            .truncate(false)
-            .custom_flags(libc::O_CLOEXEC)
-            .open(path)?;
+        let file = Tracked::open(
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(create)
+                .truncate(false)
+                .custom_flags(libc::O_CLOEXEC),
+            path,
+        )?;
         Ok(Box::new(RealFile { file }))
     }
 
     fn open_read(&self, path: &Path) -> io::Result<Box<dyn VfsFile>> {
-        let file = OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_CLOEXEC)
-            .open(path)?;
+        let file = Tracked::open(
+            OpenOptions::new().read(true).custom_flags(libc::O_CLOEXEC),
+            path,
+        )?;
         Ok(Box::new(RealFile { file }))
     }
 
@@ -160,18 +276,20 @@ impl Vfs for RealVfs {
     }
 
     fn lock(&self, path: &Path) -> io::Result<Box<dyn Any + Send + Sync>> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .custom_flags(libc::O_CLOEXEC)
-            .open(path)?;
+        let file = Tracked::open(
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .custom_flags(libc::O_CLOEXEC),
+            path,
+        )?;
         // flock(2) locks belong to the open file description: a second open
         // in this process would conflict with the first, which is why the
         // engine shares one coordinator per log within a process.
-        match file.try_lock() {
-            Ok(()) => Ok(Box::new(file)),
+        match file.file().try_lock() {
+            Ok(()) => Ok(Box::new(LockGuard(file))),
             Err(std::fs::TryLockError::WouldBlock) => Err(io::Error::new(
                 io::ErrorKind::WouldBlock,
                 format!("{} is locked by another process", path.display()),
