@@ -686,6 +686,20 @@ impl SimVfs {
         )
     }
 
+    /// What a reader sees after dropping the cache of every file
+    /// ([`Vfs::drop_cache`]), as a separate file system: every name and
+    /// every dirty write, as in [`SimVfs::process_crash`], but without the
+    /// bytes a failed sync left cached and clean.
+    pub fn disk_view(&self) -> SimVfs {
+        let s = self.state.lock();
+        SimVfs::from_images(
+            s.dirs.clone(),
+            s.files
+                .iter()
+                .map(|(path, f)| (path.clone(), f.lock().disk_image())),
+        )
+    }
+
     /// A file system after a crash: these directories, and these files with
     /// these contents, all synced, with synced directory entries.
     fn from_images(
@@ -1074,6 +1088,8 @@ mod tests {
             );
         }
         assert_eq!(vfs.contents(path).unwrap(), b"abcdWXYZ");
+        assert_eq!(vfs.process_crash().contents(path).unwrap(), b"abcdWXYZ");
+        assert_eq!(vfs.disk_view().contents(path).unwrap(), b"abcd");
         // Rewriting part of the range dirties it again: that part, and only
         // that part, becomes durable.
         f.write_all_at(&[b"xy"], 5).unwrap();
