@@ -1,7 +1,9 @@
-//! Fault torture: the Nth write, sync or file-system operation fails (EIO,
-//! ENOSPC, EFBIG, a short write, a failing fsync that drops or keeps the
-//! data), once or from then on, for every N a clean run performs. Each run
-//! checks that the caller sees a clear error carrying the errno, that a
+//! Fault torture: the Nth write, sync, file-system operation or read-side
+//! operation fails (EIO, ENOSPC, EFBIG, a short write, a failing fsync that
+//! drops the data, keeps it pending, or leaves it cached but clean as Linux
+//! does), once or from then on, for every N a clean run performs. Each run
+//! checks that the caller sees a clear error carrying the errno (a checkpoint
+//! and a close too), that a
 //! failure on the write path poisons the log (every later call fails, close
 //! reports it), that nothing is acknowledged after it (crash images taken
 //! after the fault still hold every acknowledged batch, even when the failed
@@ -39,6 +41,10 @@ fn opts() -> Options {
 struct Seen {
     /// The first error a commit or open returned.
     first_error: Option<String>,
+    /// That error was neither `Io` nor `Poisoned` (say `Corrupt`).
+    first_error_odd: bool,
+    /// The error the checkpoint half way returned.
+    checkpoint_error: Option<String>,
     /// The log refused later calls as poisoned.
     poisoned: bool,
     close_error: Option<String>,
@@ -53,20 +59,26 @@ fn workload(vfs: &SimVfs, j: &Arc<Journal>) -> Seen {
     let log = match Log::open_with_vfs(DB, &opts(), Arc::new(vfs.clone())) {
         Ok(l) => l,
         Err(e) => {
+            seen.first_error_odd = !matches!(e, Error::Io { .. });
             seen.first_error = Some(e.to_string());
             seen.open_failed = true;
             return seen;
         }
     };
-    let errors: Vec<Option<String>> = std::thread::scope(|s| {
+    let checkpoint_error = std::sync::Mutex::new(None);
+    let errors: Vec<Option<(String, bool)>> = std::thread::scope(|s| {
         let hs: Vec<_> = (0..2)
             .map(|t| {
-                let (log, j) = (&log, j.clone());
+                let (log, j, checkpoint_error) = (&log, j.clone(), &checkpoint_error);
                 s.spawn(move || {
                     for i in 0..12 {
                         if t == 0 && i == 6 {
-                            // A checkpoint failure is reported, not fatal.
-                            let _ = j.checkpoint(log);
+                            // A checkpoint failure is reported, not fatal:
+                            // the writer goes on, and `run_case` checks the
+                            // error says what failed.
+                            if let Err(e) = j.checkpoint(log) {
+                                *checkpoint_error.lock().unwrap() = Some(e.to_string());
+                            }
                         }
                         let id = j.next_id();
                         let r = if i % 3 == 2 {
@@ -75,7 +87,8 @@ fn workload(vfs: &SimVfs, j: &Arc<Journal>) -> Seen {
                             j.commit(log, id).map(|_| ())
                         };
                         if let Err(e) = r {
-                            return Some(e.to_string());
+                            let odd = !matches!(e, Error::Io { .. } | Error::Poisoned(_));
+                            return Some((e.to_string(), odd));
                         }
                     }
                     None
@@ -84,7 +97,11 @@ fn workload(vfs: &SimVfs, j: &Arc<Journal>) -> Seen {
             .collect();
         hs.into_iter().map(|h| h.join().unwrap()).collect()
     });
-    seen.first_error = errors.into_iter().flatten().next();
+    seen.checkpoint_error = checkpoint_error.into_inner().unwrap();
+    if let Some((e, odd)) = errors.into_iter().flatten().next() {
+        seen.first_error = Some(e);
+        seen.first_error_odd = odd;
+    }
     if seen.first_error.is_some() {
         seen.poisoned =
             matches!(submit(&log, j.next_id()), Err(Error::Poisoned(_))) && log.stats().poisoned;
@@ -154,13 +171,29 @@ fn run_case(case: &Case, tally: &Tally) -> Result<(), String> {
     tally.fired.fetch_add(fired, Ordering::Relaxed);
     let db = Path::new(DB);
 
-    if let Some(err) = &seen.first_error {
+    let text = errno_text(case.kind);
+    // Every error the workload saw, first-hand or as a poison, must name the
+    // injected fault: a poison message carries the error that caused it.
+    for (what, e) in [
+        ("a commit or open", &seen.first_error),
+        ("the checkpoint", &seen.checkpoint_error),
+        ("close", &seen.close_error),
+    ] {
+        let Some(e) = e else { continue };
         if fired == 0 {
-            return Err(format!("an operation failed with no fault injected: {err}"));
+            return Err(format!("{what} failed with no fault injected: {e}"));
         }
-        let text = errno_text(case.kind);
-        if !err.contains(text) && !err.contains("poisoned") {
-            return Err(format!("error does not say what failed ({text:?}): {err}"));
+        if !e.contains(text) {
+            return Err(format!(
+                "{what} failed with an error that does not say what failed ({text:?}): {e}"
+            ));
+        }
+    }
+    if let Some(err) = &seen.first_error {
+        if seen.first_error_odd {
+            return Err(format!(
+                "an I/O fault surfaced as neither Io nor Poisoned: {err}"
+            ));
         }
         if !seen.open_failed && !seen.poisoned {
             return Err(format!("a failed commit did not poison the log: {err}"));
@@ -212,7 +245,14 @@ fn run_case(case: &Case, tally: &Tally) -> Result<(), String> {
         ("the same file system", vfs.clone()),
         ("a power loss", vfs.crash(CrashMode::DropAll)),
     ] {
-        let before = check_recovery(&fs, db, &x).map_err(|m| format!("after {what}: {m}"))?;
+        check_recovery(&fs, db, &x).map_err(|m| format!("after {what}: {m}"))?;
+        // What the reopened log must keep: every batch recovery finds on the
+        // disk. Bytes a failed fsync left cached but clean are not there, and
+        // a reopen that drops the cache rightly loses them (they were never
+        // acknowledged); every other fault leaves the cache and the disk
+        // alike.
+        let before = check_recovery(&fs.disk_view(), db, &x)
+            .map_err(|m| format!("after {what}, from the disk: {m}"))?;
         let j2 = Journal::new();
         j2.raise_ids(x.submitted.keys().max().copied().unwrap_or(0) + 100);
         let log = Log::open_with_vfs(db, &opts(), Arc::new(fs.clone()))
@@ -235,14 +275,35 @@ fn run_case(case: &Case, tally: &Tally) -> Result<(), String> {
     Ok(())
 }
 
-fn cases() -> Vec<Case> {
+/// Every case, for the sync fault kinds `sync_kinds` (the other kinds only
+/// when `others` is set).
+fn cases(sync_kinds: &[FaultKind], others: bool) -> Vec<Case> {
     // Count the operations of a clean run.
     let vfs = SimVfs::new();
     let seen = workload(&vfs, &Journal::new());
     assert!(seen.first_error.is_none(), "{seen:?}");
     let (writes, syncs, any) = vfs.op_counts();
+    let (reads, lists, opens) = vfs.read_op_counts();
+    let read_side = reads + lists + opens;
+    assert!(
+        read_side > 0,
+        "opening a log read nothing: no read-side case to run"
+    );
     let mut out = Vec::new();
     for persistent in [false, true] {
+        for &kind in sync_kinds {
+            for at in 1..=syncs + 1 {
+                out.push(Case {
+                    kind,
+                    op: FaultOp::Sync,
+                    at,
+                    persistent,
+                });
+            }
+        }
+        if !others {
+            continue;
+        }
         for kind in [
             FaultKind::Eio,
             FaultKind::Enospc,
@@ -258,20 +319,6 @@ fn cases() -> Vec<Case> {
                 });
             }
         }
-        for kind in [
-            FaultKind::SyncFailDropped,
-            FaultKind::SyncFailKept,
-            FaultKind::Eio,
-        ] {
-            for at in 1..=syncs + 1 {
-                out.push(Case {
-                    kind,
-                    op: FaultOp::Sync,
-                    at,
-                    persistent,
-                });
-            }
-        }
         for at in 1..=any + 1 {
             out.push(Case {
                 kind: FaultKind::Eio,
@@ -280,40 +327,71 @@ fn cases() -> Vec<Case> {
                 persistent,
             });
         }
+        for at in 1..=read_side + 1 {
+            out.push(Case {
+                kind: FaultKind::Eio,
+                op: FaultOp::ReadSide,
+                at,
+                persistent,
+            });
+        }
     }
     out
 }
 
-#[test]
-fn every_fault_at_every_operation_is_fail_stop_and_recoverable() {
+/// Runs every case (or only `PWAL_FAULT_CASE`) and reports what it did.
+fn run_all(title: &str, all: Vec<Case>) {
     let started = Instant::now();
     let only = std::env::var("PWAL_FAULT_CASE").ok();
-    // By default every other operation index, alternating with the kind; the
-    // soak runs them all (PWAL_FAULT_STRIDE=1).
-    let stride = env_u64("PWAL_FAULT_STRIDE", 2).max(1);
     let tally = Tally::default();
-    let all = cases();
     let total = all.len();
-    for (i, case) in all.into_iter().enumerate() {
+    for case in all {
         let name = case.name();
-        match &only {
-            Some(o) if *o != name => continue,
-            None if !(i as u64).is_multiple_of(stride) => continue,
-            _ => {}
+        if only.as_ref().is_some_and(|o| *o != name) {
+            continue;
         }
         if let Err(m) = run_case(&case, &tally) {
             panic!(
-                "fault torture failed: {name}: {m}\n\
-                 replay: PWAL_FAULT_CASE={name} cargo test --test torture_faults -- --nocapture"
+                "{title} failed: {name}: {m}\n\
+                 replay: PWAL_FAULT_CASE={name} cargo test --release --test torture_faults -- --include-ignored --nocapture"
             );
         }
     }
+    let runs = tally.runs.load(Ordering::Relaxed);
+    if only.is_none() {
+        assert_eq!(runs, total as u64, "a case was skipped");
+    }
     println!(
-        "fault torture: {} runs of {total} cases, {} faults injected, {} runs poisoned the log, {} crash states checked, in {:.1} s",
-        tally.runs.load(Ordering::Relaxed),
+        "{title}: {runs} runs of {total} cases, {} faults injected, {} runs poisoned the log, {} crash states checked, in {:.1} s",
         tally.fired.load(Ordering::Relaxed),
         tally.poisoned.load(Ordering::Relaxed),
         tally.states.load(Ordering::Relaxed),
         started.elapsed().as_secs_f64()
+    );
+}
+
+#[test]
+fn every_fault_at_every_operation_is_fail_stop_and_recoverable() {
+    run_all(
+        "fault torture",
+        cases(
+            &[
+                FaultKind::SyncFailDropped,
+                FaultKind::SyncFailKept,
+                FaultKind::Eio,
+            ],
+            true,
+        ),
+    );
+}
+
+/// The failed fsync as Linux does it: the tail stays readable in the page
+/// cache although it is not on the disk and no later sync writes it.
+#[test]
+#[ignore = "needs open to drop the page cache of the tail before scanning it (Vfs::drop_cache)"]
+fn every_failed_sync_that_leaves_the_data_cached_but_clean_is_recoverable() {
+    run_all(
+        "clean-cached fsync torture",
+        cases(&[FaultKind::SyncFailCleanCached], false),
     );
 }

@@ -47,6 +47,15 @@ pub trait Vfs: Send + Sync {
     /// durable.
     fn sync_dir(&self, path: &Path) -> io::Result<()>;
     fn exists(&self, path: &Path) -> bool;
+    /// Makes the file's dirty pages durable (`fdatasync`), then evicts the
+    /// file from the page cache, so that the next read of it comes from the
+    /// disk. For a file whose durability is in doubt (its last sync failed,
+    /// or the process that wrote it died before syncing) before scanning it:
+    /// after a failed writeback Linux leaves the unwritten pages cached and
+    /// marked clean, so a read shows bytes that are not on the disk and that
+    /// no later sync will write. The eviction happens even when the sync
+    /// fails, whose error is then returned.
+    fn drop_cache(&self, path: &Path) -> io::Result<()>;
     /// Takes an exclusive, process-wide lock on `path` (creating the file);
     /// the lock lasts as long as the returned guard. Fails with
     /// `ErrorKind::WouldBlock` when another holder has it.

@@ -11,9 +11,25 @@
 //! operations 1..N-1, and a sync that returned before an image was taken is in
 //! it (the oracle of the torture tests relies on that).
 //!
-//! Directories themselves are treated as durable once created; what a crash
-//! can lose is file contents that were not synced and directory entries
-//! (creations, renames, removals) that were not synced.
+//! What a crash can lose is file contents that were not synced and directory
+//! entries (creations, renames, removals) that were not synced, including the
+//! entry of a directory created since its parent's last sync: the crash image
+//! then lacks that directory and everything under it. The root and the
+//! directories directly under it stand for mount points and always survive
+//! (a test's `/sim` plays the part of the database's directory, which exists
+//! before any log is opened in it).
+//!
+//! The page cache is modelled as Linux runs it after a failed writeback: a
+//! sync writes only what is dirty, and [`FaultKind::SyncFailCleanCached`]
+//! leaves the unwritten bytes in the cache marked clean, readable but never
+//! written by a later sync, until [`Vfs::drop_cache`] evicts them or a new
+//! write over them dirties them again.
+//!
+//! Read-side operations (reads, directory listings, opens of existing files)
+//! can fail too ([`FaultOp::Read`], [`FaultOp::List`], [`FaultOp::Open`],
+//! [`FaultOp::ReadSide`]); they are counted apart from the mutating
+//! operations, so adding a read to the engine shifts neither the numbering of
+//! mutating operations nor the crash points.
 
 use std::any::Any;
 use std::collections::{HashMap, HashSet};
@@ -26,6 +42,12 @@ use parking_lot::Mutex;
 use super::{Vfs, VfsFile};
 
 /// The state of one file.
+///
+/// `data` is the page cache, `durable` the disk, `pending` the dirty pages.
+/// Normally `data` is `durable` with `pending` laid over it; after a
+/// [`FaultKind::SyncFailCleanCached`] fault `data` also holds bytes that are
+/// in neither (cached, marked clean, never written): reads see them, no sync
+/// writes them and no crash image holds them.
 #[derive(Clone, Debug, Default)]
 pub struct SimFileData {
     /// What reads see now.
@@ -33,8 +55,56 @@ pub struct SimFileData {
     /// What survives a crash for certain (the image as of the last sync).
     /// Shared copy-on-write with the crash images taken since.
     pub durable: Arc<Vec<u8>>,
-    /// Writes since the last sync, in order: a crash may keep any of them.
+    /// Dirty writes since the last sync, in order: a crash may keep any of
+    /// them, and the next successful sync writes all of them.
     pub pending: PendingWrites,
+}
+
+impl SimFileData {
+    /// What the disk holds once the dirty writes reach it: the durable image
+    /// with every pending write laid over it, without the bytes a failed
+    /// writeback left cached and clean.
+    pub fn disk_image(&self) -> Vec<u8> {
+        let mut image = self.durable.to_vec();
+        for (off, bytes) in &self.pending {
+            apply(&mut image, *off, bytes);
+        }
+        image
+    }
+
+    /// A sync that worked: the dirty writes reach the disk. Bytes cached
+    /// clean by an earlier failed sync are not dirty, so they are not
+    /// written.
+    fn write_back(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let pending = std::mem::take(&mut self.pending);
+        let durable = Arc::make_mut(&mut self.durable);
+        for (off, bytes) in &pending {
+            apply(durable, *off, bytes);
+        }
+    }
+
+    /// A sync that failed with `kind`.
+    fn fail_sync(&mut self, kind: FaultKind) -> io::Error {
+        match kind {
+            FaultKind::SyncFailDropped => {
+                // The pages were marked clean without reaching the disk; model
+                // them as evicted too, so no later sync can write them.
+                self.pending.clear();
+                self.data = self.durable.to_vec();
+                err(FaultKind::Eio)
+            }
+            FaultKind::SyncFailCleanCached => {
+                // The pages stay cached and readable but are no longer dirty:
+                // no later sync writes them, and a crash cannot keep them.
+                self.pending.clear();
+                err(FaultKind::Eio)
+            }
+            kind => err(kind),
+        }
+    }
 }
 
 /// Unsynced writes of a file, in order: (offset, bytes).
@@ -53,11 +123,30 @@ fn apply(image: &mut Vec<u8>, offset: u64, bytes: &[u8]) {
 pub enum FaultOp {
     /// File writes.
     Write,
-    /// File syncs and directory syncs.
+    /// File syncs, directory syncs and the sync of [`Vfs::drop_cache`].
     Sync,
     /// Any operation that changes the file system (write, sync, create,
     /// rename, remove, directory sync), counted together.
     Any,
+    /// File reads (`read_at`). Read-side operations are counted apart from
+    /// the mutating ones.
+    Read,
+    /// Directory listings.
+    List,
+    /// Opens of an existing file (`open` that does not create, `open_read`,
+    /// and the open of [`Vfs::drop_cache`]).
+    Open,
+    /// Reads, listings and opens, counted together.
+    ReadSide,
+}
+
+impl FaultOp {
+    fn is_read_side(self) -> bool {
+        matches!(
+            self,
+            FaultOp::Read | FaultOp::List | FaultOp::Open | FaultOp::ReadSide
+        )
+    }
 }
 
 /// What an injected fault does.
@@ -77,6 +166,12 @@ pub enum FaultKind {
     SyncFailDropped,
     /// `fsync` fails and the unsynced writes stay pending.
     SyncFailKept,
+    /// `fsync` fails (`EIO`) the way Linux fails it after a writeback error:
+    /// the dirty pages stay in the page cache marked clean, so reads keep
+    /// seeing the new bytes, but no later sync (through any descriptor)
+    /// writes them and a crash never keeps them. Only a new write over them,
+    /// or dropping the cache ([`Vfs::drop_cache`]), ends the illusion.
+    SyncFailCleanCached,
 }
 
 /// A fault armed on the `at_op`-th matching operation (1-based, counted over
@@ -165,11 +260,19 @@ struct State {
     files: HashMap<PathBuf, Arc<Mutex<SimFileData>>>,
     /// The directory entries a crash keeps: as of each directory's last sync.
     durable_names: HashMap<PathBuf, Arc<Mutex<SimFileData>>>,
+    /// Directories that exist now.
     dirs: HashSet<PathBuf>,
+    /// Directories whose entry in their parent was synced (mount points need
+    /// not be here: they always survive).
+    durable_dirs: HashSet<PathBuf>,
     locks: HashSet<PathBuf>,
     write_ops: u64,
     sync_ops: u64,
     any_ops: u64,
+    read_ops: u64,
+    list_ops: u64,
+    open_ops: u64,
+    read_side_ops: u64,
     faults: Vec<Fault>,
     injected: u64,
     crash_points: Option<CrashPoints>,
@@ -202,6 +305,15 @@ impl SplitMix {
     }
 }
 
+/// Whether `dir` stands for a mount point (the root or a directory directly
+/// under it), which no crash loses.
+fn is_mount(dir: &Path) -> bool {
+    match dir.parent() {
+        None => true,
+        Some(p) => p.as_os_str().is_empty() || p == Path::new("/"),
+    }
+}
+
 fn err(kind: FaultKind) -> io::Error {
     match kind {
         FaultKind::Enospc => io::Error::from_raw_os_error(libc::ENOSPC),
@@ -214,11 +326,12 @@ impl State {
     /// Counts an operation, takes the crash image armed for it, and returns
     /// the fault armed for it, if any.
     fn tick(&mut self, op: FaultOp) -> Option<FaultKind> {
+        debug_assert!(!op.is_read_side());
         self.any_ops += 1;
         match op {
             FaultOp::Write => self.write_ops += 1,
             FaultOp::Sync => self.sync_ops += 1,
-            FaultOp::Any => {}
+            _ => {}
         }
         let (w, s, a) = (self.write_ops, self.sync_ops, self.any_ops);
         if let Some(cp) = &self.crash_points {
@@ -245,20 +358,76 @@ impl State {
         Some(f.kind)
     }
 
+    /// Counts a read-side operation (`Read`, `List` or `Open`) and returns
+    /// the fault armed for it, if any. Takes no crash image: a read changes
+    /// nothing a crash could keep.
+    fn tick_read(&mut self, op: FaultOp) -> Option<FaultKind> {
+        self.read_side_ops += 1;
+        let n = match op {
+            FaultOp::Read => {
+                self.read_ops += 1;
+                self.read_ops
+            }
+            FaultOp::List => {
+                self.list_ops += 1;
+                self.list_ops
+            }
+            FaultOp::Open => {
+                self.open_ops += 1;
+                self.open_ops
+            }
+            _ => unreachable!("not a read-side operation: {op:?}"),
+        };
+        let all = self.read_side_ops;
+        let hit = self.faults.iter().position(|f| {
+            let m = if f.op == op {
+                n
+            } else if f.op == FaultOp::ReadSide {
+                all
+            } else {
+                return false;
+            };
+            m == f.at_op || (f.persistent && m > f.at_op)
+        })?;
+        self.injected += 1;
+        Some(self.faults[hit].kind)
+    }
+
+    /// The directories a power loss now would leave: mount points, and
+    /// every directory whose entry and whose ancestors' entries were synced.
+    fn surviving_dirs(&self) -> HashSet<PathBuf> {
+        self.dirs
+            .iter()
+            .filter(|d| {
+                let mut p = Some(d.as_path());
+                while let Some(dir) = p {
+                    if is_mount(dir) {
+                        return true;
+                    }
+                    if !self.durable_dirs.contains(dir) {
+                        return false;
+                    }
+                    p = dir.parent();
+                }
+                true
+            })
+            .cloned()
+            .collect()
+    }
+
     fn freeze(&self) -> Frozen {
+        let dirs = self.surviving_dirs();
         let mut files: Vec<_> = self
             .durable_names
             .iter()
+            .filter(|(p, _)| p.parent().is_some_and(|d| dirs.contains(d)))
             .map(|(p, f)| {
                 let f = f.lock();
                 (p.clone(), f.durable.clone(), f.pending.clone())
             })
             .collect();
         files.sort_by(|a, b| a.0.cmp(&b.0));
-        Frozen {
-            files,
-            dirs: self.dirs.clone(),
-        }
+        Frozen { files, dirs }
     }
 }
 
@@ -381,6 +550,13 @@ impl SimVfs {
         (s.write_ops, s.sync_ops, s.any_ops)
     }
 
+    /// Read-side operations so far: (reads, listings, opens). They are not in
+    /// [`SimVfs::op_counts`].
+    pub fn read_op_counts(&self) -> (u64, u64, u64) {
+        let s = self.state.lock();
+        (s.read_ops, s.list_ops, s.open_ops)
+    }
+
     /// Takes a crash image before every mutating operation whose number
     /// (counted as [`FaultOp::Any`], 1-based) passes `filter`, with the value
     /// of `tag` at that instant. `tag` is called under the file system's
@@ -422,6 +598,14 @@ impl SimVfs {
         s.files.get(path).map(|f| f.lock().data.clone())
     }
 
+    /// What the disk of a file holds once its dirty writes reach it (the
+    /// view [`Vfs::drop_cache`] leaves): unlike [`SimVfs::contents`], without
+    /// the bytes a failed sync left cached and clean.
+    pub fn disk_contents(&self, path: &Path) -> Option<Vec<u8>> {
+        let s = self.state.lock();
+        s.files.get(path).map(|f| f.lock().disk_image())
+    }
+
     /// Overwrites bytes of a file, synced: for tests that damage a log.
     pub fn poke(&self, path: &Path, offset: u64, bytes: &[u8]) {
         let s = self.state.lock();
@@ -439,6 +623,7 @@ impl SimVfs {
             let mut p = Some(parent);
             while let Some(d) = p {
                 s.dirs.insert(d.to_path_buf());
+                s.durable_dirs.insert(d.to_path_buf());
                 p = d.parent();
             }
         }
@@ -501,6 +686,20 @@ impl SimVfs {
         )
     }
 
+    /// What a reader sees after dropping the cache of every file
+    /// ([`Vfs::drop_cache`]), as a separate file system: every name and
+    /// every dirty write, as in [`SimVfs::process_crash`], but without the
+    /// bytes a failed sync left cached and clean.
+    pub fn disk_view(&self) -> SimVfs {
+        let s = self.state.lock();
+        SimVfs::from_images(
+            s.dirs.clone(),
+            s.files
+                .iter()
+                .map(|(path, f)| (path.clone(), f.lock().disk_image())),
+        )
+    }
+
     /// A file system after a crash: these directories, and these files with
     /// these contents, all synced, with synced directory entries.
     fn from_images(
@@ -508,6 +707,7 @@ impl SimVfs {
         files: impl Iterator<Item = (PathBuf, Vec<u8>)>,
     ) -> SimVfs {
         let mut out = State {
+            durable_dirs: dirs.clone(),
             dirs,
             ..State::default()
         };
@@ -549,7 +749,12 @@ struct SimFile {
 
 impl VfsFile for SimFile {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        let mut s = self.vfs.state.lock();
+        if let Some(kind) = s.tick_read(FaultOp::Read) {
+            return Err(err(kind));
+        }
         let f = self.data.lock();
+        drop(s);
         if offset >= f.data.len() as u64 {
             return Ok(0);
         }
@@ -592,19 +797,10 @@ impl VfsFile for SimFile {
         let mut f = self.data.lock();
         match fault {
             None => {
-                let image = f.data.clone();
-                f.durable = Arc::new(image);
-                f.pending.clear();
+                f.write_back();
                 Ok(())
             }
-            Some(FaultKind::SyncFailDropped) => {
-                // The pages were marked clean without reaching the disk; model
-                // them as evicted too, so no later sync can write them.
-                f.pending.clear();
-                f.data = f.durable.to_vec();
-                Err(err(FaultKind::Eio))
-            }
-            Some(kind) => Err(err(kind)),
+            Some(kind) => Err(f.fail_sync(kind)),
         }
     }
 
@@ -638,8 +834,14 @@ fn not_found(path: &Path) -> io::Error {
 impl Vfs for SimVfs {
     fn open(&self, path: &Path, create: bool) -> io::Result<Box<dyn VfsFile>> {
         let mut s = self.state.lock();
-        let data = match s.files.get(path) {
-            Some(d) => d.clone(),
+        let existing = s.files.get(path).cloned();
+        if existing.is_some() || !create {
+            if let Some(kind) = s.tick_read(FaultOp::Open) {
+                return Err(err(kind));
+            }
+        }
+        let data = match existing {
+            Some(d) => d,
             None if create => {
                 if let Some(kind) = s.tick(FaultOp::Any) {
                     return Err(err(kind));
@@ -662,7 +864,10 @@ impl Vfs for SimVfs {
     }
 
     fn open_read(&self, path: &Path) -> io::Result<Box<dyn VfsFile>> {
-        let s = self.state.lock();
+        let mut s = self.state.lock();
+        if let Some(kind) = s.tick_read(FaultOp::Open) {
+            return Err(err(kind));
+        }
         let data = s.files.get(path).cloned().ok_or_else(|| not_found(path))?;
         Ok(Box::new(SimFile {
             vfs: self.clone(),
@@ -682,7 +887,10 @@ impl Vfs for SimVfs {
     }
 
     fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
-        let s = self.state.lock();
+        let mut s = self.state.lock();
+        if let Some(kind) = s.tick_read(FaultOp::List) {
+            return Err(err(kind));
+        }
         if !s.dirs.contains(path) {
             return Err(not_found(path));
         }
@@ -722,6 +930,9 @@ impl Vfs for SimVfs {
         if let Some(kind) = s.tick(FaultOp::Sync) {
             return Err(err(kind));
         }
+        if !s.dirs.contains(path) {
+            return Err(not_found(path));
+        }
         let st = &mut *s;
         st.durable_names.retain(|p, _| p.parent() != Some(path));
         for (p, d) in st.files.iter() {
@@ -729,7 +940,36 @@ impl Vfs for SimVfs {
                 st.durable_names.insert(p.clone(), d.clone());
             }
         }
+        // Subdirectories created since are durable entries now too.
+        for d in st.dirs.iter() {
+            if d.parent() == Some(path) {
+                st.durable_dirs.insert(d.clone());
+            }
+        }
         Ok(())
+    }
+
+    fn drop_cache(&self, path: &Path) -> io::Result<()> {
+        // As `RealVfs` does it: open, sync, then evict, so that the view
+        // becomes what the disk holds (the durable image and whatever is
+        // still dirty); bytes a failed sync left cached and clean vanish.
+        let mut s = self.state.lock();
+        if let Some(kind) = s.tick_read(FaultOp::Open) {
+            return Err(err(kind));
+        }
+        let data = s.files.get(path).cloned().ok_or_else(|| not_found(path))?;
+        let fault = s.tick(FaultOp::Sync);
+        let mut f = data.lock();
+        let synced = match fault {
+            None => {
+                f.write_back();
+                Ok(())
+            }
+            Some(kind) => Err(f.fail_sync(kind)),
+        };
+        // Evicted whether or not the sync worked, as `posix_fadvise` does.
+        f.data = f.disk_image();
+        synced
     }
 
     fn exists(&self, path: &Path) -> bool {
@@ -801,6 +1041,203 @@ mod tests {
         assert!(f.sync_data().is_ok(), "the fault fires once");
         let after = vfs.crash(CrashMode::KeepAll);
         assert_eq!(after.contents(Path::new("/d/f")).unwrap(), b"");
+    }
+
+    fn fault(op: FaultOp, at_op: u64, kind: FaultKind) -> Fault {
+        Fault {
+            op,
+            at_op,
+            persistent: false,
+            kind,
+        }
+    }
+
+    /// A file `/d/f` whose entry is durable, and the file system.
+    fn one_file() -> (SimVfs, Box<dyn VfsFile>) {
+        let vfs = SimVfs::new();
+        vfs.create_dir_all(Path::new("/d")).unwrap();
+        let f = vfs.open(Path::new("/d/f"), true).unwrap();
+        vfs.sync_dir(Path::new("/d")).unwrap();
+        (vfs, f)
+    }
+
+    #[test]
+    fn a_sync_failed_clean_cached_leaves_bytes_readable_but_never_durable() {
+        let (vfs, f) = one_file();
+        let path = Path::new("/d/f");
+        f.write_all_at(&[b"abcd"], 0).unwrap();
+        f.sync_data().unwrap();
+        vfs.inject(fault(FaultOp::Sync, 3, FaultKind::SyncFailCleanCached));
+        f.write_all_at(&[b"WXYZ"], 4).unwrap();
+        let e = f.sync_data().unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EIO));
+        // Reads, even through a fresh descriptor, see the unwritten bytes.
+        let again = vfs.open_read(path).unwrap();
+        let mut buf = [0u8; 8];
+        assert_eq!(again.read_at(&mut buf, 0).unwrap(), 8);
+        assert_eq!(&buf, b"abcdWXYZ");
+        assert_eq!(vfs.disk_contents(path).unwrap(), b"abcd");
+        // A later sync through a fresh descriptor succeeds and writes nothing.
+        vfs.open(path, false).unwrap().sync_data().unwrap();
+        for mode in [CrashMode::KeepAll, CrashMode::DropAll] {
+            assert_eq!(
+                vfs.crash(mode).contents(path).unwrap(),
+                b"abcd",
+                "{}",
+                mode.name()
+            );
+        }
+        assert_eq!(vfs.contents(path).unwrap(), b"abcdWXYZ");
+        assert_eq!(vfs.process_crash().contents(path).unwrap(), b"abcdWXYZ");
+        assert_eq!(vfs.disk_view().contents(path).unwrap(), b"abcd");
+        // Rewriting part of the range dirties it again: that part, and only
+        // that part, becomes durable.
+        f.write_all_at(&[b"xy"], 5).unwrap();
+        assert_eq!(
+            vfs.crash(CrashMode::DropAll).contents(path).unwrap(),
+            b"abcd"
+        );
+        assert_eq!(
+            vfs.crash(CrashMode::KeepAll).contents(path).unwrap(),
+            b"abcd\0xy"
+        );
+        f.sync_data().unwrap();
+        assert_eq!(
+            vfs.crash(CrashMode::DropAll).contents(path).unwrap(),
+            b"abcd\0xy"
+        );
+        assert_eq!(vfs.contents(path).unwrap(), b"abcdWxyZ");
+    }
+
+    #[test]
+    fn drop_cache_shows_what_the_disk_holds() {
+        let (vfs, f) = one_file();
+        let path = Path::new("/d/f");
+        f.write_all_at(&[b"abcd"], 0).unwrap();
+        f.sync_data().unwrap();
+        vfs.inject(fault(FaultOp::Sync, 3, FaultKind::SyncFailCleanCached));
+        f.write_all_at(&[b"1234"], 4).unwrap();
+        assert!(f.sync_data().is_err());
+        // Dirty again after the failure: this one is on its way to the disk.
+        f.write_all_at(&[b"Q"], 0).unwrap();
+        assert_eq!(vfs.contents(path).unwrap(), b"Qbcd1234");
+        let syncs = vfs.op_counts().1;
+        vfs.drop_cache(path).unwrap();
+        assert_eq!(vfs.op_counts().1, syncs + 1, "drop_cache syncs first");
+        assert_eq!(vfs.contents(path).unwrap(), b"Qbcd");
+        assert_eq!(f.len().unwrap(), 4);
+        assert_eq!(
+            vfs.crash(CrashMode::DropAll).contents(path).unwrap(),
+            b"Qbcd"
+        );
+        assert_eq!(
+            vfs.drop_cache(Path::new("/d/none")).unwrap_err().kind(),
+            io::ErrorKind::NotFound
+        );
+    }
+
+    #[test]
+    fn drop_cache_evicts_even_when_its_sync_fails() {
+        let (vfs, f) = one_file();
+        let path = Path::new("/d/f");
+        f.write_all_at(&[b"abcd"], 0).unwrap();
+        vfs.inject(fault(FaultOp::Sync, 2, FaultKind::SyncFailCleanCached));
+        let e = vfs.drop_cache(path).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EIO));
+        assert_eq!(vfs.contents(path).unwrap(), b"");
+        // With the pending writes kept by the failure, they stay in view.
+        f.write_all_at(&[b"efgh"], 0).unwrap();
+        vfs.inject(fault(FaultOp::Sync, 3, FaultKind::SyncFailKept));
+        assert!(vfs.drop_cache(path).is_err());
+        assert_eq!(vfs.contents(path).unwrap(), b"efgh");
+        assert_eq!(vfs.crash(CrashMode::DropAll).contents(path).unwrap(), b"");
+    }
+
+    #[test]
+    fn a_new_directory_is_lost_until_its_parent_is_synced() {
+        let vfs = SimVfs::new();
+        let (a, b) = (Path::new("/m/a"), Path::new("/m/a/b"));
+        vfs.create_dir_all(b).unwrap();
+        let f = vfs.open(&b.join("f"), true).unwrap();
+        f.write_all_at(&[b"data"], 0).unwrap();
+        f.sync_data().unwrap();
+        vfs.sync_dir(b).unwrap();
+        let lost = vfs.crash(CrashMode::KeepAll);
+        assert!(lost.exists(Path::new("/m")), "mount points always survive");
+        assert!(!lost.exists(a) && !lost.exists(b));
+        assert!(lost.paths().is_empty(), "{:?}", lost.paths());
+        // b's entry is durable, but a's is not: still nothing under /m.
+        vfs.sync_dir(a).unwrap();
+        let lost = vfs.crash(CrashMode::KeepAll);
+        assert!(!lost.exists(b) && lost.paths().is_empty());
+        let points = {
+            vfs.set_crash_points(|_| true, || 0);
+            vfs.sync_dir(Path::new("/m")).unwrap();
+            vfs.take_crash_points()
+        };
+        assert!(!points[0].frozen.image(CrashMode::KeepAll).exists(a));
+        let kept = vfs.crash(CrashMode::DropAll);
+        assert!(kept.exists(b));
+        assert_eq!(kept.contents(&b.join("f")).unwrap(), b"data");
+        // A crash image's directories are durable in turn.
+        let again = kept.crash(CrashMode::DropAll);
+        assert_eq!(again.contents(&b.join("f")).unwrap(), b"data");
+        // A process crash keeps every directory: the kernel has them.
+        let other = SimVfs::new();
+        other.create_dir_all(b).unwrap();
+        other.open(&b.join("g"), true).unwrap();
+        let killed = other.process_crash();
+        assert!(killed.exists(b) && killed.exists(&b.join("g")));
+        assert!(killed.crash(CrashMode::DropAll).exists(&b.join("g")));
+        assert!(!other.crash(CrashMode::KeepAll).exists(a));
+        assert_eq!(
+            other.sync_dir(Path::new("/m/none")).unwrap_err().kind(),
+            io::ErrorKind::NotFound
+        );
+    }
+
+    #[test]
+    fn read_side_faults_are_counted_apart_from_mutating_operations() {
+        let (vfs, f) = one_file();
+        let path = Path::new("/d/f");
+        f.write_all_at(&[b"abcd"], 0).unwrap();
+        let mutating = vfs.op_counts();
+        vfs.set_crash_points(|_| true, || 0);
+        vfs.inject(fault(FaultOp::Read, 2, FaultKind::Eio));
+        vfs.inject(fault(FaultOp::List, 1, FaultKind::Eio));
+        vfs.inject(fault(FaultOp::Open, 2, FaultKind::Enospc));
+        let mut buf = [0u8; 4];
+        assert_eq!(f.read_at(&mut buf, 0).unwrap(), 4);
+        let e = f.read_at(&mut buf, 0).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EIO));
+        assert_eq!(f.read_at(&mut buf, 0).unwrap(), 4, "the fault fires once");
+        assert_eq!(
+            vfs.list_dir(Path::new("/d")).unwrap_err().raw_os_error(),
+            Some(libc::EIO)
+        );
+        assert_eq!(vfs.list_dir(Path::new("/d")).unwrap(), ["f"]);
+        // Creating the file in `one_file` was a mutating operation: this is
+        // open 1.
+        assert!(vfs.open_read(path).is_ok());
+        let e = vfs.open(path, false).err().expect("second open fails");
+        assert_eq!(e.raw_os_error(), Some(libc::ENOSPC));
+        assert!(vfs.open(path, true).is_ok());
+        assert_eq!(vfs.read_op_counts(), (3, 2, 3));
+        assert_eq!(vfs.op_counts(), mutating, "reads are not mutating ops");
+        assert!(vfs.take_crash_points().is_empty(), "reads take no image");
+        assert_eq!(vfs.faults_injected(), 3);
+
+        vfs.clear_faults();
+        vfs.inject(Fault {
+            op: FaultOp::ReadSide,
+            at_op: 10,
+            persistent: true,
+            kind: FaultKind::Eio,
+        });
+        assert!(f.read_at(&mut buf, 0).is_ok(), "read-side op 9");
+        assert!(vfs.list_dir(Path::new("/d")).is_err(), "op 10");
+        assert!(vfs.open_read(path).is_err(), "op 11");
+        assert!(f.read_at(&mut buf, 0).is_err(), "op 12");
     }
 
     #[test]
