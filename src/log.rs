@@ -894,8 +894,7 @@ fn sync_segments(vfs: &dyn Vfs, dir: &Path) -> Result<()> {
         .map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
     for name in names.iter().filter(|n| parse_segment_name(n).is_some()) {
         let path = dir.join(name);
-        vfs.open(&path, false)
-            .and_then(|f| f.sync_data())
+        vfs.drop_cache(&path)
             .map_err(|e| Error::io(format!("syncing {}", path.display()), e))?;
     }
     vfs.sync_dir(dir)

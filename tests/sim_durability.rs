@@ -74,7 +74,7 @@ fn a_commit_under_full_survives_a_power_loss_with_the_new_log_directory() {
 /// tail for the end of the log, or the epochs it writes after it follow a
 /// hole once the power fails.
 #[test]
-#[ignore = "needs open to drop the page cache of the tail before scanning it (Vfs::drop_cache)"]
+
 fn reopen_after_a_failed_fsync_that_left_the_tail_cached_continues_after_the_disk() {
     let vfs = SimVfs::new();
     let db = Path::new("/sim/db");

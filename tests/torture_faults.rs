@@ -388,7 +388,7 @@ fn every_fault_at_every_operation_is_fail_stop_and_recoverable() {
 /// The failed fsync as Linux does it: the tail stays readable in the page
 /// cache although it is not on the disk and no later sync writes it.
 #[test]
-#[ignore = "needs open to drop the page cache of the tail before scanning it (Vfs::drop_cache)"]
+
 fn every_failed_sync_that_leaves_the_data_cached_but_clean_is_recoverable() {
     run_all(
         "clean-cached fsync torture",
