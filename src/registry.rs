@@ -27,10 +27,10 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use crate::config::{Mode, Resolved, SyncPolicy};
+use crate::coordinator::Shared;
 use crate::error::{Error, Result};
 use crate::io::real;
 use crate::io::Vfs;
-use crate::log::Shared;
 use crate::segment::LOCK_FILE;
 
 struct OpenLog {
@@ -287,11 +287,12 @@ pub(crate) fn open(
         o.handles += 1;
         return Ok(o.shared.clone());
     }
+    // The log directory's own entry is made durable whatever the policy:
+    // `flush` and `checkpoint` promise durability under `off` too, and the
+    // directory is created once.
     if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-        if cfg.sync != SyncPolicy::Off {
-            vfs.sync_dir(parent)
-                .map_err(|e| Error::io(format!("syncing directory {}", parent.display()), e))?;
-        }
+        vfs.sync_dir(parent)
+            .map_err(|e| Error::io(format!("syncing directory {}", parent.display()), e))?;
     }
     let lock = take_lock(&*vfs, &dir)?;
     let shared = start(dir, vfs, cfg, lock)?;
