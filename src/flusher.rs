@@ -14,19 +14,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::SyncPolicy;
+use crate::coordinator::Shared;
 use crate::epoch::{header_len, Certificate};
 use crate::io::VfsFile;
 use crate::lane::LaneBuf;
-use crate::log::{SegMeta, Shared, Spare};
-use crate::segment::{new_salt, segment_name, SegmentHeader, DATA_OFFSET, END_MARK_LEN};
+use crate::segment::{DATA_OFFSET, END_MARK_LEN};
+use crate::store::{IoFailure, NewSegment};
 
 /// After this long without a seal, the lane buffers (and the pool of emptied
 /// ones) are released: a burst does not leave its memory resident.
 pub(crate) const IDLE_TRIM_AFTER: Duration = Duration::from_secs(1);
 
 static ZEROS: [u8; END_MARK_LEN] = [0; END_MARK_LEN];
-
-type IoFailure = (String, std::io::Error);
 
 struct ActiveSegment {
     file: Box<dyn VfsFile>,
@@ -455,164 +454,25 @@ impl FlushState {
         // will never be written again, and `flush` and `checkpoint` then need
         // to sync only the active segment.
         self.sync_active(sh)?;
-        let spare = take_spare(sh)?;
-        let id = {
-            let mut cat = sh.catalog.lock();
-            let id = cat.next_id;
-            cat.next_id += 1;
-            id
-        };
-        let path = sh.dir.join(segment_name(id));
-        sh.vfs.rename(&spare.path, &path).map_err(|e| {
-            (
-                format!("renaming {} to {}", spare.path.display(), path.display()),
-                e,
-            )
-        })?;
-        let file = sh
-            .vfs
-            .open(&path, false)
-            .map_err(|e| (format!("opening {}", path.display()), e))?;
-        let salt = new_salt();
-        let header = SegmentHeader {
-            id,
-            salt,
-            first_epoch,
-        }
-        .encode();
-        file.write_all_at(&[&header], 0)
-            .map_err(|e| (format!("writing the header of {}", path.display()), e))?;
-        if sh.cfg.sync != SyncPolicy::Off {
-            // The rename must be durable before anything in the file is
-            // acknowledged.
-            sh.vfs
-                .sync_dir(&sh.dir)
-                .map_err(|e| (format!("syncing directory {}", sh.dir.display()), e))?;
-            // And the header before any frame is written: then a segment
-            // whose frames validate but whose header does not was damaged
-            // after the fact, and recovery fails closed on it instead of
-            // taking it for a segment never activated.
-            file.sync_data()
-                .map_err(|e| (format!("fdatasync of the header of {}", path.display()), e))?;
-        } else {
+        let seg = crate::store::activate(sh, first_epoch)?;
+        if sh.cfg.sync == SyncPolicy::Off {
             self.dir_unsynced = true;
         }
-        sh.catalog.lock().segments.push(SegMeta {
-            first_epoch,
-            path: path.clone(),
-        });
-        if !spare.recycled {
-            sh.counters.segments_created.fetch_add(1, Ordering::Relaxed);
-        }
+        let NewSegment {
+            file,
+            path,
+            id,
+            salt,
+            recycled,
+        } = seg;
         self.active = Some(ActiveSegment {
             file,
             path,
             id,
             salt,
             off: DATA_OFFSET,
-            recycled: spare.recycled,
+            recycled,
         });
         Ok(())
-    }
-}
-
-/// Takes a ready spare, waiting for one being prepared, or makes one.
-fn take_spare(sh: &Shared) -> Result<Spare, IoFailure> {
-    let mut cat = sh.catalog.lock();
-    loop {
-        if let Some(s) = cat.spares.pop_front() {
-            // Wake the preparer to replace it.
-            sh.catalog_cv.notify_all();
-            return Ok(s);
-        }
-        if cat.preparing {
-            sh.catalog_cv.wait(&mut cat);
-            continue;
-        }
-        let n = cat.next_spare;
-        cat.next_spare += 1;
-        drop(cat);
-        let path = create_spare(sh, n, false)?;
-        return Ok(Spare {
-            path,
-            recycled: false,
-        });
-    }
-}
-
-/// Creates `spare-<n>.tmp`, zero-filled to the segment size and synced with
-/// its directory entry, so that later `fdatasync`s of it flush data only.
-fn create_spare(sh: &Shared, n: u64, cancellable: bool) -> Result<PathBuf, IoFailure> {
-    let path = sh.dir.join(format!("spare-{n}.tmp"));
-    let ctx = |what: &str| format!("{what} {}", path.display());
-    let file = sh.vfs.open(&path, true).map_err(|e| (ctx("creating"), e))?;
-    const CHUNK: usize = 1 << 20;
-    let zeros = vec![0u8; CHUNK];
-    let mut off = 0u64;
-    // Under `off` nothing is ever synced, so zero-filling buys nothing (it
-    // exists to keep metadata out of fdatasync) and would double the bytes
-    // written: the segment grows as frames are written instead.
-    let fill_to = if sh.cfg.sync == SyncPolicy::Off {
-        0
-    } else {
-        sh.cfg.segment_bytes
-    };
-    while off < fill_to {
-        if cancellable && sh.closing.load(Ordering::Acquire) {
-            // Left short; the next open deletes it.
-            return Err((
-                ctx("abandoned preallocating"),
-                std::io::Error::other("log is closing"),
-            ));
-        }
-        let len = (sh.cfg.segment_bytes - off).min(CHUNK as u64) as usize;
-        file.write_all_at(&[&zeros[..len]], off)
-            .map_err(|e| (ctx("preallocating"), e))?;
-        off += len as u64;
-        if sh.cfg.sync != SyncPolicy::Off {
-            // Flush as we go: one 64 MiB flush at the end would queue every
-            // commit's fdatasync behind it for the whole transfer (~160 ms
-            // at 400 MB/s); 1 MiB at a time bounds that to a few ms.
-            file.sync_data().map_err(|e| (ctx("syncing"), e))?;
-        }
-    }
-    if sh.cfg.sync != SyncPolicy::Off {
-        file.sync_all().map_err(|e| (ctx("syncing"), e))?;
-        sh.vfs
-            .sync_dir(&sh.dir)
-            .map_err(|e| (format!("syncing directory {}", sh.dir.display()), e))?;
-    }
-    Ok(path)
-}
-
-/// The preallocation thread: keeps one spare ready ahead of the flusher.
-pub(crate) fn prepare_spares(sh: Arc<Shared>) {
-    loop {
-        let n = {
-            let mut cat = sh.catalog.lock();
-            while !cat.stop && !cat.spares.is_empty() {
-                sh.catalog_cv.wait(&mut cat);
-            }
-            if cat.stop {
-                return;
-            }
-            cat.preparing = true;
-            let n = cat.next_spare;
-            cat.next_spare += 1;
-            n
-        };
-        let r = create_spare(&sh, n, true);
-        let mut cat = sh.catalog.lock();
-        cat.preparing = false;
-        sh.catalog_cv.notify_all();
-        match r {
-            Ok(path) => cat.spares.push_back(Spare {
-                path,
-                recycled: false,
-            }),
-            // The flusher will make its own spare when it needs one and meet
-            // the error itself, on the path that reports it.
-            Err(_) => return,
-        }
     }
 }

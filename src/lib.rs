@@ -10,6 +10,7 @@
 //! reasons behind it in `docs/DESIGN.md`. The C ABI lives in [`ffi`].
 
 mod config;
+mod coordinator;
 mod epoch;
 mod error;
 pub mod ffi;
@@ -21,6 +22,7 @@ mod recovery;
 mod registry;
 mod segment;
 mod stats;
+mod store;
 
 pub use config::{
     FallbackReason, Mode, Options, SyncPolicy, MAX_EPOCH_BODY_BYTES, MAX_LANES, MAX_PAGE_BYTES,

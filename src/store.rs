@@ -1,0 +1,412 @@
+//! The segment store: the catalog of segment files, the spares, and every
+//! rule about the order in which segment files are created, named, synced,
+//! recycled and removed. The byte layout of a segment is `segment.rs`; what
+//! goes into one is the flusher's.
+//!
+//! The ordering rules, each written once, here:
+//!
+//! * a spare is zero-filled and synced, with its directory entry, before it
+//!   is used (`create_spare`), so that the `fdatasync` after each epoch
+//!   flushes data, not metadata (under `off`: neither);
+//! * a spare becomes a segment by a rename that is made durable, then a
+//!   header that is written and synced, before the first frame is written
+//!   (`activate`): a segment whose header does not validate but whose
+//!   frames do was damaged after the fact;
+//! * a segment leaves the catalog only after its rename or unlink
+//!   succeeded, and a recycled file becomes a spare only after the directory
+//!   sync (`remove_through`); the caller has made a synced frame carry the
+//!   checkpoint mark first;
+//! * at open, every segment and the directory are synced and the page cache
+//!   of the segments is dropped before the tail is read (`sync_all`).
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use crate::config::{Resolved, SyncPolicy};
+use crate::coordinator::Shared;
+use crate::error::{Error, Result};
+use crate::io::{Vfs, VfsFile};
+use crate::segment::{
+    new_salt, parse_segment_name, parse_spare_name, segment_name, FoundSegment, SegmentHeader,
+};
+
+/// A failed file operation: what was being done, and the OS error.
+pub(crate) type IoFailure = (String, std::io::Error);
+
+/// A segment that holds epochs: its file and first epoch.
+#[derive(Clone, Debug)]
+pub(crate) struct SegMeta {
+    pub first_epoch: u64,
+    pub path: PathBuf,
+}
+
+/// A preallocated (or recycled) file waiting to become a segment.
+#[derive(Debug)]
+pub(crate) struct Spare {
+    pub path: PathBuf,
+    /// Holds stale frames from an earlier life.
+    pub recycled: bool,
+}
+
+/// The segment files of the log.
+pub(crate) struct Catalog {
+    /// Segments holding epochs, ascending; the last is being written.
+    pub segments: Vec<SegMeta>,
+    pub next_id: u64,
+    pub spares: VecDeque<Spare>,
+    pub next_spare: u64,
+    pub preparing: bool,
+    pub stop: bool,
+}
+
+/// Spares kept ready (preallocated or recycled); more recycled files are
+/// deleted.
+pub(crate) const SPARES_KEPT: usize = 2;
+
+/// Syncs every segment file of `dir` and the directory itself, and drops
+/// their cached pages so that the scan that follows reads what the disk
+/// holds: after a failed writeback Linux keeps the pages cached but marks
+/// them clean, so a read through the cache could see data that never
+/// reached the disk, and a later `fsync` would not write it.
+pub(crate) fn sync_all(vfs: &dyn Vfs, dir: &Path) -> Result<()> {
+    let names = vfs
+        .list_dir(dir)
+        .map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
+    for name in names.iter().filter(|n| parse_segment_name(n).is_some()) {
+        let path = dir.join(name);
+        vfs.drop_cache(&path)
+            .map_err(|e| Error::io(format!("syncing {}", path.display()), e))?;
+    }
+    vfs.sync_dir(dir)
+        .map_err(|e| Error::io(format!("syncing directory {}", dir.display()), e))
+}
+
+/// Builds the catalog at open from the segments the tail scan listed:
+/// removes a newest segment left without a header by a crash, keeps up to
+/// [`SPARES_KEPT`] spares of the right size and deletes the others.
+pub(crate) fn open_catalog(
+    vfs: &dyn Vfs,
+    dir: &Path,
+    cfg: &Resolved,
+    found: Vec<FoundSegment>,
+) -> Result<Catalog> {
+    let segments: Vec<SegMeta> = found
+        .iter()
+        .filter_map(|s| {
+            s.header.map(|h| SegMeta {
+                first_epoch: h.first_epoch,
+                path: s.path.clone(),
+            })
+        })
+        .collect();
+    // A segment file newer than every activated one, without a valid header
+    // (the scan has checked that its first frame is not valid either): a
+    // crash hit between the rename that named it and the sync of its
+    // header. It holds no epoch; remove it so it cannot be mistaken later
+    // for a segment damaged after use.
+    let newest = found
+        .iter()
+        .filter(|s| s.header.is_some())
+        .map(|s| s.id)
+        .max()
+        .unwrap_or(0);
+    let mut removed = false;
+    for s in found.iter().filter(|s| s.header.is_none() && s.id > newest) {
+        vfs.remove_file(&s.path)
+            .map_err(|e| Error::io(format!("removing {}", s.path.display()), e))?;
+        removed = true;
+    }
+    if removed {
+        vfs.sync_dir(dir)
+            .map_err(|e| Error::io(format!("syncing directory {}", dir.display()), e))?;
+    }
+    let mut next_id = found.iter().map(|s| s.id).max().unwrap_or(0) + 1;
+    let mut spares = VecDeque::new();
+    let mut next_spare = 0;
+    for name in vfs
+        .list_dir(dir)
+        .map_err(|e| Error::io(format!("listing {}", dir.display()), e))?
+    {
+        if let Some(n) = parse_spare_name(&name) {
+            next_spare = next_spare.max(n + 1);
+            let path = dir.join(&name);
+            let len = vfs
+                .open_read(&path)
+                .and_then(|f| f.len())
+                .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+            if len == cfg.segment_bytes && spares.len() < SPARES_KEPT {
+                spares.push_back(Spare {
+                    path,
+                    recycled: true,
+                });
+            } else {
+                vfs.remove_file(&path)
+                    .map_err(|e| Error::io(format!("deleting {}", path.display()), e))?;
+            }
+        } else if let Some(id) = parse_segment_name(&name) {
+            next_id = next_id.max(id + 1);
+        }
+    }
+    Ok(Catalog {
+        segments,
+        next_id,
+        spares,
+        next_spare,
+        preparing: false,
+        stop: false,
+    })
+}
+
+/// Whether a checkpoint through `through` can remove a segment: whole
+/// segments only, oldest first, never the one being written.
+pub(crate) fn removable(cat: &Catalog, through: u64) -> bool {
+    cat.segments.len() > 1 && cat.segments[1].first_epoch - 1 <= through
+}
+
+/// Removes (recycles up to [`SPARES_KEPT`], deletes the rest) every segment
+/// whose epochs are all at or below `through`, oldest first, so that the log
+/// stays a contiguous run of epochs whatever point a crash hits. A failed
+/// file operation poisons the log.
+pub(crate) fn remove_through(sh: &Shared, through: u64) -> Result<()> {
+    let mut cat = sh.catalog.lock();
+    let mut recycled = Vec::new();
+    let mut failure = None;
+    // Whole segments only, oldest first, never the one being written: the
+    // log stays a contiguous run of epochs whatever point a crash hits.
+    while removable(&cat, through) {
+        let seg = cat.segments[0].clone();
+        let done = if cat.spares.len() + recycled.len() < SPARES_KEPT {
+            let n = cat.next_spare;
+            cat.next_spare += 1;
+            let to = sh.dir.join(format!("spare-{n}.tmp"));
+            sh.vfs
+                .rename(&seg.path, &to)
+                .map(|()| recycled.push(to.clone()))
+                .map_err(|e| {
+                    let what = format!("recycling {} as {}", seg.path.display(), to.display());
+                    (what, e)
+                })
+        } else {
+            sh.vfs
+                .remove_file(&seg.path)
+                .map(|()| {
+                    sh.counters.segments_deleted.fetch_add(1, Ordering::Relaxed);
+                })
+                .map_err(|e| (format!("deleting {}", seg.path.display()), e))
+        };
+        match done {
+            Ok(()) => {
+                cat.segments.remove(0);
+            }
+            Err(f) => {
+                failure = Some(f);
+                break;
+            }
+        }
+    }
+    if failure.is_none() && sh.cfg.sync != SyncPolicy::Off {
+        if let Err(e) = sh.vfs.sync_dir(&sh.dir) {
+            failure = Some((format!("syncing directory {}", sh.dir.display()), e));
+        }
+    }
+    if let Some((what, e)) = failure {
+        drop(cat);
+        let next = sh.state.lock().durable + 1;
+        sh.poison(
+            next,
+            format!("checkpoint through epoch {through}: {what}"),
+            &e,
+        );
+        return Err(Error::io(
+            format!("checkpoint through epoch {through}: {what}"),
+            e,
+        ));
+    }
+    for path in recycled {
+        cat.spares.push_back(Spare {
+            path,
+            recycled: true,
+        });
+        sh.counters
+            .segments_recycled
+            .fetch_add(1, Ordering::Relaxed);
+    }
+    sh.catalog_cv.notify_all();
+    Ok(())
+}
+
+/// A spare made a segment by [`activate`].
+pub(crate) struct NewSegment {
+    pub file: Box<dyn VfsFile>,
+    pub path: PathBuf,
+    pub id: u64,
+    pub salt: u64,
+    /// Holds stale frames from an earlier life.
+    pub recycled: bool,
+}
+
+/// Makes a spare the segment that `first_epoch` starts: renamed to its
+/// segment name, its header written, and both synced (but under `off`)
+/// before it is returned.
+pub(crate) fn activate(
+    sh: &Shared,
+    first_epoch: u64,
+) -> std::result::Result<NewSegment, IoFailure> {
+    let spare = take_spare(sh)?;
+    let id = {
+        let mut cat = sh.catalog.lock();
+        let id = cat.next_id;
+        cat.next_id += 1;
+        id
+    };
+    let path = sh.dir.join(segment_name(id));
+    sh.vfs.rename(&spare.path, &path).map_err(|e| {
+        (
+            format!("renaming {} to {}", spare.path.display(), path.display()),
+            e,
+        )
+    })?;
+    let file = sh
+        .vfs
+        .open(&path, false)
+        .map_err(|e| (format!("opening {}", path.display()), e))?;
+    let salt = new_salt();
+    let header = SegmentHeader {
+        id,
+        salt,
+        first_epoch,
+    }
+    .encode();
+    file.write_all_at(&[&header], 0)
+        .map_err(|e| (format!("writing the header of {}", path.display()), e))?;
+    if sh.cfg.sync != SyncPolicy::Off {
+        // The rename must be durable before anything in the file is
+        // acknowledged.
+        sh.vfs
+            .sync_dir(&sh.dir)
+            .map_err(|e| (format!("syncing directory {}", sh.dir.display()), e))?;
+        // And the header before any frame is written: then a segment
+        // whose frames validate but whose header does not was damaged
+        // after the fact, and recovery fails closed on it instead of
+        // taking it for a segment never activated.
+        file.sync_data()
+            .map_err(|e| (format!("fdatasync of the header of {}", path.display()), e))?;
+    }
+    sh.catalog.lock().segments.push(SegMeta {
+        first_epoch,
+        path: path.clone(),
+    });
+    if !spare.recycled {
+        sh.counters.segments_created.fetch_add(1, Ordering::Relaxed);
+    }
+    Ok(NewSegment {
+        file,
+        path,
+        id,
+        salt,
+        recycled: spare.recycled,
+    })
+}
+
+/// Takes a ready spare, waiting for one being prepared, or makes one.
+fn take_spare(sh: &Shared) -> std::result::Result<Spare, IoFailure> {
+    let mut cat = sh.catalog.lock();
+    loop {
+        if let Some(s) = cat.spares.pop_front() {
+            // Wake the preparer to replace it.
+            sh.catalog_cv.notify_all();
+            return Ok(s);
+        }
+        if cat.preparing {
+            sh.catalog_cv.wait(&mut cat);
+            continue;
+        }
+        let n = cat.next_spare;
+        cat.next_spare += 1;
+        drop(cat);
+        let path = create_spare(sh, n, false)?;
+        return Ok(Spare {
+            path,
+            recycled: false,
+        });
+    }
+}
+
+/// Creates `spare-<n>.tmp`, zero-filled to the segment size and synced with
+/// its directory entry, so that later `fdatasync`s of it flush data only.
+fn create_spare(sh: &Shared, n: u64, cancellable: bool) -> std::result::Result<PathBuf, IoFailure> {
+    let path = sh.dir.join(format!("spare-{n}.tmp"));
+    let ctx = |what: &str| format!("{what} {}", path.display());
+    let file = sh.vfs.open(&path, true).map_err(|e| (ctx("creating"), e))?;
+    const CHUNK: usize = 1 << 20;
+    let zeros = vec![0u8; CHUNK];
+    let mut off = 0u64;
+    // Under `off` nothing is ever synced, so zero-filling buys nothing (it
+    // exists to keep metadata out of fdatasync) and would double the bytes
+    // written: the segment grows as frames are written instead.
+    let fill_to = if sh.cfg.sync == SyncPolicy::Off {
+        0
+    } else {
+        sh.cfg.segment_bytes
+    };
+    while off < fill_to {
+        if cancellable && sh.closing.load(Ordering::Acquire) {
+            // Left short; the next open deletes it.
+            return Err((
+                ctx("abandoned preallocating"),
+                std::io::Error::other("log is closing"),
+            ));
+        }
+        let len = (sh.cfg.segment_bytes - off).min(CHUNK as u64) as usize;
+        file.write_all_at(&[&zeros[..len]], off)
+            .map_err(|e| (ctx("preallocating"), e))?;
+        off += len as u64;
+        if sh.cfg.sync != SyncPolicy::Off {
+            // Flush as we go: one 64 MiB flush at the end would queue every
+            // commit's fdatasync behind it for the whole transfer (~160 ms
+            // at 400 MB/s); 1 MiB at a time bounds that to a few ms.
+            file.sync_data().map_err(|e| (ctx("syncing"), e))?;
+        }
+    }
+    if sh.cfg.sync != SyncPolicy::Off {
+        file.sync_all().map_err(|e| (ctx("syncing"), e))?;
+        sh.vfs
+            .sync_dir(&sh.dir)
+            .map_err(|e| (format!("syncing directory {}", sh.dir.display()), e))?;
+    }
+    Ok(path)
+}
+
+/// The preallocation thread: keeps one spare ready ahead of the flusher.
+pub(crate) fn prepare_spares(sh: Arc<Shared>) {
+    loop {
+        let n = {
+            let mut cat = sh.catalog.lock();
+            while !cat.stop && !cat.spares.is_empty() {
+                sh.catalog_cv.wait(&mut cat);
+            }
+            if cat.stop {
+                return;
+            }
+            cat.preparing = true;
+            let n = cat.next_spare;
+            cat.next_spare += 1;
+            n
+        };
+        let r = create_spare(&sh, n, true);
+        let mut cat = sh.catalog.lock();
+        cat.preparing = false;
+        sh.catalog_cv.notify_all();
+        match r {
+            Ok(path) => cat.spares.push_back(Spare {
+                path,
+                recycled: false,
+            }),
+            // The flusher will make its own spare when it needs one and meet
+            // the error itself, on the path that reports it.
+            Err(_) => return,
+        }
+    }
+}
