@@ -13,9 +13,6 @@ use crate::io::{RealVfs, Vfs};
 use crate::stats::Stats;
 use crate::{log_dir, Txn};
 
-// Recovery takes the lock through here; the registry decides whether it must.
-pub(crate) use crate::registry::lock_for_reading;
-
 /// An open log. `Send + Sync`: share it between writer threads by reference
 /// or in an `Arc`.
 pub struct Log {

@@ -98,7 +98,7 @@ pub fn recover_with_vfs(
     // Hold the log's lock while reading, unless this process has the log
     // open (then its flusher may be appending; what it has not synced reads as
     // a torn tail, which is the truth at this instant).
-    let _guard = crate::log::lock_for_reading(vfs, &dir)?;
+    let _guard = crate::registry::lock_for_reading(vfs, &dir)?;
     scan(vfs, &dir, opts, false, Some(callback), report).map(|_| ())
 }
 
