@@ -71,7 +71,14 @@ impl Drop for Tracked {
 
 /// The guard of a `LOCK` file from [`RealVfs::lock`]: the `flock` lasts
 /// until it is dropped.
-pub(crate) struct LockGuard(#[allow(dead_code)] Tracked);
+pub(crate) struct LockGuard(Tracked);
+
+impl LockGuard {
+    /// The descriptor the lock is held on (to ask which file system it is on).
+    pub(crate) fn raw_fd(&self) -> RawFd {
+        self.0.file().as_raw_fd()
+    }
+}
 
 /// `/dev/null`, opened once before the first fork handler can run: the child
 /// handler `dup`s it over pwal's descriptors, and opening it there could fail.
