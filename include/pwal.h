@@ -34,7 +34,16 @@
  *
  * THREADS
  *   Every call is safe from any thread. The one exception: pwal_close() must
- *   not race with any other call on the same handle.
+ *   not race with any other call on the same handle, and a closed handle
+ *   must not be used again (pwal catches the common double close or use
+ *   after close with PWAL_ERR_CLOSED or PWAL_ERR_INVALID, on a best-effort
+ *   basis only: it is still undefined behaviour).
+ *
+ * FILE SYSTEMS
+ *   Local file systems only: the one-writer-process rule rests on flock(),
+ *   which NFS, SMB/CIFS, AFS, Coda, 9P, NCP and Lustre emulate or keep per
+ *   client. pwal_open and pwal_recover of a log on one of those return
+ *   PWAL_ERR_INVALID naming the file system.
  *
  * FORK
  *   A handle belongs to the process that called pwal_open. In a child of
@@ -128,6 +137,30 @@
  * `pwal_recovery_report`, NUL included; longer text is truncated.
  */
 #define PWAL_TEXT_BYTES 256
+
+/**
+ * The smallest `pwal_options.struct_size` accepted: `sizeof(pwal_options)`
+ * in 0.1.0. Never changes, however many fields later versions append: a
+ * program built against any header of this major version passes at least
+ * this, and a smaller `struct_size` makes `pwal_open` return
+ * `PWAL_ERR_INVALID`.
+ */
+#define PWAL_OPTIONS_MIN_SIZE 48
+
+/**
+ * The smallest `pwal_stats.struct_size` accepted: `sizeof(pwal_stats)` in
+ * 0.1.0. Never changes when fields are appended; a smaller `struct_size`
+ * makes `pwal_get_stats` return `PWAL_ERR_INVALID`.
+ */
+#define PWAL_STATS_MIN_SIZE 1016
+
+/**
+ * The smallest `pwal_recovery_report.struct_size` accepted:
+ * `sizeof(pwal_recovery_report)` in 0.1.0. Never changes when fields are
+ * appended; a smaller `struct_size` makes `pwal_recover` return
+ * `PWAL_ERR_INVALID` (before reading anything).
+ */
+#define PWAL_RECOVERY_REPORT_MIN_SIZE 344
 
 /**
  * The result of every pwal call that can fail. `PWAL_OK` is 0; every other
@@ -638,11 +671,12 @@ extern "C" {
  * unaffected (pwal's descriptors are close-on-exec).
  *
  * Returns `PWAL_OK`; `PWAL_ERR_INVALID` (NULL `path` or `out_log`, empty
- * path, `struct_size` too small, unknown sync or mode, an option or
- * environment variable out of range, options that differ from those of the
- * same log already open in this process); `PWAL_ERR_LOCKED` (another process
- * has the log open, including the parent of a `fork()`ed child);
- * `PWAL_ERR_IO` (the directory or a segment could not be
+ * path, `options->struct_size` below `PWAL_OPTIONS_MIN_SIZE`, unknown sync
+ * or mode, an option or environment variable out of range, options that
+ * differ from those of the same log already open in this process, the log
+ * on a network file system: see FILE SYSTEMS at the top); `PWAL_ERR_LOCKED`
+ * (another process has the log open, including the parent of a `fork()`ed
+ * child); `PWAL_ERR_IO` (the directory or a segment could not be
  * created, opened or read); `PWAL_ERR_CORRUPT` (the existing log is damaged
  * before valid data).
  *
@@ -766,7 +800,7 @@ pwal_status pwal_durable(struct pwal *log, uint64_t *out_epoch, uint64_t *out_co
  * Works on a poisoned log too (see `out->poisoned`).
  *
  * Returns `PWAL_OK`; `PWAL_ERR_INVALID` (NULL `log` or `out`,
- * `out->struct_size` too small); `PWAL_ERR_FORKED` (the handle was inherited across `fork()`: nothing was done).
+ * `out->struct_size` below `PWAL_STATS_MIN_SIZE`); `PWAL_ERR_FORKED` (the handle was inherited across `fork()`: nothing was done).
  *
  * Thread safety: safe from any thread, concurrently with every call on the
  * same handle except `pwal_close`.
@@ -779,14 +813,31 @@ pwal_status pwal_durable(struct pwal *log, uint64_t *out_epoch, uint64_t *out_co
 pwal_status pwal_get_stats(struct pwal *log, struct pwal_stats *out);
 
 /**
- * Closes the handle: waits until everything submitted through it is
- * written (and synced under `PWAL_SYNC_FULL`/`NORMAL`), then frees it. The
- * log itself closes when its last handle in the process is closed. The
- * handle is freed whatever the result, and must not be used again.
+ * Closes the handle and frees it. What else happens depends on whether it
+ * is the log's last handle in this process (one per `pwal_open` that
+ * returned `PWAL_OK`):
  *
- * Returns `PWAL_OK`; `PWAL_ERR_INVALID` (NULL `log`); `PWAL_ERR_IO` or
- * `PWAL_ERR_POISONED` (the final write or sync failed, or had failed
- * before: batches not acknowledged may be lost; reopen runs recovery);
+ * - The last handle closes the log: everything submitted through any
+ *   handle and not yet written is written (and synced under
+ *   `PWAL_SYNC_FULL`/`NORMAL`), the log's threads stop, and its lock is
+ *   released; a failure of that final write or sync, or an earlier one, is
+ *   reported.
+ * - Any other handle only gives up its share of the log: nothing is
+ *   flushed or waited for, no earlier failure is reported, and the result is
+ *   `PWAL_OK`. Batches submitted through it stay in the log like any other
+ *   and are written by the log's flusher or by the last close; to know they
+ *   are durable, `pwal_wait_durable` on their epochs before closing.
+ *
+ * The handle is freed whatever the result, and must not be used again.
+ * pwal catches the common double close and use after close on a
+ * best-effort basis (`PWAL_ERR_CLOSED`, or `PWAL_ERR_INVALID` once the
+ * freed memory was reused); it remains undefined behaviour.
+ *
+ * Returns `PWAL_OK`; `PWAL_ERR_INVALID` (NULL `log`, or not a live handle);
+ * `PWAL_ERR_CLOSED` (the handle was already closed, detected as above);
+ * `PWAL_ERR_IO` or `PWAL_ERR_POISONED` (last handle only: the final write
+ * or sync failed, or one had failed before: batches not acknowledged may be
+ * lost; reopen runs recovery);
  * `PWAL_ERR_FORKED` (the handle was inherited across `fork()`: this
  * process's copy of the handle is freed and nothing else happens: nothing
  * is flushed, no thread is joined, the parent's files are not touched; the
@@ -824,7 +875,9 @@ pwal_status pwal_close(struct pwal *log);
  * `PWAL_RECOVER_DURABLE_PREFIX`; records before the damage were already
  * given to the callback); `PWAL_ERR_IO`; `PWAL_ERR_LOCKED` (another process
  * is writing the log, including the parent of a `fork()`ed child); `PWAL_ERR_INVALID` (NULL or empty `path`, NULL
- * `callback`, unknown `flags` bits, `report->struct_size` too small).
+ * `callback`, unknown `flags` bits, `report->struct_size` below
+ * `PWAL_RECOVERY_REPORT_MIN_SIZE`, the log on a network file system: see
+ * FILE SYSTEMS at the top).
  *
  * Thread safety: safe from any thread; the callback runs on the calling
  * thread. The usual place is before `pwal_open`; while this process has the
