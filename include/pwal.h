@@ -703,7 +703,8 @@ pwal_status pwal_open(const char *path, const struct pwal_options *options, stru
  * `frame_count` 0 or over `PWAL_MAX_TXN_FRAMES`, NULL `frames`, and for a
  * frame: page number 0, NULL `data`, `len` 0 or over `PWAL_MAX_PAGE_BYTES`;
  * nothing is submitted); `PWAL_ERR_POISONED` (an earlier I/O failure);
- * `PWAL_ERR_CLOSED`; `PWAL_ERR_FORKED` (the handle was inherited across `fork()`: nothing was done).
+ * `PWAL_ERR_CLOSED`; `PWAL_ERR_FORKED` (the handle was inherited across
+ * `fork()`: nothing was done).
  *
  * Thread safety: safe from any thread, concurrently with every call on the
  * same handle except `pwal_close`.
@@ -723,10 +724,11 @@ pwal_status pwal_submit(struct pwal *log, const struct pwal_txn *txn, uint64_t *
  * batches of that epoch.
  *
  * Returns `PWAL_OK`; `PWAL_ERR_TIMEOUT` (not durable yet; the batch is not
- * lost and a later wait may succeed); `PWAL_ERR_IO` or `PWAL_ERR_POISONED`
- * (a write or sync failed: the epoch will never be acknowledged by this
- * handle); `PWAL_ERR_INVALID` (NULL `log`, or an epoch never handed out);
- * `PWAL_ERR_CLOSED`; `PWAL_ERR_FORKED` (the handle was inherited across `fork()`: nothing was done).
+ * lost and a later wait may succeed); `PWAL_ERR_IO` or `PWAL_ERR_POISONED` (a
+ * write or sync failed: the epoch will never be acknowledged by this handle);
+ * `PWAL_ERR_INVALID` (NULL `log`, or an epoch never handed out);
+ * `PWAL_ERR_CLOSED`; `PWAL_ERR_FORKED` (the handle was inherited across
+ * `fork()`: nothing was done).
  *
  * Thread safety: safe from any thread, concurrently with every call on the
  * same handle except `pwal_close`.
@@ -761,9 +763,10 @@ pwal_status pwal_commit(struct pwal *log, const struct pwal_txn *txn, uint32_t t
  * covered may be recycled or deleted. Recovery will no longer return those
  * epochs.
  *
- * Returns `PWAL_OK`; `PWAL_ERR_INVALID` (NULL `log`, or `through_epoch`
- * beyond the durable epoch); `PWAL_ERR_IO` (a file could not be recycled or
- * deleted); `PWAL_ERR_POISONED`; `PWAL_ERR_CLOSED`; `PWAL_ERR_FORKED` (the handle was inherited across `fork()`: nothing was done).
+ * Returns `PWAL_OK`; `PWAL_ERR_INVALID` (NULL `log`, or `through_epoch` beyond
+ * the durable epoch); `PWAL_ERR_IO` (a file could not be recycled or deleted);
+ * `PWAL_ERR_POISONED`; `PWAL_ERR_CLOSED`; `PWAL_ERR_FORKED` (the handle was
+ * inherited across `fork()`: nothing was done).
  *
  * Thread safety: safe from any thread, concurrently with every call on the
  * same handle except `pwal_close`.
@@ -782,7 +785,8 @@ pwal_status pwal_checkpoint(struct pwal *log, uint64_t through_epoch);
  * (0 when none is). Either pointer may be NULL if not wanted. Cheaper than
  * `pwal_get_stats`.
  *
- * Returns `PWAL_OK`; `PWAL_ERR_INVALID` (NULL `log`); `PWAL_ERR_FORKED` (the handle was inherited across `fork()`: nothing was done).
+ * Returns `PWAL_OK`; `PWAL_ERR_INVALID` (NULL `log`); `PWAL_ERR_FORKED` (the
+ * handle was inherited across `fork()`: nothing was done).
  *
  * Thread safety: safe from any thread, concurrently with every call on the
  * same handle except `pwal_close`.
@@ -800,7 +804,8 @@ pwal_status pwal_durable(struct pwal *log, uint64_t *out_epoch, uint64_t *out_co
  * Works on a poisoned log too (see `out->poisoned`).
  *
  * Returns `PWAL_OK`; `PWAL_ERR_INVALID` (NULL `log` or `out`,
- * `out->struct_size` below `PWAL_STATS_MIN_SIZE`); `PWAL_ERR_FORKED` (the handle was inherited across `fork()`: nothing was done).
+ * `out->struct_size` below `PWAL_STATS_MIN_SIZE`); `PWAL_ERR_FORKED` (the
+ * handle was inherited across `fork()`: nothing was done).
  *
  * Thread safety: safe from any thread, concurrently with every call on the
  * same handle except `pwal_close`.
@@ -872,12 +877,12 @@ pwal_status pwal_close(struct pwal *log);
  *
  * Returns `PWAL_OK`; `PWAL_ERR_ABORTED` (the callback returned non-zero);
  * `PWAL_ERR_CORRUPT` (damage before valid later data, and no
- * `PWAL_RECOVER_DURABLE_PREFIX`; records before the damage were already
- * given to the callback); `PWAL_ERR_IO`; `PWAL_ERR_LOCKED` (another process
- * is writing the log, including the parent of a `fork()`ed child); `PWAL_ERR_INVALID` (NULL or empty `path`, NULL
- * `callback`, unknown `flags` bits, `report->struct_size` below
- * `PWAL_RECOVERY_REPORT_MIN_SIZE`, the log on a network file system: see
- * FILE SYSTEMS at the top).
+ * `PWAL_RECOVER_DURABLE_PREFIX`; records before the damage were already given
+ * to the callback); `PWAL_ERR_IO`; `PWAL_ERR_LOCKED` (another process is
+ * writing the log, including the parent of a `fork()`ed child);
+ * `PWAL_ERR_INVALID` (NULL or empty `path`, NULL `callback`, unknown `flags`
+ * bits, `report->struct_size` below `PWAL_RECOVERY_REPORT_MIN_SIZE`, the log
+ * on a network file system: see FILE SYSTEMS at the top).
  *
  * Thread safety: safe from any thread; the callback runs on the calling
  * thread. The usual place is before `pwal_open`; while this process has the

@@ -331,3 +331,58 @@ fn fork_then_exec_works_untouched() {
     assert_eq!(close(log), pwal_status::PWAL_OK, "{}", last_error());
     assert_log_holds(&db, &[1, 2, 3, 4, 5, 6]);
 }
+
+#[test]
+fn the_rust_api_refuses_an_inherited_log_too() {
+    let _s = serial();
+    let db = scratch("rust");
+    let o = pwal::Options {
+        use_env: false,
+        segment_bytes: 1 << 20,
+        ..pwal::Options::default()
+    };
+    let log = pwal::Log::open(&db, &o).unwrap();
+    let data = page(1);
+    let frames = [pwal::Frame {
+        page_number: 1,
+        db_size_if_commit: 1,
+        data: &data,
+    }];
+    let txn = pwal::Txn {
+        txn_id: 1,
+        commit_seq: 1,
+        txn_epoch: 0,
+        frames: &frames,
+    };
+    log.commit(&txn, None).unwrap();
+    let code = fork_and_wait(|| {
+        if !matches!(log.check_not_forked(), Err(pwal::Error::Forked(_))) {
+            return 1;
+        }
+        if !matches!(log.submit(&txn), Err(pwal::Error::Forked(_))) {
+            return 2;
+        }
+        // Log is not Clone: close a bitwise copy, as the child owns one.
+        // SAFETY: the parent's `log` is never used in this child again.
+        let copy = unsafe { std::ptr::read(&log) };
+        match copy.close() {
+            Err(pwal::Error::Forked(m)) if m.contains("fork") => 0,
+            _ => 3,
+        }
+    });
+    assert_eq!(code, 0, "1: check, 2: submit, 3: close");
+    let data2 = page(2);
+    let frames2 = [pwal::Frame {
+        data: &data2,
+        ..frames[0]
+    }];
+    let txn2 = pwal::Txn {
+        txn_id: 2,
+        commit_seq: 2,
+        txn_epoch: 0,
+        frames: &frames2,
+    };
+    log.commit(&txn2, None).unwrap();
+    log.close().unwrap();
+    assert_log_holds(&db, &[1, 2]);
+}

@@ -248,7 +248,8 @@ pub unsafe extern "C" fn pwal_open(
 /// `frame_count` 0 or over `PWAL_MAX_TXN_FRAMES`, NULL `frames`, and for a
 /// frame: page number 0, NULL `data`, `len` 0 or over `PWAL_MAX_PAGE_BYTES`;
 /// nothing is submitted); `PWAL_ERR_POISONED` (an earlier I/O failure);
-/// `PWAL_ERR_CLOSED`; `PWAL_ERR_FORKED` (the handle was inherited across `fork()`: nothing was done).
+/// `PWAL_ERR_CLOSED`; `PWAL_ERR_FORKED` (the handle was inherited across
+/// `fork()`: nothing was done).
 ///
 /// Thread safety: safe from any thread, concurrently with every call on the
 /// same handle except `pwal_close`.
@@ -280,10 +281,11 @@ pub unsafe extern "C" fn pwal_submit(
 /// batches of that epoch.
 ///
 /// Returns `PWAL_OK`; `PWAL_ERR_TIMEOUT` (not durable yet; the batch is not
-/// lost and a later wait may succeed); `PWAL_ERR_IO` or `PWAL_ERR_POISONED`
-/// (a write or sync failed: the epoch will never be acknowledged by this
-/// handle); `PWAL_ERR_INVALID` (NULL `log`, or an epoch never handed out);
-/// `PWAL_ERR_CLOSED`; `PWAL_ERR_FORKED` (the handle was inherited across `fork()`: nothing was done).
+/// lost and a later wait may succeed); `PWAL_ERR_IO` or `PWAL_ERR_POISONED` (a
+/// write or sync failed: the epoch will never be acknowledged by this handle);
+/// `PWAL_ERR_INVALID` (NULL `log`, or an epoch never handed out);
+/// `PWAL_ERR_CLOSED`; `PWAL_ERR_FORKED` (the handle was inherited across
+/// `fork()`: nothing was done).
 ///
 /// Thread safety: safe from any thread, concurrently with every call on the
 /// same handle except `pwal_close`.
@@ -347,9 +349,10 @@ pub unsafe extern "C" fn pwal_commit(
 /// covered may be recycled or deleted. Recovery will no longer return those
 /// epochs.
 ///
-/// Returns `PWAL_OK`; `PWAL_ERR_INVALID` (NULL `log`, or `through_epoch`
-/// beyond the durable epoch); `PWAL_ERR_IO` (a file could not be recycled or
-/// deleted); `PWAL_ERR_POISONED`; `PWAL_ERR_CLOSED`; `PWAL_ERR_FORKED` (the handle was inherited across `fork()`: nothing was done).
+/// Returns `PWAL_OK`; `PWAL_ERR_INVALID` (NULL `log`, or `through_epoch` beyond
+/// the durable epoch); `PWAL_ERR_IO` (a file could not be recycled or deleted);
+/// `PWAL_ERR_POISONED`; `PWAL_ERR_CLOSED`; `PWAL_ERR_FORKED` (the handle was
+/// inherited across `fork()`: nothing was done).
 ///
 /// Thread safety: safe from any thread, concurrently with every call on the
 /// same handle except `pwal_close`.
@@ -373,7 +376,8 @@ pub unsafe extern "C" fn pwal_checkpoint(log: *mut pwal, through_epoch: u64) -> 
 /// (0 when none is). Either pointer may be NULL if not wanted. Cheaper than
 /// `pwal_get_stats`.
 ///
-/// Returns `PWAL_OK`; `PWAL_ERR_INVALID` (NULL `log`); `PWAL_ERR_FORKED` (the handle was inherited across `fork()`: nothing was done).
+/// Returns `PWAL_OK`; `PWAL_ERR_INVALID` (NULL `log`); `PWAL_ERR_FORKED` (the
+/// handle was inherited across `fork()`: nothing was done).
 ///
 /// Thread safety: safe from any thread, concurrently with every call on the
 /// same handle except `pwal_close`.
@@ -409,7 +413,8 @@ pub unsafe extern "C" fn pwal_durable(
 /// Works on a poisoned log too (see `out->poisoned`).
 ///
 /// Returns `PWAL_OK`; `PWAL_ERR_INVALID` (NULL `log` or `out`,
-/// `out->struct_size` below `PWAL_STATS_MIN_SIZE`); `PWAL_ERR_FORKED` (the handle was inherited across `fork()`: nothing was done).
+/// `out->struct_size` below `PWAL_STATS_MIN_SIZE`); `PWAL_ERR_FORKED` (the
+/// handle was inherited across `fork()`: nothing was done).
 ///
 /// Thread safety: safe from any thread, concurrently with every call on the
 /// same handle except `pwal_close`.

@@ -30,12 +30,12 @@ const KNOWN_FLAGS: u32 = PWAL_RECOVER_DURABLE_PREFIX;
 ///
 /// Returns `PWAL_OK`; `PWAL_ERR_ABORTED` (the callback returned non-zero);
 /// `PWAL_ERR_CORRUPT` (damage before valid later data, and no
-/// `PWAL_RECOVER_DURABLE_PREFIX`; records before the damage were already
-/// given to the callback); `PWAL_ERR_IO`; `PWAL_ERR_LOCKED` (another process
-/// is writing the log, including the parent of a `fork()`ed child); `PWAL_ERR_INVALID` (NULL or empty `path`, NULL
-/// `callback`, unknown `flags` bits, `report->struct_size` below
-/// `PWAL_RECOVERY_REPORT_MIN_SIZE`, the log on a network file system: see
-/// FILE SYSTEMS at the top).
+/// `PWAL_RECOVER_DURABLE_PREFIX`; records before the damage were already given
+/// to the callback); `PWAL_ERR_IO`; `PWAL_ERR_LOCKED` (another process is
+/// writing the log, including the parent of a `fork()`ed child);
+/// `PWAL_ERR_INVALID` (NULL or empty `path`, NULL `callback`, unknown `flags`
+/// bits, `report->struct_size` below `PWAL_RECOVERY_REPORT_MIN_SIZE`, the log
+/// on a network file system: see FILE SYSTEMS at the top).
 ///
 /// Thread safety: safe from any thread; the callback runs on the calling
 /// thread. The usual place is before `pwal_open`; while this process has the
