@@ -332,7 +332,9 @@ typedef uint32_t pwal_fallback_reason;
 
 /**
  * An open log: opaque. Created by `pwal_open`, destroyed by `pwal_close`.
- * One handle may be used from any number of threads at once.
+ * One handle may be used from any number of threads at once, in the process
+ * that opened it only: in a child of `fork()` every call on it returns
+ * `PWAL_ERR_FORKED` (see FORK at the top).
  */
 typedef struct pwal pwal;
 

@@ -16,7 +16,9 @@ use super::types::{
 use crate::{Error, Frame, Log, Txn};
 
 /// An open log: opaque. Created by `pwal_open`, destroyed by `pwal_close`.
-/// One handle may be used from any number of threads at once.
+/// One handle may be used from any number of threads at once, in the process
+/// that opened it only: in a child of `fork()` every call on it returns
+/// `PWAL_ERR_FORKED` (see FORK at the top).
 pub struct pwal {
     /// [`LIVE`] from `pwal_open` until `pwal_close` overwrites it with
     /// [`CLOSED`] just before freeing the handle: catches the common double
