@@ -52,7 +52,8 @@
  *   copy only (the inherited log state is leaked in the child); pwal_open
  *   and pwal_recover of a log the parent has open return PWAL_ERR_LOCKED.
  *   The child never keeps the parent's lock or files alive, so the parent
- *   may close and reopen its log while children live. fork() followed by
+ *   may close and reopen its log while children live (fork() returns in the
+ *   parent once the child has let go of them). fork() followed by
  *   exec is unaffected.
  *
  * MEMORY
@@ -669,7 +670,9 @@ extern "C" {
  * parent's lock or files alive: pwal points its copies of them at
  * `/dev/null` in a `pthread_atfork` handler, so the parent may close and
  * reopen the log while the child lives. A `fork()` in another thread waits
- * for a `pwal_open` or `pwal_close` in progress. Exec after fork is
+ * for a `pwal_open` or `pwal_close` in progress, and while pwal has files
+ * open, `fork()` returns in the parent only once the child has let go of
+ * them (one pipe round trip). Exec after fork is
  * unaffected (pwal's descriptors are close-on-exec).
  *
  * Returns `PWAL_OK`; `PWAL_ERR_INVALID` (NULL `path` or `out_log`, empty

@@ -13,7 +13,8 @@
 //! coordinator records the generation it was opened in, and a handle whose
 //! coordinator is of an older generation refuses every call), and points
 //! pwal's descriptors at `/dev/null` (so an idle child does not keep the
-//! parent's `flock` alive). Registry entries of an older generation are
+//! parent's `flock` alive; the parent handler waits for the child to have
+//! done so, see `io::real::fork_prepare`). Registry entries of an older generation are
 //! never shared or trusted: an open in the child takes the file lock like any
 //! other process, and gets `Locked` while the parent holds the log.
 //! Inherited coordinators are never dropped in the child (their threads, and

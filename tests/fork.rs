@@ -24,7 +24,33 @@ type Handle = pwal::ffi::pwal;
 static SERIAL: Mutex<()> = Mutex::new(());
 
 fn serial() -> std::sync::MutexGuard<'static, ()> {
+    // Before any test opens a log, so that this child handler is registered
+    // ahead of pwal's, and runs first in the child.
+    static SLOW: std::sync::Once = std::sync::Once::new();
+    SLOW.call_once(|| {
+        // SAFETY: registers a handler that only calls nanosleep
+        // (async-signal-safe) and never unwinds.
+        let r = unsafe { libc::pthread_atfork(None, None, Some(slow_child)) };
+        assert_eq!(r, 0);
+    });
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Set while a test wants its children slow to reach pwal's fork handler.
+static SLOW_CHILD: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Child handler that delays pwal's (registered after it, so run after it):
+/// the child of `fork()` runs its handlers concurrently with the parent, and
+/// on a busy machine it may be scheduled late. This makes "late" certain.
+extern "C" fn slow_child() {
+    if SLOW_CHILD.load(std::sync::atomic::Ordering::Relaxed) {
+        let t = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 300_000_000,
+        };
+        // SAFETY: `t` is a valid timespec; the remainder is not wanted.
+        unsafe { libc::nanosleep(&t, std::ptr::null_mut()) };
+    }
 }
 
 fn scratch(name: &str) -> PathBuf {
@@ -289,10 +315,14 @@ fn an_idle_child_does_not_block_the_parents_close_and_reopen() {
     let db = scratch("idle");
     let log = open(&db);
     commit_ok(log, 1..=3);
+    // The child is slow to run pwal's fork handler; the parent closes and
+    // reopens at once after fork() returns.
+    SLOW_CHILD.store(true, std::sync::atomic::Ordering::Relaxed);
     let child = start_child(|| {
         std::thread::sleep(Duration::from_secs(5));
         0
     });
+    SLOW_CHILD.store(false, std::sync::atomic::Ordering::Relaxed);
     assert_eq!(close(log), pwal_status::PWAL_OK, "{}", last_error());
     let path = c_path(&db);
     let o = options();

@@ -187,7 +187,9 @@ fn with_txn<R>(
 /// parent's lock or files alive: pwal points its copies of them at
 /// `/dev/null` in a `pthread_atfork` handler, so the parent may close and
 /// reopen the log while the child lives. A `fork()` in another thread waits
-/// for a `pwal_open` or `pwal_close` in progress. Exec after fork is
+/// for a `pwal_open` or `pwal_close` in progress, and while pwal has files
+/// open, `fork()` returns in the parent only once the child has let go of
+/// them (one pipe round trip). Exec after fork is
 /// unaffected (pwal's descriptors are close-on-exec).
 ///
 /// Returns `PWAL_OK`; `PWAL_ERR_INVALID` (NULL `path` or `out_log`, empty
