@@ -34,7 +34,16 @@
  *
  * THREADS
  *   Every call is safe from any thread. The one exception: pwal_close() must
- *   not race with any other call on the same handle.
+ *   not race with any other call on the same handle, and a closed handle
+ *   must not be used again (pwal catches the common double close or use
+ *   after close with PWAL_ERR_CLOSED or PWAL_ERR_INVALID, on a best-effort
+ *   basis only: it is still undefined behaviour).
+ *
+ * FILE SYSTEMS
+ *   Local file systems only: the one-writer-process rule rests on flock(),
+ *   which NFS, SMB/CIFS, AFS, Coda, 9P, NCP and Lustre emulate or keep per
+ *   client. pwal_open and pwal_recover of a log on one of those return
+ *   PWAL_ERR_INVALID naming the file system.
  *
  * FORK
  *   A handle belongs to the process that called pwal_open. In a child of
@@ -43,7 +52,8 @@
  *   copy only (the inherited log state is leaked in the child); pwal_open
  *   and pwal_recover of a log the parent has open return PWAL_ERR_LOCKED.
  *   The child never keeps the parent's lock or files alive, so the parent
- *   may close and reopen its log while children live. fork() followed by
+ *   may close and reopen its log while children live (fork() returns in the
+ *   parent once the child has let go of them). fork() followed by
  *   exec is unaffected.
  *
  * MEMORY
@@ -128,6 +138,30 @@
  * `pwal_recovery_report`, NUL included; longer text is truncated.
  */
 #define PWAL_TEXT_BYTES 256
+
+/**
+ * The smallest `pwal_options.struct_size` accepted: `sizeof(pwal_options)`
+ * in 0.1.0. Never changes, however many fields later versions append: a
+ * program built against any header of this major version passes at least
+ * this, and a smaller `struct_size` makes `pwal_open` return
+ * `PWAL_ERR_INVALID`.
+ */
+#define PWAL_OPTIONS_MIN_SIZE 48
+
+/**
+ * The smallest `pwal_stats.struct_size` accepted: `sizeof(pwal_stats)` in
+ * 0.1.0. Never changes when fields are appended; a smaller `struct_size`
+ * makes `pwal_get_stats` return `PWAL_ERR_INVALID`.
+ */
+#define PWAL_STATS_MIN_SIZE 1016
+
+/**
+ * The smallest `pwal_recovery_report.struct_size` accepted:
+ * `sizeof(pwal_recovery_report)` in 0.1.0. Never changes when fields are
+ * appended; a smaller `struct_size` makes `pwal_recover` return
+ * `PWAL_ERR_INVALID` (before reading anything).
+ */
+#define PWAL_RECOVERY_REPORT_MIN_SIZE 344
 
 /**
  * The result of every pwal call that can fail. `PWAL_OK` is 0; every other
@@ -299,7 +333,9 @@ typedef uint32_t pwal_fallback_reason;
 
 /**
  * An open log: opaque. Created by `pwal_open`, destroyed by `pwal_close`.
- * One handle may be used from any number of threads at once.
+ * One handle may be used from any number of threads at once, in the process
+ * that opened it only: in a child of `fork()` every call on it returns
+ * `PWAL_ERR_FORKED` (see FORK at the top).
  */
 typedef struct pwal pwal;
 
@@ -634,15 +670,18 @@ extern "C" {
  * parent's lock or files alive: pwal points its copies of them at
  * `/dev/null` in a `pthread_atfork` handler, so the parent may close and
  * reopen the log while the child lives. A `fork()` in another thread waits
- * for a `pwal_open` or `pwal_close` in progress. Exec after fork is
+ * for a `pwal_open` or `pwal_close` in progress, and while pwal has files
+ * open, `fork()` returns in the parent only once the child has let go of
+ * them (one pipe round trip). Exec after fork is
  * unaffected (pwal's descriptors are close-on-exec).
  *
  * Returns `PWAL_OK`; `PWAL_ERR_INVALID` (NULL `path` or `out_log`, empty
- * path, `struct_size` too small, unknown sync or mode, an option or
- * environment variable out of range, options that differ from those of the
- * same log already open in this process); `PWAL_ERR_LOCKED` (another process
- * has the log open, including the parent of a `fork()`ed child);
- * `PWAL_ERR_IO` (the directory or a segment could not be
+ * path, `options->struct_size` below `PWAL_OPTIONS_MIN_SIZE`, unknown sync
+ * or mode, an option or environment variable out of range, options that
+ * differ from those of the same log already open in this process, the log
+ * on a network file system: see FILE SYSTEMS at the top); `PWAL_ERR_LOCKED`
+ * (another process has the log open, including the parent of a `fork()`ed
+ * child); `PWAL_ERR_IO` (the directory or a segment could not be
  * created, opened or read); `PWAL_ERR_CORRUPT` (the existing log is damaged
  * before valid data).
  *
@@ -669,7 +708,8 @@ pwal_status pwal_open(const char *path, const struct pwal_options *options, stru
  * `frame_count` 0 or over `PWAL_MAX_TXN_FRAMES`, NULL `frames`, and for a
  * frame: page number 0, NULL `data`, `len` 0 or over `PWAL_MAX_PAGE_BYTES`;
  * nothing is submitted); `PWAL_ERR_POISONED` (an earlier I/O failure);
- * `PWAL_ERR_CLOSED`; `PWAL_ERR_FORKED` (the handle was inherited across `fork()`: nothing was done).
+ * `PWAL_ERR_CLOSED`; `PWAL_ERR_FORKED` (the handle was inherited across
+ * `fork()`: nothing was done).
  *
  * Thread safety: safe from any thread, concurrently with every call on the
  * same handle except `pwal_close`.
@@ -689,10 +729,11 @@ pwal_status pwal_submit(struct pwal *log, const struct pwal_txn *txn, uint64_t *
  * batches of that epoch.
  *
  * Returns `PWAL_OK`; `PWAL_ERR_TIMEOUT` (not durable yet; the batch is not
- * lost and a later wait may succeed); `PWAL_ERR_IO` or `PWAL_ERR_POISONED`
- * (a write or sync failed: the epoch will never be acknowledged by this
- * handle); `PWAL_ERR_INVALID` (NULL `log`, or an epoch never handed out);
- * `PWAL_ERR_CLOSED`; `PWAL_ERR_FORKED` (the handle was inherited across `fork()`: nothing was done).
+ * lost and a later wait may succeed); `PWAL_ERR_IO` or `PWAL_ERR_POISONED` (a
+ * write or sync failed: the epoch will never be acknowledged by this handle);
+ * `PWAL_ERR_INVALID` (NULL `log`, or an epoch never handed out);
+ * `PWAL_ERR_CLOSED`; `PWAL_ERR_FORKED` (the handle was inherited across
+ * `fork()`: nothing was done).
  *
  * Thread safety: safe from any thread, concurrently with every call on the
  * same handle except `pwal_close`.
@@ -727,9 +768,10 @@ pwal_status pwal_commit(struct pwal *log, const struct pwal_txn *txn, uint32_t t
  * covered may be recycled or deleted. Recovery will no longer return those
  * epochs.
  *
- * Returns `PWAL_OK`; `PWAL_ERR_INVALID` (NULL `log`, or `through_epoch`
- * beyond the durable epoch); `PWAL_ERR_IO` (a file could not be recycled or
- * deleted); `PWAL_ERR_POISONED`; `PWAL_ERR_CLOSED`; `PWAL_ERR_FORKED` (the handle was inherited across `fork()`: nothing was done).
+ * Returns `PWAL_OK`; `PWAL_ERR_INVALID` (NULL `log`, or `through_epoch` beyond
+ * the durable epoch); `PWAL_ERR_IO` (a file could not be recycled or deleted);
+ * `PWAL_ERR_POISONED`; `PWAL_ERR_CLOSED`; `PWAL_ERR_FORKED` (the handle was
+ * inherited across `fork()`: nothing was done).
  *
  * Thread safety: safe from any thread, concurrently with every call on the
  * same handle except `pwal_close`.
@@ -748,7 +790,8 @@ pwal_status pwal_checkpoint(struct pwal *log, uint64_t through_epoch);
  * (0 when none is). Either pointer may be NULL if not wanted. Cheaper than
  * `pwal_get_stats`.
  *
- * Returns `PWAL_OK`; `PWAL_ERR_INVALID` (NULL `log`); `PWAL_ERR_FORKED` (the handle was inherited across `fork()`: nothing was done).
+ * Returns `PWAL_OK`; `PWAL_ERR_INVALID` (NULL `log`); `PWAL_ERR_FORKED` (the
+ * handle was inherited across `fork()`: nothing was done).
  *
  * Thread safety: safe from any thread, concurrently with every call on the
  * same handle except `pwal_close`.
@@ -766,7 +809,8 @@ pwal_status pwal_durable(struct pwal *log, uint64_t *out_epoch, uint64_t *out_co
  * Works on a poisoned log too (see `out->poisoned`).
  *
  * Returns `PWAL_OK`; `PWAL_ERR_INVALID` (NULL `log` or `out`,
- * `out->struct_size` too small); `PWAL_ERR_FORKED` (the handle was inherited across `fork()`: nothing was done).
+ * `out->struct_size` below `PWAL_STATS_MIN_SIZE`); `PWAL_ERR_FORKED` (the
+ * handle was inherited across `fork()`: nothing was done).
  *
  * Thread safety: safe from any thread, concurrently with every call on the
  * same handle except `pwal_close`.
@@ -779,14 +823,31 @@ pwal_status pwal_durable(struct pwal *log, uint64_t *out_epoch, uint64_t *out_co
 pwal_status pwal_get_stats(struct pwal *log, struct pwal_stats *out);
 
 /**
- * Closes the handle: waits until everything submitted through it is
- * written (and synced under `PWAL_SYNC_FULL`/`NORMAL`), then frees it. The
- * log itself closes when its last handle in the process is closed. The
- * handle is freed whatever the result, and must not be used again.
+ * Closes the handle and frees it. What else happens depends on whether it
+ * is the log's last handle in this process (one per `pwal_open` that
+ * returned `PWAL_OK`):
  *
- * Returns `PWAL_OK`; `PWAL_ERR_INVALID` (NULL `log`); `PWAL_ERR_IO` or
- * `PWAL_ERR_POISONED` (the final write or sync failed, or had failed
- * before: batches not acknowledged may be lost; reopen runs recovery);
+ * - The last handle closes the log: everything submitted through any
+ *   handle and not yet written is written (and synced under
+ *   `PWAL_SYNC_FULL`/`NORMAL`), the log's threads stop, and its lock is
+ *   released; a failure of that final write or sync, or an earlier one, is
+ *   reported.
+ * - Any other handle only gives up its share of the log: nothing is
+ *   flushed or waited for, no earlier failure is reported, and the result is
+ *   `PWAL_OK`. Batches submitted through it stay in the log like any other
+ *   and are written by the log's flusher or by the last close; to know they
+ *   are durable, `pwal_wait_durable` on their epochs before closing.
+ *
+ * The handle is freed whatever the result, and must not be used again.
+ * pwal catches the common double close and use after close on a
+ * best-effort basis (`PWAL_ERR_CLOSED`, or `PWAL_ERR_INVALID` once the
+ * freed memory was reused); it remains undefined behaviour.
+ *
+ * Returns `PWAL_OK`; `PWAL_ERR_INVALID` (NULL `log`, or not a live handle);
+ * `PWAL_ERR_CLOSED` (the handle was already closed, detected as above);
+ * `PWAL_ERR_IO` or `PWAL_ERR_POISONED` (last handle only: the final write
+ * or sync failed, or one had failed before: batches not acknowledged may be
+ * lost; reopen runs recovery);
  * `PWAL_ERR_FORKED` (the handle was inherited across `fork()`: this
  * process's copy of the handle is freed and nothing else happens: nothing
  * is flushed, no thread is joined, the parent's files are not touched; the
@@ -821,10 +882,12 @@ pwal_status pwal_close(struct pwal *log);
  *
  * Returns `PWAL_OK`; `PWAL_ERR_ABORTED` (the callback returned non-zero);
  * `PWAL_ERR_CORRUPT` (damage before valid later data, and no
- * `PWAL_RECOVER_DURABLE_PREFIX`; records before the damage were already
- * given to the callback); `PWAL_ERR_IO`; `PWAL_ERR_LOCKED` (another process
- * is writing the log, including the parent of a `fork()`ed child); `PWAL_ERR_INVALID` (NULL or empty `path`, NULL
- * `callback`, unknown `flags` bits, `report->struct_size` too small).
+ * `PWAL_RECOVER_DURABLE_PREFIX`; records before the damage were already given
+ * to the callback); `PWAL_ERR_IO`; `PWAL_ERR_LOCKED` (another process is
+ * writing the log, including the parent of a `fork()`ed child);
+ * `PWAL_ERR_INVALID` (NULL or empty `path`, NULL `callback`, unknown `flags`
+ * bits, `report->struct_size` below `PWAL_RECOVERY_REPORT_MIN_SIZE`, the log
+ * on a network file system: see FILE SYSTEMS at the top).
  *
  * Thread safety: safe from any thread; the callback runs on the calling
  * thread. The usual place is before `pwal_open`; while this process has the

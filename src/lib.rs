@@ -31,6 +31,8 @@ pub use config::{
 pub use error::{Error, Result};
 pub use log::Log;
 pub use recovery::{recover, recover_into, recover_with_vfs, RecoverOptions, RecoveryReport};
+#[doc(hidden)]
+pub use registry::debug_inject_fs_type;
 pub use stats::{LatencySummary, Stats};
 
 /// One page image of a transaction.

@@ -13,7 +13,8 @@
 //! coordinator records the generation it was opened in, and a handle whose
 //! coordinator is of an older generation refuses every call), and points
 //! pwal's descriptors at `/dev/null` (so an idle child does not keep the
-//! parent's `flock` alive). Registry entries of an older generation are
+//! parent's `flock` alive; the parent handler waits for the child to have
+//! done so, see `io::real::fork_prepare`). Registry entries of an older generation are
 //! never shared or trusted: an open in the child takes the file lock like any
 //! other process, and gets `Locked` while the parent holds the log.
 //! Inherited coordinators are never dropped in the child (their threads, and
@@ -29,7 +30,7 @@ use std::time::Duration;
 use crate::config::{Mode, Resolved, SyncPolicy};
 use crate::coordinator::Shared;
 use crate::error::{Error, Result};
-use crate::io::real;
+use crate::io::real::{self, LockGuard};
 use crate::io::Vfs;
 use crate::segment::LOCK_FILE;
 
@@ -168,7 +169,79 @@ fn take_lock(vfs: &dyn Vfs, dir: &Path) -> Result<Box<dyn Any + Send + Sync>> {
             Error::io(format!("locking {}", path.display()), e)
         }
     })?;
+    if let Some(lock) = guard.downcast_ref::<LockGuard>() {
+        check_local_file_system(lock, &path)?;
+    }
     Ok(guard)
+}
+
+thread_local! {
+    /// Test hook: the file system type the next real lock on this thread is
+    /// taken to be on.
+    static INJECTED_FS_TYPE: std::cell::Cell<Option<u32>> = const { std::cell::Cell::new(None) };
+}
+
+/// Test hook: makes the `statfs` file system type of every real log lock
+/// taken on this thread `f_type` (until called with `None`), to test the
+/// refusal of network file systems without mounting one.
+#[doc(hidden)]
+pub fn debug_inject_fs_type(f_type: Option<u32>) {
+    INJECTED_FS_TYPE.with(|t| t.set(f_type));
+}
+
+/// File systems whose `flock` does not exclude a process on another host
+/// (NFS, SMB/CIFS and the like emulate it, or keep it local to one client):
+/// two writers could append to the same log. `statfs` `f_type` values from
+/// Linux's `magic.h`.
+const NETWORK_FILE_SYSTEMS: &[(u32, &str)] = &[
+    (0x6969, "NFS"),
+    (0x517b, "SMB"),
+    (0xff53_4d42, "CIFS"),
+    (0xfe53_4d42, "SMB2"),
+    (0x5346_414f, "AFS"),
+    (0x6b41_4653, "AFS (kAFS)"),
+    (0x7375_7245, "Coda"),
+    (0x0102_1997, "9P"),
+    (0x564c, "NCP"),
+    (0x0bd0_0bd0, "Lustre"),
+];
+
+/// `None` for a local file system, or the name of a network one.
+pub(crate) fn network_file_system(f_type: u32) -> Option<&'static str> {
+    NETWORK_FILE_SYSTEMS
+        .iter()
+        .find(|(t, _)| *t == f_type)
+        .map(|(_, name)| *name)
+}
+
+fn check_local_file_system(lock: &LockGuard, path: &Path) -> Result<()> {
+    let f_type = match INJECTED_FS_TYPE.with(|t| t.get()) {
+        Some(t) => t,
+        None => {
+            // SAFETY: an all-zero `statfs` is a valid value of this plain C
+            // struct of integers.
+            let mut buf: libc::statfs = unsafe { std::mem::zeroed() };
+            // SAFETY: the descriptor is open (the guard owns it) and `buf` is
+            // a writable `statfs`.
+            if unsafe { libc::fstatfs(lock.raw_fd(), &mut buf) } != 0 {
+                return Err(Error::io(
+                    format!("statfs of {}", path.display()),
+                    std::io::Error::last_os_error(),
+                ));
+            }
+            // f_type is a signed word of varying width; the magic numbers
+            // are 32-bit.
+            buf.f_type as u32
+        }
+    };
+    match network_file_system(f_type) {
+        None => Ok(()),
+        Some(name) => Err(Error::invalid(format!(
+            "{} is on a {name} file system (statfs type {f_type:#x}), where flock() does not \
+             keep a second writer on another host out: pwal supports local file systems only",
+            path.display()
+        ))),
+    }
 }
 
 fn sync_name(s: SyncPolicy) -> &'static str {
@@ -333,6 +406,15 @@ pub(crate) fn close(shared: &Arc<Shared>) -> Result<()> {
 mod tests {
     use super::*;
     use crate::config::Options;
+
+    #[test]
+    fn network_file_systems_are_named_and_local_ones_pass() {
+        assert_eq!(network_file_system(0x6969), Some("NFS"));
+        assert_eq!(network_file_system(0xff53_4d42), Some("CIFS"));
+        assert_eq!(network_file_system(0xef53), None, "ext4");
+        assert_eq!(network_file_system(0x5846_5342), None, "xfs");
+        assert_eq!(network_file_system(0x0102_1994), None, "tmpfs");
+    }
 
     fn resolved(f: impl FnOnce(&mut Options)) -> Resolved {
         let mut o = Options {

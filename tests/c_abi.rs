@@ -126,3 +126,69 @@ fn c_inherited_handle_in_a_forked_child_is_refused() {
 fn c_second_open_with_other_options_is_refused() {
     run_case("second_open_options");
 }
+
+#[test]
+fn c_the_frozen_minimum_struct_sizes_work_and_one_byte_less_is_refused() {
+    run_case("min_sizes");
+}
+
+/// Double close and use after close, through the entry points from Rust
+/// (under valgrind the C harness would count the deliberate read of freed
+/// memory as an error). What this checks is best effort by design: the
+/// handle's magic, overwritten before the memory is freed.
+mod closed_handles {
+    use std::ffi::{CStr, CString};
+
+    use pwal::ffi::{
+        pwal_close, pwal_durable, pwal_last_error, pwal_open, pwal_options, pwal_status,
+    };
+
+    fn last_error() -> String {
+        // SAFETY: never NULL, valid until the next failing call here.
+        unsafe { CStr::from_ptr(pwal_last_error()) }
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    #[test]
+    fn double_close_and_use_after_close_are_refused() {
+        let dir = super::support::scratch("closed-handles");
+        let db = CString::new(dir.join("test.db").into_os_string().into_encoded_bytes()).unwrap();
+        let o = pwal_options {
+            segment_bytes: 1 << 20,
+            ignore_env: 1,
+            ..pwal_options::default()
+        };
+        let mut log = std::ptr::null_mut();
+        // SAFETY: valid path, options and out-pointer.
+        let st = unsafe { pwal_open(db.as_ptr(), &o, &mut log) };
+        assert_eq!(st, pwal_status::PWAL_OK, "{}", last_error());
+        // SAFETY: a live handle.
+        assert_eq!(unsafe { pwal_close(log) }, pwal_status::PWAL_OK);
+
+        // The deliberate misuse: `log` was freed just above.
+        let (mut e, mut s) = (0, 0);
+        // SAFETY: none; this is the undefined behaviour pwal catches on a
+        // best-effort basis (nothing has reused the freed block yet).
+        let st = unsafe { pwal_durable(log, &mut e, &mut s) };
+        assert!(
+            matches!(
+                st,
+                pwal_status::PWAL_ERR_CLOSED | pwal_status::PWAL_ERR_INVALID
+            ),
+            "use after close returned {st:?}"
+        );
+        assert!(last_error().contains("closed"), "{}", last_error());
+        // SAFETY: as above.
+        let st = unsafe { pwal_close(log) };
+        assert!(
+            matches!(
+                st,
+                pwal_status::PWAL_ERR_CLOSED | pwal_status::PWAL_ERR_INVALID
+            ),
+            "double close returned {st:?}"
+        );
+        assert!(last_error().contains("closed"), "{}", last_error());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

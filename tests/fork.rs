@@ -24,7 +24,33 @@ type Handle = pwal::ffi::pwal;
 static SERIAL: Mutex<()> = Mutex::new(());
 
 fn serial() -> std::sync::MutexGuard<'static, ()> {
+    // Before any test opens a log, so that this child handler is registered
+    // ahead of pwal's, and runs first in the child.
+    static SLOW: std::sync::Once = std::sync::Once::new();
+    SLOW.call_once(|| {
+        // SAFETY: registers a handler that only calls nanosleep
+        // (async-signal-safe) and never unwinds.
+        let r = unsafe { libc::pthread_atfork(None, None, Some(slow_child)) };
+        assert_eq!(r, 0);
+    });
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Set while a test wants its children slow to reach pwal's fork handler.
+static SLOW_CHILD: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Child handler that delays pwal's (registered after it, so run after it):
+/// the child of `fork()` runs its handlers concurrently with the parent, and
+/// on a busy machine it may be scheduled late. This makes "late" certain.
+extern "C" fn slow_child() {
+    if SLOW_CHILD.load(std::sync::atomic::Ordering::Relaxed) {
+        let t = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 300_000_000,
+        };
+        // SAFETY: `t` is a valid timespec; the remainder is not wanted.
+        unsafe { libc::nanosleep(&t, std::ptr::null_mut()) };
+    }
 }
 
 fn scratch(name: &str) -> PathBuf {
@@ -289,10 +315,14 @@ fn an_idle_child_does_not_block_the_parents_close_and_reopen() {
     let db = scratch("idle");
     let log = open(&db);
     commit_ok(log, 1..=3);
+    // The child is slow to run pwal's fork handler; the parent closes and
+    // reopens at once after fork() returns.
+    SLOW_CHILD.store(true, std::sync::atomic::Ordering::Relaxed);
     let child = start_child(|| {
         std::thread::sleep(Duration::from_secs(5));
         0
     });
+    SLOW_CHILD.store(false, std::sync::atomic::Ordering::Relaxed);
     assert_eq!(close(log), pwal_status::PWAL_OK, "{}", last_error());
     let path = c_path(&db);
     let o = options();
@@ -330,4 +360,59 @@ fn fork_then_exec_works_untouched() {
     commit_ok(log, 4..=6);
     assert_eq!(close(log), pwal_status::PWAL_OK, "{}", last_error());
     assert_log_holds(&db, &[1, 2, 3, 4, 5, 6]);
+}
+
+#[test]
+fn the_rust_api_refuses_an_inherited_log_too() {
+    let _s = serial();
+    let db = scratch("rust");
+    let o = pwal::Options {
+        use_env: false,
+        segment_bytes: 1 << 20,
+        ..pwal::Options::default()
+    };
+    let log = pwal::Log::open(&db, &o).unwrap();
+    let data = page(1);
+    let frames = [pwal::Frame {
+        page_number: 1,
+        db_size_if_commit: 1,
+        data: &data,
+    }];
+    let txn = pwal::Txn {
+        txn_id: 1,
+        commit_seq: 1,
+        txn_epoch: 0,
+        frames: &frames,
+    };
+    log.commit(&txn, None).unwrap();
+    let code = fork_and_wait(|| {
+        if !matches!(log.check_not_forked(), Err(pwal::Error::Forked(_))) {
+            return 1;
+        }
+        if !matches!(log.submit(&txn), Err(pwal::Error::Forked(_))) {
+            return 2;
+        }
+        // Log is not Clone: close a bitwise copy, as the child owns one.
+        // SAFETY: the parent's `log` is never used in this child again.
+        let copy = unsafe { std::ptr::read(&log) };
+        match copy.close() {
+            Err(pwal::Error::Forked(m)) if m.contains("fork") => 0,
+            _ => 3,
+        }
+    });
+    assert_eq!(code, 0, "1: check, 2: submit, 3: close");
+    let data2 = page(2);
+    let frames2 = [pwal::Frame {
+        data: &data2,
+        ..frames[0]
+    }];
+    let txn2 = pwal::Txn {
+        txn_id: 2,
+        commit_seq: 2,
+        txn_epoch: 0,
+        frames: &frames2,
+    };
+    log.commit(&txn2, None).unwrap();
+    log.close().unwrap();
+    assert_log_holds(&db, &[1, 2]);
 }

@@ -117,3 +117,29 @@ fn a_second_open_with_the_same_options_shares_the_log() {
     commit(&b, 3);
     b.close().unwrap();
 }
+
+#[test]
+fn a_log_on_a_network_file_system_is_refused_naming_it() {
+    let db = scratch("nfs");
+    // statfs f_type of NFS, as if the directory were an NFS mount; only
+    // opens on this thread see it.
+    pwal::debug_inject_fs_type(Some(0x6969));
+    let opened = Log::open(&db, &opts());
+    let recovered = pwal::recover(&db, &pwal::RecoverOptions::default(), |_| true);
+    pwal::debug_inject_fs_type(None);
+    match opened {
+        Err(Error::Invalid(m)) => {
+            assert!(m.contains("NFS") && m.contains("local file systems"), "{m}")
+        }
+        Err(e) => panic!("expected Invalid, got {e}"),
+        Ok(_) => panic!("a log on NFS was opened"),
+    }
+    match recovered {
+        Err(Error::Invalid(m)) => assert!(m.contains("NFS"), "{m}"),
+        other => panic!("expected Invalid, got {other:?}"),
+    }
+    // The refusal left nothing held: a local open works.
+    let log = Log::open(&db, &opts()).unwrap();
+    commit(&log, 1);
+    log.close().unwrap();
+}

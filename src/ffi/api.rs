@@ -10,15 +10,56 @@ use std::time::Duration;
 use super::boundary::{ffi_boundary, out_size, read_sized, write_sized, Failure};
 use super::status::pwal_status;
 use super::types::{
-    pwal_frame, pwal_options, pwal_stats, pwal_txn, OPTIONS_MIN_SIZE, PWAL_MAX_PAGE_BYTES,
-    PWAL_MAX_TXN_FRAMES, PWAL_WAIT_FOREVER, STATS_MIN_SIZE,
+    pwal_frame, pwal_options, pwal_stats, pwal_txn, PWAL_MAX_PAGE_BYTES, PWAL_MAX_TXN_FRAMES,
+    PWAL_OPTIONS_MIN_SIZE, PWAL_STATS_MIN_SIZE, PWAL_WAIT_FOREVER,
 };
 use crate::{Error, Frame, Log, Txn};
 
 /// An open log: opaque. Created by `pwal_open`, destroyed by `pwal_close`.
-/// One handle may be used from any number of threads at once.
+/// One handle may be used from any number of threads at once, in the process
+/// that opened it only: in a child of `fork()` every call on it returns
+/// `PWAL_ERR_FORKED` (see FORK at the top).
 pub struct pwal {
+    /// [`LIVE`] from `pwal_open` until `pwal_close` overwrites it with
+    /// [`CLOSED`] just before freeing the handle: catches the common double
+    /// close and use after close (as SQLite's `magic` does). Best effort: freed
+    /// memory may be reused, so use after close stays undefined behaviour.
+    magic: u64,
     log: Log,
+}
+
+/// `pwal.magic` of a live handle ("pwal" "open").
+const LIVE: u64 = 0x7077_616c_6f70_656e;
+/// `pwal.magic` of a handle being closed or freed ("pwal" "dead").
+const CLOSED: u64 = 0x7077_616c_6465_6164;
+
+/// The handle behind `log`, if it is not NULL and looks live.
+///
+/// # Safety
+///
+/// `log` is NULL or points to a `pwal` (live, or freed by `pwal_close`: the
+/// read of freed memory is the best-effort part).
+unsafe fn handle<'a>(log: *mut pwal) -> Result<&'a pwal, Failure> {
+    if log.is_null() {
+        return Err(Failure::invalid("log is NULL"));
+    }
+    // SAFETY: non-NULL and, by the caller's promise, a handle from
+    // `pwal_open`; volatile so that the check reads what is in memory now.
+    let magic = unsafe { std::ptr::read_volatile(std::ptr::addr_of!((*log).magic)) };
+    match magic {
+        // SAFETY: a live handle stays valid until `pwal_close`, which must
+        // not race with this call.
+        LIVE => Ok(unsafe { &*log }),
+        CLOSED => Err(Failure {
+            status: pwal_status::PWAL_ERR_CLOSED,
+            message: "log is closed: this handle was closed by pwal_close (using it again is \
+                      undefined behaviour)"
+                .into(),
+        }),
+        _ => Err(Failure::invalid(
+            "log is not a live handle: it was closed by pwal_close, or did not come from pwal_open",
+        )),
+    }
 }
 
 /// A path from C: non-NULL, non-empty, taken as raw bytes (no UTF-8 needed).
@@ -146,15 +187,18 @@ fn with_txn<R>(
 /// parent's lock or files alive: pwal points its copies of them at
 /// `/dev/null` in a `pthread_atfork` handler, so the parent may close and
 /// reopen the log while the child lives. A `fork()` in another thread waits
-/// for a `pwal_open` or `pwal_close` in progress. Exec after fork is
+/// for a `pwal_open` or `pwal_close` in progress, and while pwal has files
+/// open, `fork()` returns in the parent only once the child has let go of
+/// them (one pipe round trip). Exec after fork is
 /// unaffected (pwal's descriptors are close-on-exec).
 ///
 /// Returns `PWAL_OK`; `PWAL_ERR_INVALID` (NULL `path` or `out_log`, empty
-/// path, `struct_size` too small, unknown sync or mode, an option or
-/// environment variable out of range, options that differ from those of the
-/// same log already open in this process); `PWAL_ERR_LOCKED` (another process
-/// has the log open, including the parent of a `fork()`ed child);
-/// `PWAL_ERR_IO` (the directory or a segment could not be
+/// path, `options->struct_size` below `PWAL_OPTIONS_MIN_SIZE`, unknown sync
+/// or mode, an option or environment variable out of range, options that
+/// differ from those of the same log already open in this process, the log
+/// on a network file system: see FILE SYSTEMS at the top); `PWAL_ERR_LOCKED`
+/// (another process has the log open, including the parent of a `fork()`ed
+/// child); `PWAL_ERR_IO` (the directory or a segment could not be
 /// created, opened or read); `PWAL_ERR_CORRUPT` (the existing log is damaged
 /// before valid data).
 ///
@@ -185,13 +229,13 @@ pub unsafe extern "C" fn pwal_open(
                 read_sized(
                     options,
                     pwal_options::default(),
-                    OPTIONS_MIN_SIZE,
+                    PWAL_OPTIONS_MIN_SIZE as usize,
                     "options",
                 )
             }?
         };
         let log = Log::open(path, &options.to_core()?)?;
-        *out_log = Box::into_raw(Box::new(pwal { log }));
+        *out_log = Box::into_raw(Box::new(pwal { magic: LIVE, log }));
         Ok(())
     })
 }
@@ -208,7 +252,8 @@ pub unsafe extern "C" fn pwal_open(
 /// `frame_count` 0 or over `PWAL_MAX_TXN_FRAMES`, NULL `frames`, and for a
 /// frame: page number 0, NULL `data`, `len` 0 or over `PWAL_MAX_PAGE_BYTES`;
 /// nothing is submitted); `PWAL_ERR_POISONED` (an earlier I/O failure);
-/// `PWAL_ERR_CLOSED`; `PWAL_ERR_FORKED` (the handle was inherited across `fork()`: nothing was done).
+/// `PWAL_ERR_CLOSED`; `PWAL_ERR_FORKED` (the handle was inherited across
+/// `fork()`: nothing was done).
 ///
 /// Thread safety: safe from any thread, concurrently with every call on the
 /// same handle except `pwal_close`.
@@ -225,7 +270,8 @@ pub unsafe extern "C" fn pwal_submit(
     out_epoch: *mut u64,
 ) -> pwal_status {
     ffi_boundary("pwal_submit", || {
-        let log = try_ref!(log);
+        // SAFETY: see this function's `# Safety`.
+        let log = unsafe { handle(log) }?;
         let txn = try_ref!(txn);
         let out_epoch = try_mut!(out_epoch);
         *out_epoch = with_txn(txn, |t| Ok(log.log.submit(t)?))?;
@@ -239,10 +285,11 @@ pub unsafe extern "C" fn pwal_submit(
 /// batches of that epoch.
 ///
 /// Returns `PWAL_OK`; `PWAL_ERR_TIMEOUT` (not durable yet; the batch is not
-/// lost and a later wait may succeed); `PWAL_ERR_IO` or `PWAL_ERR_POISONED`
-/// (a write or sync failed: the epoch will never be acknowledged by this
-/// handle); `PWAL_ERR_INVALID` (NULL `log`, or an epoch never handed out);
-/// `PWAL_ERR_CLOSED`; `PWAL_ERR_FORKED` (the handle was inherited across `fork()`: nothing was done).
+/// lost and a later wait may succeed); `PWAL_ERR_IO` or `PWAL_ERR_POISONED` (a
+/// write or sync failed: the epoch will never be acknowledged by this handle);
+/// `PWAL_ERR_INVALID` (NULL `log`, or an epoch never handed out);
+/// `PWAL_ERR_CLOSED`; `PWAL_ERR_FORKED` (the handle was inherited across
+/// `fork()`: nothing was done).
 ///
 /// Thread safety: safe from any thread, concurrently with every call on the
 /// same handle except `pwal_close`.
@@ -257,7 +304,8 @@ pub unsafe extern "C" fn pwal_wait_durable(
     timeout_ms: u32,
 ) -> pwal_status {
     ffi_boundary("pwal_wait_durable", || {
-        let log = try_ref!(log);
+        // SAFETY: see this function's `# Safety`.
+        let log = unsafe { handle(log) }?;
         Ok(log.log.wait_durable(epoch, timeout_from_c(timeout_ms))?)
     })
 }
@@ -284,7 +332,8 @@ pub unsafe extern "C" fn pwal_commit(
     out_epoch: *mut u64,
 ) -> pwal_status {
     ffi_boundary("pwal_commit", || {
-        let log = try_ref!(log);
+        // SAFETY: see this function's `# Safety`.
+        let log = unsafe { handle(log) }?;
         let txn = try_ref!(txn);
         let result = with_txn(txn, |t| Ok(log.log.commit(t, timeout_from_c(timeout_ms))))?;
         let epoch = match &result {
@@ -304,9 +353,10 @@ pub unsafe extern "C" fn pwal_commit(
 /// covered may be recycled or deleted. Recovery will no longer return those
 /// epochs.
 ///
-/// Returns `PWAL_OK`; `PWAL_ERR_INVALID` (NULL `log`, or `through_epoch`
-/// beyond the durable epoch); `PWAL_ERR_IO` (a file could not be recycled or
-/// deleted); `PWAL_ERR_POISONED`; `PWAL_ERR_CLOSED`; `PWAL_ERR_FORKED` (the handle was inherited across `fork()`: nothing was done).
+/// Returns `PWAL_OK`; `PWAL_ERR_INVALID` (NULL `log`, or `through_epoch` beyond
+/// the durable epoch); `PWAL_ERR_IO` (a file could not be recycled or deleted);
+/// `PWAL_ERR_POISONED`; `PWAL_ERR_CLOSED`; `PWAL_ERR_FORKED` (the handle was
+/// inherited across `fork()`: nothing was done).
 ///
 /// Thread safety: safe from any thread, concurrently with every call on the
 /// same handle except `pwal_close`.
@@ -317,7 +367,8 @@ pub unsafe extern "C" fn pwal_commit(
 #[no_mangle]
 pub unsafe extern "C" fn pwal_checkpoint(log: *mut pwal, through_epoch: u64) -> pwal_status {
     ffi_boundary("pwal_checkpoint", || {
-        let log = try_ref!(log);
+        // SAFETY: see this function's `# Safety`.
+        let log = unsafe { handle(log) }?;
         Ok(log.log.checkpoint(through_epoch)?)
     })
 }
@@ -329,7 +380,8 @@ pub unsafe extern "C" fn pwal_checkpoint(log: *mut pwal, through_epoch: u64) -> 
 /// (0 when none is). Either pointer may be NULL if not wanted. Cheaper than
 /// `pwal_get_stats`.
 ///
-/// Returns `PWAL_OK`; `PWAL_ERR_INVALID` (NULL `log`); `PWAL_ERR_FORKED` (the handle was inherited across `fork()`: nothing was done).
+/// Returns `PWAL_OK`; `PWAL_ERR_INVALID` (NULL `log`); `PWAL_ERR_FORKED` (the
+/// handle was inherited across `fork()`: nothing was done).
 ///
 /// Thread safety: safe from any thread, concurrently with every call on the
 /// same handle except `pwal_close`.
@@ -344,7 +396,8 @@ pub unsafe extern "C" fn pwal_durable(
     out_commit_seq: *mut u64,
 ) -> pwal_status {
     ffi_boundary("pwal_durable", || {
-        let log = try_ref!(log);
+        // SAFETY: see this function's `# Safety`.
+        let log = unsafe { handle(log) }?;
         log.log.check_not_forked()?;
         if !out_epoch.is_null() {
             // SAFETY: non-NULL, and the caller promised it is writable.
@@ -364,7 +417,8 @@ pub unsafe extern "C" fn pwal_durable(
 /// Works on a poisoned log too (see `out->poisoned`).
 ///
 /// Returns `PWAL_OK`; `PWAL_ERR_INVALID` (NULL `log` or `out`,
-/// `out->struct_size` too small); `PWAL_ERR_FORKED` (the handle was inherited across `fork()`: nothing was done).
+/// `out->struct_size` below `PWAL_STATS_MIN_SIZE`); `PWAL_ERR_FORKED` (the
+/// handle was inherited across `fork()`: nothing was done).
 ///
 /// Thread safety: safe from any thread, concurrently with every call on the
 /// same handle except `pwal_close`.
@@ -376,14 +430,15 @@ pub unsafe extern "C" fn pwal_durable(
 #[no_mangle]
 pub unsafe extern "C" fn pwal_get_stats(log: *mut pwal, out: *mut pwal_stats) -> pwal_status {
     ffi_boundary("pwal_get_stats", || {
-        let log = try_ref!(log);
+        // SAFETY: see this function's `# Safety`.
+        let log = unsafe { handle(log) }?;
         log.log.check_not_forked()?;
         if out.is_null() {
             return Err(Failure::invalid("out is NULL"));
         }
         // SAFETY: non-NULL and valid for `struct_size` bytes (the caller's
         // promise).
-        let n = unsafe { out_size(out, STATS_MIN_SIZE, "pwal_stats") }?;
+        let n = unsafe { out_size(out, PWAL_STATS_MIN_SIZE as usize, "pwal_stats") }?;
         let stats = pwal_stats::from(&log.log.stats());
         // SAFETY: `out_size` returned a size the caller's struct has room for.
         unsafe { write_sized(out, &stats, n) };
@@ -391,14 +446,31 @@ pub unsafe extern "C" fn pwal_get_stats(log: *mut pwal, out: *mut pwal_stats) ->
     })
 }
 
-/// Closes the handle: waits until everything submitted through it is
-/// written (and synced under `PWAL_SYNC_FULL`/`NORMAL`), then frees it. The
-/// log itself closes when its last handle in the process is closed. The
-/// handle is freed whatever the result, and must not be used again.
+/// Closes the handle and frees it. What else happens depends on whether it
+/// is the log's last handle in this process (one per `pwal_open` that
+/// returned `PWAL_OK`):
 ///
-/// Returns `PWAL_OK`; `PWAL_ERR_INVALID` (NULL `log`); `PWAL_ERR_IO` or
-/// `PWAL_ERR_POISONED` (the final write or sync failed, or had failed
-/// before: batches not acknowledged may be lost; reopen runs recovery);
+/// - The last handle closes the log: everything submitted through any
+///   handle and not yet written is written (and synced under
+///   `PWAL_SYNC_FULL`/`NORMAL`), the log's threads stop, and its lock is
+///   released; a failure of that final write or sync, or an earlier one, is
+///   reported.
+/// - Any other handle only gives up its share of the log: nothing is
+///   flushed or waited for, no earlier failure is reported, and the result is
+///   `PWAL_OK`. Batches submitted through it stay in the log like any other
+///   and are written by the log's flusher or by the last close; to know they
+///   are durable, `pwal_wait_durable` on their epochs before closing.
+///
+/// The handle is freed whatever the result, and must not be used again.
+/// pwal catches the common double close and use after close on a
+/// best-effort basis (`PWAL_ERR_CLOSED`, or `PWAL_ERR_INVALID` once the
+/// freed memory was reused); it remains undefined behaviour.
+///
+/// Returns `PWAL_OK`; `PWAL_ERR_INVALID` (NULL `log`, or not a live handle);
+/// `PWAL_ERR_CLOSED` (the handle was already closed, detected as above);
+/// `PWAL_ERR_IO` or `PWAL_ERR_POISONED` (last handle only: the final write
+/// or sync failed, or one had failed before: batches not acknowledged may be
+/// lost; reopen runs recovery);
 /// `PWAL_ERR_FORKED` (the handle was inherited across `fork()`: this
 /// process's copy of the handle is freed and nothing else happens: nothing
 /// is flushed, no thread is joined, the parent's files are not touched; the
@@ -417,12 +489,15 @@ pub unsafe extern "C" fn pwal_get_stats(log: *mut pwal, out: *mut pwal_stats) ->
 #[no_mangle]
 pub unsafe extern "C" fn pwal_close(log: *mut pwal) -> pwal_status {
     ffi_boundary("pwal_close", || {
-        if log.is_null() {
-            return Err(Failure::invalid("log is NULL"));
-        }
+        // SAFETY: see this function's `# Safety`.
+        unsafe { handle(log) }?;
+        // SAFETY: live (checked above), so writable; marked before anything
+        // else so that a second close, even one racing this one against the
+        // contract, most likely sees it.
+        unsafe { std::ptr::write_volatile(std::ptr::addr_of_mut!((*log).magic), CLOSED) };
         // SAFETY: a live handle comes from `Box::into_raw` in `pwal_open`, and
         // the caller gives up its ownership here (no other thread uses it).
-        let handle = unsafe { Box::from_raw(log) };
-        Ok(handle.log.close()?)
+        let pwal { log, .. } = *unsafe { Box::from_raw(log) };
+        Ok(log.close()?)
     })
 }

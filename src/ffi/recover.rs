@@ -6,7 +6,8 @@ use super::api::path_from_c;
 use super::boundary::{ffi_boundary, out_size, write_sized, Failure};
 use super::status::pwal_status;
 use super::types::{
-    pwal_record, pwal_record_fn, pwal_recovery_report, PWAL_RECOVER_DURABLE_PREFIX, REPORT_MIN_SIZE,
+    pwal_record, pwal_record_fn, pwal_recovery_report, PWAL_RECOVERY_REPORT_MIN_SIZE,
+    PWAL_RECOVER_DURABLE_PREFIX,
 };
 use crate::{recover_into, RecoverOptions, RecoveryReport};
 
@@ -29,10 +30,12 @@ const KNOWN_FLAGS: u32 = PWAL_RECOVER_DURABLE_PREFIX;
 ///
 /// Returns `PWAL_OK`; `PWAL_ERR_ABORTED` (the callback returned non-zero);
 /// `PWAL_ERR_CORRUPT` (damage before valid later data, and no
-/// `PWAL_RECOVER_DURABLE_PREFIX`; records before the damage were already
-/// given to the callback); `PWAL_ERR_IO`; `PWAL_ERR_LOCKED` (another process
-/// is writing the log, including the parent of a `fork()`ed child); `PWAL_ERR_INVALID` (NULL or empty `path`, NULL
-/// `callback`, unknown `flags` bits, `report->struct_size` too small).
+/// `PWAL_RECOVER_DURABLE_PREFIX`; records before the damage were already given
+/// to the callback); `PWAL_ERR_IO`; `PWAL_ERR_LOCKED` (another process is
+/// writing the log, including the parent of a `fork()`ed child);
+/// `PWAL_ERR_INVALID` (NULL or empty `path`, NULL `callback`, unknown `flags`
+/// bits, `report->struct_size` below `PWAL_RECOVERY_REPORT_MIN_SIZE`, the log
+/// on a network file system: see FILE SYSTEMS at the top).
 ///
 /// Thread safety: safe from any thread; the callback runs on the calling
 /// thread. The usual place is before `pwal_open`; while this process has the
@@ -68,7 +71,13 @@ pub unsafe extern "C" fn pwal_recover(
         } else {
             // SAFETY: non-NULL and valid for `struct_size` bytes (the
             // caller's promise).
-            Some(unsafe { out_size(report, REPORT_MIN_SIZE, "pwal_recovery_report") }?)
+            Some(unsafe {
+                out_size(
+                    report,
+                    PWAL_RECOVERY_REPORT_MIN_SIZE as usize,
+                    "pwal_recovery_report",
+                )
+            }?)
         };
 
         let opts = RecoverOptions {

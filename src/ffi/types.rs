@@ -133,8 +133,12 @@ pub struct pwal_options {
     pub segment_bytes: u64,
 }
 
-/// The smallest `pwal_options.struct_size` accepted (the size in 0.1).
-pub(crate) const OPTIONS_MIN_SIZE: usize = std::mem::size_of::<pwal_options>();
+/// The smallest `pwal_options.struct_size` accepted: `sizeof(pwal_options)`
+/// in 0.1.0. Never changes, however many fields later versions append: a
+/// program built against any header of this major version passes at least
+/// this, and a smaller `struct_size` makes `pwal_open` return
+/// `PWAL_ERR_INVALID`.
+pub const PWAL_OPTIONS_MIN_SIZE: u32 = 48;
 
 impl Default for pwal_options {
     fn default() -> pwal_options {
@@ -346,8 +350,10 @@ pub struct pwal_stats {
     pub fallback_detail: [c_char; PWAL_TEXT_BYTES],
 }
 
-/// The smallest `pwal_stats.struct_size` accepted (the size in 0.1).
-pub(crate) const STATS_MIN_SIZE: usize = std::mem::size_of::<pwal_stats>();
+/// The smallest `pwal_stats.struct_size` accepted: `sizeof(pwal_stats)` in
+/// 0.1.0. Never changes when fields are appended; a smaller `struct_size`
+/// makes `pwal_get_stats` return `PWAL_ERR_INVALID`.
+pub const PWAL_STATS_MIN_SIZE: u32 = 1016;
 
 fn fallback_to_c(r: Option<FallbackReason>) -> u32 {
     // The core's discriminants are the ABI values (1..=8), 0 is "none".
@@ -443,8 +449,17 @@ pub struct pwal_recovery_report {
     pub damage: [c_char; PWAL_TEXT_BYTES],
 }
 
-/// The smallest `pwal_recovery_report.struct_size` accepted (the size in 0.1).
-pub(crate) const REPORT_MIN_SIZE: usize = std::mem::size_of::<pwal_recovery_report>();
+/// The smallest `pwal_recovery_report.struct_size` accepted:
+/// `sizeof(pwal_recovery_report)` in 0.1.0. Never changes when fields are
+/// appended; a smaller `struct_size` makes `pwal_recover` return
+/// `PWAL_ERR_INVALID` (before reading anything).
+pub const PWAL_RECOVERY_REPORT_MIN_SIZE: u32 = 344;
+
+// Appending fields may only grow the structs past their frozen minimums.
+const _: () = assert!(std::mem::size_of::<pwal_options>() >= PWAL_OPTIONS_MIN_SIZE as usize);
+const _: () = assert!(std::mem::size_of::<pwal_stats>() >= PWAL_STATS_MIN_SIZE as usize);
+const _: () =
+    assert!(std::mem::size_of::<pwal_recovery_report>() >= PWAL_RECOVERY_REPORT_MIN_SIZE as usize);
 
 impl From<&crate::RecoveryReport> for pwal_recovery_report {
     fn from(r: &crate::RecoveryReport) -> pwal_recovery_report {
@@ -546,6 +561,14 @@ mod tests {
         // These sizes are part of the ABI of 0.1; a change here breaks
         // compiled callers unless it only appends fields.
         assert_eq!(size_of::<pwal_options>(), 48);
+        // The 0.1.0 sizes, frozen as the minimums (they equal the current
+        // sizes until a field is appended).
+        assert_eq!(size_of::<pwal_options>(), PWAL_OPTIONS_MIN_SIZE as usize);
+        assert_eq!(size_of::<pwal_stats>(), PWAL_STATS_MIN_SIZE as usize);
+        assert_eq!(
+            size_of::<pwal_recovery_report>(),
+            PWAL_RECOVERY_REPORT_MIN_SIZE as usize
+        );
         assert_eq!(size_of::<pwal_frame>(), 24);
         assert_eq!(size_of::<pwal_txn>(), 32);
         assert_eq!(offset!(pwal_record, data), 40);

@@ -71,7 +71,14 @@ impl Drop for Tracked {
 
 /// The guard of a `LOCK` file from [`RealVfs::lock`]: the `flock` lasts
 /// until it is dropped.
-pub(crate) struct LockGuard(#[allow(dead_code)] Tracked);
+pub(crate) struct LockGuard(Tracked);
+
+impl LockGuard {
+    /// The descriptor the lock is held on (to ask which file system it is on).
+    pub(crate) fn raw_fd(&self) -> RawFd {
+        self.0.file().as_raw_fd()
+    }
+}
 
 /// `/dev/null`, opened once before the first fork handler can run: the child
 /// handler `dup`s it over pwal's descriptors, and opening it there could fail.
@@ -96,15 +103,51 @@ thread_local! {
         const { std::cell::RefCell::new(None) };
 }
 
+/// The pipe of the fork handshake, from the prepare handler to the parent
+/// and child handlers (guarded by the table lock the forking thread holds):
+/// read end, write end; -1 when there is none.
+static HANDSHAKE: [AtomicI32; 2] = [AtomicI32::new(-1), AtomicI32::new(-1)];
+
 /// `pthread_atfork` prepare: no pwal descriptor is opened or closed in
-/// another thread while the process forks.
+/// another thread while the process forks. When pwal has descriptors open,
+/// also makes the pipe on which the child tells the parent it has let go of
+/// them: the child handler runs in the child, concurrently with the parent,
+/// so without the handshake a parent that closes and reopens its log right
+/// after `fork()` could still find its `flock` held through the child's
+/// not-yet-replaced copy.
 pub(crate) fn fork_prepare() {
     let guard = owned_fds();
+    if !guard.is_empty() {
+        let mut p = [-1; 2];
+        // SAFETY: `p` is a writable array of two descriptors, as pipe2 needs.
+        if unsafe { libc::pipe2(p.as_mut_ptr(), libc::O_CLOEXEC) } == 0 {
+            HANDSHAKE[0].store(p[0], Ordering::Relaxed);
+            HANDSHAKE[1].store(p[1], Ordering::Relaxed);
+        }
+    }
     let _ = HELD.try_with(|h| *h.borrow_mut() = Some(guard));
 }
 
-/// `pthread_atfork` parent: releases the table.
+/// `pthread_atfork` parent: waits until the child has replaced its copies of
+/// pwal's descriptors (or has died, or the fork failed: either way the write
+/// end closes), then releases the table.
 pub(crate) fn fork_parent() {
+    let (r, w) = (
+        HANDSHAKE[0].swap(-1, Ordering::Relaxed),
+        HANDSHAKE[1].swap(-1, Ordering::Relaxed),
+    );
+    if r >= 0 {
+        // SAFETY: `r` and `w` are the pipe this handler's prepare made and
+        // nothing else uses; `byte` is a writable byte.
+        unsafe {
+            libc::close(w);
+            let mut byte = 0u8;
+            while libc::read(r, &mut byte as *mut u8 as *mut libc::c_void, 1) < 0
+                && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted
+            {}
+            libc::close(r);
+        }
+    }
     let _ = HELD.try_with(|h| h.borrow_mut().take());
 }
 
@@ -112,7 +155,8 @@ pub(crate) fn fork_parent() {
 /// the child no longer shares the parent's open file descriptions (nor its
 /// `flock`), and the numbers stay taken: the parent's `File`s the child
 /// inherited are leaked, never closed, and nothing else can get the number.
-/// Async-signal-safe: `dup3` only, and a futex unlock.
+/// Then tells the parent. Async-signal-safe: `dup3`, `write`, `close`, and a
+/// futex unlock.
 pub(crate) fn fork_child() {
     let _ = HELD.try_with(|h| {
         if let Some(fds) = h.borrow_mut().take() {
@@ -125,6 +169,20 @@ pub(crate) fn fork_child() {
             }
         }
     });
+    let (r, w) = (
+        HANDSHAKE[0].swap(-1, Ordering::Relaxed),
+        HANDSHAKE[1].swap(-1, Ordering::Relaxed),
+    );
+    if w >= 0 {
+        // SAFETY: the child's copies of the handshake pipe, used by nothing
+        // else; the byte is read from a live local.
+        unsafe {
+            let byte = 1u8;
+            libc::write(w, &byte as *const u8 as *const libc::c_void, 1);
+            libc::close(w);
+            libc::close(r);
+        }
+    }
 }
 
 /// Most iovecs handed to one `pwritev` (Linux's IOV_MAX is 1024).

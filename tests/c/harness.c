@@ -534,6 +534,61 @@ static void case_second_open_options(void) {
     printf("second_open_options: other options refused, the same ones shared\n");
 }
 
+/* A program built against the 0.1.0 header passes exactly the frozen
+ * minimum sizes: they work; one byte less is refused. */
+static void case_min_sizes(void) {
+    /* The 0.1.0 sizes; they never change. */
+    CHECK(PWAL_OPTIONS_MIN_SIZE == 48);
+    CHECK(PWAL_STATS_MIN_SIZE == 1016);
+    CHECK(PWAL_RECOVERY_REPORT_MIN_SIZE == 344);
+    CHECK(sizeof(pwal_options) >= PWAL_OPTIONS_MIN_SIZE);
+    CHECK(sizeof(pwal_stats) >= PWAL_STATS_MIN_SIZE);
+    CHECK(sizeof(pwal_recovery_report) >= PWAL_RECOVERY_REPORT_MIN_SIZE);
+
+    pwal_options o = test_options();
+    pwal *log = NULL;
+    o.struct_size = PWAL_OPTIONS_MIN_SIZE - 1;
+    EXPECT_STATUS(pwal_open(g_db, &o, &log), PWAL_ERR_INVALID, "struct_size");
+    CHECK(log == NULL);
+    o.struct_size = PWAL_OPTIONS_MIN_SIZE;
+    OK(pwal_open(g_db, &o, &log));
+    uint64_t e = 0;
+    commit_range(log, 1, 3, &e);
+
+    /* The stats buffer is exactly the minimum, in a larger zeroed block so
+     * that a write past it would show. */
+    unsigned char *buf = calloc(1, sizeof(pwal_stats) + 64);
+    CHECK(buf != NULL);
+    pwal_stats *s = (pwal_stats *)buf;
+    s->struct_size = PWAL_STATS_MIN_SIZE - 1;
+    EXPECT_STATUS(pwal_get_stats(log, s), PWAL_ERR_INVALID, "struct_size");
+    s->struct_size = PWAL_STATS_MIN_SIZE;
+    OK(pwal_get_stats(log, s));
+    CHECK(s->struct_size == PWAL_STATS_MIN_SIZE);
+    CHECK(s->durable_epoch >= e);
+    for (size_t i = PWAL_STATS_MIN_SIZE; i < sizeof(pwal_stats) + 64; i++) CHECK(buf[i] == 0);
+    free(buf);
+    OK(pwal_close(log));
+
+    oracle or;
+    oracle_init(&or, 3);
+    buf = calloc(1, sizeof(pwal_recovery_report) + 64);
+    CHECK(buf != NULL);
+    pwal_recovery_report *rep = (pwal_recovery_report *)buf;
+    rep->struct_size = PWAL_RECOVERY_REPORT_MIN_SIZE - 1;
+    EXPECT_STATUS(pwal_recover(g_db, 0, oracle_cb, &or, rep), PWAL_ERR_INVALID, "struct_size");
+    CHECK(or.records == 0);
+    rep->struct_size = PWAL_RECOVERY_REPORT_MIN_SIZE;
+    OK(pwal_recover(g_db, 0, oracle_cb, &or, rep));
+    CHECK(rep->struct_size == PWAL_RECOVERY_REPORT_MIN_SIZE);
+    CHECK(rep->transactions == 3);
+    for (size_t i = PWAL_RECOVERY_REPORT_MIN_SIZE; i < sizeof(pwal_recovery_report) + 64; i++)
+        CHECK(buf[i] == 0);
+    free(buf);
+    free(or.seen);
+    printf("min_sizes: the 0.1.0 sizes work, one byte less is refused\n");
+}
+
 /* Fail-stop through the ABI: a real kernel write error (EFBIG from
  * RLIMIT_FSIZE once the log passes 32 KiB) is reported as PWAL_ERR_IO, every
  * later call as PWAL_ERR_POISONED, and nothing acknowledged before is lost. */
@@ -735,6 +790,7 @@ int main(int argc, char **argv) {
         {"version", case_version},       {"empty", case_empty},
         {"fail_stop", case_fail_stop},   {"forked_handle", case_forked_handle},
         {"second_open_options", case_second_open_options},
+        {"min_sizes", case_min_sizes},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         if (strcmp(g_case, cases[i].name) == 0) {
