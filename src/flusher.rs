@@ -55,13 +55,27 @@ pub(crate) struct FlushState {
     /// its own load, and a writer never appends into fresh (page-faulting)
     /// memory in the steady state.
     spare_bufs: Vec<Option<LaneBuf>>,
+    /// Every epoch up to this one was made durable by an `fdatasync` that
+    /// returned: stamped into each frame, so that recovery can tell damage
+    /// to a synced epoch (corruption) from a write lost with the power
+    /// (a torn tail). Raised only after a sync of the active segment.
+    synced_through: u64,
+    /// The checkpoint mark stamped into each frame (0: none), so recovery
+    /// can tell a log whose oldest segments a checkpoint removed from one
+    /// that lost its beginning.
+    checkpoint_epoch: u64,
 }
 
 impl FlushState {
-    pub fn new() -> FlushState {
+    /// `synced_through`: the last epoch known durable when the log was
+    /// opened (0 under `sync=off`); `checkpoint_epoch`: the highest mark
+    /// found in the log, so the marks in frames never go down.
+    pub fn new(synced_through: u64, checkpoint_epoch: u64) -> FlushState {
         FlushState {
             active: None,
             spare_bufs: Vec::new(),
+            synced_through,
+            checkpoint_epoch,
         }
     }
 }
@@ -260,6 +274,8 @@ impl FlushState {
             txn_count: sealed.iter().map(|b| b.txns).sum(),
             db_size_pages: last.map_or(0, |b| b.db_size_at_max),
             page_set_size: sealed.iter().map(|b| b.frames).sum(),
+            synced_through: self.synced_through,
+            checkpoint_epoch: self.checkpoint_epoch,
             lane_counts: sealed.iter().map(|b| b.txns).collect(),
         };
         let crcs: Vec<&[u32]> = sealed.iter().map(|b| &b.crcs[..]).collect();
@@ -289,6 +305,7 @@ impl FlushState {
                         e,
                     )
                 })?;
+                self.synced_through = epoch;
                 sh.counters.syncs.fetch_add(1, Ordering::Relaxed);
                 sh.counters
                     .sync_latency
@@ -334,9 +351,16 @@ impl FlushState {
     }
 
     fn sync_if_unsynced(&mut self, sh: &Shared) -> Result<(), IoFailure> {
-        if sh.state.lock().unsynced_since.take().is_none() {
-            return Ok(());
-        }
+        // Every written epoch is in the active segment or in one synced when
+        // it was left, and nothing is written without the flush lock held:
+        // the sync below covers every epoch up to `written`.
+        let written = {
+            let mut st = sh.state.lock();
+            if st.unsynced_since.take().is_none() {
+                return Ok(());
+            }
+            st.durable
+        };
         let Some(a) = &self.active else {
             return Ok(());
         };
@@ -344,6 +368,7 @@ impl FlushState {
         a.file
             .sync_data()
             .map_err(|e| (format!("background fdatasync of {}", a.path.display()), e))?;
+        self.synced_through = self.synced_through.max(written);
         sh.counters.syncs.fetch_add(1, Ordering::Relaxed);
         sh.counters
             .sync_latency
@@ -379,6 +404,17 @@ impl FlushState {
             id,
             salt,
             first_epoch,
+            // The log must still hold from its oldest live segment on, and
+            // from the epoch after the checkpoint mark; a new log starts
+            // here.
+            log_start_epoch: sh
+                .catalog
+                .lock()
+                .segments
+                .first()
+                .map_or(first_epoch, |s| s.first_epoch)
+                .max(self.checkpoint_epoch.saturating_add(1))
+                .min(first_epoch),
         }
         .encode();
         file.write_all_at(&[&header], 0)

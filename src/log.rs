@@ -701,7 +701,21 @@ fn start(
         None,
         &mut report,
     )?;
-    let next_epoch = end.last_epoch.max(end.max_epoch_seen) + 1;
+    // The log continues right after its last valid epoch. Frames found
+    // after a torn one (written but never synced, so no later frame vouches
+    // for the torn epoch) are superseded: the new segment starts at the
+    // torn epoch, which is what tells recovery to skip the rest of the old
+    // one. Epochs are bounded (epoch::MAX_EPOCH), so this cannot wrap.
+    let next_epoch = end.last_epoch + 1;
+    // What is on disk is synced below before anything is written (except
+    // under `off`, which never syncs): every epoch up to the last valid one
+    // is durable from then on, and the first frames say so.
+    let synced_through = if cfg.sync == SyncPolicy::Off {
+        0
+    } else {
+        end.last_epoch
+    };
+    let checkpoint_epoch = end.checkpoint_epoch;
 
     let found = end.segments;
     let segments: Vec<SegMeta> = found
@@ -717,11 +731,15 @@ fn start(
     // the last process died before it): it is read back from the kernel's
     // cache. New epochs go after it, so it must be durable first, or a power
     // loss would keep them and lose it: an epoch gap. Earlier segments were
-    // synced when the flusher left them.
-    if let (Some(last), true) = (segments.last(), cfg.sync != SyncPolicy::Off) {
-        vfs.open(&last.path, false)
-            .and_then(|f| f.sync_data())
-            .map_err(|e| Error::io(format!("syncing {}", last.path.display()), e))?;
+    // synced when the flusher left them, unless the process that wrote them
+    // ran under `off`: every live segment is synced, so that the first frame
+    // may say every epoch up to the last one is durable.
+    if cfg.sync != SyncPolicy::Off {
+        for s in &segments {
+            vfs.open(&s.path, false)
+                .and_then(|f| f.sync_data())
+                .map_err(|e| Error::io(format!("syncing {}", s.path.display()), e))?;
+        }
     }
     let mut next_id = found.iter().map(|s| s.id).max().unwrap_or(0) + 1;
     let mut spares = VecDeque::new();
@@ -788,7 +806,10 @@ fn start(
             stop: false,
         }),
         catalog_cv: Condvar::new(),
-        flush: Mutex::new(crate::flusher::FlushState::new()),
+        flush: Mutex::new(crate::flusher::FlushState::new(
+            synced_through,
+            checkpoint_epoch,
+        )),
         mode: AtomicU8::new(mode_to_u8(mode)),
         fallback: Mutex::new(cfg.forced_by_operator.then(|| {
             (
