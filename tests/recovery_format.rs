@@ -220,7 +220,7 @@ fn a_frame_with_an_absurd_epoch_is_damage() {
         let image = vfs.process_crash();
         let mut frame = data[f.start as usize..f.end as usize].to_vec();
         frame[24..32].copy_from_slice(&(MAX_EPOCH + 1).to_le_bytes());
-        reseal(&mut frame);
+        reseal(&mut frame, f.header_len());
         image.poke(&seg, f.start, &frame);
         let r = recover(&image, Path::new(DB));
         if which == 1 {

@@ -91,19 +91,17 @@ pub fn frames_of_segment(data: &[u8]) -> Vec<FrameLoc> {
     out
 }
 
-/// Recomputes the certificate checksum of a whole frame (header and body)
-/// after its header was edited: the CRC of the header, continued over the
-/// stored CRC of each record, in body order, as far as the records' lengths
-/// can be followed.
-pub fn reseal(frame: &mut [u8]) {
-    let lanes = u16::from_le_bytes([frame[6], frame[7]]) as usize;
-    let hlen = EPOCH_FIXED_LEN + 4 * lanes + 4;
+/// Recomputes the certificate checksum of a whole frame whose header is
+/// `hlen` bytes (as written: an edited lane count does not move it) after
+/// the header was edited: the CRC of the header, continued over the stored
+/// CRC of each record, in body order.
+pub fn reseal(frame: &mut [u8], hlen: usize) {
     let mut crc = crc32c::crc32c(&frame[..hlen - 4]);
     let mut at = hlen;
     while at + 8 <= frame.len() {
         let len = rd32(frame, at + 4) as usize;
         crc = crc32c::crc32c_append(crc, &frame[at..at + 4]);
-        if len == 0 {
+        if len == 0 || len > frame.len() - at {
             break;
         }
         at += len;
