@@ -3,17 +3,20 @@
 //!
 //! Replay order is epoch ascending, then commit sequence, then transaction id,
 //! then frame order. The scanner names every way a frame can be bad and
-//! decides between the two cases the contract distinguishes:
+//! decides between the two cases the contract distinguishes (the rules are
+//! in `docs/FORMAT.md`, "Reading a log"):
 //!
-//! * a **torn tail**: damage with no valid frame after it (the last,
-//!   unacknowledged epoch was being written when the process or machine died),
-//!   or damage in a segment that a later open superseded (the next segment
-//!   starts exactly at the first epoch the damaged one lacks). It is
-//!   discarded and its size reported;
-//! * **corruption**: damage followed by valid data, or a gap in the epochs.
-//!   Recovery fails closed with the file, the offset and what was wrong, or,
-//!   when the caller asked for the durable prefix, stops there and reports the
-//!   rest as skipped.
+//! * **corruption**: an epoch is missing (damaged bytes, a stale frame, an
+//!   all-zero header, a gap) although a later valid frame of the same writer
+//!   says it had been synced (`synced_through`), or a valid frame carries an
+//!   unexpected epoch, or the log lost its beginning. Recovery fails closed
+//!   with the file, the offset and what was wrong, or, when the caller asked
+//!   for the durable prefix, stops there and reports the rest as skipped (a
+//!   lost beginning fails in both modes: there is no prefix);
+//! * a **torn tail**: an epoch is missing and nothing says it was ever
+//!   synced: its write was lost with the process or the power. Recovery
+//!   stops there (or, when a reopen started a segment at that epoch, goes on
+//!   with it), discards the rest and reports its size.
 
 use std::path::{Path, PathBuf};
 
@@ -578,18 +581,10 @@ pub(crate) fn scan(
         let h = seg.header.expect("filtered above");
         let ident = (h.id, h.salt);
         match expected {
-            Some(exp) if h.first_epoch != exp => {
-                // Only reached when the previous segment ended at `exp` and
-                // this one starts before it: epochs overlap.
-                let what = format!(
-                    "segment starts at epoch {} but the log so far ends before epoch {exp} (epochs overlap){}",
-                    h.first_epoch,
-                    unreadable_before(seg.id)
-                );
-                fail(report, &seg.path, 0, what, &active[i..], seg.len)?;
-                break 'segments;
-            }
-            Some(_) => {}
+            // The scan moves on to a segment only when it starts at the
+            // epoch expected (a gap or an overlap stops it inside the loop
+            // below).
+            Some(exp) => debug_assert_eq!(h.first_epoch, exp),
             None => {
                 expected = Some(h.first_epoch);
                 // first_epoch >= 1: a header with 0 is never activated.
