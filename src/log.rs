@@ -730,15 +730,19 @@ fn start(
     // The tail just scanned may never have been synced (its fsync failed, or
     // the last process died before it): it is read back from the kernel's
     // cache. New epochs go after it, so it must be durable first, or a power
-    // loss would keep them and lose it: an epoch gap. Earlier segments were
-    // synced when the flusher left them, unless the process that wrote them
-    // ran under `off`: every live segment is synced, so that the first frame
-    // may say every epoch up to the last one is durable.
+    // loss would keep them and lose it: an epoch gap. So is any earlier
+    // segment holding an epoch no frame says was synced (written under
+    // `off`): the first frame will say every epoch up to the last is durable.
     if cfg.sync != SyncPolicy::Off {
-        for s in &segments {
-            vfs.open(&s.path, false)
-                .and_then(|f| f.sync_data())
-                .map_err(|e| Error::io(format!("syncing {}", s.path.display()), e))?;
+        for (k, s) in segments.iter().enumerate() {
+            let uncovered = segments
+                .get(k + 1)
+                .is_none_or(|n| n.first_epoch.saturating_sub(1) > end.synced_through);
+            if uncovered {
+                vfs.open(&s.path, false)
+                    .and_then(|f| f.sync_data())
+                    .map_err(|e| Error::io(format!("syncing {}", s.path.display()), e))?;
+            }
         }
     }
     let mut next_id = found.iter().map(|s| s.id).max().unwrap_or(0) + 1;

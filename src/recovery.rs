@@ -119,6 +119,10 @@ pub(crate) struct ScanEnd {
     /// of the last segment, where the highest mark is): the engine's mark
     /// starts there, so marks in frames never go down.
     pub checkpoint_epoch: u64,
+    /// The highest `synced_through` of a valid frame (with `tail_only`, of
+    /// the newest segment holding one): every epoch up to it is durable, so
+    /// open need not sync the segments that hold only such epochs.
+    pub synced_through: u64,
     /// Every segment file of the directory, as listed for the scan (open
     /// builds its catalog from them instead of listing again).
     pub segments: Vec<FoundSegment>,
@@ -302,8 +306,10 @@ struct After {
     /// A valid frame whose `synced_through` covers the epoch asked about:
     /// its epoch, offset and `synced_through`. The walk stops there.
     proof: Option<(u64, u64, u64)>,
-    /// Highest epoch and checkpoint mark of the valid frames walked.
+    /// Highest epoch, synced-through epoch and checkpoint mark of the valid
+    /// frames walked.
     max_epoch: u64,
+    max_synced: u64,
     max_checkpoint: u64,
     /// One past the last non-zero byte at or after the spot.
     end_of_data: u64,
@@ -358,6 +364,7 @@ fn search_after(
                 after.end_of_data = after.end_of_data.max(at + len);
                 after.first_valid.get_or_insert(cert.epoch);
                 after.max_epoch = after.max_epoch.max(cert.epoch);
+                after.max_synced = after.max_synced.max(cert.synced_through);
                 after.max_checkpoint = after.max_checkpoint.max(cert.checkpoint_epoch);
                 if proves.is_some_and(|e| cert.synced_through >= e) {
                     after.proof = Some((cert.epoch, at, cert.synced_through));
@@ -407,14 +414,10 @@ fn proof_in(
     Ok(None)
 }
 
-/// The highest checkpoint mark in the log. Marks only grow, so it is in the
-/// newest segment holding a valid frame: segments are read from the last
-/// one back until one has a valid frame.
-fn last_checkpoint_mark(
-    vfs: &dyn Vfs,
-    segs: &[&FoundSegment],
-    rd: &mut FrameReader,
-) -> Result<u64> {
+/// The highest checkpoint mark and synced-through epoch in the log. Both
+/// only grow, so they are in the newest segment holding a valid frame:
+/// segments are read from the last one back until one has a valid frame.
+fn newest_marks(vfs: &dyn Vfs, segs: &[&FoundSegment], rd: &mut FrameReader) -> Result<(u64, u64)> {
     for seg in segs.iter().rev() {
         let h = seg.header.expect("only activated segments are scanned");
         let file = vfs
@@ -430,10 +433,10 @@ fn last_checkpoint_mark(
             None,
         )?;
         if after.first_valid.is_some() {
-            return Ok(after.max_checkpoint);
+            return Ok((after.max_checkpoint, after.max_synced));
         }
     }
-    Ok(0)
+    Ok((0, 0))
 }
 
 /// Scans the log in `dir`. With `tail_only`, reads only the last activated
@@ -513,7 +516,7 @@ pub(crate) fn scan(
             .max()
             .unwrap_or(first);
         if first > h {
-            let m = last_checkpoint_mark(vfs, &active, &mut rd)?;
+            let (m, _) = newest_marks(vfs, &active, &mut rd)?;
             end.checkpoint_epoch = m;
             let must = h.max(m.saturating_add(1));
             if first > must {
@@ -530,6 +533,11 @@ pub(crate) fn scan(
         }
     }
 
+    // What open must know besides the last epoch: the marks of the newest
+    // frames. When the last segment holds none (the process died between
+    // activating it and writing its first frame), they are in the segments
+    // before it.
+    let before_tail = active.len().saturating_sub(1);
     if tail_only && active.len() > 1 {
         active.drain(..active.len() - 1);
     }
@@ -630,6 +638,7 @@ pub(crate) fn scan(
                         report.bytes += len;
                     }
                     end.checkpoint_epoch = end.checkpoint_epoch.max(cert.checkpoint_epoch);
+                    end.synced_through = end.synced_through.max(cert.synced_through);
                     end.last_epoch = cert.epoch;
                     // Bounded by MAX_EPOCH (validate_frame).
                     expected = Some(exp + 1);
@@ -665,6 +674,7 @@ pub(crate) fn scan(
             )?;
             end.max_epoch_seen = end.max_epoch_seen.max(after.max_epoch);
             end.checkpoint_epoch = end.checkpoint_epoch.max(after.max_checkpoint);
+            end.synced_through = end.synced_through.max(after.max_synced);
             if let Some((pe, poff, synced)) = after.proof {
                 let what = format!(
                     "epoch {exp}: {what}, yet the frame of epoch {pe} at offset {poff} records every epoch through {synced} as synced"
@@ -727,6 +737,21 @@ pub(crate) fn scan(
             break 'segments;
         }
         i += 1;
+    }
+    if tail_only
+        && end.last_epoch.saturating_add(1)
+            == active
+                .first()
+                .map_or(0, |s| s.header.expect("filtered above").first_epoch)
+    {
+        let older: Vec<&FoundSegment> = found
+            .iter()
+            .filter(|s| s.header.is_some() && bad_header.as_ref().is_none_or(|(b, _)| s.id < b.id))
+            .take(before_tail)
+            .collect();
+        let (m, synced) = newest_marks(vfs, &older, &mut rd)?;
+        end.checkpoint_epoch = end.checkpoint_epoch.max(m);
+        end.synced_through = end.synced_through.max(synced);
     }
     // In durable-prefix mode an earlier failure already skipped the rest.
     if let (Some((seg, what)), 0) = (bad_header, report.skipped_segments) {

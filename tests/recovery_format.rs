@@ -358,3 +358,24 @@ fn a_version_1_log_is_refused_naming_both_versions() {
     assert_eq!(vfs.contents(&seg).unwrap()[..64], h[..]);
     let _ = vfs.list_dir(&pwal::log_dir(Path::new(DB))).unwrap();
 }
+
+/// The first frame after an open says every epoch on disk is synced. Under
+/// `off` nothing was: an open under `full` must sync every segment an `off`
+/// writer left (not only the last), or a power loss keeps the new frame,
+/// drops the old epochs, and the log is corrupt.
+#[test]
+fn an_open_after_an_off_writer_syncs_every_segment_it_left() {
+    let vfs = SimVfs::new();
+    let j = Journal::new();
+    let log = open(&vfs, SyncPolicy::Off).unwrap();
+    while log.stats().segments_created < 3 {
+        j.commit(&log, j.next_id()).unwrap();
+    }
+    j.close(log).unwrap();
+    let log = open(&vfs, SyncPolicy::Full).unwrap();
+    j.commit(&log, j.next_id()).unwrap();
+    j.close(log).unwrap();
+    let x = Expect::from_events(&j.snapshot());
+    let got = check_recovery(&vfs.crash(CrashMode::DropAll), Path::new(DB), &x).unwrap();
+    assert_eq!(got.batches.len(), x.acked.len());
+}
