@@ -654,7 +654,14 @@ pub(crate) fn start(
         None,
         &mut report,
     )?;
-    let next_epoch = end.last_epoch.max(end.max_epoch_seen) + 1;
+    // The log continues right after its last valid epoch. Frames found
+    // after a torn one (written but never synced, so no later frame vouches
+    // for the torn epoch) are superseded: the new segment starts at the torn
+    // epoch, which tells recovery to skip the rest of the old one. Epochs
+    // are bounded (`epoch::MAX_EPOCH`), so this cannot wrap.
+    let next_epoch = end.last_epoch + 1;
+    // Marks found on disk are durable (every segment was synced above).
+    let mark = end.checkpoint_epoch;
 
     let catalog = crate::store::open_catalog(&*vfs, &dir, &cfg, end.segments)?;
 
@@ -675,9 +682,9 @@ pub(crate) fn start(
             durable,
             written: durable,
             synced: durable,
-            checkpoint_mark: 0,
-            mark_written: 0,
-            mark_synced: 0,
+            checkpoint_mark: mark,
+            mark_written: mark,
+            mark_synced: mark,
             poison: None,
             closing: false,
             flusher_exited: false,

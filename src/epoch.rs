@@ -16,9 +16,17 @@ use crate::Txn;
 
 /// "PWEP" read as a little-endian u32.
 pub const EPOCH_MAGIC: u32 = u32::from_le_bytes(*b"PWEP");
-pub const FORMAT_VERSION: u16 = 1;
+/// Version 2 added `synced_through` and `checkpoint_epoch` to the certificate
+/// and `log_start_epoch` to the segment header. Version 1 logs are refused
+/// (none were deployed), with an error naming both versions.
+pub const FORMAT_VERSION: u16 = 2;
 /// Bytes of the fixed part of the certificate, before the per-lane counts.
-pub const EPOCH_FIXED_LEN: usize = 64;
+pub const EPOCH_FIXED_LEN: usize = 80;
+/// The highest epoch number a valid frame or segment header may carry. At a
+/// million epochs a second it lasts about 146 000 years, so a larger value
+/// can only be damage (or a forged header); refusing it keeps `epoch + 1`
+/// and `first_epoch - 1` on values read from disk far from wrapping.
+pub const MAX_EPOCH: u64 = 1 << 62;
 pub const TXN_HEADER_LEN: usize = 32;
 pub const FRAME_HEADER_LEN: usize = 12;
 
@@ -138,6 +146,13 @@ pub struct Certificate {
     pub txn_count: u32,
     pub db_size_pages: u32,
     pub page_set_size: u32,
+    /// Every epoch up to this one had been made durable by an `fdatasync`
+    /// that returned before this frame was written (0: none known). Always
+    /// below `epoch`.
+    pub synced_through: u64,
+    /// The engine's checkpoint mark when the frame was written: epochs up to
+    /// it may have been removed from the log (0: none). Always below `epoch`.
+    pub checkpoint_epoch: u64,
     pub lane_counts: Vec<u32>,
 }
 
@@ -167,6 +182,8 @@ impl Certificate {
         h.extend_from_slice(&self.txn_count.to_le_bytes());
         h.extend_from_slice(&self.db_size_pages.to_le_bytes());
         h.extend_from_slice(&self.page_set_size.to_le_bytes());
+        h.extend_from_slice(&self.synced_through.to_le_bytes());
+        h.extend_from_slice(&self.checkpoint_epoch.to_le_bytes());
         debug_assert_eq!(h.len(), EPOCH_FIXED_LEN);
         for c in &self.lane_counts {
             h.extend_from_slice(&c.to_le_bytes());
@@ -261,6 +278,8 @@ pub fn validate_frame(
         txn_count: rd32(header, 52),
         db_size_pages: rd32(header, 56),
         page_set_size: rd32(header, 60),
+        synced_through: rd64(header, 64),
+        checkpoint_epoch: rd64(header, 72),
         lane_counts: (0..lanes)
             .map(|i| rd32(header, EPOCH_FIXED_LEN + 4 * i))
             .collect(),
@@ -378,6 +397,18 @@ pub fn validate_frame(
             cert.page_set_size
         ));
     }
+    if cert.epoch == 0 || cert.epoch > MAX_EPOCH {
+        return Err(format!("epoch {} is outside 1..={MAX_EPOCH}", cert.epoch));
+    }
+    // Both marks describe epochs before this one: the sync they name
+    // returned, and the checkpoint they name covered durable epochs, before
+    // this frame was written.
+    if cert.synced_through >= cert.epoch || cert.checkpoint_epoch >= cert.epoch {
+        return Err(format!(
+            "synced-through epoch {} or checkpoint epoch {} is not below the frame's epoch {}",
+            cert.synced_through, cert.checkpoint_epoch, cert.epoch
+        ));
+    }
     if !txns.is_empty() && (min_seq != cert.first_commit_seq || max_seq != cert.last_commit_seq) {
         return Err(format!(
             "certificate commit range {}..={} does not match the records' {min_seq}..={max_seq}",
@@ -483,6 +514,8 @@ mod tests {
             txn_count: 3,
             db_size_pages: 1,
             page_set_size: 3,
+            synced_through: 3,
+            checkpoint_epoch: 2,
             lane_counts: vec![1, 2],
         };
         let header = cert.encode(&[&[c3], &[c1, c2]]);

@@ -57,9 +57,6 @@ pub(crate) struct FlushState {
     spare_bufs: Vec<Option<LaneBuf>>,
     /// The active segment has writes no `fdatasync` has covered yet.
     unsynced: bool,
-    /// Under `off`, segments are named without syncing the directory: the
-    /// next `sync_active` syncs it too.
-    dir_unsynced: bool,
 }
 
 impl FlushState {
@@ -68,7 +65,6 @@ impl FlushState {
             active: None,
             spare_bufs: Vec::new(),
             unsynced: false,
-            dir_unsynced: false,
         }
     }
 
@@ -318,7 +314,12 @@ impl FlushState {
 
         // The checkpoint mark this frame carries (read before the write, so
         // what is published as written is at most what the frame holds).
-        let mark = sh.state.lock().checkpoint_mark;
+        // And the last epoch a sync covered: recovery counts damage to an
+        // epoch as corruption only where a later frame proves it was synced.
+        let (mark, synced) = {
+            let st = sh.state.lock();
+            (st.checkpoint_mark, st.synced)
+        };
         let with_txns = || sealed.iter().filter(|b| b.txns > 0);
         let last = with_txns().max_by_key(|b| b.max_seq);
         let cert = Certificate {
@@ -331,6 +332,8 @@ impl FlushState {
             txn_count: sealed.iter().map(|b| b.txns).sum(),
             db_size_pages: last.map_or(0, |b| b.db_size_at_max),
             page_set_size: sealed.iter().map(|b| b.frames).sum(),
+            synced_through: synced,
+            checkpoint_epoch: mark,
             lane_counts: sealed.iter().map(|b| b.txns).collect(),
         };
         let crcs: Vec<&[u32]> = sealed.iter().map(|b| &b.crcs[..]).collect();
@@ -435,12 +438,6 @@ impl FlushState {
                 .record(t.elapsed().as_micros() as u64);
             self.unsynced = false;
         }
-        if self.dir_unsynced {
-            sh.vfs
-                .sync_dir(&sh.dir)
-                .map_err(|e| (format!("syncing directory {}", sh.dir.display()), e))?;
-            self.dir_unsynced = false;
-        }
         let mut st = sh.state.lock();
         st.unsynced_since = None;
         st.synced = st.written;
@@ -455,9 +452,6 @@ impl FlushState {
         // to sync only the active segment.
         self.sync_active(sh)?;
         let seg = crate::store::activate(sh, first_epoch)?;
-        if sh.cfg.sync == SyncPolicy::Off {
-            self.dir_unsynced = true;
-        }
         let NewSegment {
             file,
             path,

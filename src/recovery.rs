@@ -3,22 +3,25 @@
 //!
 //! Replay order is epoch ascending, then commit sequence, then transaction id,
 //! then frame order. The scanner names every way a frame can be bad and
-//! decides between the two cases the contract distinguishes:
+//! decides between the two cases the contract distinguishes (the rules are
+//! in `docs/FORMAT.md`, "Reading a log"):
 //!
-//! * a **torn tail**: damage with no valid frame after it (the last,
-//!   unacknowledged epoch was being written when the process or machine died),
-//!   or damage in a segment that a later open superseded (the next segment
-//!   starts exactly at the first epoch the damaged one lacks). It is
-//!   discarded and its size reported;
-//! * **corruption**: damage followed by valid data, or a gap in the epochs.
-//!   Recovery fails closed with the file, the offset and what was wrong, or,
-//!   when the caller asked for the durable prefix, stops there and reports the
-//!   rest as skipped.
+//! * **corruption**: an epoch is missing (damaged bytes, a stale frame, an
+//!   all-zero header, a gap) although a later valid frame of the same writer
+//!   says it had been synced (`synced_through`), or a valid frame carries an
+//!   unexpected epoch, or the log lost its beginning. Recovery fails closed
+//!   with the file, the offset and what was wrong, or, when the caller asked
+//!   for the durable prefix, stops there and reports the rest as skipped (a
+//!   lost beginning fails in both modes: there is no prefix);
+//! * a **torn tail**: an epoch is missing and nothing says it was ever
+//!   synced: its write was lost with the process or the power. Recovery
+//!   stops there (or, when a reopen started a segment at that epoch, goes on
+//!   with it), discards the rest and reports its size.
 
 use std::path::{Path, PathBuf};
 
 use crate::config::MAX_EPOCH_BODY_BYTES;
-use crate::epoch::{self, FixedHeader, TxnRef, EPOCH_FIXED_LEN, EPOCH_MAGIC};
+use crate::epoch::{self, FixedHeader, TxnRef, EPOCH_FIXED_LEN, EPOCH_MAGIC, FORMAT_VERSION};
 use crate::error::{Error, Result};
 use crate::io::{RealVfs, Vfs, VfsFile};
 use crate::segment::{list_segments, FoundSegment, DATA_OFFSET};
@@ -109,8 +112,17 @@ pub(crate) struct ScanEnd {
     /// segment's first epoch).
     pub last_epoch: u64,
     /// The highest epoch number seen in any valid frame, including frames
-    /// found after damage: a reopened log must continue above it.
+    /// found after damage (torn frames a reopen supersedes by starting a
+    /// segment at `last_epoch + 1`).
     pub max_epoch_seen: u64,
+    /// The highest checkpoint mark in a valid frame read (with `tail_only`,
+    /// of the last segment, where the highest mark is): the engine's mark
+    /// starts there, so marks in frames never go down.
+    pub checkpoint_epoch: u64,
+    /// The highest `synced_through` of a valid frame (with `tail_only`, of
+    /// the newest segment holding one): every epoch up to it is durable, so
+    /// open need not sync the segments that hold only such epochs.
+    pub synced_through: u64,
     /// Every segment file of the directory, as listed for the scan (open
     /// builds its catalog from them instead of listing again).
     pub segments: Vec<FoundSegment>,
@@ -286,16 +298,28 @@ fn read_frame(
     }
 }
 
-/// What lies after a damaged spot of a segment.
+/// What lies at and after a spot of a segment.
+#[derive(Default)]
 struct After {
-    /// Epoch of a valid frame found after the damage, if any.
-    valid_epoch: Option<u64>,
-    /// One past the last non-zero byte at or after the damage.
+    /// Epoch of the first valid frame found, if any.
+    first_valid: Option<u64>,
+    /// A valid frame whose `synced_through` covers the epoch asked about:
+    /// its epoch, offset and `synced_through`. The walk stops there.
+    proof: Option<(u64, u64, u64)>,
+    /// Highest epoch, synced-through epoch and checkpoint mark of the valid
+    /// frames walked.
+    max_epoch: u64,
+    max_synced: u64,
+    max_checkpoint: u64,
+    /// One past the last non-zero byte at or after the spot.
     end_of_data: u64,
 }
 
-/// Searches the rest of a segment for a valid frame of this segment and for
-/// the end of its non-zero bytes. Reads in bounded chunks.
+/// Walks the rest of a segment from `from`, visiting every valid frame of
+/// this segment (found by their magic; a valid frame is then stepped over
+/// whole, and its successors read in place), and finds the end of its
+/// non-zero bytes. With `proves = Some(e)`, stops at the first frame whose
+/// `synced_through >= e`. Reads in bounded chunks.
 fn search_after(
     file: &dyn VfsFile,
     path: &Path,
@@ -303,16 +327,17 @@ fn search_after(
     from: u64,
     ident: (u64, u64),
     rd: &mut FrameReader,
+    proves: Option<u64>,
 ) -> Result<After> {
     const CHUNK: usize = 1 << 20;
     let magic = EPOCH_MAGIC.to_le_bytes();
     let mut chunk = vec![0u8; CHUNK + 3];
     let mut after = After {
-        valid_epoch: None,
         end_of_data: from,
+        ..After::default()
     };
     let mut pos = from;
-    while pos < file_len {
+    'chunks: while pos < file_len {
         let want = ((file_len - pos) as usize).min(chunk.len());
         let n = file
             .read_at(&mut chunk[..want], pos)
@@ -321,58 +346,97 @@ fn search_after(
             break;
         }
         let data = &chunk[..n];
-        if let Some(last) = data.iter().rposition(|&b| b != 0) {
-            after.end_of_data = pos + last as u64 + 1;
-        }
-        if after.valid_epoch.is_none() {
-            for i in 0..n.saturating_sub(3) {
-                if data[i..i + 4] == magic {
-                    let at = pos + i as u64;
-                    if let FrameRead::Valid { cert, .. } =
-                        read_frame(file, path, file_len, at, ident, rd)?
-                    {
-                        after.valid_epoch = Some(cert.epoch);
-                        break;
-                    }
+        let at_end = pos + n as u64 >= file_len;
+        // Positions whose 4 bytes lie in this chunk; the last 3 are looked
+        // at again at the start of the next one.
+        let limit = if at_end { n } else { n - 3 };
+        for i in 0..limit.min(n.saturating_sub(3)) {
+            if data[i..i + 4] != magic {
+                continue;
+            }
+            let at = pos + i as u64;
+            if let FrameRead::Valid { len, cert, .. } =
+                read_frame(file, path, file_len, at, ident, rd)?
+            {
+                if let Some(last) = data[..i].iter().rposition(|&b| b != 0) {
+                    after.end_of_data = after.end_of_data.max(pos + last as u64 + 1);
                 }
+                after.end_of_data = after.end_of_data.max(at + len);
+                after.first_valid.get_or_insert(cert.epoch);
+                after.max_epoch = after.max_epoch.max(cert.epoch);
+                after.max_synced = after.max_synced.max(cert.synced_through);
+                after.max_checkpoint = after.max_checkpoint.max(cert.checkpoint_epoch);
+                if proves.is_some_and(|e| cert.synced_through >= e) {
+                    after.proof = Some((cert.epoch, at, cert.synced_through));
+                    return Ok(after);
+                }
+                pos = at + len;
+                continue 'chunks;
             }
         }
-        if n <= 3 {
+        if let Some(last) = data.iter().rposition(|&b| b != 0) {
+            after.end_of_data = after.end_of_data.max(pos + last as u64 + 1);
+        }
+        if at_end || limit == 0 {
             break;
         }
-        // Overlap by 3 bytes so a magic split across chunks is found.
-        pos += (n - 3) as u64;
-        if pos + 3 >= file_len {
-            break;
-        }
+        pos += limit as u64;
     }
     Ok(after)
 }
 
-/// Whether any valid frame exists in `segs` (each checked at its first frame
-/// and, failing that, by a search).
-fn any_valid_frame(
+/// Looks through whole segments for a valid frame that proves epoch `e` was
+/// synced; returns the file, the frame's epoch and its `synced_through`.
+fn proof_in(
     vfs: &dyn Vfs,
     segs: &[&FoundSegment],
+    e: u64,
     rd: &mut FrameReader,
-) -> Result<Option<(PathBuf, u64)>> {
+) -> Result<Option<(PathBuf, u64, u64)>> {
     for seg in segs {
         let h = seg.header.expect("only activated segments are scanned");
         let file = vfs
             .open_read(&seg.path)
             .map_err(|e| io_err(&seg.path, "opening", e))?;
-        let ident = (h.id, h.salt);
-        if let FrameRead::Valid { cert, .. } =
-            read_frame(&*file, &seg.path, seg.len, DATA_OFFSET, ident, rd)?
-        {
-            return Ok(Some((seg.path.clone(), cert.epoch)));
-        }
-        let after = search_after(&*file, &seg.path, seg.len, DATA_OFFSET, ident, rd)?;
-        if let Some(e) = after.valid_epoch {
-            return Ok(Some((seg.path.clone(), e)));
+        let after = search_after(
+            &*file,
+            &seg.path,
+            seg.len,
+            DATA_OFFSET,
+            (h.id, h.salt),
+            rd,
+            Some(e),
+        )?;
+        if let Some((pe, _, synced)) = after.proof {
+            return Ok(Some((seg.path.clone(), pe, synced)));
         }
     }
     Ok(None)
+}
+
+/// The highest checkpoint mark and synced-through epoch in the log. Both
+/// only grow, so they are in the newest segment holding a valid frame:
+/// segments are read from the last one back until one has a valid frame.
+fn newest_marks(vfs: &dyn Vfs, segs: &[&FoundSegment], rd: &mut FrameReader) -> Result<(u64, u64)> {
+    for seg in segs.iter().rev() {
+        let h = seg.header.expect("only activated segments are scanned");
+        let file = vfs
+            .open_read(&seg.path)
+            .map_err(|e| io_err(&seg.path, "opening", e))?;
+        let after = search_after(
+            &*file,
+            &seg.path,
+            seg.len,
+            DATA_OFFSET,
+            (h.id, h.salt),
+            rd,
+            None,
+        )?;
+        if after.first_valid.is_some() {
+            return Ok((after.max_checkpoint, after.max_synced));
+        }
+    }
+    Ok((0, 0))
 }
 
 /// Scans the log in `dir`. With `tail_only`, reads only the last activated
@@ -387,26 +451,96 @@ pub(crate) fn scan(
 ) -> Result<ScanEnd> {
     let found = list_segments(vfs, dir)?;
     let mut rd = FrameReader::new();
-    // A segment whose header does not validate but whose first frame does:
-    // the header was synced before any frame was written (flusher.rs
-    // `rollover`), so it was damaged afterwards, and the epochs in the file
-    // were acknowledged. Only the segments before it are a trustworthy
-    // prefix.
-    let mut headerless = None;
+    // A log written by another format version is not damaged: it is refused
+    // whole, in every mode, naming both versions.
+    if let Some(s) = found.iter().find(|s| s.other_version.is_some()) {
+        let v = s.other_version.unwrap_or_default();
+        return Err(Error::corrupt(
+            &s.path,
+            4,
+            format!(
+                "segment written in pwal format version {v}; this library reads format version {FORMAT_VERSION} only"
+            ),
+        ));
+    }
+    // The first segment whose header cannot be used although the file holds
+    // log data: a checksum-valid header with impossible values, or a header
+    // that does not validate in front of a valid first frame (the header
+    // was synced before any frame was written, flusher.rs `rollover`, so it
+    // was damaged afterwards, and the epochs in the file were acknowledged).
+    // Only the segments before it are a trustworthy prefix.
+    let mut bad_header: Option<(&FoundSegment, String)> = None;
     for s in found.iter().filter(|s| s.header.is_none()) {
+        if let Some(why) = &s.rejected {
+            bad_header = Some((s, why.clone()));
+            break;
+        }
         if let Some(epoch) = own_first_frame(vfs, s, &mut rd)? {
-            headerless = Some((s, epoch));
+            bad_header = Some((
+                s,
+                format!(
+                    "segment header does not validate, yet the segment holds a valid frame of epoch {epoch} at offset {DATA_OFFSET}: the header was damaged after epochs were written to it"
+                ),
+            ));
             break;
         }
     }
     let mut active: Vec<&FoundSegment> = found
         .iter()
-        .filter(|s| s.header.is_some() && headerless.is_none_or(|(h, _)| s.id < h.id))
+        .filter(|s| s.header.is_some() && bad_header.as_ref().is_none_or(|(b, _)| s.id < b.id))
         .collect();
+    let unreadable_before = |id: u64| -> String {
+        let names: Vec<String> = found
+            .iter()
+            .filter(|s| s.header.is_none() && s.id < id)
+            .map(|s| s.path.display().to_string())
+            .collect();
+        if names.is_empty() {
+            String::new()
+        } else {
+            format!("; segment files with no valid header: {}", names.join(", "))
+        }
+    };
+    let mut end = ScanEnd::default();
+
+    // Where the log must begin: no later than the highest log start any
+    // segment header names, or the epoch after the highest checkpoint mark
+    // (read only when the headers do not already account for the oldest
+    // segment). A later start is a lost beginning; there is no prefix to
+    // return then, so this fails in durable-prefix mode too.
+    if let Some(oldest) = active.first() {
+        let first = oldest.header.expect("filtered above").first_epoch;
+        let h = found
+            .iter()
+            .filter_map(|s| s.header.map(|h| h.log_start_epoch))
+            .max()
+            .unwrap_or(first);
+        if first > h {
+            let (m, _) = newest_marks(vfs, &active, &mut rd)?;
+            end.checkpoint_epoch = m;
+            let must = h.max(m.saturating_add(1));
+            if first > must {
+                return Err(Error::corrupt(
+                    &oldest.path,
+                    0,
+                    format!(
+                        "the log must hold every epoch from {must} on (log start named by the segment headers: {h}; highest checkpoint mark in a frame: {m}), but its oldest segment starts at epoch {first}: epochs {must}..={} are missing{}",
+                        first.saturating_sub(1),
+                        unreadable_before(oldest.id)
+                    ),
+                ));
+            }
+        }
+    }
+
+    // What open must know besides the last epoch: the marks of the newest
+    // frames. When the last segment holds none (the process died between
+    // activating it and writing its first frame), they are in the segments
+    // before it.
+    let before_tail = active.len().saturating_sub(1);
     if tail_only && active.len() > 1 {
         active.drain(..active.len() - 1);
     }
-    let mut end = ScanEnd::default();
     let mut expected: Option<u64> = None;
 
     // Stops the scan at damage: an error, or in durable-prefix mode the
@@ -433,6 +567,21 @@ pub(crate) fn scan(
             Err(Error::corrupt(file, offset, what))
         }
     };
+    // Discards a torn tail and says so.
+    let torn = |report: &mut RecoveryReport, file: &Path, offset: u64, bytes: u64, what: String| {
+        if tail_only {
+            return;
+        }
+        report.torn_tail_bytes += bytes;
+        let msg = format!(
+            "{}: offset {offset}: torn tail of {bytes} bytes discarded ({what})",
+            file.display()
+        );
+        report.damage = Some(match report.damage.take() {
+            Some(prev) => format!("{prev}; {msg}"),
+            None => msg,
+        });
+    };
 
     let mut i = 0;
     'segments: while i < active.len() {
@@ -440,32 +589,17 @@ pub(crate) fn scan(
         let h = seg.header.expect("filtered above");
         let ident = (h.id, h.salt);
         match expected {
-            Some(exp) if h.first_epoch != exp => {
-                let unreadable: Vec<String> = found
-                    .iter()
-                    .filter(|s| s.header.is_none() && s.id < seg.id)
-                    .map(|s| s.path.display().to_string())
-                    .collect();
-                let mut what = format!(
-                    "segment starts at epoch {} but the log so far ends before epoch {exp} (an epoch gap)",
-                    h.first_epoch
-                );
-                if !unreadable.is_empty() {
-                    what.push_str(&format!(
-                        "; segment files with no valid header: {}",
-                        unreadable.join(", ")
-                    ));
-                }
-                fail(report, &seg.path, 0, what, &active[i..], seg.len)?;
-                break 'segments;
-            }
-            Some(_) => {}
+            // The scan moves on to a segment only when it starts at the
+            // epoch expected (a gap or an overlap stops it inside the loop
+            // below).
+            Some(exp) => debug_assert_eq!(h.first_epoch, exp),
             None => {
                 expected = Some(h.first_epoch);
-                end.last_epoch = h.first_epoch - 1;
+                // first_epoch >= 1: a header with 0 is never activated.
+                end.last_epoch = h.first_epoch.saturating_sub(1);
             }
         }
-        end.max_epoch_seen = end.max_epoch_seen.max(h.first_epoch - 1);
+        end.max_epoch_seen = end.max_epoch_seen.max(h.first_epoch.saturating_sub(1));
         report.segments += 1;
         let file = vfs
             .open_read(&seg.path)
@@ -474,8 +608,8 @@ pub(crate) fn scan(
         let mut off = DATA_OFFSET;
         loop {
             let exp = expected.expect("set above");
-            let what = match read_frame(&*file, &seg.path, file_len, off, ident, &mut rd)? {
-                FrameRead::End => break,
+            let (what, zero) = match read_frame(&*file, &seg.path, file_len, off, ident, &mut rd)? {
+                FrameRead::End => ("no frame (zeros or the end of the file)".to_string(), true),
                 FrameRead::Valid {
                     len,
                     header_len,
@@ -488,82 +622,140 @@ pub(crate) fn scan(
                             format!("epoch {} found where epoch {exp} was expected", cert.epoch);
                         fail(report, &seg.path, off, what, &active[i..], file_len - off)?;
                         break 'segments;
-                    } else {
-                        if !tail_only {
-                            let body = &rd.frame()[header_len..len as usize];
-                            if let Some(cb) = callback.as_deref_mut() {
-                                replay(cb, cert.epoch, body, &txns)?;
-                            }
-                            report.epochs += 1;
-                            if report.first_epoch == 0 {
-                                report.first_epoch = cert.epoch;
-                            }
-                            report.last_epoch = cert.epoch;
-                            report.transactions += txns.len() as u64;
-                            report.records += cert.page_set_size as u64;
-                            report.bytes += len;
-                        }
-                        end.last_epoch = cert.epoch;
-                        expected = Some(exp + 1);
-                        off += len;
-                        continue;
                     }
+                    if !tail_only {
+                        let body = &rd.frame()[header_len..len as usize];
+                        if let Some(cb) = callback.as_deref_mut() {
+                            replay(cb, cert.epoch, body, &txns)?;
+                        }
+                        report.epochs += 1;
+                        if report.first_epoch == 0 {
+                            report.first_epoch = cert.epoch;
+                        }
+                        report.last_epoch = cert.epoch;
+                        report.transactions += txns.len() as u64;
+                        report.records += cert.page_set_size as u64;
+                        report.bytes += len;
+                    }
+                    end.checkpoint_epoch = end.checkpoint_epoch.max(cert.checkpoint_epoch);
+                    end.synced_through = end.synced_through.max(cert.synced_through);
+                    end.last_epoch = cert.epoch;
+                    // Bounded by MAX_EPOCH (validate_frame).
+                    expected = Some(exp + 1);
+                    off += len;
+                    continue;
                 }
-                FrameRead::Stale => "frame of another incarnation of this file".to_string(),
-                FrameRead::Damaged(why) => why,
+                FrameRead::Stale => (
+                    "frame of another incarnation of this file".to_string(),
+                    false,
+                ),
+                FrameRead::Damaged(why) => (why, false),
             };
-            // Damage at `off`: torn tail, superseded tail, or corruption.
-            let after = search_after(&*file, &seg.path, file_len, off + 1, ident, &mut rd)?;
-            if let Some(e) = after.valid_epoch {
-                end.max_epoch_seen = end.max_epoch_seen.max(e);
-                let what = format!("{what}; a valid frame (epoch {e}) follows it");
-                fail(report, &seg.path, off, what, &active[i..], file_len - off)?;
-                break 'segments;
-            }
-            let torn = after.end_of_data.max(off + 1) - off;
-            let next = active.get(i + 1);
-            let superseded = next.is_some_and(|n| n.header.is_some_and(|nh| nh.first_epoch == exp));
-            if next.is_none() || superseded {
-                if !tail_only {
-                    report.torn_tail_bytes += torn;
-                    let msg = format!(
-                        "{}: offset {off}: torn tail of {torn} bytes discarded ({what})",
-                        seg.path.display()
-                    );
-                    report.damage = Some(match report.damage.take() {
-                        Some(prev) => format!("{prev}; {msg}"),
-                        None => msg,
-                    });
-                }
+            let next = active.get(i + 1).map(|n| n.header.expect("filtered above"));
+            // A later segment starting at exactly the epoch missing here was
+            // started by an open that found this segment's tail torn and
+            // continued from it: it supersedes the rest of this segment, and
+            // its own frames speak of its own epochs, not of these.
+            let superseded = next.is_some_and(|n| n.first_epoch == exp);
+            if zero && superseded {
+                // The ordinary end of a segment's frames.
                 break;
             }
-            if let Some((p, e)) = any_valid_frame(vfs, &active[i + 1..], &mut rd)? {
-                end.max_epoch_seen = end.max_epoch_seen.max(e);
+            // Epoch `exp` is missing here: a torn tail, unless a later valid
+            // frame of the same writer proves it had been synced.
+            let after = search_after(
+                &*file,
+                &seg.path,
+                file_len,
+                off + 1,
+                ident,
+                &mut rd,
+                Some(exp),
+            )?;
+            end.max_epoch_seen = end.max_epoch_seen.max(after.max_epoch);
+            end.checkpoint_epoch = end.checkpoint_epoch.max(after.max_checkpoint);
+            end.synced_through = end.synced_through.max(after.max_synced);
+            if let Some((pe, poff, synced)) = after.proof {
                 let what = format!(
-                    "{what}; valid data (epoch {e} in {}) follows it",
-                    p.display()
+                    "epoch {exp}: {what}, yet the frame of epoch {pe} at offset {poff} records every epoch through {synced} as synced"
                 );
                 fail(report, &seg.path, off, what, &active[i..], file_len - off)?;
                 break 'segments;
             }
-            // Nothing valid anywhere after: the tail of the log is torn.
-            if !tail_only {
-                report.torn_tail_bytes += torn;
-                report.damage = Some(format!(
-                    "{}: offset {off}: torn tail of {torn} bytes discarded ({what})",
-                    seg.path.display()
-                ));
+            let here = after.end_of_data.max(off + 1) - off;
+            if superseded {
+                torn(
+                    report,
+                    &seg.path,
+                    off,
+                    here,
+                    format!("epoch {exp}: {what}; a later segment starts again at epoch {exp}"),
+                );
+                break;
             }
+            let later = &active[i + 1..];
+            if zero && after.first_valid.is_none() && later.is_empty() {
+                // The end of the log.
+                break 'segments;
+            }
+            if let Some(n) = next {
+                if n.first_epoch < exp {
+                    let what = format!(
+                        "the next segment starts at epoch {} but this one holds epochs up to {} (epochs overlap)",
+                        n.first_epoch,
+                        exp - 1
+                    );
+                    fail(report, &seg.path, off, what, &active[i..], file_len - off)?;
+                    break 'segments;
+                }
+                if let Some((p, pe, synced)) = proof_in(vfs, later, exp, &mut rd)? {
+                    let what = format!(
+                        "epoch {exp}: {what}; the next segment starts at epoch {} (an epoch gap), and the frame of epoch {pe} in {} records every epoch through {synced} as synced{}",
+                        n.first_epoch,
+                        p.display(),
+                        unreadable_before(active[i + 1].id)
+                    );
+                    fail(report, &seg.path, off, what, &active[i..], file_len - off)?;
+                    break 'segments;
+                }
+            }
+            // Nothing later says epoch `exp` was ever synced: it and
+            // everything after it are a torn tail.
+            let rest: u64 = later
+                .iter()
+                .map(|s| s.len.saturating_sub(DATA_OFFSET))
+                .sum();
+            let what = if later.is_empty() {
+                format!("epoch {exp}: {what}")
+            } else {
+                format!(
+                    "epoch {exp}: {what}; with the {} later segment files, which no frame shows synced",
+                    later.len()
+                )
+            };
+            torn(report, &seg.path, off, here.saturating_add(rest), what);
             break 'segments;
         }
         i += 1;
     }
+    if tail_only
+        && end.last_epoch.saturating_add(1)
+            == active
+                .first()
+                .map_or(0, |s| s.header.expect("filtered above").first_epoch)
+    {
+        let older: Vec<&FoundSegment> = found
+            .iter()
+            .filter(|s| s.header.is_some() && bad_header.as_ref().is_none_or(|(b, _)| s.id < b.id))
+            .take(before_tail)
+            .collect();
+        let (m, synced) = newest_marks(vfs, &older, &mut rd)?;
+        end.checkpoint_epoch = end.checkpoint_epoch.max(m);
+        end.synced_through = end.synced_through.max(synced);
+    }
     // In durable-prefix mode an earlier failure already skipped the rest.
-    if let (Some((seg, epoch)), 0) = (headerless, report.skipped_segments) {
+    if let (Some((seg, what)), 0) = (bad_header, report.skipped_segments) {
         let rest: Vec<&FoundSegment> = found.iter().filter(|s| s.id >= seg.id).collect();
-        let what = format!(
-            "segment header does not validate, yet the segment holds a valid frame of epoch {epoch} at offset {DATA_OFFSET}: the header was damaged after epochs were written to it"
-        );
         fail(report, &seg.path, 0, what, &rest, seg.len)?;
     }
     end.segments = found;

@@ -21,9 +21,9 @@ pub const SEGMENT_SUFFIX: &str = ".pwseg";
 pub const SPARE_PREFIX: &str = "spare-";
 pub const LOCK_FILE: &str = "LOCK";
 /// Zero bytes written after each frame in a recycled segment, so that the
-/// next header position reads as "never written" rather than as the middle of
-/// a stale record.
-pub const END_MARK_LEN: usize = 64;
+/// next header position reads as "never written" (a whole fixed header of
+/// zeros) rather than as the middle of a stale record.
+pub const END_MARK_LEN: usize = crate::epoch::EPOCH_FIXED_LEN;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SegmentHeader {
@@ -32,6 +32,26 @@ pub struct SegmentHeader {
     /// First epoch written to this segment; 0 marks a segment whose header
     /// was never activated.
     pub first_epoch: u64,
+    /// The first epoch the log still had to hold when this segment was
+    /// activated: recovery refuses a log whose oldest segment starts after
+    /// it (a lost beginning). At most `first_epoch`.
+    pub log_start_epoch: u64,
+}
+
+/// What the first 64 bytes of a segment file hold.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HeaderRead {
+    /// A valid, activated header.
+    Valid(SegmentHeader),
+    /// No header: never written, torn, not a segment header at all, or
+    /// never activated (first epoch 0).
+    Absent,
+    /// A checksum-valid header of another format version.
+    OtherVersion(u16),
+    /// A header whose checksum holds but which cannot be used: values no
+    /// writer produces. The checksum rules out
+    /// a torn write, so this is reported, never ignored.
+    Rejected(String),
 }
 
 impl SegmentHeader {
@@ -42,25 +62,47 @@ impl SegmentHeader {
         b[8..16].copy_from_slice(&self.id.to_le_bytes());
         b[16..24].copy_from_slice(&self.salt.to_le_bytes());
         b[24..32].copy_from_slice(&self.first_epoch.to_le_bytes());
+        b[32..40].copy_from_slice(&self.log_start_epoch.to_le_bytes());
         let crc = crc32c::crc32c(&b[..60]);
         b[60..64].copy_from_slice(&crc.to_le_bytes());
         b
     }
 
-    /// Parses a header; `None` when the bytes are not a valid, activated
-    /// header (never written, torn, or from another format).
-    pub fn decode(b: &[u8; SEGMENT_HEADER_LEN]) -> Option<SegmentHeader> {
+    /// Parses a header.
+    pub fn decode(b: &[u8; SEGMENT_HEADER_LEN]) -> HeaderRead {
+        use crate::epoch::{FORMAT_VERSION, MAX_EPOCH};
+
         let magic = u32::from_le_bytes(b[0..4].try_into().unwrap());
         let crc = u32::from_le_bytes(b[60..64].try_into().unwrap());
         if magic != SEGMENT_MAGIC || crc32c::crc32c(&b[..60]) != crc {
-            return None;
+            return HeaderRead::Absent;
+        }
+        let version = u16::from_le_bytes([b[4], b[5]]);
+        if version != FORMAT_VERSION {
+            return HeaderRead::OtherVersion(version);
         }
         let h = SegmentHeader {
             id: u64::from_le_bytes(b[8..16].try_into().unwrap()),
             salt: u64::from_le_bytes(b[16..24].try_into().unwrap()),
             first_epoch: u64::from_le_bytes(b[24..32].try_into().unwrap()),
+            log_start_epoch: u64::from_le_bytes(b[32..40].try_into().unwrap()),
         };
-        (h.first_epoch != 0).then_some(h)
+        if h.first_epoch == 0 {
+            return HeaderRead::Absent;
+        }
+        if h.first_epoch > MAX_EPOCH {
+            return HeaderRead::Rejected(format!(
+                "segment header names first epoch {}, above the bound {MAX_EPOCH}",
+                h.first_epoch
+            ));
+        }
+        if h.log_start_epoch == 0 || h.log_start_epoch > h.first_epoch {
+            return HeaderRead::Rejected(format!(
+                "segment header names log start epoch {}, outside 1..={} (its first epoch)",
+                h.log_start_epoch, h.first_epoch
+            ));
+        }
+        HeaderRead::Valid(h)
     }
 }
 
@@ -90,6 +132,10 @@ pub struct FoundSegment {
     pub path: PathBuf,
     /// The activated header, when the file has one whose id matches its name.
     pub header: Option<SegmentHeader>,
+    /// Why a checksum-valid header was refused (impossible values).
+    pub rejected: Option<String>,
+    /// The format version of a checksum-valid header of another version.
+    pub other_version: Option<u16>,
     pub len: u64,
 }
 
@@ -114,15 +160,26 @@ pub fn list_segments(vfs: &dyn Vfs, dir: &Path) -> Result<Vec<FoundSegment>> {
         let n = file
             .read_at(&mut b, 0)
             .map_err(|e| Error::io(format!("reading the header of {}", path.display()), e))?;
-        let header = if n == SEGMENT_HEADER_LEN {
-            SegmentHeader::decode(&b).filter(|h| h.id == id)
+        let read = if n == SEGMENT_HEADER_LEN {
+            SegmentHeader::decode(&b)
         } else {
-            None
+            HeaderRead::Absent
         };
+        let (mut header, mut rejected, mut other_version) = (None, None, None);
+        match read {
+            HeaderRead::Valid(h) if h.id == id => header = Some(h),
+            // A valid header naming another id (a file renamed by hand, or
+            // a copy) is not this segment's: its frames carry that id.
+            HeaderRead::Valid(_) | HeaderRead::Absent => {}
+            HeaderRead::OtherVersion(v) => other_version = Some(v),
+            HeaderRead::Rejected(why) => rejected = Some(why),
+        }
         out.push(FoundSegment {
             id,
             path,
             header,
+            rejected,
+            other_version,
             len,
         });
     }
@@ -158,11 +215,52 @@ mod tests {
             id: 3,
             salt: 99,
             first_epoch: 17,
+            log_start_epoch: 5,
         };
         let mut b = h.encode();
-        assert_eq!(SegmentHeader::decode(&b), Some(h));
+        assert_eq!(SegmentHeader::decode(&b), HeaderRead::Valid(h));
         b[20] ^= 4;
-        assert_eq!(SegmentHeader::decode(&b), None);
+        assert_eq!(SegmentHeader::decode(&b), HeaderRead::Absent);
+    }
+
+    #[test]
+    fn checksum_valid_headers_with_impossible_values_are_rejected() {
+        let ok = SegmentHeader {
+            id: 3,
+            salt: 99,
+            first_epoch: 17,
+            log_start_epoch: 17,
+        };
+        for bad in [
+            SegmentHeader {
+                first_epoch: u64::MAX,
+                log_start_epoch: 1,
+                ..ok
+            },
+            SegmentHeader {
+                first_epoch: crate::epoch::MAX_EPOCH + 1,
+                log_start_epoch: 1,
+                ..ok
+            },
+            SegmentHeader {
+                log_start_epoch: 0,
+                ..ok
+            },
+            SegmentHeader {
+                log_start_epoch: 18,
+                ..ok
+            },
+        ] {
+            match SegmentHeader::decode(&bad.encode()) {
+                HeaderRead::Rejected(why) => assert!(why.contains("epoch"), "{why}"),
+                other => panic!("{bad:?} decoded as {other:?}"),
+            }
+        }
+        let mut v1 = ok.encode();
+        v1[4..6].copy_from_slice(&1u16.to_le_bytes());
+        let crc = crc32c::crc32c(&v1[..60]);
+        v1[60..64].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(SegmentHeader::decode(&v1), HeaderRead::OtherVersion(1));
     }
 
     #[test]

@@ -4,13 +4,16 @@
 //! duplicated and extended files) and recovers each over the simulated file
 //! system. Recovery must never panic, never make one allocation larger than
 //! the log's largest file (or its fixed 1 MiB search buffer), and always
-//! return either a contiguous run of the original epochs, each whole and
-//! byte for byte, or `Error::Corrupt` naming a file and an offset.
+//! return either a contiguous run of the original epochs that starts where
+//! the log begins, each epoch whole and byte for byte, or `Error::Corrupt`
+//! naming a file and an offset.
 //!
 //! For in-place damage of one segment (flips and overwrites) the outcome is
 //! exact: damage in no frame leaves every epoch; damage in a frame that a
-//! valid frame follows is corruption; damage in the last frames only is a
-//! torn tail, and recovery returns exactly the epochs before it.
+//! valid frame follows is corruption (the logs are written under
+//! `sync=full`, so every later frame says the damaged epoch was synced);
+//! damage in the last frames only is a torn tail, and recovery returns
+//! exactly the epochs before it.
 //!
 //! `PWAL_FUZZ_ITERS=<n>` (default 100 000), `PWAL_FUZZ_SEED=<seed>`.
 
@@ -100,7 +103,9 @@ fn build_base(recycled: bool) -> Base {
         let log = Log::open_with_vfs(FUZZ_DB, &opts(64 << 10), Arc::new(vfs.clone())).unwrap();
         for i in 0..90 {
             j.commit(&log, j.next_id()).unwrap();
-            if i % 30 == 29 {
+            // The last 30 epochs move the log into new segments, whose
+            // headers name the log's start after the checkpoints.
+            if i % 30 == 29 && i < 60 {
                 j.checkpoint(&log).unwrap();
             }
         }
@@ -144,14 +149,14 @@ fn build_base(recycled: bool) -> Base {
         if p.extension().is_some_and(|x| x == "pwseg") && data.len() >= 64 {
             let (id, salt) = (&data[8..16], &data[16..24]);
             let mut off = 4096usize;
-            while off + 64 <= data.len() {
-                let h = &data[off..off + 64];
+            while off + 80 <= data.len() {
+                let h = &data[off..off + 80];
                 if &h[0..4] != b"PWEP" || &h[8..16] != id || &h[16..24] != salt {
                     break;
                 }
                 let lanes = u16::from_le_bytes([h[6], h[7]]) as usize;
                 let body = u32::from_le_bytes(h[48..52].try_into().unwrap()) as usize;
-                let len = 64 + 4 * lanes + 4 + body;
+                let len = 80 + 4 * lanes + 4 + body;
                 let epoch = u64::from_le_bytes(h[24..32].try_into().unwrap());
                 frames.push(FrameLoc {
                     file: i,
@@ -171,7 +176,10 @@ fn build_base(recycled: bool) -> Base {
     }
     let mut expect = Expect::from_events(&j.snapshot());
     expect.acked.clear();
-    expect.checkpointed = u64::MAX / 2;
+    // A recovered run of epochs must start where this log begins: a lost
+    // beginning is not a prefix.
+    let first = *epochs.keys().next().expect("the base log has epochs");
+    expect.checkpointed = first - 1;
     Base {
         files,
         epochs,
@@ -471,43 +479,70 @@ fn random_mutations_of_valid_logs_recover_a_prefix_or_fail_with_corruption() {
     );
 }
 
-/// Every file of `fuzz/corpus/` through both fuzz targets' code paths.
+/// Every file of `fuzz/corpus/` through both fuzz targets' code paths, with
+/// the outcome each must have: the corpus holds whole frames (named
+/// `frame-<log>-epoch-<epoch>`) and whole valid logs (`valid-log-<n>`).
 #[test]
-fn the_saved_fuzz_corpus_replays_without_panics() {
+fn the_saved_fuzz_corpus_replays_to_its_exact_outcomes() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
     let mut n = 0;
     for target in ["epoch_frame", "recovery"] {
-        let Ok(entries) = std::fs::read_dir(root.join(target)) else {
-            continue;
-        };
+        let entries = std::fs::read_dir(root.join(target))
+            .unwrap_or_else(|e| panic!("fuzz/corpus/{target}: {e}"));
         for e in entries {
-            let bytes = std::fs::read(e.unwrap().path()).unwrap();
+            let path = e.unwrap().path();
+            let name = path.file_name().unwrap().to_str().unwrap().to_string();
+            let bytes = std::fs::read(&path).unwrap();
             n += 1;
             if target == "epoch_frame" {
-                let _ = decode_epoch_frame(&bytes);
-            } else {
-                let vfs = log_dir_from_bytes(&bytes);
-                match recover(&vfs, Path::new(FUZZ_DB)) {
-                    Ok(_) | Err(Error::Corrupt { .. }) => {}
-                    Err(e) => panic!("corpus file: recovery failed with {e}"),
+                let epoch: u64 = name
+                    .rsplit("-epoch-")
+                    .next()
+                    .and_then(|e| e.parse().ok())
+                    .unwrap_or_else(|| panic!("corpus file {name}: no epoch in the name"));
+                match decode_epoch_frame(&bytes) {
+                    Ok((got, txns)) => {
+                        assert_eq!(got, epoch, "corpus file {name}");
+                        assert!(txns > 0, "corpus file {name}: no transactions");
+                    }
+                    Err(why) => panic!("corpus file {name} does not decode: {why}"),
                 }
+            } else {
+                assert!(
+                    name.starts_with("valid-log-"),
+                    "unexpected corpus file {name}"
+                );
+                let vfs = log_dir_from_bytes(&bytes);
+                let r = recover(&vfs, Path::new(FUZZ_DB))
+                    .unwrap_or_else(|e| panic!("corpus file {name}: recovery failed: {e}"));
+                assert!(r.report.damage.is_none(), "{name}: {:?}", r.report.damage);
+                assert!(r.report.epochs > 1, "{name}: {:?}", r.report);
+                assert_eq!(
+                    r.report.epochs,
+                    r.report.last_epoch - r.report.first_epoch + 1,
+                    "{name}"
+                );
             }
         }
     }
     println!("fuzz corpus: {n} inputs replayed");
-    assert!(n > 0, "fuzz/corpus is empty");
+    assert!(n >= 3, "fuzz/corpus is missing inputs");
 }
 
-/// Writes the seed corpus (run with PWAL_WRITE_FUZZ_CORPUS=1 after a format
-/// change).
+/// Writes the seed corpus; run after a format change with
+/// `scripts/fuzz-corpus.sh` (`cargo test --release --test fuzz_recovery
+/// write_seed_corpus -- --ignored`).
 #[test]
-fn write_seed_corpus_when_asked() {
-    if std::env::var("PWAL_WRITE_FUZZ_CORPUS").is_err() {
-        return;
-    }
+#[ignore = "writes fuzz/corpus; run by scripts/fuzz-corpus.sh"]
+fn write_seed_corpus() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
     for (k, base) in [build_base(false), build_base(true)].iter().enumerate() {
         let dir = root.join("recovery");
+        if k == 0 {
+            // Files named after the epochs of an older format would linger.
+            let _ = std::fs::remove_dir_all(&dir);
+            let _ = std::fs::remove_dir_all(root.join("epoch_frame"));
+        }
         std::fs::create_dir_all(&dir).unwrap();
         let entries: Vec<(u8, u16, Vec<u8>)> = base
             .files
