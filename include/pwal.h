@@ -106,6 +106,13 @@
 #define PWAL_WAIT_FOREVER UINT32_MAX
 
 /**
+ * A wait with a timeout below this many milliseconds never writes or syncs
+ * on the calling thread: it hands the flush to the log's flusher thread
+ * (see `pwal_wait_durable`).
+ */
+#define PWAL_LEAD_MIN_TIMEOUT_MS 100
+
+/**
  * `pwal_recover` flag: on damage before valid later data, stop at the first
  * damage and return `PWAL_OK` with the records before it (the damage is
  * described in `report->damage`), instead of `PWAL_ERR_CORRUPT`.
@@ -724,9 +731,20 @@ pwal_status pwal_submit(struct pwal *log, const struct pwal_txn *txn, uint64_t *
 
 /**
  * Blocks until `epoch` (from `pwal_submit`) is durable under the log's sync
- * policy, or `timeout_ms` milliseconds pass (`PWAL_WAIT_FOREVER`: no
- * limit; 0: just check). Only after `PWAL_OK` may the engine publish the
- * batches of that epoch.
+ * policy, or `timeout_ms` milliseconds pass. Only after `PWAL_OK` may the
+ * engine publish the batches of that epoch.
+ *
+ * Who does the work, by timeout:
+ * - `0`: only checks. Never seals, writes or syncs; returns at once.
+ * - below `PWAL_LEAD_MIN_TIMEOUT_MS`: hands the flush to the log's flusher
+ *   thread and sleeps until the epoch is durable or the time is up. Costs
+ *   two thread wake-ups per commit, but never spends the caller's time on
+ *   a write that could outlast the deadline (a segment switch may wait for
+ *   preallocation).
+ * - `PWAL_WAIT_FOREVER`, or at least `PWAL_LEAD_MIN_TIMEOUT_MS`: the calling
+ *   thread writes and syncs the epoch itself when no other thread is doing
+ *   so (the fastest path at one writer). A write it has started is not
+ *   abandoned at the deadline: the call returns when that write ends.
  *
  * Returns `PWAL_OK`; `PWAL_ERR_TIMEOUT` (not durable yet; the batch is not
  * lost and a later wait may succeed); `PWAL_ERR_IO` or `PWAL_ERR_POISONED` (a
@@ -763,13 +781,48 @@ pwal_status pwal_wait_durable(struct pwal *log, uint64_t epoch, uint32_t timeout
 pwal_status pwal_commit(struct pwal *log, const struct pwal_txn *txn, uint32_t timeout_ms, uint64_t *out_epoch);
 
 /**
+ * Returns once every transaction submitted before the call (by any thread)
+ * is written and fdatasynced, whatever the sync policy, or `timeout_ms`
+ * passes (`PWAL_WAIT_FOREVER`: no limit). Under `PWAL_SYNC_NORMAL` this is
+ * how an engine makes its log power-safe before it writes pages home;
+ * under `PWAL_SYNC_FULL` it only waits for what is in flight.
+ *
+ * Returns `PWAL_OK`; `PWAL_ERR_TIMEOUT` (not all synced yet; nothing is
+ * lost, call again); `PWAL_ERR_IO` or `PWAL_ERR_POISONED` (a write or sync
+ * failed); `PWAL_ERR_INVALID` (NULL `log`); `PWAL_ERR_CLOSED`;
+ * `PWAL_ERR_FORKED` (the handle was inherited across `fork()`: nothing was
+ * done).
+ *
+ * Thread safety: safe from any thread, concurrently with every call on the
+ * same handle except `pwal_close`.
+ *
+ * # Safety
+ *
+ * `log` is NULL or a live handle from `pwal_open`.
+ */
+pwal_status pwal_flush(struct pwal *log, uint32_t timeout_ms);
+
+/**
  * Tells the log that every epoch up to and including `through_epoch` is
  * reflected in the database file and synced there, so segment files wholly
- * covered may be recycled or deleted. Recovery will no longer return those
- * epochs.
+ * covered may be recycled or deleted.
+ *
+ * In order, each step durable before the next: the epochs up to
+ * `through_epoch` are fdatasynced if they are not yet (under
+ * `PWAL_SYNC_NORMAL` and `PWAL_SYNC_OFF`; an engine must never have pages
+ * home ahead of the log); the mark is recorded in the log (in the frames
+ * written from now on, synced before any file is removed: this can write
+ * and sync one empty epoch); then segments wholly at or below the mark are
+ * recycled or deleted, oldest first. Segments that still hold a later
+ * epoch stay, so recovery may still return epochs at or below the mark
+ * (replaying them again is harmless: they are already home).
+ *
+ * A failed rename, unlink or sync poisons the log (as any write failure
+ * does): reopen it to go on.
  *
  * Returns `PWAL_OK`; `PWAL_ERR_INVALID` (NULL `log`, or `through_epoch` beyond
- * the durable epoch); `PWAL_ERR_IO` (a file could not be recycled or deleted);
+ * the durable epoch); `PWAL_ERR_IO` (a sync, rename or unlink failed; the
+ * log is poisoned);
  * `PWAL_ERR_POISONED`; `PWAL_ERR_CLOSED`; `PWAL_ERR_FORKED` (the handle was
  * inherited across `fork()`: nothing was done).
  *
@@ -785,10 +838,18 @@ pwal_status pwal_checkpoint(struct pwal *log, uint64_t through_epoch);
 /**
  * The durable watermark, for publishing commits in order: `*out_epoch`
  * gets the highest epoch such that it and every epoch before it are
- * durable, and `*out_commit_seq` the highest commit sequence `s` such that
- * every transaction submitted so far with `commit_seq <= s` is durable
- * (0 when none is). Either pointer may be NULL if not wanted. Cheaper than
- * `pwal_get_stats`.
+ * durable, and `*out_commit_seq` the highest commit sequence `s` such that,
+ * when it was computed, every transaction with `commit_seq <= s` that had
+ * entered `pwal_submit` or `pwal_commit` (including one waiting inside for
+ * room in a full epoch) was durable (0 when none is). Either pointer may be
+ * NULL if not wanted. Cheaper than `pwal_get_stats`.
+ *
+ * Both values never decrease. A transaction submitted after `s` was
+ * reported, with a `commit_seq` at or below `s`, is not covered by it: an
+ * engine that publishes commits up to `s` must submit each transaction
+ * before any transaction with a higher `commit_seq` can become durable
+ * (for example, assign `commit_seq` under a latch it holds until
+ * `pwal_submit` returns).
  *
  * Returns `PWAL_OK`; `PWAL_ERR_INVALID` (NULL `log`); `PWAL_ERR_FORKED` (the
  * handle was inherited across `fork()`: nothing was done).

@@ -447,9 +447,13 @@ impl FlushState {
 
     /// Makes a spare the segment that `first_epoch` starts.
     fn rollover(&mut self, sh: &Shared, first_epoch: u64) -> Result<(), IoFailure> {
-        // Under `normal` and `off`, the segment being left is synced now: it
-        // will never be written again, and `flush` and `checkpoint` then need
-        // to sync only the active segment.
+        // Under `normal` and `off` too, the segment being left is synced now:
+        // it will never be written again, `flush` and `checkpoint` then need
+        // to sync only the active segment, and only the last segment of a
+        // log can be torn by a power loss. (Under `off`, leaving older
+        // segments unsynced made a log unrecoverable after a power loss and
+        // a reopen: the tear sat in a segment open does not scan, behind
+        // frames that the reopen stamped as synced.)
         self.sync_active(sh)?;
         let seg = crate::store::activate(sh, first_epoch)?;
         let NewSegment {

@@ -93,6 +93,11 @@ fn c_reopen_after_close_continues_the_epochs() {
 }
 
 #[test]
+fn c_flush_syncs_what_was_submitted() {
+    run_case("flush");
+}
+
+#[test]
 fn c_two_opens_in_one_process_share_the_log() {
     run_case("two_opens");
 }

@@ -38,6 +38,13 @@ const _: () = assert!(parse_u32(env!("CARGO_PKG_VERSION_PATCH")) == PWAL_VERSION
 /// `timeout_ms` value meaning "wait until durable, however long it takes".
 pub const PWAL_WAIT_FOREVER: u32 = u32::MAX;
 
+/// A wait with a timeout below this many milliseconds never writes or syncs
+/// on the calling thread: it hands the flush to the log's flusher thread
+/// (see `pwal_wait_durable`).
+pub const PWAL_LEAD_MIN_TIMEOUT_MS: u32 = 100;
+const _: () =
+    assert!(crate::coordinator::LEAD_MIN_BUDGET.as_millis() == PWAL_LEAD_MIN_TIMEOUT_MS as u128);
+
 /// `pwal_recover` flag: on damage before valid later data, stop at the first
 /// damage and return `PWAL_OK` with the records before it (the damage is
 /// described in `report->damage`), instead of `PWAL_ERR_CORRUPT`.
