@@ -187,7 +187,9 @@ pub struct Fault {
 /// What a simulated power loss does with the writes that were not synced.
 /// Whatever the mode, directory entries that were not synced are lost (a file
 /// created or renamed since its directory's last sync is gone, or back under
-/// its old name; a removed one is back).
+/// its old name; a removed one is back; a directory created since its
+/// parent's last sync is gone with everything under it), and bytes a failed
+/// sync left cached but clean are not there.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CrashMode {
     /// Every unsynced write reached the disk.
@@ -227,7 +229,8 @@ impl CrashMode {
 }
 
 /// The file system as of one instant, before any crash choice: each durable
-/// directory entry with its synced image and unsynced writes. Cheap to take
+/// directory entry (in a directory that survives) with its synced image and
+/// its dirty writes. Cheap to take
 /// (the images are shared copy-on-write); [`Frozen::image`] builds the file
 /// system a power loss at that instant would leave, for any mode.
 #[derive(Clone)]
