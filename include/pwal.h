@@ -321,14 +321,19 @@ enum pwal_fallback_reason
      * No fallback.
      */
     PWAL_FALLBACK_NONE = 0,
+    /**
+     * `PWAL_MODE=conservative` in the environment forced the conservative
+     * path at open.
+     */
     PWAL_FALLBACK_OPERATOR_FORCED = 1,
-    PWAL_FALLBACK_LANE_OVERFLOW = 2,
-    PWAL_FALLBACK_CERTIFICATE_GAP = 3,
+    /**
+     * Shadow-compare mode found a lane encoding that differs from the
+     * conservative encoding of the same transaction; the conservative bytes
+     * were logged, and the log stays conservative (`fallback_detail` names
+     * the transaction and the byte). Values 2, 3 and 5 to 8 are reserved:
+     * no condition raises them.
+     */
     PWAL_FALLBACK_CERTIFICATE_CHECKSUM_MISMATCH = 4,
-    PWAL_FALLBACK_PUBLICATION_MISMATCH = 5,
-    PWAL_FALLBACK_RECOVERY_GAP = 6,
-    PWAL_FALLBACK_CHECKPOINT_CONFLICT = 7,
-    PWAL_FALLBACK_CONTROLLER_EVIDENCE_LOST = 8,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -994,12 +999,28 @@ const char *pwal_last_error(void);
 void pwal_options_init(struct pwal_options *options);
 
 /**
- * The name of a `pwal_fallback_reason` ("none", "operator forced", "lane
- * overflow", ...), or "unknown" for a value this version does not know.
- * Never NULL; static: do not free.
+ * The name of a `pwal_fallback_reason` ("none", "operator forced",
+ * "certificate checksum mismatch"), or "unknown" for a value this version
+ * does not know. Never NULL; static: do not free.
+ *
+ * Thread safety: safe from any thread.
+ * The name of a `pwal_mode` as the `PWAL_MODE` environment variable spells
+ * it ("auto", "conservative", "shadow_compare"), or "unknown" for a value
+ * this version does not know. Never NULL; static: do not free.
  *
  * Thread safety: safe from any thread.
  */
+const char *pwal_mode_name(uint32_t mode);
+
+/**
+ * The name of a `pwal_sync` as the `PWAL_SYNC` environment variable spells
+ * it ("full", "normal", "off"), or "unknown" for a value this version does
+ * not know. Never NULL; static: do not free.
+ *
+ * Thread safety: safe from any thread.
+ */
+const char *pwal_sync_name(uint32_t sync);
+
 const char *pwal_fallback_reason_name(uint32_t reason);
 
 /**

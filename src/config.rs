@@ -62,27 +62,18 @@ pub enum Mode {
 /// Why a log left its configured mode for the conservative path.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FallbackReason {
+    /// `PWAL_MODE=conservative` in the environment.
     OperatorForced = 1,
-    LaneOverflow = 2,
-    CertificateGap = 3,
+    /// Shadow-compare mode found a lane encoding that differs from the
+    /// reference encoding.
     CertificateChecksumMismatch = 4,
-    PublicationMismatch = 5,
-    RecoveryGap = 6,
-    CheckpointConflict = 7,
-    ControllerEvidenceLost = 8,
 }
 
 impl FallbackReason {
     pub fn name(self) -> &'static str {
         match self {
             FallbackReason::OperatorForced => "operator forced",
-            FallbackReason::LaneOverflow => "lane overflow",
-            FallbackReason::CertificateGap => "certificate gap",
             FallbackReason::CertificateChecksumMismatch => "certificate checksum mismatch",
-            FallbackReason::PublicationMismatch => "publication mismatch",
-            FallbackReason::RecoveryGap => "recovery gap",
-            FallbackReason::CheckpointConflict => "checkpoint conflict",
-            FallbackReason::ControllerEvidenceLost => "controller evidence lost",
         }
     }
 }

@@ -342,6 +342,21 @@ pub(crate) fn open(
 ) -> Result<Arc<Shared>> {
     install_fork_handlers()?;
     let mut reg = registry();
+    // The log directory is created, never the database's own directory: a
+    // path under a directory that does not exist is a mistake (a typo, a
+    // volume not mounted), and creating it would hide that.
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        if !vfs.exists(parent) {
+            return Err(Error::io(
+                format!(
+                    "the database's directory {} does not exist (pwal creates only {})",
+                    parent.display(),
+                    dir.display()
+                ),
+                std::io::Error::from_raw_os_error(libc::ENOENT),
+            ));
+        }
+    }
     vfs.create_dir_all(&dir)
         .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
     let (vfs_id, key) = registry_key(&*vfs, &dir);

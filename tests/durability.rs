@@ -433,3 +433,22 @@ fn a_log_written_under_off_opens_after_any_power_loss() {
         }
     }
 }
+
+/// `open` under a directory that does not exist used to create the missing
+/// directories silently. Now it fails, names the directory, and creates
+/// nothing.
+#[test]
+fn open_under_a_missing_directory_fails_and_creates_nothing() {
+    let root = scratch("missing-parent");
+    let db = root.join("no/such/dir/db");
+    match Log::open(&db, &opts(SyncPolicy::Full)) {
+        Err(Error::Io { context, source }) => {
+            assert_eq!(source.raw_os_error(), Some(libc::ENOENT), "{context}");
+            assert!(context.contains("no/such/dir"), "{context}");
+        }
+        Err(e) => panic!("unexpected error {e}"),
+        Ok(_) => panic!("opened a log under a missing directory"),
+    }
+    assert!(!root.join("no").exists(), "open created directories");
+    std::fs::remove_dir_all(&root).unwrap();
+}

@@ -74,7 +74,6 @@ fn a_commit_under_full_survives_a_power_loss_with_the_new_log_directory() {
 /// tail for the end of the log, or the epochs it writes after it follow a
 /// hole once the power fails.
 #[test]
-
 fn reopen_after_a_failed_fsync_that_left_the_tail_cached_continues_after_the_disk() {
     let vfs = SimVfs::new();
     let db = Path::new("/sim/db");
@@ -83,10 +82,13 @@ fn reopen_after_a_failed_fsync_that_left_the_tail_cached_continues_after_the_dis
     let first = j.next_id();
     j.commit(&log, first).unwrap();
     let (_, syncs, _) = vfs.op_counts();
+    // Every sync fails from here until the faults are cleared: the
+    // preallocation thread may take the next sync operation, and the
+    // commit's own fdatasync must be one that fails.
     vfs.inject(Fault {
         op: FaultOp::Sync,
         at_op: syncs + 1,
-        persistent: false,
+        persistent: true,
         kind: FaultKind::SyncFailCleanCached,
     });
     let lost = j.next_id();

@@ -100,14 +100,15 @@ pub enum pwal_mode {
 pub enum pwal_fallback_reason {
     /// No fallback.
     PWAL_FALLBACK_NONE = 0,
+    /// `PWAL_MODE=conservative` in the environment forced the conservative
+    /// path at open.
     PWAL_FALLBACK_OPERATOR_FORCED = 1,
-    PWAL_FALLBACK_LANE_OVERFLOW = 2,
-    PWAL_FALLBACK_CERTIFICATE_GAP = 3,
+    /// Shadow-compare mode found a lane encoding that differs from the
+    /// conservative encoding of the same transaction; the conservative bytes
+    /// were logged, and the log stays conservative (`fallback_detail` names
+    /// the transaction and the byte). Values 2, 3 and 5 to 8 are reserved:
+    /// no condition raises them.
     PWAL_FALLBACK_CERTIFICATE_CHECKSUM_MISMATCH = 4,
-    PWAL_FALLBACK_PUBLICATION_MISMATCH = 5,
-    PWAL_FALLBACK_RECOVERY_GAP = 6,
-    PWAL_FALLBACK_CHECKPOINT_CONFLICT = 7,
-    PWAL_FALLBACK_CONTROLLER_EVIDENCE_LOST = 8,
 }
 
 /// Options for `pwal_open`. Initialise with `pwal_options_init`, then change
@@ -363,7 +364,7 @@ pub struct pwal_stats {
 pub const PWAL_STATS_MIN_SIZE: u32 = 1016;
 
 fn fallback_to_c(r: Option<FallbackReason>) -> u32 {
-    // The core's discriminants are the ABI values (1..=8), 0 is "none".
+    // The core's discriminants are the ABI values (1 and 4), 0 is "none".
     r.map_or(pwal_fallback_reason::PWAL_FALLBACK_NONE as u32, |r| {
         r as u32
     })
@@ -508,23 +509,47 @@ pub unsafe extern "C" fn pwal_options_init(options: *mut pwal_options) {
     unsafe { options.write(pwal_options::default()) };
 }
 
-/// The name of a `pwal_fallback_reason` ("none", "operator forced", "lane
-/// overflow", ...), or "unknown" for a value this version does not know.
-/// Never NULL; static: do not free.
+/// The name of a `pwal_fallback_reason` ("none", "operator forced",
+/// "certificate checksum mismatch"), or "unknown" for a value this version
+/// does not know. Never NULL; static: do not free.
 ///
 /// Thread safety: safe from any thread.
+/// The name of a `pwal_mode` as the `PWAL_MODE` environment variable spells
+/// it ("auto", "conservative", "shadow_compare"), or "unknown" for a value
+/// this version does not know. Never NULL; static: do not free.
+///
+/// Thread safety: safe from any thread.
+#[no_mangle]
+pub extern "C" fn pwal_mode_name(mode: u32) -> *const c_char {
+    match mode {
+        0 => cstr!("auto"),
+        1 => cstr!("conservative"),
+        2 => cstr!("shadow_compare"),
+        _ => cstr!("unknown"),
+    }
+}
+
+/// The name of a `pwal_sync` as the `PWAL_SYNC` environment variable spells
+/// it ("full", "normal", "off"), or "unknown" for a value this version does
+/// not know. Never NULL; static: do not free.
+///
+/// Thread safety: safe from any thread.
+#[no_mangle]
+pub extern "C" fn pwal_sync_name(sync: u32) -> *const c_char {
+    match sync {
+        0 => cstr!("full"),
+        1 => cstr!("normal"),
+        2 => cstr!("off"),
+        _ => cstr!("unknown"),
+    }
+}
+
 #[no_mangle]
 pub extern "C" fn pwal_fallback_reason_name(reason: u32) -> *const c_char {
     match reason {
         0 => cstr!("none"),
         1 => cstr!("operator forced"),
-        2 => cstr!("lane overflow"),
-        3 => cstr!("certificate gap"),
         4 => cstr!("certificate checksum mismatch"),
-        5 => cstr!("publication mismatch"),
-        6 => cstr!("recovery gap"),
-        7 => cstr!("checkpoint conflict"),
-        8 => cstr!("controller evidence lost"),
         _ => cstr!("unknown"),
     }
 }
@@ -582,16 +607,35 @@ mod tests {
     }
 
     #[test]
+    fn mode_and_sync_names_are_what_the_environment_accepts() {
+        for m in 0..3u32 {
+            // SAFETY: the function returns a static NUL-terminated string.
+            let name = unsafe { CStr::from_ptr(pwal_mode_name(m)) }
+                .to_str()
+                .unwrap();
+            assert_eq!(crate::config::parse_mode(name).map(mode_to_c), Some(m));
+        }
+        for v in 0..3u32 {
+            // SAFETY: as above.
+            let name = unsafe { CStr::from_ptr(pwal_sync_name(v)) }
+                .to_str()
+                .unwrap();
+            assert_eq!(crate::config::parse_sync(name).map(sync_to_c), Some(v));
+        }
+        // SAFETY: as above.
+        assert_eq!(
+            unsafe { CStr::from_ptr(pwal_sync_name(9)) }
+                .to_str()
+                .unwrap(),
+            "unknown"
+        );
+    }
+
+    #[test]
     fn fallback_names_match_the_core() {
         for r in [
             FallbackReason::OperatorForced,
-            FallbackReason::LaneOverflow,
-            FallbackReason::CertificateGap,
             FallbackReason::CertificateChecksumMismatch,
-            FallbackReason::PublicationMismatch,
-            FallbackReason::RecoveryGap,
-            FallbackReason::CheckpointConflict,
-            FallbackReason::ControllerEvidenceLost,
         ] {
             // SAFETY: the function returns a static NUL-terminated string.
             let name = unsafe { CStr::from_ptr(pwal_fallback_reason_name(fallback_to_c(Some(r)))) };

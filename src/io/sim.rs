@@ -977,7 +977,9 @@ impl Vfs for SimVfs {
 
     fn exists(&self, path: &Path) -> bool {
         let s = self.state.lock();
-        s.files.contains_key(path) || s.dirs.contains(path)
+        // Mount points exist from the start, as on a real machine: a test
+        // opens `/sim/db` without creating `/sim`.
+        s.files.contains_key(path) || s.dirs.contains(path) || is_mount(path)
     }
 
     fn instance_id(&self) -> usize {

@@ -62,6 +62,7 @@ int pwal_header_check(void) {
         st = pwal_recover("x.db", PWAL_RECOVER_DURABLE_PREFIX, on_record, 0, &report);
     return st == PWAL_OK && pwal_status_name(st)[0] == 'P' && pwal_last_error() != 0 &&
            pwal_version() != 0 &&
-           pwal_fallback_reason_name(PWAL_FALLBACK_LANE_OVERFLOW) != 0 &&
+           pwal_fallback_reason_name(PWAL_FALLBACK_CERTIFICATE_CHECKSUM_MISMATCH) != 0 &&
+           pwal_mode_name(PWAL_MODE_AUTO)[0] == 'a' && pwal_sync_name(PWAL_SYNC_OFF)[0] == 'o' &&
            stats.lane_backlog_bytes[PWAL_STATS_LANES - 1] == 0;
 }
