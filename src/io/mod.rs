@@ -56,6 +56,13 @@ pub trait Vfs: Send + Sync {
     /// no later sync will write. The eviction happens even when the sync
     /// fails, whose error is then returned.
     fn drop_cache(&self, path: &Path) -> io::Result<()>;
+    /// Evicts the file's clean pages from the page cache without syncing or
+    /// writing anything, so that the next read of them comes from the disk:
+    /// a page whose writeback failed is marked clean although the disk never
+    /// got it, and is evicted with the others. Dirty pages stay (they are
+    /// still on their way to the disk). For readers that must write nothing
+    /// (recovery) yet must not report bytes that are not on the disk.
+    fn evict_cache(&self, path: &Path) -> io::Result<()>;
     /// Takes an exclusive, process-wide lock on `path` (creating the file);
     /// the lock lasts as long as the returned guard. Fails with
     /// `ErrorKind::WouldBlock` when another holder has it.

@@ -350,6 +350,21 @@ impl Vfs for RealVfs {
         Ok(())
     }
 
+    fn evict_cache(&self, path: &Path) -> io::Result<()> {
+        let file = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(path)?;
+        // SAFETY: a plain advice call on a descriptor `file` owns; offset 0
+        // and length 0 mean the whole file.
+        let r = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+        // posix_fadvise returns the error number instead of setting errno.
+        if r != 0 {
+            return Err(io::Error::from_raw_os_error(r));
+        }
+        Ok(())
+    }
+
     fn canonical(&self, path: &Path) -> std::path::PathBuf {
         std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
     }

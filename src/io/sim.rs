@@ -975,6 +975,20 @@ impl Vfs for SimVfs {
         synced
     }
 
+    fn evict_cache(&self, path: &Path) -> io::Result<()> {
+        // A read-side operation: nothing is written or synced. Clean pages
+        // are evicted, so bytes a failed sync left cached and clean vanish;
+        // dirty ones stay, still on their way to the disk.
+        let mut s = self.state.lock();
+        if let Some(kind) = s.tick_read(FaultOp::Open) {
+            return Err(err(kind));
+        }
+        let data = s.files.get(path).cloned().ok_or_else(|| not_found(path))?;
+        let mut f = data.lock();
+        f.data = f.disk_image();
+        Ok(())
+    }
+
     fn exists(&self, path: &Path) -> bool {
         let s = self.state.lock();
         // Mount points exist from the start, as on a real machine: a test
@@ -1112,6 +1126,27 @@ mod tests {
             b"abcd\0xy"
         );
         assert_eq!(vfs.contents(path).unwrap(), b"abcdWxyZ");
+    }
+
+    #[test]
+    fn evict_cache_drops_clean_cached_bytes_and_writes_nothing() {
+        let (vfs, f) = one_file();
+        let path = Path::new("/d/f");
+        f.write_all_at(&[b"abcd"], 0).unwrap();
+        f.sync_data().unwrap();
+        vfs.inject(fault(FaultOp::Sync, 3, FaultKind::SyncFailCleanCached));
+        f.write_all_at(&[b"1234"], 4).unwrap();
+        assert!(f.sync_data().is_err());
+        f.write_all_at(&[b"Q"], 0).unwrap();
+        let ops = vfs.op_counts();
+        vfs.evict_cache(path).unwrap();
+        assert_eq!(vfs.op_counts(), ops, "evict_cache wrote or synced");
+        // The dirty byte stays readable; the clean-but-lost ones are gone.
+        assert_eq!(vfs.contents(path).unwrap(), b"Qbcd");
+        assert_eq!(
+            vfs.crash(CrashMode::DropAll).contents(path).unwrap(),
+            b"abcd"
+        );
     }
 
     #[test]
