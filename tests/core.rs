@@ -857,3 +857,51 @@ fn conservative_mode_uses_one_ordered_lane() {
     assert_eq!(report.epochs, report.last_epoch, "gap-free from 1");
     assert_eq!(report.torn_tail_bytes, 0, "{:?}", report.damage);
 }
+
+#[test]
+#[ignore = "engine defect: src/recovery.rs computes `file_len - off` for the bytes skipped in a \
+            segment shorter than its 4096-byte data offset, before a later frame that proves the \
+            missing epoch synced: a debug build panics (subtract with overflow at \
+            recovery.rs:718), a release build wraps and under-reports skipped_bytes by \
+            4096 - file_len in durable-prefix mode"]
+fn a_segment_cut_short_inside_its_header_page_is_corruption_with_a_sane_skip_count() {
+    let db = scratch("short-seg");
+    let o = Options {
+        segment_bytes: 64 << 10,
+        ..opts()
+    };
+    let log = Log::open(&db, &o).unwrap();
+    let mut id = 0;
+    while log.stats().segments_created < 3 {
+        id += 1;
+        let e = submit_owned(&log, id, id, &txn_frames(id, 1, 3000)).unwrap();
+        log.wait_durable(e, None).unwrap();
+    }
+    log.close().unwrap();
+    let segs = segment_files(&db);
+    assert!(segs.len() >= 3, "{segs:?}");
+    // Keep the first segment's 64-byte header, lose the rest of the file.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&segs[0])
+        .unwrap()
+        .set_len(100)
+        .unwrap();
+    match recover_all(None, &db, false) {
+        Err(Error::Corrupt { file, offset, .. }) => {
+            assert_eq!(file, segs[0]);
+            assert_eq!(offset, 4096);
+        }
+        other => panic!("expected corruption, got {:?}", other.map(|r| r.2)),
+    }
+    let (got, _, report) = recover_all(None, &db, true).unwrap();
+    assert!(got.is_empty(), "nothing precedes the damage");
+    // Nothing of the cut segment's data area is left; the later segments'
+    // data areas are skipped whole.
+    let later: u64 = segs[1..]
+        .iter()
+        .map(|p| std::fs::metadata(p).unwrap().len() - 4096)
+        .sum();
+    assert_eq!(report.skipped_segments, segs.len() as u64);
+    assert_eq!(report.skipped_bytes, later, "bytes reported skipped");
+}
