@@ -23,7 +23,10 @@ if want crash; then
     cargo test --release --test torture_crash -- --nocapture
 fi
 if want faults; then
-  run env PWAL_FAULT_STRIDE=1 cargo test --release --test torture_faults -- --nocapture
+  # Every case already runs by default (no stride): the same test, with its
+  # figures printed, plus the read-side fault sweep.
+  run cargo test --release --test torture_faults -- --nocapture
+  run cargo test --release --test sim_read_faults -- --nocapture
 fi
 if want sigkill; then
   run env PWAL_SIGKILL_KILLS="${SOAK_KILLS:-10000}" PWAL_SIGKILL_SEED="${SOAK_BASE_SEED:-$RANDOM}" \

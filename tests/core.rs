@@ -132,6 +132,42 @@ fn submit_owned(log: &Log, id: u64, seq: u64, frames: &[(u32, u32, Vec<u8>)]) ->
     })
 }
 
+/// What a writer was told: transaction id -> (epoch, commit sequence, frames).
+type Acked = BTreeMap<u64, (u64, u64, Vec<(u32, u32, Vec<u8>)>)>;
+
+/// Checks a recovery against what was acknowledged: every recovered
+/// transaction was acknowledged, in the epoch and with the commit sequence
+/// and bytes it was acknowledged with; every acknowledged one in an epoch
+/// after `checkpointed` is there; replay order is epoch, then commit
+/// sequence.
+fn check_against_acked(got: &BTreeMap<u64, Got>, order: &[u64], acked: &Acked, checkpointed: u64) {
+    for (id, g) in got {
+        let (e, s, frames) = acked
+            .get(id)
+            .unwrap_or_else(|| panic!("txn {id} was recovered but never acknowledged"));
+        assert_eq!((g.epoch, g.seq), (*e, *s), "txn {id}: epoch and sequence");
+        assert_eq!(&g.frames, frames, "txn {id}: recovered bytes differ");
+    }
+    for (id, (e, _, _)) in acked {
+        if *e > checkpointed {
+            assert!(
+                got.contains_key(id),
+                "acknowledged txn {id} (epoch {e}, after checkpoint {checkpointed}) is missing"
+            );
+        }
+    }
+    let keys: Vec<(u64, u64)> = order
+        .iter()
+        .map(|id| (got[id].epoch, got[id].seq))
+        .collect();
+    let mut sorted = keys.clone();
+    sorted.sort();
+    assert_eq!(
+        keys, sorted,
+        "replay order is not epoch, then commit sequence"
+    );
+}
+
 #[test]
 fn many_threads_commit_and_recovery_returns_every_acknowledged_batch_in_order() {
     let db = scratch("many");
@@ -443,8 +479,15 @@ fn sync_policies_differ_in_what_a_power_loss_keeps() {
         (SyncPolicy::Off, false),
     ] {
         let (vfs, db) = sim_db();
-        let log =
-            Log::open_with_vfs(&db, &Options { sync, ..opts() }, Arc::new(vfs.clone())).unwrap();
+        // The background sync under normal is pushed to its longest
+        // interval, so nothing here depends on how soon the test thread gets
+        // to the power loss.
+        let o = Options {
+            sync,
+            normal_sync_interval: Duration::from_secs(10), // the longest allowed
+            ..opts()
+        };
+        let log = Log::open_with_vfs(&db, &o, Arc::new(vfs.clone())).unwrap();
         let f = txn_frames(1, 1, 100);
         log.wait_durable(submit_owned(&log, 1, 1, &f).unwrap(), None)
             .unwrap();
@@ -526,17 +569,20 @@ fn checkpoint_recycles_covered_segments_while_writers_append() {
     let db = scratch("ckpt");
     let log = Arc::new(Log::open(&db, &Options { lanes: 2, ..opts() }).unwrap());
     let seq = Arc::new(AtomicU64::new(1));
+    let acked = Arc::new(Mutex::new(Acked::new()));
     let writers: Vec<_> = (0..2u64)
         .map(|t| {
-            let (log, seq) = (log.clone(), seq.clone());
+            let (log, seq, acked) = (log.clone(), seq.clone(), acked.clone());
             std::thread::spawn(move || {
                 let mut n = 0u64;
                 let mut last = 0;
                 while n < 300 {
                     let id = t * 1_000_000 + n;
                     let s = seq.fetch_add(1, Ordering::SeqCst);
-                    last = submit_owned(&log, id, s, &txn_frames(id, 2, 4096)).unwrap();
+                    let frames = txn_frames(id, 2, 4096);
+                    last = submit_owned(&log, id, s, &frames).unwrap();
                     log.wait_durable(last, None).unwrap();
+                    acked.lock().unwrap().insert(id, (last, s, frames));
                     n += 1;
                 }
                 last
@@ -560,7 +606,7 @@ fn checkpoint_recycles_covered_segments_while_writers_append() {
         Err(Error::Invalid(_))
     ));
     Arc::try_unwrap(log).ok().unwrap().close().unwrap();
-    let (got, _, report) = recover_all(None, &db, false).unwrap();
+    let (got, order, report) = recover_all(None, &db, false).unwrap();
     assert!(report.first_epoch > 1, "checkpointed segments are gone");
     assert!(
         report.first_epoch <= checkpointed + 1,
@@ -573,6 +619,16 @@ fn checkpoint_recycles_covered_segments_while_writers_append() {
     );
     assert!(!got.is_empty());
     assert_eq!(report.torn_tail_bytes, 0, "{:?}", report.damage);
+    let acked = acked.lock().unwrap();
+    assert_eq!(acked.len(), 600);
+    check_against_acked(&got, &order, &acked, checkpointed);
+    // Only what a checkpoint covered may be gone: the transactions recovered
+    // are exactly those acknowledged in the recovered epochs.
+    let in_range = acked
+        .values()
+        .filter(|(e, _, _)| *e >= report.first_epoch)
+        .count();
+    assert_eq!(got.len(), in_range, "a recovered epoch lost a transaction");
 }
 
 #[test]
@@ -751,16 +807,101 @@ fn stats_report_watermarks_latencies_and_lanes() {
 #[test]
 fn conservative_mode_uses_one_ordered_lane() {
     let db = scratch("cons");
-    let log = Log::open(
-        &db,
-        &Options {
-            mode: Mode::Conservative,
-            lanes: 4,
-            ..opts()
-        },
-    )
-    .unwrap();
+    let log = Arc::new(
+        Log::open(
+            &db,
+            &Options {
+                mode: Mode::Conservative,
+                lanes: 4,
+                ..opts()
+            },
+        )
+        .unwrap(),
+    );
     assert_eq!(log.stats().lanes, 1);
     assert_eq!(log.stats().mode, Mode::Conservative);
+    // Four writers share the one lane; what they were told must come back
+    // whole, in epoch then commit-sequence order, byte for byte.
+    let seq = Arc::new(AtomicU64::new(1));
+    let acked = Arc::new(Mutex::new(Acked::new()));
+    let writers: Vec<_> = (0..4u64)
+        .map(|t| {
+            let (log, seq, acked) = (log.clone(), seq.clone(), acked.clone());
+            std::thread::spawn(move || {
+                for i in 0..60u64 {
+                    let id = t * 1_000_000 + i;
+                    let frames = txn_frames(id, 1 + (i % 3) as u32, 300 + (i as usize * 53) % 3000);
+                    let s = seq.fetch_add(1, Ordering::SeqCst);
+                    let e = submit_owned(&log, id, s, &frames).unwrap();
+                    log.wait_durable(e, None).unwrap();
+                    acked.lock().unwrap().insert(id, (e, s, frames));
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().unwrap();
+    }
+    let st = log.stats();
+    assert_eq!(st.lanes, 1, "conservative mode grew lanes under load");
+    assert_eq!(st.mode, Mode::Conservative);
+    assert_eq!(st.transactions, 240);
+    Arc::try_unwrap(log).ok().unwrap().close().unwrap();
+
+    let (got, order, report) = recover_all(None, &db, false).unwrap();
+    let acked = acked.lock().unwrap();
+    assert_eq!(got.len(), acked.len(), "recovered transaction count");
+    check_against_acked(&got, &order, &acked, 0);
+    assert_eq!(report.transactions, 240);
+    assert_eq!(report.first_epoch, 1);
+    assert_eq!(report.epochs, report.last_epoch, "gap-free from 1");
+    assert_eq!(report.torn_tail_bytes, 0, "{:?}", report.damage);
+}
+
+#[test]
+#[ignore = "engine defect: src/recovery.rs computes `file_len - off` for the bytes skipped in a \
+            segment shorter than its 4096-byte data offset, before a later frame that proves the \
+            missing epoch synced: a debug build panics (subtract with overflow at \
+            recovery.rs:718), a release build wraps and under-reports skipped_bytes by \
+            4096 - file_len in durable-prefix mode"]
+fn a_segment_cut_short_inside_its_header_page_is_corruption_with_a_sane_skip_count() {
+    let db = scratch("short-seg");
+    let o = Options {
+        segment_bytes: 64 << 10,
+        ..opts()
+    };
+    let log = Log::open(&db, &o).unwrap();
+    let mut id = 0;
+    while log.stats().segments_created < 3 {
+        id += 1;
+        let e = submit_owned(&log, id, id, &txn_frames(id, 1, 3000)).unwrap();
+        log.wait_durable(e, None).unwrap();
+    }
     log.close().unwrap();
+    let segs = segment_files(&db);
+    assert!(segs.len() >= 3, "{segs:?}");
+    // Keep the first segment's 64-byte header, lose the rest of the file.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&segs[0])
+        .unwrap()
+        .set_len(100)
+        .unwrap();
+    match recover_all(None, &db, false) {
+        Err(Error::Corrupt { file, offset, .. }) => {
+            assert_eq!(file, segs[0]);
+            assert_eq!(offset, 4096);
+        }
+        other => panic!("expected corruption, got {:?}", other.map(|r| r.2)),
+    }
+    let (got, _, report) = recover_all(None, &db, true).unwrap();
+    assert!(got.is_empty(), "nothing precedes the damage");
+    // Nothing of the cut segment's data area is left; the later segments'
+    // data areas are skipped whole.
+    let later: u64 = segs[1..]
+        .iter()
+        .map(|p| std::fs::metadata(p).unwrap().len() - 4096)
+        .sum();
+    assert_eq!(report.skipped_segments, segs.len() as u64);
+    assert_eq!(report.skipped_bytes, later, "bytes reported skipped");
 }

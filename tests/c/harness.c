@@ -655,7 +655,19 @@ static void case_fail_stop(void) {
         if (st != PWAL_OK) break;
         acked = id;
     }
-    CHECK(st == PWAL_ERR_IO || st == PWAL_ERR_POISONED);
+    /* The first failure is the write error itself, naming the kernel's
+     * cause (strerror(EFBIG)); only later calls see the poisoned log. */
+    if (st != PWAL_ERR_IO) {
+        fprintf(stderr, "[%s] the first failing commit (id %llu) returned %s, expected "
+                "PWAL_ERR_IO\n  last error: %s\n", g_case, (unsigned long long)id,
+                pwal_status_name(st), pwal_last_error());
+        exit(1);
+    }
+    if (strstr(pwal_last_error(), "File too large") == NULL) {
+        fprintf(stderr, "[%s] the first failure does not name EFBIG (\"File too large\"): %s\n",
+                g_case, pwal_last_error());
+        exit(1);
+    }
     CHECK(acked < 1000);
     char first_error[512];
     snprintf(first_error, sizeof first_error, "%s", pwal_last_error());
@@ -670,8 +682,7 @@ static void case_fail_stop(void) {
     s.struct_size = sizeof s;
     OK(pwal_get_stats(log, &s)); /* stats still work on a poisoned log */
     CHECK(s.poisoned != 0);
-    st = pwal_close(log);
-    CHECK(st == PWAL_ERR_IO || st == PWAL_ERR_POISONED);
+    EXPECT_STATUS(pwal_close(log), PWAL_ERR_POISONED, "");
     free(b);
 
     CHECK(setrlimit(RLIMIT_FSIZE, &old_limit) == 0);
