@@ -620,7 +620,14 @@ pub(crate) fn scan(
                     if cert.epoch != exp {
                         let what =
                             format!("epoch {} found where epoch {exp} was expected", cert.epoch);
-                        fail(report, &seg.path, off, what, &active[i..], file_len - off)?;
+                        fail(
+                            report,
+                            &seg.path,
+                            off,
+                            what,
+                            &active[i..],
+                            file_len.saturating_sub(off),
+                        )?;
                         break 'segments;
                     }
                     if !tail_only {
@@ -679,7 +686,14 @@ pub(crate) fn scan(
                 let what = format!(
                     "epoch {exp}: {what}, yet the frame of epoch {pe} at offset {poff} records every epoch through {synced} as synced"
                 );
-                fail(report, &seg.path, off, what, &active[i..], file_len - off)?;
+                fail(
+                    report,
+                    &seg.path,
+                    off,
+                    what,
+                    &active[i..],
+                    file_len.saturating_sub(off),
+                )?;
                 break 'segments;
             }
             let here = after.end_of_data.max(off + 1) - off;
@@ -705,7 +719,14 @@ pub(crate) fn scan(
                         n.first_epoch,
                         exp - 1
                     );
-                    fail(report, &seg.path, off, what, &active[i..], file_len - off)?;
+                    fail(
+                        report,
+                        &seg.path,
+                        off,
+                        what,
+                        &active[i..],
+                        file_len.saturating_sub(off),
+                    )?;
                     break 'segments;
                 }
                 if let Some((p, pe, synced)) = proof_in(vfs, later, exp, &mut rd)? {
@@ -715,7 +736,14 @@ pub(crate) fn scan(
                         p.display(),
                         unreadable_before(active[i + 1].id)
                     );
-                    fail(report, &seg.path, off, what, &active[i..], file_len - off)?;
+                    fail(
+                        report,
+                        &seg.path,
+                        off,
+                        what,
+                        &active[i..],
+                        file_len.saturating_sub(off),
+                    )?;
                     break 'segments;
                 }
             }

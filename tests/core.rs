@@ -859,11 +859,10 @@ fn conservative_mode_uses_one_ordered_lane() {
 }
 
 #[test]
-#[ignore = "engine defect: src/recovery.rs computes `file_len - off` for the bytes skipped in a \
-            segment shorter than its 4096-byte data offset, before a later frame that proves the \
-            missing epoch synced: a debug build panics (subtract with overflow at \
-            recovery.rs:718), a release build wraps and under-reports skipped_bytes by \
-            4096 - file_len in durable-prefix mode"]
+/// A segment shorter than its 4096-byte data offset, before a later frame
+/// that proves the missing epoch synced: recovery used to compute the bytes
+/// skipped as `file_len - off`, which overflows (a debug build panicked, a
+/// release build under-reported `skipped_bytes` in durable-prefix mode).
 fn a_segment_cut_short_inside_its_header_page_is_corruption_with_a_sane_skip_count() {
     let db = scratch("short-seg");
     let o = Options {
