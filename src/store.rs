@@ -206,7 +206,12 @@ pub(crate) fn remove_through(sh: &Shared, through: u64) -> Result<()> {
             }
         }
     }
-    if failure.is_none() && sh.cfg.sync != SyncPolicy::Off {
+    // Under every policy, `off` included: a recycled file must be a spare
+    // on disk before it can become a segment again. Otherwise a crash can
+    // leave its new header (synced at activation) under its old segment
+    // name, over frames of its old life, which recovery must take for a
+    // segment header damaged after use.
+    if failure.is_none() {
         if let Err(e) = sh.vfs.sync_dir(&sh.dir) {
             failure = Some((format!("syncing directory {}", sh.dir.display()), e));
         }
