@@ -571,7 +571,10 @@ fn checkpoint_recycles_covered_segments_while_writers_append() {
         report.last_epoch - report.first_epoch + 1,
         "gap-free"
     );
-    assert!(!got.is_empty());
+    // Checkpointed epochs are read but never replayed (the last checkpoint
+    // may have covered every epoch: then nothing is).
+    assert!(report.checkpoint_epoch > 0 && report.checkpoint_epoch <= checkpointed);
+    assert!(got.values().all(|g| g.epoch > report.checkpoint_epoch));
     assert_eq!(report.torn_tail_bytes, 0, "{:?}", report.damage);
 }
 
