@@ -178,7 +178,7 @@ pub fn replay_with_vfs(
     // open (then its flusher may be appending; what it has not synced reads as
     // a torn tail, which is the truth at this instant).
     let _guard = crate::registry::lock_for_reading(vfs, &dir)?;
-    scan(vfs, &dir, opts, false, Some(callback), report).map(|_| ())
+    scan(vfs, &dir, opts, Some(callback), report).map(|_| ())
 }
 
 /// A replay asked for by [`recover_and_open_with_vfs`] for the open it
@@ -289,27 +289,13 @@ pub(crate) fn scan_for_open(vfs: &dyn Vfs, dir: &Path) -> Result<ScanEnd> {
     let hook = OPEN_REPLAY.with(|h| h.borrow_mut().take());
     let (result, hook) = match hook {
         Some(mut h) => {
-            let r = scan(
-                vfs,
-                dir,
-                &h.opts,
-                false,
-                Some(&mut *h.callback),
-                &mut h.report,
-            );
+            let r = scan(vfs, dir, &h.opts, Some(&mut *h.callback), &mut h.report);
             h.ran = true;
             (r, Some(h))
         }
         None => {
             let mut report = RecoveryReport::default();
-            let r = scan(
-                vfs,
-                dir,
-                &ReplayOptions::default(),
-                false,
-                None,
-                &mut report,
-            );
+            let r = scan(vfs, dir, &ReplayOptions::default(), None, &mut report);
             (r, None)
         }
     };
@@ -350,13 +336,11 @@ pub(crate) struct ScanEnd {
     /// found after damage (torn frames a reopen supersedes by starting a
     /// segment at `last_epoch + 1`).
     pub max_epoch_seen: u64,
-    /// The highest checkpoint mark in a valid frame read (with `tail_only`,
-    /// of the last segment, where the highest mark is): the engine's mark
+    /// The highest checkpoint mark in a valid frame read: the engine's mark
     /// starts there, so marks in frames never go down.
     pub checkpoint_epoch: u64,
-    /// The highest `synced_through` of a valid frame (with `tail_only`, of
-    /// the newest segment holding one): every epoch up to it is durable, so
-    /// open need not sync the segments that hold only such epochs.
+    /// The highest `synced_through` of a valid frame: every epoch up to it is
+    /// durable.
     pub synced_through: u64,
     /// Every segment file of the directory, as listed for the scan (open
     /// builds its catalog from them instead of listing again).
@@ -756,13 +740,12 @@ fn durable_mark(vfs: &dyn Vfs, segs: &[&FoundSegment], rd: &mut FrameReader) -> 
     Ok(newest_marks(vfs, segs, rd)?.0)
 }
 
-/// Scans the log in `dir`. With `tail_only`, reads only the last activated
-/// segment (what open needs to continue the epochs) and replays nothing.
+/// Scans the whole log in `dir`, validating every epoch, and replays it to
+/// `callback` when there is one.
 pub(crate) fn scan(
     vfs: &dyn Vfs,
     dir: &Path,
     opts: &ReplayOptions,
-    tail_only: bool,
     mut callback: Option<&mut dyn FnMut(&Record<'_>) -> bool>,
     report: &mut RecoveryReport,
 ) -> Result<ScanEnd> {
@@ -804,7 +787,7 @@ pub(crate) fn scan(
             break;
         }
     }
-    let mut active: Vec<&FoundSegment> = found
+    let active: Vec<&FoundSegment> = found
         .iter()
         .filter(|s| s.header.is_some() && bad_header.as_ref().is_none_or(|(b, _)| s.id < b.id))
         .collect();
@@ -827,7 +810,7 @@ pub(crate) fn scan(
     // never go down, so it is in the newest segment holding a valid frame.
     // A scan that replays nothing (open, repair) learns it as it reads.
     let mut mark: Option<u64> = None;
-    if !tail_only && callback.is_some() {
+    if callback.is_some() {
         let m = durable_mark(vfs, &active, &mut rd)?;
         mark = Some(m);
         report.checkpoint_epoch = m;
@@ -869,14 +852,6 @@ pub(crate) fn scan(
         }
     }
 
-    // What open must know besides the last epoch: the marks of the newest
-    // frames. When the last segment holds none (the process died between
-    // activating it and writing its first frame), they are in the segments
-    // before it.
-    let before_tail = active.len().saturating_sub(1);
-    if tail_only && active.len() > 1 {
-        active.drain(..active.len() - 1);
-    }
     let mut expected: Option<u64> = None;
 
     // Stops the scan at damage: an error, or in durable-prefix mode the
@@ -915,9 +890,6 @@ pub(crate) fn scan(
                 epoch: u64,
                 bytes: u64,
                 what: String| {
-        if tail_only {
-            return;
-        }
         report.torn_tail_bytes += bytes;
         let msg = format!(
             "{}: offset {offset}: torn tail of {bytes} bytes discarded ({what})",
@@ -979,26 +951,24 @@ pub(crate) fn scan(
                         )?;
                         break 'segments;
                     }
-                    if !tail_only {
-                        // Epochs at or below the checkpoint mark are
-                        // validated (above) and counted as read, but not
-                        // delivered: they are in the database.
-                        if cert.epoch > mark.unwrap_or(0) {
-                            let body = &rd.frame()[header_len..len as usize];
-                            if let Some(cb) = callback.as_deref_mut() {
-                                let at = (seg.path.as_path(), off);
-                                replay(cb, cert.epoch, body, &txns, &mut order, report, at)?;
-                            }
-                            report.transactions += txns.len() as u64;
-                            report.records += cert.page_set_size as u64;
+                    // Epochs at or below the checkpoint mark are
+                    // validated (above) and counted as read, but not
+                    // delivered: they are in the database.
+                    if cert.epoch > mark.unwrap_or(0) {
+                        let body = &rd.frame()[header_len..len as usize];
+                        if let Some(cb) = callback.as_deref_mut() {
+                            let at = (seg.path.as_path(), off);
+                            replay(cb, cert.epoch, body, &txns, &mut order, report, at)?;
                         }
-                        report.epochs += 1;
-                        if report.first_epoch == 0 {
-                            report.first_epoch = cert.epoch;
-                        }
-                        report.last_epoch = cert.epoch;
-                        report.bytes += len;
+                        report.transactions += txns.len() as u64;
+                        report.records += cert.page_set_size as u64;
                     }
+                    report.epochs += 1;
+                    if report.first_epoch == 0 {
+                        report.first_epoch = cert.epoch;
+                    }
+                    report.last_epoch = cert.epoch;
+                    report.bytes += len;
                     end.checkpoint_epoch = end.checkpoint_epoch.max(cert.checkpoint_epoch);
                     end.synced_through = end.synced_through.max(cert.synced_through);
                     end.last_epoch = cert.epoch;
@@ -1129,21 +1099,6 @@ pub(crate) fn scan(
             break 'segments;
         }
         i += 1;
-    }
-    if tail_only
-        && end.last_epoch.saturating_add(1)
-            == active
-                .first()
-                .map_or(0, |s| s.header.expect("filtered above").first_epoch)
-    {
-        let older: Vec<&FoundSegment> = found
-            .iter()
-            .filter(|s| s.header.is_some() && bad_header.as_ref().is_none_or(|(b, _)| s.id < b.id))
-            .take(before_tail)
-            .collect();
-        let (m, synced) = newest_marks(vfs, &older, &mut rd)?;
-        end.checkpoint_epoch = end.checkpoint_epoch.max(m);
-        end.synced_through = end.synced_through.max(synced);
     }
     // In durable-prefix mode an earlier failure already skipped the rest.
     if let (Some((seg, what)), 0) = (bad_header, report.skipped_segments) {

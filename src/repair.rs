@@ -61,7 +61,7 @@ pub fn repair_with_vfs(vfs: &dyn Vfs, db_path: &Path, report: &mut RecoveryRepor
         durable_prefix: true,
         refuse_seq_inversions: false,
     };
-    let end = scan(vfs, &dir, &opts, false, None, report)?;
+    let end = scan(vfs, &dir, &opts, None, report)?;
     let Some((cut_file, cut_at, _)) = end.stop else {
         return Ok(());
     };
