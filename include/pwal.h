@@ -120,6 +120,18 @@
 #define PWAL_RECOVER_DURABLE_PREFIX 1
 
 /**
+ * `pwal_recover` / `pwal_recover_and_open` flag: fail with
+ * `PWAL_ERR_CORRUPT` at the first commit-sequence inversion (a transaction
+ * whose `commit_seq` is below that of a transaction already replayed, which
+ * can only happen across epochs), before any frame of it is given to the
+ * callback; the message names both sequences and both epochs. Without it
+ * the inversions are replayed and counted in `report->seq_inversions`. It
+ * fails with this flag even under `PWAL_RECOVER_DURABLE_PREFIX`: the bytes
+ * are not damaged, the engine submitted out of order.
+ */
+#define PWAL_RECOVER_REFUSE_SEQ_INVERSIONS 2
+
+/**
  * Largest page accepted in a frame, in bytes (`pwal_frame.len`).
  */
 #define PWAL_MAX_PAGE_BYTES 65536
@@ -591,9 +603,14 @@ typedef struct pwal_record {
 typedef int32_t (*pwal_record_fn)(void *user_data, const struct pwal_record *record);
 
 /**
- * What `pwal_recover` found. Set `struct_size = sizeof(pwal_recovery_report)`
- * before the call; it is filled on success and on failure (as far as
- * recovery got).
+ * What `pwal_recover`, `pwal_recover_and_open` or `pwal_repair` found. Set
+ * `struct_size = sizeof(pwal_recovery_report)` before the call; it is
+ * filled on every return, success or failure (as far as the call got: on a
+ * failure before the log was read, such as `PWAL_ERR_LOCKED`, every field
+ * is zero and the text empty). A program built against the 0.1.0 header
+ * (`struct_size` = `PWAL_RECOVERY_REPORT_MIN_SIZE`) gets the fields up to
+ * `damage` only; on return `struct_size` says how many bytes were filled.
+ * Owned by the caller; pwal keeps no pointer to it.
  */
 typedef struct pwal_recovery_report {
     /**
@@ -611,16 +628,19 @@ typedef struct pwal_recovery_report {
      */
     uint64_t segments;
     /**
-     * Epochs replayed.
+     * Epochs read and validated, including those at or below
+     * `checkpoint_epoch`, which are not given to the callback.
      */
     uint64_t epochs;
     /**
-     * First and last epoch replayed (0 if none).
+     * First and last epoch read and validated (0 if none); the callback
+     * gets the epochs from `max(first_epoch, checkpoint_epoch + 1)` to
+     * `last_epoch`.
      */
     uint64_t first_epoch;
     uint64_t last_epoch;
     /**
-     * Transactions replayed.
+     * Transactions given to the callback.
      */
     uint64_t transactions;
     /**
@@ -643,8 +663,40 @@ typedef struct pwal_recovery_report {
     uint64_t skipped_bytes;
     /**
      * What was wrong, with file and offset; "" if nothing. NUL-terminated.
+     * On `PWAL_ERR_CORRUPT` it describes the corruption that stopped the
+     * call.
      */
     char damage[PWAL_TEXT_BYTES];
+    /**
+     * The durable checkpoint mark: the highest `checkpoint_epoch` of any
+     * valid frame (0: the log was never checkpointed). Epochs at or below it
+     * are in the database already: they are validated (damage there still
+     * fails the call) but never given to the callback.
+     */
+    uint64_t checkpoint_epoch;
+    /**
+     * Transactions replayed after one with a higher `commit_seq` (possible
+     * only across epochs: see `pwal_recover` for the order); 0 when the
+     * engine kept its promise. Counted only without
+     * `PWAL_RECOVER_REFUSE_SEQ_INVERSIONS` (with it the first one fails).
+     */
+    uint64_t seq_inversions;
+    /**
+     * The path of the file where the first damage lies (a torn tail or
+     * corruption); "" if none. NUL-terminated, truncated to
+     * `PWAL_TEXT_BYTES - 1` bytes.
+     */
+    char damage_file[PWAL_TEXT_BYTES];
+    /**
+     * The byte offset of that damage in `damage_file` (0 if none).
+     */
+    uint64_t damage_offset;
+    /**
+     * The epoch that was expected where the damage lies: the first epoch
+     * not replayed because of it (0 if none, or when no epoch applies, as
+     * for a log of another format version).
+     */
+    uint64_t damage_epoch;
 } pwal_recovery_report;
 
 #ifdef __cplusplus
@@ -656,7 +708,19 @@ extern "C" {
  * lives in the directory `<path>-pwal/`. Opening a log left by a crash
  * continues it: new epochs follow the last durable one and nothing durable
  * is overwritten. To replay the log into the database, call `pwal_recover`
- * first.
+ * first, or open with `pwal_recover_and_open`, which does both with one read
+ * of the log.
+ *
+ * Open reads and validates every epoch of the log (it reads the whole log
+ * once) and never appends behind damage: a damaged epoch that later data
+ * proves durable fails the open with `PWAL_ERR_CORRUPT`, naming the file,
+ * the offset and the epoch expected there, as does a torn epoch followed by
+ * later segment files (new epochs would be hidden behind it); nothing is
+ * written. Then replay the prefix before the damage (`pwal_recover` with
+ * `PWAL_RECOVER_DURABLE_PREFIX`) and cut the log back to it with
+ * `pwal_repair`, after which open succeeds. A torn tail at the very end of
+ * the log is not damage: open continues after the last whole epoch. Cost:
+ * open reads every live segment once (before, only the last).
  *
  * `options` may be NULL for the defaults; otherwise initialise it with
  * `pwal_options_init`. `PWAL_*` environment variables override it (unless
@@ -695,7 +759,8 @@ extern "C" {
  * (another process has the log open, including the parent of a `fork()`ed
  * child); `PWAL_ERR_IO` (the directory or a segment could not be
  * created, opened or read); `PWAL_ERR_CORRUPT` (the existing log is damaged
- * before valid data).
+ * before valid data, or torn before later segments: see above; nothing was
+ * written).
  *
  * Thread safety: safe from any thread.
  *
@@ -933,31 +998,101 @@ pwal_status pwal_get_stats(struct pwal *log, struct pwal_stats *out);
 pwal_status pwal_close(struct pwal *log);
 
 /**
+ * Replays the log of the database at `path` and opens it, with one read of
+ * the log under one hold of its lock: `pwal_recover(path, flags, callback,
+ * user_data, report)` followed by `pwal_open(path, options, out_log)`, with
+ * no other writer able to come in between. Use it at startup, where an
+ * engine replays and then opens anyway; use `pwal_recover` alone to read a
+ * log without opening it (tools, or a log already open in this process),
+ * and `pwal_open` alone when the database already holds every logged page.
+ *
+ * Every record is given to the callback, in the order and under the rules
+ * of `pwal_recover` (epochs after the checkpoint mark only), before the call
+ * returns and before anything new is written; then the log is opened as by
+ * `pwal_open`. If recovery fails, nothing is opened and nothing is written.
+ * `flags`: 0 or `PWAL_RECOVER_REFUSE_SEQ_INVERSIONS`;
+ * `PWAL_RECOVER_DURABLE_PREFIX` is refused (`PWAL_ERR_INVALID`), since a log
+ * with damage is not appended to: run `pwal_repair` first. `report` as for
+ * `pwal_recover` (may be NULL; filled on every return). On success
+ * `*out_log` is a handle the caller owns and must give to `pwal_close`; on
+ * failure it is set to NULL.
+ *
+ * The callback runs on the calling thread while pwal holds its process-wide
+ * lock of open logs: it must not call any pwal function (it would wait
+ * forever); it should only apply the page to the database.
+ *
+ * Returns `PWAL_OK`; `PWAL_ERR_ABORTED` (the callback returned non-zero:
+ * not opened); `PWAL_ERR_CORRUPT` (as for `pwal_recover` and `pwal_open`: not
+ * opened; `report` says where); `PWAL_ERR_LOCKED` (another process has the
+ * log); `PWAL_ERR_IO`; `PWAL_ERR_INVALID` (as for `pwal_recover` and
+ * `pwal_open`, and when this process already has the log open: recovery
+ * belongs before the first open; open further handles with `pwal_open`).
+ *
+ * Thread safety: safe from any thread.
+ *
+ * # Safety
+ *
+ * As for `pwal_recover` and `pwal_open`: `path` is NULL or a NUL-terminated
+ * string; `options` is NULL or points to at least `options->struct_size`
+ * readable bytes; `callback`, if not NULL, is a function of the
+ * `pwal_record_fn` type; `report` is NULL or writable for
+ * `report->struct_size` bytes; `out_log` is NULL or writable.
+ */
+pwal_status pwal_recover_and_open(const char *path, const struct pwal_options *options, uint32_t flags, pwal_record_fn callback, void *user_data, struct pwal_recovery_report *report, struct pwal **out_log);
+
+/**
  * Replays the log of the database at `path` (the directory `<path>-pwal/`):
  * calls `callback(user_data, record)` once per durable frame, in replay
- * order: epoch ascending, then commit_seq, then transaction, then frame
- * order within the transaction. The epochs form a gap-free prefix, and a
- * transaction is given whole or not at all. A torn tail (an epoch that was
- * never acknowledged) is dropped and counted in `report->torn_tail_bytes`.
- * Memory use does not grow with the size of the log. A missing log
- * directory is an empty log (`PWAL_OK`, nothing replayed).
+ * order. A transaction is given whole or not at all. A torn tail (an epoch
+ * that was never acknowledged) is dropped and counted in
+ * `report->torn_tail_bytes`. Memory use does not grow with the size of the
+ * log. A missing log directory is an empty log (`PWAL_OK`, nothing
+ * replayed). Nothing on disk is changed.
  *
- * `flags`: 0 or `PWAL_RECOVER_DURABLE_PREFIX`. `report` may be NULL;
- * otherwise set `report->struct_size = sizeof(pwal_recovery_report)`, and it
- * is filled on return, whatever the status (as far as recovery got).
+ * Order: epoch ascending; within an epoch, transactions by `commit_seq`,
+ * then `txn_id`, then the order they were submitted in; within a
+ * transaction, frames in order. The epochs given are a gap-free run from
+ * the one after the checkpoint mark (1 when the log was never
+ * checkpointed). Across epochs the order is the epochs', not the
+ * sequences': a transaction submitted after another lands in the same or a
+ * later epoch, so commit sequences ascend through the whole replay exactly
+ * when the engine submitted them in ascending order (assigned the sequence
+ * and called `pwal_submit`/`pwal_commit` under one lock, or otherwise never
+ * submitted a lower sequence after a higher one). When it did not,
+ * recovery counts each transaction replayed after one with a higher
+ * sequence in `report->seq_inversions`, or, with
+ * `PWAL_RECOVER_REFUSE_SEQ_INVERSIONS`, fails with `PWAL_ERR_CORRUPT` before
+ * giving it.
+ *
+ * Checkpointed epochs: the epochs at or below the durable checkpoint mark
+ * (the highest `through_epoch` a `pwal_checkpoint` made durable, reported
+ * in `report->checkpoint_epoch`) are in the database already and are never
+ * given to the callback, even while their segments are still on disk; they
+ * are still validated, so damage there fails recovery as anywhere else.
+ *
+ * `flags`: 0, or any of `PWAL_RECOVER_DURABLE_PREFIX` and
+ * `PWAL_RECOVER_REFUSE_SEQ_INVERSIONS`. `report` may be NULL; otherwise set
+ * `report->struct_size = sizeof(pwal_recovery_report)`, and it is filled on
+ * every return, whatever the status (as far as recovery got; on
+ * `PWAL_ERR_CORRUPT` `damage`, `damage_file`, `damage_offset` and
+ * `damage_epoch` say where and what).
  *
  * Returns `PWAL_OK`; `PWAL_ERR_ABORTED` (the callback returned non-zero);
  * `PWAL_ERR_CORRUPT` (damage before valid later data, and no
- * `PWAL_RECOVER_DURABLE_PREFIX`; records before the damage were already given
- * to the callback); `PWAL_ERR_IO`; `PWAL_ERR_LOCKED` (another process is
- * writing the log, including the parent of a `fork()`ed child);
+ * `PWAL_RECOVER_DURABLE_PREFIX`; a lost beginning or a log of another
+ * format version, in either mode; a commit-sequence inversion under
+ * `PWAL_RECOVER_REFUSE_SEQ_INVERSIONS`; records before it were already
+ * given to the callback); `PWAL_ERR_IO`; `PWAL_ERR_LOCKED` (another process
+ * is writing the log, including the parent of a `fork()`ed child);
  * `PWAL_ERR_INVALID` (NULL or empty `path`, NULL `callback`, unknown `flags`
  * bits, `report->struct_size` below `PWAL_RECOVERY_REPORT_MIN_SIZE`, the log
  * on a network file system: see FILE SYSTEMS at the top).
  *
  * Thread safety: safe from any thread; the callback runs on the calling
- * thread. The usual place is before `pwal_open`; while this process has the
- * log open it may run too, and what is not yet written reads as a torn tail.
+ * thread. The usual place is before `pwal_open` (or use
+ * `pwal_recover_and_open`, which does both with one read of the log); while
+ * this process has the log open it may run too, and what is not yet
+ * written reads as a torn tail.
  *
  * # Safety
  *
@@ -966,6 +1101,46 @@ pwal_status pwal_close(struct pwal *log);
  * `report->struct_size` bytes.
  */
 pwal_status pwal_recover(const char *path, uint32_t flags, pwal_record_fn callback, void *user_data, struct pwal_recovery_report *report);
+
+/**
+ * Cuts the log of the database at `path` back to its durable prefix:
+ * afterwards `pwal_recover` (without flags) returns exactly the records
+ * `pwal_recover` with `PWAL_RECOVER_DURABLE_PREFIX` returned before, and
+ * `pwal_open` succeeds and continues the epochs after them. Nothing is
+ * deleted: every segment file after the damage is moved into
+ * `<path>-pwal/damaged/` (created if needed), and a segment the prefix
+ * ends in is first copied whole into `damaged/`, then overwritten with zeros
+ * from the end of the prefix to its end (its size does not change).
+ * Every change is synced (the files, `damaged/` and the log directory)
+ * before the call returns. A log with nothing to cut (no damage, or only a
+ * torn tail at its very end followed by zeros) is left unchanged; a missing
+ * log directory is an empty log. An interrupted repair (a crash) can simply
+ * be run again. Use it when `pwal_recover` or `pwal_open` fails with
+ * `PWAL_ERR_CORRUPT` and the engine accepts losing what lies after the
+ * damage; keep `damaged/` for inspection, pwal never reads it.
+ *
+ * `report` may be NULL; otherwise set `report->struct_size =
+ * sizeof(pwal_recovery_report)`: it is filled on every return with what the
+ * durable-prefix scan found (the prefix kept; `damage`, `damage_file`,
+ * `damage_offset` and `damage_epoch`: where the log was cut and why).
+ *
+ * Returns `PWAL_OK`; `PWAL_ERR_LOCKED` (a writer holds the log: another
+ * process, or this one has it open: close every handle first);
+ * `PWAL_ERR_CORRUPT` (nothing to cut back to: a lost beginning or a log of
+ * another format version; nothing was changed); `PWAL_ERR_IO` (the log may
+ * be repaired in part: run it again); `PWAL_ERR_INVALID` (NULL or empty
+ * `path`, `report->struct_size` below `PWAL_RECOVERY_REPORT_MIN_SIZE`, a
+ * network file system).
+ *
+ * Thread safety: safe from any thread; it takes the log's lock for the
+ * whole call.
+ *
+ * # Safety
+ *
+ * `path` is NULL or a NUL-terminated string; `report` is NULL or writable
+ * for `report->struct_size` bytes.
+ */
+pwal_status pwal_repair(const char *path, struct pwal_recovery_report *report);
 
 /**
  * The name of a status code as a static string ("PWAL_OK",

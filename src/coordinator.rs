@@ -33,7 +33,6 @@ use crate::epoch::{encode_txn, encode_txn_reference, validate_txn};
 use crate::error::{Error, Result};
 use crate::io::Vfs;
 use crate::lane::{lane_of_current_thread, Lanes};
-use crate::recovery::{scan, RecoverOptions, RecoveryReport};
 use crate::stats::{Counters, Stats};
 use crate::store::Catalog;
 use crate::Txn;
@@ -645,15 +644,9 @@ pub(crate) fn start(
     // acknowledged: otherwise a power loss could keep new epochs and lose
     // older ones, an epoch gap that hides the new ones.
     crate::store::sync_all(&*vfs, &dir)?;
-    let mut report = RecoveryReport::default();
-    let end = scan(
-        &*vfs,
-        &dir,
-        &RecoverOptions::default(),
-        true,
-        None,
-        &mut report,
-    )?;
+    // Every epoch is validated, so that the log is never continued behind
+    // damage; the records are replayed here for `recover_and_open`.
+    let end = crate::recovery::scan_for_open(&*vfs, &dir)?;
     // The log continues right after its last valid epoch. Frames found
     // after a torn one (written but never synced, so no later frame vouches
     // for the torn epoch) are superseded: the new segment starts at the torn

@@ -20,6 +20,7 @@ mod lane;
 mod log;
 mod recovery;
 mod registry;
+mod repair;
 mod segment;
 mod stats;
 mod store;
@@ -30,9 +31,13 @@ pub use config::{
 };
 pub use error::{Error, Result};
 pub use log::Log;
-pub use recovery::{recover, recover_into, recover_with_vfs, RecoverOptions, RecoveryReport};
+pub use recovery::{
+    recover, recover_and_open, recover_and_open_with_vfs, recover_into, recover_with_vfs,
+    replay_with_vfs, RecoverOptions, RecoveryReport, ReplayOptions,
+};
 #[doc(hidden)]
 pub use registry::debug_inject_fs_type;
+pub use repair::{repair, repair_with_vfs};
 pub use stats::{LatencySummary, Stats};
 
 /// One page image of a transaction.

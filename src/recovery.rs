@@ -19,13 +19,14 @@
 //!   with it), discards the rest and reports its size.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::config::MAX_EPOCH_BODY_BYTES;
 use crate::epoch::{self, FixedHeader, TxnRef, EPOCH_FIXED_LEN, EPOCH_MAGIC, FORMAT_VERSION};
 use crate::error::{Error, Result};
 use crate::io::{RealVfs, Vfs, VfsFile};
-use crate::segment::{list_segments, FoundSegment, DATA_OFFSET};
-use crate::Record;
+use crate::segment::{list_segments, parse_segment_name, FoundSegment, DATA_OFFSET};
+use crate::{Log, Options, Record};
 
 /// How to recover.
 #[derive(Clone, Copy, Debug, Default)]
@@ -35,16 +36,43 @@ pub struct RecoverOptions {
     pub durable_prefix: bool,
 }
 
+/// Every recovery option: [`RecoverOptions`] and those added since (a struct
+/// of its own so that `RecoverOptions { durable_prefix }` literals keep
+/// compiling). Start from `ReplayOptions::default()` or
+/// `ReplayOptions::from(recover_options)` and set fields.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ReplayOptions {
+    /// As [`RecoverOptions::durable_prefix`].
+    pub durable_prefix: bool,
+    /// Fail with [`Error::Corrupt`] at the first transaction whose commit
+    /// sequence is below that of a transaction replayed before it (possible
+    /// only across epochs), before it is delivered; in durable-prefix mode
+    /// too: it is not damage to the bytes, the engine broke its promise.
+    pub refuse_seq_inversions: bool,
+}
+
+impl From<RecoverOptions> for ReplayOptions {
+    fn from(o: RecoverOptions) -> ReplayOptions {
+        ReplayOptions {
+            durable_prefix: o.durable_prefix,
+            refuse_seq_inversions: false,
+        }
+    }
+}
+
 /// What recovery found.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RecoveryReport {
     /// Segment files with an activated header that were read.
     pub segments: u64,
-    /// Epoch frames replayed.
+    /// Epoch frames read and validated, those at or below
+    /// `checkpoint_epoch` (never replayed) included.
     pub epochs: u64,
-    /// First and last epoch replayed (0 when none).
+    /// First and last epoch read and validated (0 when none).
     pub first_epoch: u64,
     pub last_epoch: u64,
+    /// Transactions handed to the callback.
     pub transactions: u64,
     /// Page frames handed to the callback.
     pub records: u64,
@@ -59,6 +87,43 @@ pub struct RecoveryReport {
     /// What was wrong, when something was: the torn tail or the corruption,
     /// with file and offset.
     pub damage: Option<String>,
+    /// The durable checkpoint mark: the highest `checkpoint_epoch` of any
+    /// valid frame. Epochs at or below it are validated but not replayed.
+    pub checkpoint_epoch: u64,
+    /// Transactions replayed after one with a higher commit sequence.
+    pub seq_inversions: u64,
+    /// Where the first damage lies (a torn tail or corruption): the file,
+    /// the offset in it, and the epoch that was expected there (0 when no
+    /// epoch applies, as for a segment of another format version).
+    pub damage_file: Option<PathBuf>,
+    pub damage_offset: u64,
+    pub damage_epoch: u64,
+}
+
+impl RecoveryReport {
+    /// Records damage: appends `msg` to `damage`, and keeps the location of
+    /// the first damage.
+    fn note_damage(&mut self, file: &Path, offset: u64, epoch: u64, msg: String) {
+        if self.damage_file.is_none() {
+            self.damage_file = Some(file.to_path_buf());
+            self.damage_offset = offset;
+            self.damage_epoch = epoch;
+        }
+        self.damage = Some(match self.damage.take() {
+            Some(prev) => format!("{prev}; {msg}"),
+            None => msg,
+        });
+    }
+
+    /// Fills the damage fields from a corruption error that stopped a scan
+    /// before it described it (a lost beginning, another format version).
+    pub(crate) fn note_error(&mut self, e: &Error, epoch: u64) {
+        if let Error::Corrupt { file, offset, .. } = e {
+            if self.damage_file.is_none() {
+                self.note_damage(file, *offset, epoch, e.to_string());
+            }
+        }
+    }
 }
 
 /// Recovers the log of the database at `db_path` (its `<db_path>-pwal`
@@ -93,6 +158,17 @@ pub fn recover_with_vfs(
     callback: &mut dyn FnMut(&Record<'_>) -> bool,
     report: &mut RecoveryReport,
 ) -> Result<()> {
+    replay_with_vfs(vfs, db_path, &(*opts).into(), callback, report)
+}
+
+/// [`recover_with_vfs`] with every option ([`ReplayOptions`]).
+pub fn replay_with_vfs(
+    vfs: &dyn Vfs,
+    db_path: &Path,
+    opts: &ReplayOptions,
+    callback: &mut dyn FnMut(&Record<'_>) -> bool,
+    report: &mut RecoveryReport,
+) -> Result<()> {
     *report = RecoveryReport::default();
     let dir = crate::log_dir(db_path);
     if !vfs.exists(&dir) {
@@ -101,8 +177,166 @@ pub fn recover_with_vfs(
     // Hold the log's lock while reading, unless this process has the log
     // open (then its flusher may be appending; what it has not synced reads as
     // a torn tail, which is the truth at this instant).
-    let _guard = crate::registry::lock_for_reading(vfs, &dir)?;
-    scan(vfs, &dir, opts, false, Some(callback), report).map(|_| ())
+    let guard = crate::registry::lock_for_reading(vfs, &dir)?;
+    if guard.is_some() {
+        // No writer: read what the disk holds. After a failed writeback
+        // Linux keeps the unwritten pages cached and marked clean; replaying
+        // them would hand the engine records that are not on the disk (and
+        // that the next open, which reads past the cache, no longer has).
+        // Evicting clean pages writes nothing.
+        let names = vfs.list_dir(&dir).map_err(|e| io_err(&dir, "listing", e))?;
+        for name in names.iter().filter(|n| parse_segment_name(n).is_some()) {
+            let path = dir.join(name);
+            vfs.evict_cache(&path)
+                .map_err(|e| io_err(&path, "evicting the cached pages of", e))?;
+        }
+    }
+    scan(vfs, &dir, opts, Some(callback), report).map(|_| ())
+}
+
+/// A replay asked for by [`recover_and_open_with_vfs`] for the open it
+/// makes on this thread: the open's one scan ([`scan_for_open`]) runs it.
+struct OpenReplay {
+    opts: ReplayOptions,
+    callback: Box<dyn FnMut(&Record<'_>) -> bool>,
+    report: RecoveryReport,
+    ran: bool,
+}
+
+thread_local! {
+    /// Set by [`recover_and_open_with_vfs`] around its call of
+    /// [`Log::open_with_vfs`] only; the open's start-up scan takes it. A
+    /// thread-local rather than an argument because the replay must run inside
+    /// the registry's open (under its lock, with its one scan), and the open
+    /// path's signature is shared with every other way of opening.
+    static OPEN_REPLAY: std::cell::RefCell<Option<OpenReplay>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Replays the log of the database at `db_path` like [`recover`] and opens
+/// it like [`Log::open`], under one lock and with one scan: the records are
+/// given to `callback` during the open, before any new epoch is written, and
+/// the log is opened only when recovery succeeded. `opts.durable_prefix` is
+/// refused ([`Error::Invalid`]): a log with damage cannot be appended to;
+/// repair it first ([`repair`](crate::repair)). Fails with
+/// [`Error::Invalid`] when this process already has the log open (recovery
+/// runs before the first open only). `report` is filled on every return.
+pub fn recover_and_open(
+    db_path: impl AsRef<Path>,
+    options: &Options,
+    opts: &ReplayOptions,
+    callback: impl FnMut(&Record<'_>) -> bool + 'static,
+    report: &mut RecoveryReport,
+) -> Result<Log> {
+    recover_and_open_with_vfs(
+        Arc::new(RealVfs),
+        db_path.as_ref(),
+        options,
+        opts,
+        Box::new(callback),
+        report,
+    )
+}
+
+/// [`recover_and_open`] over any file system.
+pub fn recover_and_open_with_vfs(
+    vfs: Arc<dyn Vfs>,
+    db_path: &Path,
+    options: &Options,
+    opts: &ReplayOptions,
+    callback: Box<dyn FnMut(&Record<'_>) -> bool>,
+    report: &mut RecoveryReport,
+) -> Result<Log> {
+    *report = RecoveryReport::default();
+    if opts.durable_prefix {
+        return Err(Error::invalid(
+            "the durable-prefix flag cannot be used when opening: a log with damage is not \
+             appended to; repair it first (pwal_repair), or recover the prefix without opening",
+        ));
+    }
+    let previous = OPEN_REPLAY.with(|h| {
+        h.borrow_mut().replace(OpenReplay {
+            opts: *opts,
+            callback,
+            report: RecoveryReport::default(),
+            ran: false,
+        })
+    });
+    if previous.is_some() {
+        // Only a callback calling back into pwal can get here, and the open
+        // below would wait for the registry it is holding.
+        OPEN_REPLAY.with(|h| *h.borrow_mut() = previous);
+        return Err(Error::invalid(
+            "recover_and_open called from a recovery callback",
+        ));
+    }
+    let opened = Log::open_with_vfs(db_path, options, vfs);
+    let hook = OPEN_REPLAY.with(|h| h.borrow_mut().take());
+    let ran = hook.as_ref().is_some_and(|h| h.ran);
+    if let Some(h) = hook {
+        *report = h.report;
+    }
+    match opened {
+        Ok(log) if !ran => {
+            // The log was already open in this process: the open shared it,
+            // and nothing was replayed.
+            let _ = log.close();
+            Err(Error::invalid(format!(
+                "{} is already open in this process: recovery runs before the first open; \
+                 open further handles with open",
+                crate::log_dir(db_path).display()
+            )))
+        }
+        other => other,
+    }
+}
+
+/// The scan of an open (`coordinator::start`): every segment is read and
+/// every epoch validated, so that the log is never appended to behind
+/// damage, and the records are replayed when [`recover_and_open_with_vfs`]
+/// asked for it on this thread. Fails with [`Error::Corrupt`] on
+/// corruption, and on a torn tail followed by later segment files (a new
+/// segment could not supersede them: recovery would discard what is
+/// appended; `repair` moves them aside).
+pub(crate) fn scan_for_open(vfs: &dyn Vfs, dir: &Path) -> Result<ScanEnd> {
+    let hook = OPEN_REPLAY.with(|h| h.borrow_mut().take());
+    let (result, hook) = match hook {
+        Some(mut h) => {
+            let r = scan(vfs, dir, &h.opts, Some(&mut *h.callback), &mut h.report);
+            h.ran = true;
+            (r, Some(h))
+        }
+        None => {
+            let mut report = RecoveryReport::default();
+            let r = scan(vfs, dir, &ReplayOptions::default(), None, &mut report);
+            (r, None)
+        }
+    };
+    let result = result.and_then(|end| match (&end.stop, end.discarded_later) {
+        (Some((file, offset, epoch)), n) if n > 0 => Err(Error::corrupt(
+            file,
+            *offset,
+            format!(
+                "epoch {epoch} is missing here (a torn tail) and {n} later segment files follow it, which recovery discards: the log cannot be continued behind them; run repair to move them aside"
+            ),
+        )),
+        _ => Ok(end),
+    });
+    if let Some(mut h) = hook {
+        if let Err(e) = &result {
+            h.report.note_error(e, 0);
+        }
+        OPEN_REPLAY.with(|c| *c.borrow_mut() = Some(h));
+    }
+    result
+}
+
+/// The replay state carried across epochs: the highest commit sequence
+/// delivered so far, with its epoch.
+#[derive(Default)]
+struct SeqOrder {
+    highest: Option<(u64, u64)>,
+    refuse: bool,
 }
 
 /// Where a scan ended.
@@ -115,17 +349,24 @@ pub(crate) struct ScanEnd {
     /// found after damage (torn frames a reopen supersedes by starting a
     /// segment at `last_epoch + 1`).
     pub max_epoch_seen: u64,
-    /// The highest checkpoint mark in a valid frame read (with `tail_only`,
-    /// of the last segment, where the highest mark is): the engine's mark
+    /// The highest checkpoint mark in a valid frame read: the engine's mark
     /// starts there, so marks in frames never go down.
     pub checkpoint_epoch: u64,
-    /// The highest `synced_through` of a valid frame (with `tail_only`, of
-    /// the newest segment holding one): every epoch up to it is durable, so
-    /// open need not sync the segments that hold only such epochs.
+    /// The highest `synced_through` of a valid frame: every epoch up to it is
+    /// durable.
     pub synced_through: u64,
     /// Every segment file of the directory, as listed for the scan (open
     /// builds its catalog from them instead of listing again).
     pub segments: Vec<FoundSegment>,
+    /// Where the durable prefix ends early (not at the ordinary end of the
+    /// log): the file and the offset of the first byte past the prefix, and
+    /// the epoch expected there. Every segment with a higher id lies past
+    /// the prefix too. Set on corruption (durable-prefix mode) and on a torn
+    /// tail that is not superseded by a later segment.
+    pub stop: Option<(PathBuf, u64, u64)>,
+    /// Segment files after `stop` holding epochs that recovery discards
+    /// as torn (an open could not continue the log behind them).
+    pub discarded_later: u64,
 }
 
 enum FrameRead {
@@ -439,13 +680,85 @@ fn newest_marks(vfs: &dyn Vfs, segs: &[&FoundSegment], rd: &mut FrameReader) -> 
     Ok((0, 0))
 }
 
-/// Scans the log in `dir`. With `tail_only`, reads only the last activated
-/// segment (what open needs to continue the epochs) and replays nothing.
+/// The durable checkpoint mark, read before replay: the mark of the last
+/// frame of the newest segment. Marks never go down, so that is the highest
+/// mark of the log. The newest segment's frames are walked by their fixed
+/// headers only (no checksums: the next frame starts where the header says
+/// this one ends) up to the first all-zero header or the end of the file,
+/// and only the last frame of that run is validated whole (or the one before
+/// it, and so on). When the run ends in anything else (a damaged or stale
+/// header, a frame cut short), or none of its frames validates, or the
+/// segment has no frame, the newest segments are searched whole
+/// ([`newest_marks`]). Cost on an undamaged log: one read of the fixed
+/// header of each frame of the last segment and one frame's checksums,
+/// instead of a second validation of the whole segment.
+/// Frames below this size are walked through the read-ahead window.
+const SMALL_FRAME: u64 = 64 << 10;
+
+fn durable_mark(vfs: &dyn Vfs, segs: &[&FoundSegment], rd: &mut FrameReader) -> Result<u64> {
+    let Some(seg) = segs.last() else {
+        return Ok(0);
+    };
+    let h = seg.header.expect("only activated segments are scanned");
+    let ident = (h.id, h.salt);
+    let file = vfs
+        .open_read(&seg.path)
+        .map_err(|e| io_err(&seg.path, "opening", e))?;
+    let mut run = Vec::new();
+    let mut off = DATA_OFFSET;
+    // Small frames are read through the read-ahead window (most of their
+    // bytes would be read anyway); the header of a frame that follows a
+    // large one is read alone, so the bodies are not read twice.
+    let mut prev_len = 0u64;
+    let mut fixed = [0u8; EPOCH_FIXED_LEN];
+    let clean = loop {
+        let n = if prev_len < SMALL_FRAME {
+            let (from, n) = rd.window(&*file, &seg.path, seg.len, off, EPOCH_FIXED_LEN)?;
+            fixed[..n].copy_from_slice(&rd.ahead[from..from + n]);
+            n
+        } else {
+            let want = (EPOCH_FIXED_LEN as u64).min(seg.len.saturating_sub(off)) as usize;
+            file.read_at(&mut fixed[..want], off)
+                .map_err(|e| io_err(&seg.path, "reading", e))?
+        };
+        if n < EPOCH_FIXED_LEN {
+            break fixed[..n].iter().all(|&b| b == 0);
+        }
+        match epoch::parse_fixed(&fixed, ident.0, ident.1) {
+            FixedHeader::Zero => break true,
+            FixedHeader::Plausible {
+                lane_count,
+                body_len,
+            } => {
+                let total = (epoch::header_len(lane_count) + body_len) as u64;
+                if total > seg.len - off {
+                    break false;
+                }
+                run.push(off);
+                off += total;
+                prev_len = total;
+            }
+            FixedHeader::Stale | FixedHeader::Bad(_) => break false,
+        }
+    };
+    if clean {
+        for &at in run.iter().rev() {
+            if let FrameRead::Valid { cert, .. } =
+                read_frame(&*file, &seg.path, seg.len, at, ident, rd)?
+            {
+                return Ok(cert.checkpoint_epoch);
+            }
+        }
+    }
+    Ok(newest_marks(vfs, segs, rd)?.0)
+}
+
+/// Scans the whole log in `dir`, validating every epoch, and replays it to
+/// `callback` when there is one.
 pub(crate) fn scan(
     vfs: &dyn Vfs,
     dir: &Path,
-    opts: &RecoverOptions,
-    tail_only: bool,
+    opts: &ReplayOptions,
     mut callback: Option<&mut dyn FnMut(&Record<'_>) -> bool>,
     report: &mut RecoveryReport,
 ) -> Result<ScanEnd> {
@@ -455,13 +768,15 @@ pub(crate) fn scan(
     // whole, in every mode, naming both versions.
     if let Some(s) = found.iter().find(|s| s.other_version.is_some()) {
         let v = s.other_version.unwrap_or_default();
-        return Err(Error::corrupt(
+        let e = Error::corrupt(
             &s.path,
             4,
             format!(
                 "segment written in pwal format version {v}; this library reads format version {FORMAT_VERSION} only"
             ),
-        ));
+        );
+        report.note_error(&e, 0);
+        return Err(e);
     }
     // The first segment whose header cannot be used although the file holds
     // log data: a checksum-valid header with impossible values, or a header
@@ -485,7 +800,7 @@ pub(crate) fn scan(
             break;
         }
     }
-    let mut active: Vec<&FoundSegment> = found
+    let active: Vec<&FoundSegment> = found
         .iter()
         .filter(|s| s.header.is_some() && bad_header.as_ref().is_none_or(|(b, _)| s.id < b.id))
         .collect();
@@ -503,6 +818,18 @@ pub(crate) fn scan(
     };
     let mut end = ScanEnd::default();
 
+    // The durable checkpoint mark, read before anything is replayed: epochs
+    // at or below it were checkpointed and are not delivered again. Marks
+    // never go down, so it is in the newest segment holding a valid frame.
+    // A scan that replays nothing (open, repair) learns it as it reads.
+    let mut mark: Option<u64> = None;
+    if callback.is_some() {
+        let m = durable_mark(vfs, &active, &mut rd)?;
+        mark = Some(m);
+        report.checkpoint_epoch = m;
+        end.checkpoint_epoch = m;
+    }
+
     // Where the log must begin: no later than the highest log start any
     // segment header names, or the epoch after the highest checkpoint mark
     // (read only when the headers do not already account for the oldest
@@ -516,11 +843,14 @@ pub(crate) fn scan(
             .max()
             .unwrap_or(first);
         if first > h {
-            let (m, _) = newest_marks(vfs, &active, &mut rd)?;
+            let m = match mark {
+                Some(m) => m,
+                None => newest_marks(vfs, &active, &mut rd)?.0,
+            };
             end.checkpoint_epoch = m;
             let must = h.max(m.saturating_add(1));
             if first > must {
-                return Err(Error::corrupt(
+                let e = Error::corrupt(
                     &oldest.path,
                     0,
                     format!(
@@ -528,33 +858,32 @@ pub(crate) fn scan(
                         first.saturating_sub(1),
                         unreadable_before(oldest.id)
                     ),
-                ));
+                );
+                report.note_error(&e, must);
+                return Err(e);
             }
         }
     }
 
-    // What open must know besides the last epoch: the marks of the newest
-    // frames. When the last segment holds none (the process died between
-    // activating it and writing its first frame), they are in the segments
-    // before it.
-    let before_tail = active.len().saturating_sub(1);
-    if tail_only && active.len() > 1 {
-        active.drain(..active.len() - 1);
-    }
     let mut expected: Option<u64> = None;
 
     // Stops the scan at damage: an error, or in durable-prefix mode the
     // prefix with the rest reported as skipped.
     let fail = |report: &mut RecoveryReport,
+                end: &mut ScanEnd,
                 file: &Path,
                 offset: u64,
+                epoch: u64,
                 what: String,
                 rest: &[&FoundSegment],
                 bytes_left_here: u64|
      -> Result<()> {
         let msg = format!("{}: offset {offset}: {what}", file.display());
+        report.note_damage(file, offset, epoch, msg);
+        if end.stop.is_none() {
+            end.stop = Some((file.to_path_buf(), offset, epoch));
+        }
         if opts.durable_prefix {
-            report.damage = Some(msg);
             report.skipped_segments += rest.len() as u64;
             report.skipped_bytes += bytes_left_here
                 + rest
@@ -568,19 +897,22 @@ pub(crate) fn scan(
         }
     };
     // Discards a torn tail and says so.
-    let torn = |report: &mut RecoveryReport, file: &Path, offset: u64, bytes: u64, what: String| {
-        if tail_only {
-            return;
-        }
+    let torn = |report: &mut RecoveryReport,
+                file: &Path,
+                offset: u64,
+                epoch: u64,
+                bytes: u64,
+                what: String| {
         report.torn_tail_bytes += bytes;
         let msg = format!(
             "{}: offset {offset}: torn tail of {bytes} bytes discarded ({what})",
             file.display()
         );
-        report.damage = Some(match report.damage.take() {
-            Some(prev) => format!("{prev}; {msg}"),
-            None => msg,
-        });
+        report.note_damage(file, offset, epoch, msg);
+    };
+    let mut order = SeqOrder {
+        highest: None,
+        refuse: opts.refuse_seq_inversions,
     };
 
     let mut i = 0;
@@ -622,28 +954,34 @@ pub(crate) fn scan(
                             format!("epoch {} found where epoch {exp} was expected", cert.epoch);
                         fail(
                             report,
+                            &mut end,
                             &seg.path,
                             off,
+                            exp,
                             what,
                             &active[i..],
                             file_len.saturating_sub(off),
                         )?;
                         break 'segments;
                     }
-                    if !tail_only {
+                    // Epochs at or below the checkpoint mark are
+                    // validated (above) and counted as read, but not
+                    // delivered: they are in the database.
+                    if cert.epoch > mark.unwrap_or(0) {
                         let body = &rd.frame()[header_len..len as usize];
                         if let Some(cb) = callback.as_deref_mut() {
-                            replay(cb, cert.epoch, body, &txns)?;
+                            let at = (seg.path.as_path(), off);
+                            replay(cb, cert.epoch, body, &txns, &mut order, report, at)?;
                         }
-                        report.epochs += 1;
-                        if report.first_epoch == 0 {
-                            report.first_epoch = cert.epoch;
-                        }
-                        report.last_epoch = cert.epoch;
                         report.transactions += txns.len() as u64;
                         report.records += cert.page_set_size as u64;
-                        report.bytes += len;
                     }
+                    report.epochs += 1;
+                    if report.first_epoch == 0 {
+                        report.first_epoch = cert.epoch;
+                    }
+                    report.last_epoch = cert.epoch;
+                    report.bytes += len;
                     end.checkpoint_epoch = end.checkpoint_epoch.max(cert.checkpoint_epoch);
                     end.synced_through = end.synced_through.max(cert.synced_through);
                     end.last_epoch = cert.epoch;
@@ -688,8 +1026,10 @@ pub(crate) fn scan(
                 );
                 fail(
                     report,
+                    &mut end,
                     &seg.path,
                     off,
+                    exp,
                     what,
                     &active[i..],
                     file_len.saturating_sub(off),
@@ -702,6 +1042,7 @@ pub(crate) fn scan(
                     report,
                     &seg.path,
                     off,
+                    exp,
                     here,
                     format!("epoch {exp}: {what}; a later segment starts again at epoch {exp}"),
                 );
@@ -721,8 +1062,10 @@ pub(crate) fn scan(
                     );
                     fail(
                         report,
+                        &mut end,
                         &seg.path,
                         off,
+                        exp,
                         what,
                         &active[i..],
                         file_len.saturating_sub(off),
@@ -738,8 +1081,10 @@ pub(crate) fn scan(
                     );
                     fail(
                         report,
+                        &mut end,
                         &seg.path,
                         off,
+                        exp,
                         what,
                         &active[i..],
                         file_len.saturating_sub(off),
@@ -761,30 +1106,21 @@ pub(crate) fn scan(
                     later.len()
                 )
             };
-            torn(report, &seg.path, off, here.saturating_add(rest), what);
+            torn(report, &seg.path, off, exp, here.saturating_add(rest), what);
+            end.stop = Some((seg.path.clone(), off, exp));
+            end.discarded_later = later.len() as u64;
             break 'segments;
         }
         i += 1;
     }
-    if tail_only
-        && end.last_epoch.saturating_add(1)
-            == active
-                .first()
-                .map_or(0, |s| s.header.expect("filtered above").first_epoch)
-    {
-        let older: Vec<&FoundSegment> = found
-            .iter()
-            .filter(|s| s.header.is_some() && bad_header.as_ref().is_none_or(|(b, _)| s.id < b.id))
-            .take(before_tail)
-            .collect();
-        let (m, synced) = newest_marks(vfs, &older, &mut rd)?;
-        end.checkpoint_epoch = end.checkpoint_epoch.max(m);
-        end.synced_through = end.synced_through.max(synced);
-    }
     // In durable-prefix mode an earlier failure already skipped the rest.
     if let (Some((seg, what)), 0) = (bad_header, report.skipped_segments) {
         let rest: Vec<&FoundSegment> = found.iter().filter(|s| s.id >= seg.id).collect();
-        fail(report, &seg.path, 0, what, &rest, seg.len)?;
+        let exp = end.last_epoch.saturating_add(1);
+        fail(report, &mut end, &seg.path, 0, exp, what, &rest, seg.len)?;
+    }
+    if mark.is_none() {
+        report.checkpoint_epoch = end.checkpoint_epoch;
     }
     end.segments = found;
     Ok(end)
@@ -820,8 +1156,29 @@ fn replay(
     epoch: u64,
     body: &[u8],
     txns: &[TxnRef],
+    order: &mut SeqOrder,
+    report: &mut RecoveryReport,
+    (file, offset): (&Path, u64),
 ) -> Result<()> {
     for t in txns {
+        match order.highest {
+            Some((seq, in_epoch)) if t.commit_seq < seq => {
+                if order.refuse {
+                    let e = Error::corrupt(
+                        file,
+                        offset,
+                        format!(
+                            "commit sequence inversion: transaction {} with commit sequence {} in epoch {epoch} comes after commit sequence {seq} in epoch {in_epoch} (refused: the engine submitted a lower sequence later)",
+                            t.txn_id, t.commit_seq
+                        ),
+                    );
+                    report.note_error(&e, epoch);
+                    return Err(e);
+                }
+                report.seq_inversions += 1;
+            }
+            _ => order.highest = Some((t.commit_seq, epoch)),
+        }
         let rec = &body[t.offset..t.offset + t.len];
         let (txn_epoch, frames) = epoch::record_frames(rec);
         for f in frames {

@@ -167,6 +167,36 @@ fn c_the_frozen_minimum_struct_sizes_work_and_one_byte_less_is_refused() {
     run_case("min_sizes");
 }
 
+#[test]
+fn c_checkpointed_epochs_are_not_replayed_and_the_mark_is_reported() {
+    run_case("checkpoint_mark");
+}
+
+#[test]
+fn c_corruption_fills_the_report_and_open_refuses_the_damaged_log() {
+    run_case("corrupt_report");
+}
+
+#[test]
+fn c_commit_sequence_inversions_are_counted_or_refused() {
+    run_case("seq_inversions");
+}
+
+#[test]
+fn c_recover_and_open_replays_once_then_the_log_is_open() {
+    run_case("recover_and_open");
+}
+
+#[test]
+fn c_recover_and_open_refuses_a_damaged_log() {
+    run_case("recover_and_open_damaged");
+}
+
+#[test]
+fn c_repair_cuts_to_the_durable_prefix_and_keeps_every_byte() {
+    run_case("repair");
+}
+
 /// Double close and use after close, through the entry points from Rust
 /// (under valgrind the C harness would count the deliberate read of freed
 /// memory as an error). What this checks is best effort by design: the

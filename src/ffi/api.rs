@@ -2,18 +2,22 @@
 //! stats, close.
 
 use std::ffi::{CStr, OsStr};
-use std::os::raw::c_char;
+use std::os::raw::{c_char, c_void};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::boundary::{ffi_boundary, out_size, read_sized, write_sized, Failure};
+use super::recover::{c_callback, fill_report, recover_options, report_size, KNOWN_FLAGS};
 use super::status::pwal_status;
 use super::types::{
-    pwal_frame, pwal_options, pwal_stats, pwal_txn, PWAL_MAX_PAGE_BYTES, PWAL_MAX_TXN_FRAMES,
-    PWAL_OPTIONS_MIN_SIZE, PWAL_STATS_MIN_SIZE, PWAL_WAIT_FOREVER,
+    pwal_frame, pwal_options, pwal_record_fn, pwal_recovery_report, pwal_stats, pwal_txn,
+    PWAL_MAX_PAGE_BYTES, PWAL_MAX_TXN_FRAMES, PWAL_OPTIONS_MIN_SIZE, PWAL_STATS_MIN_SIZE,
+    PWAL_WAIT_FOREVER,
 };
-use crate::{Error, Frame, Log, Txn};
+use crate::io::RealVfs;
+use crate::{Error, Frame, Log, RecoveryReport, Txn};
 
 /// An open log: opaque. Created by `pwal_open`, destroyed by `pwal_close`.
 /// One handle may be used from any number of threads at once, in the process
@@ -161,7 +165,19 @@ fn with_txn<R>(
 /// lives in the directory `<path>-pwal/`. Opening a log left by a crash
 /// continues it: new epochs follow the last durable one and nothing durable
 /// is overwritten. To replay the log into the database, call `pwal_recover`
-/// first.
+/// first, or open with `pwal_recover_and_open`, which does both with one read
+/// of the log.
+///
+/// Open reads and validates every epoch of the log (it reads the whole log
+/// once) and never appends behind damage: a damaged epoch that later data
+/// proves durable fails the open with `PWAL_ERR_CORRUPT`, naming the file,
+/// the offset and the epoch expected there, as does a torn epoch followed by
+/// later segment files (new epochs would be hidden behind it); nothing is
+/// written. Then replay the prefix before the damage (`pwal_recover` with
+/// `PWAL_RECOVER_DURABLE_PREFIX`) and cut the log back to it with
+/// `pwal_repair`, after which open succeeds. A torn tail at the very end of
+/// the log is not damage: open continues after the last whole epoch. Cost:
+/// open reads every live segment once (before, only the last).
 ///
 /// `options` may be NULL for the defaults; otherwise initialise it with
 /// `pwal_options_init`. `PWAL_*` environment variables override it (unless
@@ -200,7 +216,8 @@ fn with_txn<R>(
 /// (another process has the log open, including the parent of a `fork()`ed
 /// child); `PWAL_ERR_IO` (the directory or a segment could not be
 /// created, opened or read); `PWAL_ERR_CORRUPT` (the existing log is damaged
-/// before valid data).
+/// before valid data, or torn before later segments: see above; nothing was
+/// written).
 ///
 /// Thread safety: safe from any thread.
 ///
@@ -558,5 +575,102 @@ pub unsafe extern "C" fn pwal_close(log: *mut pwal) -> pwal_status {
         // the caller gives up its ownership here (no other thread uses it).
         let pwal { log, .. } = *unsafe { Box::from_raw(log) };
         Ok(log.close()?)
+    })
+}
+
+/// Replays the log of the database at `path` and opens it, with one read of
+/// the log under one hold of its lock: `pwal_recover(path, flags, callback,
+/// user_data, report)` followed by `pwal_open(path, options, out_log)`, with
+/// no other writer able to come in between. Use it at startup, where an
+/// engine replays and then opens anyway; use `pwal_recover` alone to read a
+/// log without opening it (tools, or a log already open in this process),
+/// and `pwal_open` alone when the database already holds every logged page.
+///
+/// Every record is given to the callback, in the order and under the rules
+/// of `pwal_recover` (epochs after the checkpoint mark only), before the call
+/// returns and before anything new is written; then the log is opened as by
+/// `pwal_open`. If recovery fails, nothing is opened and nothing is written.
+/// `flags`: 0 or `PWAL_RECOVER_REFUSE_SEQ_INVERSIONS`;
+/// `PWAL_RECOVER_DURABLE_PREFIX` is refused (`PWAL_ERR_INVALID`), since a log
+/// with damage is not appended to: run `pwal_repair` first. `report` as for
+/// `pwal_recover` (may be NULL; filled on every return). On success
+/// `*out_log` is a handle the caller owns and must give to `pwal_close`; on
+/// failure it is set to NULL.
+///
+/// The callback runs on the calling thread while pwal holds its process-wide
+/// lock of open logs: it must not call any pwal function (it would wait
+/// forever); it should only apply the page to the database.
+///
+/// Returns `PWAL_OK`; `PWAL_ERR_ABORTED` (the callback returned non-zero:
+/// not opened); `PWAL_ERR_CORRUPT` (as for `pwal_recover` and `pwal_open`: not
+/// opened; `report` says where); `PWAL_ERR_LOCKED` (another process has the
+/// log); `PWAL_ERR_IO`; `PWAL_ERR_INVALID` (as for `pwal_recover` and
+/// `pwal_open`, and when this process already has the log open: recovery
+/// belongs before the first open; open further handles with `pwal_open`).
+///
+/// Thread safety: safe from any thread.
+///
+/// # Safety
+///
+/// As for `pwal_recover` and `pwal_open`: `path` is NULL or a NUL-terminated
+/// string; `options` is NULL or points to at least `options->struct_size`
+/// readable bytes; `callback`, if not NULL, is a function of the
+/// `pwal_record_fn` type; `report` is NULL or writable for
+/// `report->struct_size` bytes; `out_log` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn pwal_recover_and_open(
+    path: *const c_char,
+    options: *const pwal_options,
+    flags: u32,
+    callback: pwal_record_fn,
+    user_data: *mut c_void,
+    report: *mut pwal_recovery_report,
+    out_log: *mut *mut pwal,
+) -> pwal_status {
+    ffi_boundary("pwal_recover_and_open", || {
+        let out_log = try_mut!(out_log);
+        *out_log = std::ptr::null_mut();
+        // SAFETY: see this function's `# Safety`.
+        let size = unsafe { report_size(report) }?;
+        let mut found = RecoveryReport::default();
+        let result = (|| {
+            // SAFETY: see this function's `# Safety`.
+            let path = unsafe { path_from_c(path) }?;
+            let Some(callback) = callback else {
+                return Err(Failure::invalid("callback is NULL"));
+            };
+            let opts = recover_options(flags, KNOWN_FLAGS)?;
+            let options = if options.is_null() {
+                pwal_options::default()
+            } else {
+                // SAFETY: non-NULL and valid for `struct_size` bytes (the
+                // caller's promise).
+                unsafe {
+                    read_sized(
+                        options,
+                        pwal_options::default(),
+                        PWAL_OPTIONS_MIN_SIZE as usize,
+                        "options",
+                    )
+                }?
+            };
+            // SAFETY: `callback` is a `pwal_record_fn` (the caller's promise);
+            // the closure is called only during this call.
+            let cb = unsafe { c_callback(callback, user_data) };
+            let log = crate::recover_and_open_with_vfs(
+                Arc::new(RealVfs),
+                path,
+                &options.to_core()?,
+                &opts,
+                Box::new(cb),
+                &mut found,
+            )?;
+            Ok(log)
+        })();
+        // SAFETY: `size` came from `report_size` for `report`.
+        unsafe { fill_report(report, size, &found) };
+        let log = result?;
+        *out_log = Box::into_raw(Box::new(pwal { magic: LIVE, log }));
+        Ok(())
     })
 }

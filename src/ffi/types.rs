@@ -50,6 +50,16 @@ const _: () =
 /// described in `report->damage`), instead of `PWAL_ERR_CORRUPT`.
 pub const PWAL_RECOVER_DURABLE_PREFIX: u32 = 1;
 
+/// `pwal_recover` / `pwal_recover_and_open` flag: fail with
+/// `PWAL_ERR_CORRUPT` at the first commit-sequence inversion (a transaction
+/// whose `commit_seq` is below that of a transaction already replayed, which
+/// can only happen across epochs), before any frame of it is given to the
+/// callback; the message names both sequences and both epochs. Without it
+/// the inversions are replayed and counted in `report->seq_inversions`. It
+/// fails with this flag even under `PWAL_RECOVER_DURABLE_PREFIX`: the bytes
+/// are not damaged, the engine submitted out of order.
+pub const PWAL_RECOVER_REFUSE_SEQ_INVERSIONS: u32 = 2;
+
 /// Largest page accepted in a frame, in bytes (`pwal_frame.len`).
 pub const PWAL_MAX_PAGE_BYTES: u32 = 65536;
 /// Most frames in one transaction (`pwal_txn.frame_count`).
@@ -422,9 +432,14 @@ impl From<&Stats> for pwal_stats {
     }
 }
 
-/// What `pwal_recover` found. Set `struct_size = sizeof(pwal_recovery_report)`
-/// before the call; it is filled on success and on failure (as far as
-/// recovery got).
+/// What `pwal_recover`, `pwal_recover_and_open` or `pwal_repair` found. Set
+/// `struct_size = sizeof(pwal_recovery_report)` before the call; it is
+/// filled on every return, success or failure (as far as the call got: on a
+/// failure before the log was read, such as `PWAL_ERR_LOCKED`, every field
+/// is zero and the text empty). A program built against the 0.1.0 header
+/// (`struct_size` = `PWAL_RECOVERY_REPORT_MIN_SIZE`) gets the fields up to
+/// `damage` only; on return `struct_size` says how many bytes were filled.
+/// Owned by the caller; pwal keeps no pointer to it.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct pwal_recovery_report {
@@ -436,12 +451,15 @@ pub struct pwal_recovery_report {
     pub has_damage: u32,
     /// Segment files read.
     pub segments: u64,
-    /// Epochs replayed.
+    /// Epochs read and validated, including those at or below
+    /// `checkpoint_epoch`, which are not given to the callback.
     pub epochs: u64,
-    /// First and last epoch replayed (0 if none).
+    /// First and last epoch read and validated (0 if none); the callback
+    /// gets the epochs from `max(first_epoch, checkpoint_epoch + 1)` to
+    /// `last_epoch`.
     pub first_epoch: u64,
     pub last_epoch: u64,
-    /// Transactions replayed.
+    /// Transactions given to the callback.
     pub transactions: u64,
     /// Records (frames) given to the callback.
     pub records: u64,
@@ -454,7 +472,29 @@ pub struct pwal_recovery_report {
     pub skipped_segments: u64,
     pub skipped_bytes: u64,
     /// What was wrong, with file and offset; "" if nothing. NUL-terminated.
+    /// On `PWAL_ERR_CORRUPT` it describes the corruption that stopped the
+    /// call.
     pub damage: [c_char; PWAL_TEXT_BYTES],
+    /// The durable checkpoint mark: the highest `checkpoint_epoch` of any
+    /// valid frame (0: the log was never checkpointed). Epochs at or below it
+    /// are in the database already: they are validated (damage there still
+    /// fails the call) but never given to the callback.
+    pub checkpoint_epoch: u64,
+    /// Transactions replayed after one with a higher `commit_seq` (possible
+    /// only across epochs: see `pwal_recover` for the order); 0 when the
+    /// engine kept its promise. Counted only without
+    /// `PWAL_RECOVER_REFUSE_SEQ_INVERSIONS` (with it the first one fails).
+    pub seq_inversions: u64,
+    /// The path of the file where the first damage lies (a torn tail or
+    /// corruption); "" if none. NUL-terminated, truncated to
+    /// `PWAL_TEXT_BYTES - 1` bytes.
+    pub damage_file: [c_char; PWAL_TEXT_BYTES],
+    /// The byte offset of that damage in `damage_file` (0 if none).
+    pub damage_offset: u64,
+    /// The epoch that was expected where the damage lies: the first epoch
+    /// not replayed because of it (0 if none, or when no epoch applies, as
+    /// for a log of another format version).
+    pub damage_epoch: u64,
 }
 
 /// The smallest `pwal_recovery_report.struct_size` accepted:
@@ -485,8 +525,19 @@ impl From<&crate::RecoveryReport> for pwal_recovery_report {
             skipped_segments: r.skipped_segments,
             skipped_bytes: r.skipped_bytes,
             damage: [0; PWAL_TEXT_BYTES],
+            checkpoint_epoch: r.checkpoint_epoch,
+            seq_inversions: r.seq_inversions,
+            damage_file: [0; PWAL_TEXT_BYTES],
+            damage_offset: r.damage_offset,
+            damage_epoch: r.damage_epoch,
         };
         copy_text(&mut out.damage, r.damage.as_deref().unwrap_or(""));
+        let file = r
+            .damage_file
+            .as_deref()
+            .map(|p| p.to_string_lossy())
+            .unwrap_or_default();
+        copy_text(&mut out.damage_file, &file);
         out
     }
 }
@@ -597,10 +648,13 @@ mod tests {
         // sizes until a field is appended).
         assert_eq!(size_of::<pwal_options>(), PWAL_OPTIONS_MIN_SIZE as usize);
         assert_eq!(size_of::<pwal_stats>(), PWAL_STATS_MIN_SIZE as usize);
+        // Grown at the end only: the 0.1.0 fields keep their offsets.
+        assert_eq!(offset!(pwal_recovery_report, damage), 88);
         assert_eq!(
-            size_of::<pwal_recovery_report>(),
+            offset!(pwal_recovery_report, checkpoint_epoch),
             PWAL_RECOVERY_REPORT_MIN_SIZE as usize
         );
+        assert_eq!(size_of::<pwal_recovery_report>(), 632);
         assert_eq!(size_of::<pwal_frame>(), 24);
         assert_eq!(size_of::<pwal_txn>(), 32);
         assert_eq!(offset!(pwal_record, data), 40);

@@ -669,6 +669,22 @@ impl SimVfs {
         h.finish()
     }
 
+    /// Like [`SimVfs::digest`], over what the disk holds (the durable image
+    /// and the writes still dirty) rather than what reads see: evicting
+    /// clean pages from the cache changes the second, never the first.
+    pub fn disk_digest(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let s = self.state.lock();
+        let mut names: Vec<&PathBuf> = s.files.keys().collect();
+        names.sort();
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        for p in names {
+            p.hash(&mut h);
+            s.files[p].lock().disk_image().hash(&mut h);
+        }
+        h.finish()
+    }
+
     /// The file system a power loss would leave now: the synced directory
     /// entries, each file with its synced image plus the unsynced writes
     /// that `mode` keeps. Faults, locks and crash points are not carried

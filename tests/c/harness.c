@@ -10,6 +10,7 @@
  */
 #define _POSIX_C_SOURCE 200809L
 
+#include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -816,6 +817,380 @@ static void case_empty(void) {
     printf("empty: no log directory means nothing to replay\n");
 }
 
+
+/* ---- the recovery contract: checkpoint mark, report, order, open, repair ---- */
+
+#define SMALL_SEGMENT_BYTES 65536u
+
+static pwal *open_small(void) {
+    pwal_options o = test_options();
+    o.segment_bytes = SMALL_SEGMENT_BYTES;
+    pwal *log = NULL;
+    OK(pwal_open(g_db, &o, &log));
+    return log;
+}
+
+/* The segment files of the log, ascending (names are fixed-width ids). */
+#define MAX_SEGS 64
+typedef struct {
+    char path[MAX_SEGS][4200];
+    size_t n;
+} seg_list;
+
+static int cmp_str(const void *a, const void *b) { return strcmp((const char *)a, (const char *)b); }
+
+static void list_segments(const char *dirpath, seg_list *l) {
+    l->n = 0;
+    DIR *d = opendir(dirpath);
+    CHECK(d != NULL);
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        size_t len = strlen(e->d_name);
+        if (len > 6 && strcmp(e->d_name + len - 6, ".pwseg") == 0) {
+            CHECK(l->n < MAX_SEGS);
+            snprintf(l->path[l->n++], sizeof l->path[0], "%s/%s", dirpath, e->d_name);
+        }
+    }
+    closedir(d);
+    qsort(l->path, l->n, sizeof l->path[0], cmp_str);
+}
+
+static void log_dir_of(char *out, size_t n) { snprintf(out, n, "%s-pwal", g_db); }
+
+static unsigned char *read_file(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    CHECK(f != NULL);
+    CHECK(fseek(f, 0, SEEK_END) == 0);
+    long n = ftell(f);
+    CHECK(n >= 0);
+    rewind(f);
+    unsigned char *buf = malloc((size_t)n + 1);
+    CHECK(buf != NULL);
+    CHECK(fread(buf, 1, (size_t)n, f) == (size_t)n);
+    fclose(f);
+    *len = (size_t)n;
+    return buf;
+}
+
+static void flip_byte(const char *path, long offset) {
+    FILE *f = fopen(path, "r+b");
+    CHECK(f != NULL);
+    CHECK(fseek(f, offset, SEEK_SET) == 0);
+    int c = fgetc(f);
+    CHECK(c != EOF);
+    CHECK(fseek(f, offset, SEEK_SET) == 0);
+    CHECK(fputc(c ^ 0x40, f) != EOF);
+    CHECK(fclose(f) == 0);
+}
+
+static pwal_recovery_report new_report(void) {
+    pwal_recovery_report rep;
+    memset(&rep, 0xee, sizeof rep); /* filled by pwal, whatever the status */
+    rep.struct_size = sizeof rep;
+    return rep;
+}
+
+/* Checkpointed epochs are kept out of replay, and the mark is reported. */
+static void case_checkpoint_mark(void) {
+    pwal *log = open_log();
+    uint64_t e = 0, mark = 0;
+    commit_range(log, 1, 10, &mark);
+    OK(pwal_checkpoint(log, mark));
+    commit_range(log, 11, 15, &e);
+    OK(pwal_close(log));
+    oracle o;
+    oracle_init(&o, 15);
+    pwal_recovery_report rep = recover_all(&o, PWAL_OK);
+    CHECK(rep.checkpoint_epoch == mark);
+    for (uint64_t id = 1; id <= 10; id++) CHECK(!o.seen[id]);
+    for (uint64_t id = 11; id <= 15; id++) CHECK(o.seen[id]);
+    CHECK(rep.transactions == 5);
+    CHECK(rep.first_epoch >= 1 && rep.first_epoch <= mark); /* still read, validated */
+    free(o.seen);
+    printf("checkpoint_mark: nothing at or below epoch %llu replayed\n", (unsigned long long)mark);
+}
+
+/* A log of several small segments, damaged in the first frame of the
+ * second: later frames prove that epoch durable. Returns that epoch's
+ * segment path in `seg` and the number of segments. */
+static size_t damaged_log(uint64_t ids, char *seg, size_t seg_size) {
+    pwal *log = open_small();
+    uint64_t e = 0;
+    commit_range(log, 1, ids, &e);
+    OK(pwal_close(log));
+    char dir[4200];
+    log_dir_of(dir, sizeof dir);
+    seg_list *l = malloc(sizeof *l);
+    CHECK(l != NULL);
+    list_segments(dir, l);
+    CHECK(l->n >= 3);
+    size_t n = l->n;
+    flip_byte(l->path[1], 4096 + 200);
+    snprintf(seg, seg_size, "%s", l->path[1]);
+    free(l);
+    return n;
+}
+
+/* The report describes corruption on PWAL_ERR_CORRUPT: text, file, offset
+ * and the expected epoch; open refuses the same log naming them. */
+static void case_corrupt_report(void) {
+    char seg[4200];
+    damaged_log(40, seg, sizeof seg);
+    oracle o;
+    oracle_init(&o, 40);
+    pwal_recovery_report rep = new_report();
+    EXPECT_STATUS(pwal_recover(g_db, 0, oracle_cb, &o, &rep), PWAL_ERR_CORRUPT, "offset 4096");
+    CHECK(rep.struct_size == sizeof rep);
+    CHECK(rep.has_damage == 1);
+    CHECK(strstr(rep.damage, "offset 4096") != NULL);
+    CHECK(strcmp(rep.damage_file, seg) == 0);
+    CHECK(rep.damage_offset == 4096);
+    CHECK(rep.damage_epoch == rep.last_epoch + 1);
+    CHECK(rep.seq_inversions == 0 && rep.checkpoint_epoch == 0);
+    CHECK(rep.records == o.records);
+
+    pwal_options opts = test_options();
+    opts.segment_bytes = SMALL_SEGMENT_BYTES;
+    pwal *log = (pwal *)&opts; /* must be overwritten with NULL */
+    EXPECT_STATUS(pwal_open(g_db, &opts, &log), PWAL_ERR_CORRUPT, seg);
+    CHECK(log == NULL);
+    char want[64];
+    snprintf(want, sizeof want, "epoch %llu", (unsigned long long)rep.damage_epoch);
+    CHECK(strstr(pwal_last_error(), want) != NULL);
+    CHECK(strstr(pwal_last_error(), "offset 4096") != NULL);
+
+    /* A 0.1.0-sized report is filled up to `damage` only. */
+    unsigned char *buf = calloc(1, sizeof(pwal_recovery_report));
+    CHECK(buf != NULL);
+    pwal_recovery_report *old = (pwal_recovery_report *)buf;
+    old->struct_size = PWAL_RECOVERY_REPORT_MIN_SIZE;
+    EXPECT_STATUS(pwal_recover(g_db, 0, oracle_cb, &o, old), PWAL_ERR_CORRUPT, "offset");
+    CHECK(old->struct_size == PWAL_RECOVERY_REPORT_MIN_SIZE);
+    CHECK(old->has_damage == 1 && old->damage_file[0] == 0 && old->damage_offset == 0);
+    free(buf);
+    free(o.seen);
+    printf("corrupt_report: damage at %s offset 4096, epoch %llu; open refused\n", seg,
+           (unsigned long long)rep.damage_epoch);
+}
+
+typedef struct {
+    uint64_t ids[16];
+    size_t n;
+} id_log;
+
+static int32_t collect_ids(void *user, const pwal_record *r) {
+    id_log *l = (id_log *)user;
+    if (l->n == 0 || l->ids[l->n - 1] != r->txn_id) {
+        if (l->n == 16) return 1;
+        l->ids[l->n++] = r->txn_id;
+    }
+    return 0;
+}
+
+/* Sequences 10, 5, 20 in three epochs: one inversion, counted; refused with
+ * the flag before the inverted transaction is given. */
+static void case_seq_inversions(void) {
+    pwal *log = open_log();
+    txn_buf *b = malloc(sizeof *b);
+    CHECK(b != NULL);
+    uint64_t seqs[3] = {10, 5, 20}, epochs[3] = {0, 0, 0};
+    for (int i = 0; i < 3; i++) {
+        make_txn(b, (uint64_t)i + 1, seqs[i]);
+        OK(pwal_commit(log, &b->txn, TEST_TIMEOUT_MS, &epochs[i]));
+    }
+    free(b);
+    CHECK(epochs[0] < epochs[1] && epochs[1] < epochs[2]);
+    OK(pwal_close(log));
+
+    id_log got = {{0}, 0};
+    pwal_recovery_report rep = new_report();
+    OK(pwal_recover(g_db, 0, collect_ids, &got, &rep));
+    CHECK(rep.seq_inversions == 1);
+    CHECK(got.n == 3 && got.ids[0] == 1 && got.ids[1] == 2 && got.ids[2] == 3);
+
+    id_log got2 = {{0}, 0};
+    rep = new_report();
+    EXPECT_STATUS(pwal_recover(g_db, PWAL_RECOVER_REFUSE_SEQ_INVERSIONS, collect_ids, &got2, &rep),
+                  PWAL_ERR_CORRUPT, "commit sequence 5");
+    CHECK(strstr(pwal_last_error(), "sequence 10") != NULL);
+    char want[64];
+    snprintf(want, sizeof want, "epoch %llu", (unsigned long long)epochs[0]);
+    CHECK(strstr(pwal_last_error(), want) != NULL);
+    CHECK(got2.n == 1 && got2.ids[0] == 1);
+    CHECK(rep.has_damage == 1 && rep.damage_epoch == epochs[1]);
+    printf("seq_inversions: counted 1; refused before delivering it\n");
+}
+
+/* pwal_recover_and_open: every record once, then the log is open. */
+static void case_recover_and_open(void) {
+    pwal *log = open_small();
+    uint64_t e = 0;
+    commit_range(log, 1, 30, &e);
+    OK(pwal_close(log));
+
+    oracle o;
+    oracle_init(&o, 40);
+    pwal_recovery_report rep = new_report();
+    pwal_options opts = test_options();
+    opts.segment_bytes = SMALL_SEGMENT_BYTES;
+    log = NULL;
+    OK(pwal_recover_and_open(g_db, &opts, 0, oracle_cb, &o, &rep, &log));
+    CHECK(log != NULL);
+    finish_txn(&o);
+    CHECK(o.error == NULL);
+    for (uint64_t id = 1; id <= 30; id++) CHECK(o.seen[id]);
+    CHECK(rep.transactions == 30 && rep.records == o.records && rep.has_damage == 0);
+    /* A second recover_and_open while it is open is refused. */
+    pwal *again = NULL;
+    EXPECT_STATUS(pwal_recover_and_open(g_db, &opts, 0, oracle_cb, &o, NULL, &again),
+                  PWAL_ERR_INVALID, "already open");
+    CHECK(again == NULL);
+    uint64_t e2 = 0;
+    commit_range(log, 31, 40, &e2);
+    CHECK(e2 > e);
+    OK(pwal_close(log));
+    free(o.seen);
+
+    oracle_init(&o, 40);
+    rep = recover_all(&o, PWAL_OK);
+    for (uint64_t id = 1; id <= 40; id++) CHECK(o.seen[id]);
+    free(o.seen);
+
+    /* Misuse: the durable-prefix flag, unknown flags, NULL callback/out. */
+    EXPECT_STATUS(pwal_recover_and_open(g_db, &opts, PWAL_RECOVER_DURABLE_PREFIX, oracle_cb, &o,
+                                        NULL, &log),
+                  PWAL_ERR_INVALID, "durable-prefix");
+    EXPECT_STATUS(pwal_recover_and_open(g_db, &opts, 0x80, oracle_cb, &o, NULL, &log),
+                  PWAL_ERR_INVALID, "flags");
+    EXPECT_STATUS(pwal_recover_and_open(g_db, &opts, 0, NULL, &o, NULL, &log), PWAL_ERR_INVALID,
+                  "callback");
+    EXPECT_STATUS(pwal_recover_and_open(g_db, &opts, 0, oracle_cb, &o, NULL, NULL),
+                  PWAL_ERR_INVALID, "out_log");
+    EXPECT_STATUS(pwal_repair(NULL, NULL), PWAL_ERR_INVALID, "path");
+    printf("recover_and_open: 30 replayed once, then 10 more committed\n");
+}
+
+/* recover_and_open on a damaged log: the prefix is replayed, nothing is
+ * opened, and the report says where. */
+static void case_recover_and_open_damaged(void) {
+    char seg[4200];
+    damaged_log(40, seg, sizeof seg);
+    oracle o;
+    oracle_init(&o, 40);
+    pwal_recovery_report rep = new_report();
+    pwal_options opts = test_options();
+    opts.segment_bytes = SMALL_SEGMENT_BYTES;
+    pwal *log = NULL;
+    EXPECT_STATUS(pwal_recover_and_open(g_db, &opts, 0, oracle_cb, &o, &rep, &log),
+                  PWAL_ERR_CORRUPT, seg);
+    CHECK(log == NULL);
+    CHECK(strcmp(rep.damage_file, seg) == 0 && rep.damage_offset == 4096);
+    free(o.seen);
+    printf("recover_and_open_damaged: refused at %s\n", seg);
+}
+
+/* Is `data` (len bytes) the whole content of some file whose name starts
+ * with `name` in `dir`? */
+static int kept_in(const char *dir, const char *name, const unsigned char *data, size_t len) {
+    DIR *d = opendir(dir);
+    if (d == NULL) return 0;
+    struct dirent *e;
+    int found = 0;
+    while (!found && (e = readdir(d)) != NULL) {
+        if (strncmp(e->d_name, name, strlen(name)) != 0) continue;
+        char p[8400];
+        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+        size_t n = 0;
+        unsigned char *c = read_file(p, &n);
+        found = n == len && memcmp(c, data, len) == 0;
+        free(c);
+    }
+    closedir(d);
+    return found;
+}
+
+/* pwal_repair: cut to the durable prefix, nothing deleted, then the log
+ * recovers to exactly that prefix, opens and continues. */
+static void case_repair(void) {
+    char seg[4200], dir[4200], damaged[4300];
+    damaged_log(40, seg, sizeof seg);
+    log_dir_of(dir, sizeof dir);
+    snprintf(damaged, sizeof damaged, "%s/damaged", dir);
+    seg_list *l = malloc(sizeof *l);
+    CHECK(l != NULL);
+    list_segments(dir, l);
+    unsigned char *orig[MAX_SEGS];
+    size_t orig_len[MAX_SEGS];
+    for (size_t i = 0; i < l->n; i++) orig[i] = read_file(l->path[i], &orig_len[i]);
+
+    oracle prefix;
+    oracle_init(&prefix, 50);
+    pwal_recovery_report want = new_report();
+    OK(pwal_recover(g_db, PWAL_RECOVER_DURABLE_PREFIX, oracle_cb, &prefix, &want));
+    finish_txn(&prefix);
+    CHECK(want.has_damage && want.skipped_segments >= 1);
+
+    pwal *log = NULL;
+    pwal_recovery_report rep = new_report();
+    OK(pwal_repair(g_db, &rep));
+    CHECK(rep.last_epoch == want.last_epoch && rep.damage_offset == 4096);
+    CHECK(strcmp(rep.damage_file, seg) == 0);
+    for (size_t i = 0; i < l->n; i++) {
+        const char *name = strrchr(l->path[i], '/') + 1;
+        size_t n = 0;
+        int live = 0;
+        FILE *f = fopen(l->path[i], "rb");
+        if (f != NULL) {
+            fclose(f);
+            unsigned char *c = read_file(l->path[i], &n);
+            live = n == orig_len[i] && memcmp(c, orig[i], n) == 0;
+            free(c);
+        }
+        CHECK(live || kept_in(damaged, name, orig[i], orig_len[i]));
+    }
+
+    oracle o;
+    oracle_init(&o, 50);
+    pwal_recovery_report after = recover_all(&o, PWAL_OK);
+    CHECK(after.has_damage == 0);
+    CHECK(after.last_epoch == want.last_epoch && after.records == prefix.records);
+    CHECK(memcmp(o.seen, prefix.seen, 51) == 0);
+    free(o.seen);
+
+    log = open_small();
+    uint64_t e = 0;
+    commit_range(log, 41, 41, &e);
+    CHECK(e == want.last_epoch + 1);
+    /* Repair while this process has the log open: LOCKED. */
+    EXPECT_STATUS(pwal_repair(g_db, NULL), PWAL_ERR_LOCKED, "open");
+    OK(pwal_close(log));
+
+    oracle_init(&o, 50);
+    after = recover_all(&o, PWAL_OK);
+    CHECK(o.seen[41]);
+    o.seen[41] = 0;
+    CHECK(memcmp(o.seen, prefix.seen, 51) == 0);
+    for (size_t i = 0; i < l->n; i++) {
+        const char *name = strrchr(l->path[i], '/') + 1;
+        size_t n = 0;
+        int live = 0;
+        FILE *f = fopen(l->path[i], "rb");
+        if (f != NULL) {
+            fclose(f);
+            unsigned char *c = read_file(l->path[i], &n);
+            live = n == orig_len[i] && memcmp(c, orig[i], n) == 0;
+            free(c);
+        }
+        CHECK(live || kept_in(damaged, name, orig[i], orig_len[i]));
+        free(orig[i]);
+    }
+    free(o.seen);
+    free(prefix.seen);
+    free(l);
+    printf("repair: cut at epoch %llu, reopened and continued at %llu\n",
+           (unsigned long long)want.last_epoch + 1, (unsigned long long)e);
+}
+
 int main(int argc, char **argv) {
     if (argc != 3) {
         fprintf(stderr, "usage: %s CASE DIR\n", argv[0]);
@@ -841,6 +1216,12 @@ int main(int argc, char **argv) {
         {"second_open_options", case_second_open_options},
         {"min_sizes", case_min_sizes},
         {"flush", case_flush},
+        {"checkpoint_mark", case_checkpoint_mark},
+        {"corrupt_report", case_corrupt_report},
+        {"seq_inversions", case_seq_inversions},
+        {"recover_and_open", case_recover_and_open},
+        {"recover_and_open_damaged", case_recover_and_open_damaged},
+        {"repair", case_repair},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         if (strcmp(g_case, cases[i].name) == 0) {
