@@ -25,7 +25,7 @@ use crate::config::MAX_EPOCH_BODY_BYTES;
 use crate::epoch::{self, FixedHeader, TxnRef, EPOCH_FIXED_LEN, EPOCH_MAGIC, FORMAT_VERSION};
 use crate::error::{Error, Result};
 use crate::io::{RealVfs, Vfs, VfsFile};
-use crate::segment::{list_segments, parse_segment_name, FoundSegment, DATA_OFFSET};
+use crate::segment::{list_segments, parse_segment_name, FoundSegment, DATA_OFFSET, END_MARK_LEN};
 use crate::{Log, Options, Record};
 
 /// How to recover.
@@ -382,6 +382,9 @@ enum FrameRead {
         txns: Vec<TxnRef>,
     },
     Damaged(String),
+    /// A header of this segment whose frame does not validate: the frame's
+    /// claimed length is known (what a torn write of it can have covered).
+    DamagedFrame(String, u64),
 }
 
 fn io_err(path: &Path, what: &str, e: std::io::Error) -> Error {
@@ -535,7 +538,7 @@ fn read_frame(
             cert,
             txns,
         }),
-        Err(why) => Ok(FrameRead::Damaged(why)),
+        Err(why) => Ok(FrameRead::DamagedFrame(why, total as u64)),
     }
 }
 
@@ -554,6 +557,10 @@ struct After {
     max_checkpoint: u64,
     /// One past the last non-zero byte at or after the spot.
     end_of_data: u64,
+    /// Where the first frame header of another incarnation of the file
+    /// (stale bytes of a recycled segment's earlier life) starts: what a
+    /// torn write left ends there at the latest.
+    first_foreign: Option<u64>,
 }
 
 /// Walks the rest of a segment from `from`, visiting every valid frame of
@@ -596,9 +603,11 @@ fn search_after(
                 continue;
             }
             let at = pos + i as u64;
-            if let FrameRead::Valid { len, cert, .. } =
-                read_frame(file, path, file_len, at, ident, rd)?
-            {
+            let read = read_frame(file, path, file_len, at, ident, rd)?;
+            if matches!(read, FrameRead::Stale) && after.first_foreign.is_none() {
+                after.first_foreign = Some(at);
+            }
+            if let FrameRead::Valid { len, cert, .. } = read {
                 if let Some(last) = data[..i].iter().rposition(|&b| b != 0) {
                     after.end_of_data = after.end_of_data.max(pos + last as u64 + 1);
                 }
@@ -940,62 +949,71 @@ pub(crate) fn scan(
         let mut off = DATA_OFFSET;
         loop {
             let exp = expected.expect("set above");
-            let (what, zero) = match read_frame(&*file, &seg.path, file_len, off, ident, &mut rd)? {
-                FrameRead::End => ("no frame (zeros or the end of the file)".to_string(), true),
-                FrameRead::Valid {
-                    len,
-                    header_len,
-                    cert,
-                    txns,
-                } => {
-                    end.max_epoch_seen = end.max_epoch_seen.max(cert.epoch);
-                    if cert.epoch != exp {
-                        let what =
-                            format!("epoch {} found where epoch {exp} was expected", cert.epoch);
-                        fail(
-                            report,
-                            &mut end,
-                            &seg.path,
-                            off,
-                            exp,
-                            what,
-                            &active[i..],
-                            file_len.saturating_sub(off),
-                        )?;
-                        break 'segments;
-                    }
-                    // Epochs at or below the checkpoint mark are
-                    // validated (above) and counted as read, but not
-                    // delivered: they are in the database.
-                    if cert.epoch > mark.unwrap_or(0) {
-                        let body = &rd.frame()[header_len..len as usize];
-                        if let Some(cb) = callback.as_deref_mut() {
-                            let at = (seg.path.as_path(), off);
-                            replay(cb, cert.epoch, body, &txns, &mut order, report, at)?;
+            let (what, zero, claimed) =
+                match read_frame(&*file, &seg.path, file_len, off, ident, &mut rd)? {
+                    FrameRead::End => (
+                        "no frame (zeros or the end of the file)".to_string(),
+                        true,
+                        None,
+                    ),
+                    FrameRead::Valid {
+                        len,
+                        header_len,
+                        cert,
+                        txns,
+                    } => {
+                        end.max_epoch_seen = end.max_epoch_seen.max(cert.epoch);
+                        if cert.epoch != exp {
+                            let what = format!(
+                                "epoch {} found where epoch {exp} was expected",
+                                cert.epoch
+                            );
+                            fail(
+                                report,
+                                &mut end,
+                                &seg.path,
+                                off,
+                                exp,
+                                what,
+                                &active[i..],
+                                file_len.saturating_sub(off),
+                            )?;
+                            break 'segments;
                         }
-                        report.transactions += txns.len() as u64;
-                        report.records += cert.page_set_size as u64;
+                        // Epochs at or below the checkpoint mark are
+                        // validated (above) and counted as read, but not
+                        // delivered: they are in the database.
+                        if cert.epoch > mark.unwrap_or(0) {
+                            let body = &rd.frame()[header_len..len as usize];
+                            if let Some(cb) = callback.as_deref_mut() {
+                                let at = (seg.path.as_path(), off);
+                                replay(cb, cert.epoch, body, &txns, &mut order, report, at)?;
+                            }
+                            report.transactions += txns.len() as u64;
+                            report.records += cert.page_set_size as u64;
+                        }
+                        report.epochs += 1;
+                        if report.first_epoch == 0 {
+                            report.first_epoch = cert.epoch;
+                        }
+                        report.last_epoch = cert.epoch;
+                        report.bytes += len;
+                        end.checkpoint_epoch = end.checkpoint_epoch.max(cert.checkpoint_epoch);
+                        end.synced_through = end.synced_through.max(cert.synced_through);
+                        end.last_epoch = cert.epoch;
+                        // Bounded by MAX_EPOCH (validate_frame).
+                        expected = Some(exp + 1);
+                        off += len;
+                        continue;
                     }
-                    report.epochs += 1;
-                    if report.first_epoch == 0 {
-                        report.first_epoch = cert.epoch;
-                    }
-                    report.last_epoch = cert.epoch;
-                    report.bytes += len;
-                    end.checkpoint_epoch = end.checkpoint_epoch.max(cert.checkpoint_epoch);
-                    end.synced_through = end.synced_through.max(cert.synced_through);
-                    end.last_epoch = cert.epoch;
-                    // Bounded by MAX_EPOCH (validate_frame).
-                    expected = Some(exp + 1);
-                    off += len;
-                    continue;
-                }
-                FrameRead::Stale => (
-                    "frame of another incarnation of this file".to_string(),
-                    false,
-                ),
-                FrameRead::Damaged(why) => (why, false),
-            };
+                    FrameRead::Stale => (
+                        "frame of another incarnation of this file".to_string(),
+                        false,
+                        None,
+                    ),
+                    FrameRead::Damaged(why) => (why, false, None),
+                    FrameRead::DamagedFrame(why, len) => (why, false, Some(len)),
+                };
             let next = active.get(i + 1).map(|n| n.header.expect("filtered above"));
             // A later segment starting at exactly the epoch missing here was
             // started by an open that found this segment's tail torn and
@@ -1036,7 +1054,19 @@ pub(crate) fn scan(
                 )?;
                 break 'segments;
             }
-            let here = after.end_of_data.max(off + 1) - off;
+            // What this incarnation wrote at `off` and was torn, not the
+            // stale rest of a recycled file's earlier life: the frame its
+            // header claims (with the end mark a recycled segment puts after
+            // it), up to the first stale frame after `off`, or the last
+            // non-zero byte, whichever comes first.
+            let mut torn_end = after
+                .first_foreign
+                .map_or(after.end_of_data, |f| f.min(after.end_of_data));
+            if let Some(len) = claimed {
+                torn_end =
+                    torn_end.min(off.saturating_add(len).saturating_add(END_MARK_LEN as u64));
+            }
+            let here = torn_end.max(off + 1) - off;
             if superseded {
                 torn(
                     report,

@@ -539,3 +539,74 @@ fn a_log_checkpointed_under_off_recovers_at_every_crash_point() {
         }
     }
 }
+
+/// The frames of the segment at `path`: (offset, length), walking from 4096
+/// while each header carries the segment's own id and salt.
+fn own_frames(data: &[u8]) -> Vec<(usize, usize)> {
+    let (id, salt) = (&data[8..16], &data[16..24]);
+    let mut out = Vec::new();
+    let mut off = 4096;
+    while off + 80 <= data.len() {
+        let h = &data[off..off + 80];
+        if &h[0..4] != b"PWEP" || &h[8..16] != id || &h[16..24] != salt {
+            break;
+        }
+        let lanes = u16::from_le_bytes([h[6], h[7]]) as usize;
+        let body = u32::from_le_bytes(h[48..52].try_into().unwrap()) as usize;
+        let len = 80 + 4 * lanes + 4 + body;
+        out.push((off, len));
+        off += len;
+    }
+    out
+}
+
+/// A torn last frame in a recycled segment used to be reported as torn
+/// together with the whole stale remainder of the file's earlier life. The
+/// torn tail is now what this incarnation wrote: the frame (and its end
+/// mark) at most.
+#[test]
+fn a_torn_tail_in_a_recycled_segment_counts_only_what_was_torn() {
+    let vfs = SimVfs::new();
+    let log = open(&vfs, &opts(SyncPolicy::Full));
+    let j = Journal::new();
+    let mut found = None;
+    for i in 0..2000 {
+        j.commit(&log, j.next_id()).unwrap();
+        if i % 25 == 24 {
+            j.checkpoint(&log).unwrap();
+        }
+        // The newest segment, once it holds a few frames of its own and
+        // stale bytes of an earlier life after them.
+        let newest = vfs
+            .paths()
+            .into_iter()
+            .filter(|p| p.extension().is_some_and(|x| x == "pwseg"))
+            .max();
+        if let Some(p) = newest {
+            let data = vfs.contents(&p).unwrap();
+            let frames = own_frames(&data);
+            if let Some(&(off, len)) = frames.last() {
+                let stale_after = data[off + len..].iter().any(|&b| b != 0);
+                if frames.len() >= 3 && stale_after && data.len() > off + len + 4096 {
+                    found = Some((p, off, len, data.len()));
+                    break;
+                }
+            }
+        }
+    }
+    let (path, off, len, file_len) = found.expect("no recycled segment with stale bytes");
+    let image = vfs.process_crash();
+    drop(log);
+    // Tear the last frame of this incarnation: one byte of its body.
+    let byte = image.contents(&path).unwrap()[off + len - 1];
+    image.poke(&path, (off + len - 1) as u64, &[byte ^ 0x40]);
+    let r = recover(&image, Path::new(DB)).unwrap();
+    let torn = r.report.torn_tail_bytes;
+    assert!(torn > 0, "{:?}", r.report);
+    assert!(
+        torn <= (len + 80) as u64,
+        "torn tail of {torn} bytes for a frame of {len} bytes (the stale remainder is {} bytes): {:?}",
+        file_len - off,
+        r.report.damage
+    );
+}
