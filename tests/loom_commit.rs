@@ -21,6 +21,13 @@
 //!
 //! A last test runs the classic trap (reading the epoch before taking
 //! the lane lock) and checks that the model catches it.
+//!
+//! Not modelled (covered only by the engine's own tests, which run real
+//! schedules, not every interleaving): the leader / hand-off path of group
+//! commit (a committer leading its own flush, pending requests handed to the
+//! background flusher), the wake-ups by epoch parity, poisoning, timeouts
+//! (the zero timeout and the lead budget included), checkpoints and segment
+//! switches.
 
 use loom::sync::atomic::{AtomicU64, Ordering};
 use loom::sync::{Arc, Condvar, Mutex};
