@@ -345,10 +345,6 @@ pub(crate) struct ScanEnd {
     /// The last epoch replayed (or, for an empty log, one before the first
     /// segment's first epoch).
     pub last_epoch: u64,
-    /// The highest epoch number seen in any valid frame, including frames
-    /// found after damage (torn frames a reopen supersedes by starting a
-    /// segment at `last_epoch + 1`).
-    pub max_epoch_seen: u64,
     /// The highest checkpoint mark in a valid frame read: the engine's mark
     /// starts there, so marks in frames never go down.
     pub checkpoint_epoch: u64,
@@ -550,9 +546,8 @@ struct After {
     /// A valid frame whose `synced_through` covers the epoch asked about:
     /// its epoch, offset and `synced_through`. The walk stops there.
     proof: Option<(u64, u64, u64)>,
-    /// Highest epoch, synced-through epoch and checkpoint mark of the valid
-    /// frames walked.
-    max_epoch: u64,
+    /// Highest synced-through epoch and checkpoint mark of the valid frames
+    /// walked.
     max_synced: u64,
     max_checkpoint: u64,
     /// One past the last non-zero byte at or after the spot.
@@ -613,7 +608,6 @@ fn search_after(
                 }
                 after.end_of_data = after.end_of_data.max(at + len);
                 after.first_valid.get_or_insert(cert.epoch);
-                after.max_epoch = after.max_epoch.max(cert.epoch);
                 after.max_synced = after.max_synced.max(cert.synced_through);
                 after.max_checkpoint = after.max_checkpoint.max(cert.checkpoint_epoch);
                 if proves.is_some_and(|e| cert.synced_through >= e) {
@@ -940,7 +934,6 @@ pub(crate) fn scan(
                 end.last_epoch = h.first_epoch.saturating_sub(1);
             }
         }
-        end.max_epoch_seen = end.max_epoch_seen.max(h.first_epoch.saturating_sub(1));
         report.segments += 1;
         let file = vfs
             .open_read(&seg.path)
@@ -962,7 +955,6 @@ pub(crate) fn scan(
                         cert,
                         txns,
                     } => {
-                        end.max_epoch_seen = end.max_epoch_seen.max(cert.epoch);
                         if cert.epoch != exp {
                             let what = format!(
                                 "epoch {} found where epoch {exp} was expected",
@@ -1035,7 +1027,6 @@ pub(crate) fn scan(
                 &mut rd,
                 Some(exp),
             )?;
-            end.max_epoch_seen = end.max_epoch_seen.max(after.max_epoch);
             end.checkpoint_epoch = end.checkpoint_epoch.max(after.max_checkpoint);
             end.synced_through = end.synced_through.max(after.max_synced);
             if let Some((pe, poff, synced)) = after.proof {
