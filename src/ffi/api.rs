@@ -84,6 +84,29 @@ pub(crate) unsafe fn path_from_c<'a>(path: *const c_char) -> Result<&'a Path, Fa
     Ok(Path::new(OsStr::from_bytes(bytes)))
 }
 
+/// The options a C caller passed: the defaults for NULL, else the first
+/// `struct_size` bytes (at least `PWAL_OPTIONS_MIN_SIZE`) over the defaults.
+///
+/// # Safety
+///
+/// `options` is NULL or points to at least `options->struct_size` readable
+/// bytes.
+unsafe fn options_from_c(options: *const pwal_options) -> Result<pwal_options, Failure> {
+    if options.is_null() {
+        return Ok(pwal_options::default());
+    }
+    // SAFETY: non-NULL and valid for `struct_size` bytes (the caller's
+    // promise).
+    unsafe {
+        read_sized(
+            options,
+            pwal_options::default(),
+            PWAL_OPTIONS_MIN_SIZE as usize,
+            "options",
+        )
+    }
+}
+
 fn timeout_from_c(timeout_ms: u32) -> Option<Duration> {
     (timeout_ms != PWAL_WAIT_FOREVER).then(|| Duration::from_millis(timeout_ms.into()))
 }
@@ -237,20 +260,8 @@ pub unsafe extern "C" fn pwal_open(
         *out_log = std::ptr::null_mut();
         // SAFETY: see this function's `# Safety`.
         let path = unsafe { path_from_c(path) }?;
-        let options = if options.is_null() {
-            pwal_options::default()
-        } else {
-            // SAFETY: non-NULL and valid for `struct_size` bytes (the caller's
-            // promise).
-            unsafe {
-                read_sized(
-                    options,
-                    pwal_options::default(),
-                    PWAL_OPTIONS_MIN_SIZE as usize,
-                    "options",
-                )
-            }?
-        };
+        // SAFETY: see this function's `# Safety`.
+        let options = unsafe { options_from_c(options) }?;
         let log = Log::open(path, &options.to_core()?)?;
         *out_log = Box::into_raw(Box::new(pwal { magic: LIVE, log }));
         Ok(())
@@ -640,20 +651,8 @@ pub unsafe extern "C" fn pwal_recover_and_open(
                 return Err(Failure::invalid("callback is NULL"));
             };
             let opts = recover_options(flags, KNOWN_FLAGS)?;
-            let options = if options.is_null() {
-                pwal_options::default()
-            } else {
-                // SAFETY: non-NULL and valid for `struct_size` bytes (the
-                // caller's promise).
-                unsafe {
-                    read_sized(
-                        options,
-                        pwal_options::default(),
-                        PWAL_OPTIONS_MIN_SIZE as usize,
-                        "options",
-                    )
-                }?
-            };
+            // SAFETY: see this function's `# Safety`.
+            let options = unsafe { options_from_c(options) }?;
             // SAFETY: `callback` is a `pwal_record_fn` (the caller's promise);
             // the closure is called only during this call.
             let cb = unsafe { c_callback(callback, user_data) };
