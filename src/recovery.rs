@@ -939,6 +939,22 @@ pub(crate) fn scan(
             .open_read(&seg.path)
             .map_err(|e| io_err(&seg.path, "opening", e))?;
         let file_len = seg.len;
+        // Damage at `off` of this segment, where epoch `exp` was expected: an
+        // error, or the durable prefix with the rest skipped.
+        macro_rules! fail_here {
+            ($off:expr, $exp:expr, $what:expr) => {
+                fail(
+                    report,
+                    &mut end,
+                    &seg.path,
+                    $off,
+                    $exp,
+                    $what,
+                    &active[i..],
+                    file_len.saturating_sub($off),
+                )
+            };
+        }
         let mut off = DATA_OFFSET;
         loop {
             let exp = expected.expect("set above");
@@ -960,16 +976,7 @@ pub(crate) fn scan(
                                 "epoch {} found where epoch {exp} was expected",
                                 cert.epoch
                             );
-                            fail(
-                                report,
-                                &mut end,
-                                &seg.path,
-                                off,
-                                exp,
-                                what,
-                                &active[i..],
-                                file_len.saturating_sub(off),
-                            )?;
+                            fail_here!(off, exp, what)?;
                             break 'segments;
                         }
                         // Epochs at or below the checkpoint mark are
@@ -1033,16 +1040,7 @@ pub(crate) fn scan(
                 let what = format!(
                     "epoch {exp}: {what}, yet the frame of epoch {pe} at offset {poff} records every epoch through {synced} as synced"
                 );
-                fail(
-                    report,
-                    &mut end,
-                    &seg.path,
-                    off,
-                    exp,
-                    what,
-                    &active[i..],
-                    file_len.saturating_sub(off),
-                )?;
+                fail_here!(off, exp, what)?;
                 break 'segments;
             }
             // What this incarnation wrote at `off` and was torn, not the
@@ -1081,16 +1079,7 @@ pub(crate) fn scan(
                         n.first_epoch,
                         exp - 1
                     );
-                    fail(
-                        report,
-                        &mut end,
-                        &seg.path,
-                        off,
-                        exp,
-                        what,
-                        &active[i..],
-                        file_len.saturating_sub(off),
-                    )?;
+                    fail_here!(off, exp, what)?;
                     break 'segments;
                 }
                 if let Some((p, pe, synced)) = proof_in(vfs, later, exp, &mut rd)? {
@@ -1100,16 +1089,7 @@ pub(crate) fn scan(
                         p.display(),
                         unreadable_before(active[i + 1].id)
                     );
-                    fail(
-                        report,
-                        &mut end,
-                        &seg.path,
-                        off,
-                        exp,
-                        what,
-                        &active[i..],
-                        file_len.saturating_sub(off),
-                    )?;
+                    fail_here!(off, exp, what)?;
                     break 'segments;
                 }
             }
