@@ -78,6 +78,18 @@ impl FlushState {
     }
 }
 
+/// What a frame says besides its records, read when its epoch is sealed:
+/// the checkpoint mark it carries (read before the write, so what is
+/// published as written is at most what the frame holds), and the last
+/// epoch a sync covered (recovery counts damage to an epoch as corruption
+/// only where a later frame proves it was synced; a value read before a
+/// segment switch's sync is lower, and still true).
+#[derive(Clone, Copy)]
+struct Stamps {
+    mark: u64,
+    synced: u64,
+}
+
 /// Poisons the log if the thread unwinds while it holds the flush lock: an
 /// epoch may have been sealed and not written, and the next flush must not
 /// acknowledge a later epoch over the hole.
@@ -238,13 +250,13 @@ impl FlushState {
                 st.filling
             };
             let unwind = PoisonOnUnwind { sh, epoch };
-            let sealed = self.seal(sh, epoch);
+            let (sealed, stamps) = self.seal(sh, epoch);
             if sh.inject_flush_panic.load(Ordering::Relaxed)
                 && sh.inject_flush_panic.swap(false, Ordering::Relaxed)
             {
                 panic!("injected panic between seal and write of epoch {epoch}");
             }
-            let written = self.write_epoch(sh, epoch, &sealed);
+            let written = self.write_epoch(sh, epoch, &sealed, stamps);
             drop(unwind);
             if let Err((ctx, e)) = written {
                 // Fail-stop: nothing from this epoch on is ever
@@ -258,7 +270,9 @@ impl FlushState {
     }
 
     /// Swaps every lane's buffer of `epoch` for an empty one of `epoch + 1`.
-    fn seal(&mut self, sh: &Shared, epoch: u64) -> Vec<LaneBuf> {
+    /// Also returns the frame's stamps, read under the state lock the seal
+    /// takes anyway: the checkpoint mark and the synced watermark.
+    fn seal(&mut self, sh: &Shared, epoch: u64) -> (Vec<LaneBuf>, Stamps) {
         let _seal = sh.seal_lock.lock();
         // Issue epoch + 1 first: a writer that lands in it (its lane already
         // swapped) may wait for it at once.
@@ -287,7 +301,11 @@ impl FlushState {
         let mut st = sh.state.lock();
         st.first_at[(epoch & 1) as usize] = None;
         st.inflight_min_seq = min_seq;
-        sealed
+        let stamps = Stamps {
+            mark: st.checkpoint_mark,
+            synced: st.synced,
+        };
+        (sealed, stamps)
     }
 
     fn write_epoch(
@@ -295,6 +313,7 @@ impl FlushState {
         sh: &Shared,
         epoch: u64,
         sealed: &[LaneBuf],
+        stamps: Stamps,
     ) -> Result<(), IoFailure> {
         let body_len: usize = sealed.iter().map(|b| b.bytes.len()).sum();
         let frame_len = (header_len(sealed.len()) + body_len) as u64;
@@ -312,14 +331,7 @@ impl FlushState {
             .as_mut()
             .expect("rollover sets the active segment");
 
-        // The checkpoint mark this frame carries (read before the write, so
-        // what is published as written is at most what the frame holds).
-        // And the last epoch a sync covered: recovery counts damage to an
-        // epoch as corruption only where a later frame proves it was synced.
-        let (mark, synced) = {
-            let st = sh.state.lock();
-            (st.checkpoint_mark, st.synced)
-        };
+        let Stamps { mark, synced } = stamps;
         let with_txns = || sealed.iter().filter(|b| b.txns > 0);
         let last = with_txns().max_by_key(|b| b.max_seq);
         let cert = Certificate {
