@@ -3,12 +3,26 @@
 #
 #   PREFIX/lib/libpwal.so.X.Y.Z, libpwal.so.X -> it, libpwal.so -> libpwal.so.X
 #   PREFIX/lib/libpwal.a
+#   PREFIX/lib/.debug/libpwal.so.X.Y.Z.debug
 #   PREFIX/include/pwal.h
 #   PREFIX/lib/pkgconfig/pwal.pc
 #
 # Usage: scripts/install.sh PREFIX        (e.g. /usr/local or "$HOME/.local")
 # Then:  cc app.c $(pkg-config --cflags --libs pwal)
 # (with PKG_CONFIG_PATH=PREFIX/lib/pkgconfig if PREFIX is not a system prefix).
+#
+# Debug info: target/release keeps its debug info (Cargo.toml); the installed
+# libraries carry none. libpwal.so.X.Y.Z is stripped of it with objcopy
+# --strip-debug (its symbol table stays, so backtraces and perf still name
+# functions) and the debug info goes to lib/.debug/libpwal.so.X.Y.Z.debug
+# (objcopy --only-keep-debug), which the library names, with its CRC, in its
+# .gnu_debuglink section. gdb looks for that file in the .debug directory
+# beside the library without any setting; being in a subdirectory also keeps
+# it out of ldconfig's way. libpwal.a is stripped with strip --strip-debug and
+# has no debug file: for a debuggable static library, link
+# target/release/libpwal.a.
+#
+# Needs cargo, and objcopy and strip (binutils).
 set -euo pipefail
 
 if [[ $# -ne 1 ]]; then
@@ -26,11 +40,23 @@ major=${version%%.*}
 (cd "$root" && cargo build --release --lib)
 built=${CARGO_TARGET_DIR:-$root/target}/release
 
-install -d "$prefix/lib/pkgconfig" "$prefix/include"
-install -m 0755 "$built/libpwal.so" "$prefix/lib/libpwal.so.$version"
-ln -sfn "libpwal.so.$version" "$prefix/lib/libpwal.so.$major"
+so=libpwal.so.$version
+# Stripped copies are made in a scratch directory and then installed, so that
+# a program running from an older copy in PREFIX keeps its mapped file.
+stage=$(mktemp -d)
+trap 'rm -rf "$stage"' EXIT
+objcopy --only-keep-debug "$built/libpwal.so" "$stage/$so.debug"
+# --add-gnu-debuglink records the debug file's name and CRC, so it reads the
+# file from the stage; gdb later finds it by name in lib/.debug.
+objcopy --strip-debug --add-gnu-debuglink="$stage/$so.debug" "$built/libpwal.so" "$stage/$so"
+strip --strip-debug -o "$stage/libpwal.a" "$built/libpwal.a"
+
+install -d "$prefix/lib/pkgconfig" "$prefix/lib/.debug" "$prefix/include"
+install -m 0755 "$stage/$so" "$prefix/lib/$so"
+install -m 0644 "$stage/$so.debug" "$prefix/lib/.debug/$so.debug"
+ln -sfn "$so" "$prefix/lib/libpwal.so.$major"
 ln -sfn "libpwal.so.$major" "$prefix/lib/libpwal.so"
-install -m 0644 "$built/libpwal.a" "$prefix/lib/libpwal.a"
+install -m 0644 "$stage/libpwal.a" "$prefix/lib/libpwal.a"
 install -m 0644 "$root/include/pwal.h" "$prefix/include/pwal.h"
 sed -e "s|@PREFIX@|$prefix|g" -e "s|@VERSION@|$version|g" "$root/pwal.pc.in" \
     >"$prefix/lib/pkgconfig/pwal.pc"
