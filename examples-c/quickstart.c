@@ -1,5 +1,6 @@
 /* The README's quick start, compiled by .ci/run against an installed pwal:
- *     cc quickstart.c $(pkg-config --cflags --libs pwal) -o quickstart */
+ *     cc quickstart.c $(pkg-config --cflags --libs pwal) -o quickstart
+ * and through CMake's find_package(pwal) with examples-c/cmake/. */
 #include <pwal.h>
 #include <stdio.h>
 #include <string.h>

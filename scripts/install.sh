@@ -6,10 +6,15 @@
 #   PREFIX/lib/.debug/libpwal.so.X.Y.Z.debug
 #   PREFIX/include/pwal.h
 #   PREFIX/lib/pkgconfig/pwal.pc
+#   PREFIX/lib/cmake/pwal/pwalConfig.cmake, pwalConfigVersion.cmake
 #
 # Usage: scripts/install.sh PREFIX        (e.g. /usr/local or "$HOME/.local")
 # Then:  cc app.c $(pkg-config --cflags --libs pwal)
-# (with PKG_CONFIG_PATH=PREFIX/lib/pkgconfig if PREFIX is not a system prefix).
+# (with PKG_CONFIG_PATH=PREFIX/lib/pkgconfig if PREFIX is not a system prefix),
+# or in CMake: find_package(pwal REQUIRED) and link to pwal::pwal (or
+# pwal::pwal_static), with PREFIX in CMAKE_PREFIX_PATH. The CMake files find
+# the prefix from their own location, so the installed tree can be moved; the
+# pkg-config file names PREFIX.
 #
 # Debug info: target/release keeps its debug info (Cargo.toml); the installed
 # libraries carry none. libpwal.so.X.Y.Z is stripped of it with objcopy
@@ -50,8 +55,12 @@ objcopy --only-keep-debug "$built/libpwal.so" "$stage/$so.debug"
 # file from the stage; gdb later finds it by name in lib/.debug.
 objcopy --strip-debug --add-gnu-debuglink="$stage/$so.debug" "$built/libpwal.so" "$stage/$so"
 strip --strip-debug -o "$stage/libpwal.a" "$built/libpwal.a"
+# 8 for a 64-bit library (ELF class 2), 4 for a 32-bit one (class 1):
+# pwalConfigVersion.cmake turns away a CMake project of the other word size.
+elf_class=$(od -An -tu1 -j4 -N1 "$built/libpwal.so" | tr -d ' ')
+sizeof_void_p=$((elf_class * 4))
 
-install -d "$prefix/lib/pkgconfig" "$prefix/lib/.debug" "$prefix/include"
+install -d "$prefix/lib/pkgconfig" "$prefix/lib/cmake/pwal" "$prefix/lib/.debug" "$prefix/include"
 install -m 0755 "$stage/$so" "$prefix/lib/$so"
 install -m 0644 "$stage/$so.debug" "$prefix/lib/.debug/$so.debug"
 ln -sfn "$so" "$prefix/lib/libpwal.so.$major"
@@ -60,6 +69,10 @@ install -m 0644 "$stage/libpwal.a" "$prefix/lib/libpwal.a"
 install -m 0644 "$root/include/pwal.h" "$prefix/include/pwal.h"
 sed -e "s|@PREFIX@|$prefix|g" -e "s|@VERSION@|$version|g" "$root/pwal.pc.in" \
     >"$prefix/lib/pkgconfig/pwal.pc"
+for f in pwalConfig.cmake pwalConfigVersion.cmake; do
+    sed -e "s|@VERSION@|$version|g" -e "s|@MAJOR@|$major|g" \
+        -e "s|@SIZEOF_VOID_P@|$sizeof_void_p|g" "$root/cmake/$f.in" >"$prefix/lib/cmake/pwal/$f"
+done
 
 echo "installed pwal $version under $prefix"
 case "$prefix" in
@@ -70,6 +83,7 @@ case "$prefix" in
     ;;
 *)
     echo "  build:  PKG_CONFIG_PATH=$prefix/lib/pkgconfig cc app.c \$(pkg-config --cflags --libs pwal)"
+    echo "     or:  cmake -DCMAKE_PREFIX_PATH=$prefix ...   (find_package(pwal), pwal::pwal)"
     echo "  run:    LD_LIBRARY_PATH=$prefix/lib ./a.out   (or link with -Wl,-rpath,$prefix/lib)"
     ;;
 esac
