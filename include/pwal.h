@@ -137,9 +137,41 @@
 #define PWAL_MAX_PAGE_BYTES 65536
 
 /**
- * Most frames in one transaction (`pwal_txn.frame_count`).
+ * Most frames in one transaction (`pwal_txn.frame_count`): enough for a
+ * transaction of `PWAL_MAX_TXN_BYTES` in 512-byte pages.
  */
-#define PWAL_MAX_TXN_FRAMES 16384
+#define PWAL_MAX_TXN_FRAMES 2097152
+
+/**
+ * Most page bytes in one transaction: the sum of its frames' `len`, 1 GiB.
+ * A transaction of any size up to it commits atomically (all of it or none
+ * after any crash); see `pwal_submit` for how a large one is written.
+ */
+#define PWAL_MAX_TXN_BYTES 1073741824
+
+/**
+ * Smallest `pwal_options.max_batch_bytes`.
+ */
+#define PWAL_MIN_BATCH_BYTES 4096
+
+/**
+ * Largest epoch body, in bytes, and so the largest
+ * `pwal_options.max_batch_bytes` (32 MiB): writers whose records would
+ * grow the filling epoch past it wait for the next epoch.
+ */
+#define PWAL_MAX_EPOCH_BYTES 33554432
+
+/**
+ * Largest `pwal_options.max_flush_delay_us` (10 s).
+ */
+#define PWAL_MAX_FLUSH_DELAY_US 10000000
+
+/**
+ * Smallest and largest `pwal_options.segment_bytes` (64 KiB, 1 TiB).
+ */
+#define PWAL_MIN_SEGMENT_BYTES 65536
+
+#define PWAL_MAX_SEGMENT_BYTES 1099511627776
 
 /**
  * Most lanes a log can have (`pwal_options.lanes`).
@@ -385,13 +417,13 @@ typedef struct pwal_options {
      */
     uint32_t lanes;
     /**
-     * Seal an epoch once this many bytes are buffered (4096 to 32 MiB);
-     * 0 means 4 MiB.
+     * Seal an epoch once this many bytes are buffered
+     * (`PWAL_MIN_BATCH_BYTES` to `PWAL_MAX_EPOCH_BYTES`); 0 means 4 MiB.
      */
     uint64_t max_batch_bytes;
     /**
      * Seal an epoch at the latest this long after its first record, in
-     * microseconds (at most 10 s); 0 means 2 ms.
+     * microseconds (at most `PWAL_MAX_FLUSH_DELAY_US`); 0 means 2 ms.
      */
     uint64_t max_flush_delay_us;
     /**
@@ -405,8 +437,8 @@ typedef struct pwal_options {
      */
     uint32_t ignore_env;
     /**
-     * Size each segment file is preallocated to, in bytes (64 KiB to 1 TiB);
-     * 0 means 64 MiB.
+     * Size each segment file is preallocated to, in bytes
+     * (`PWAL_MIN_SEGMENT_BYTES` to `PWAL_MAX_SEGMENT_BYTES`); 0 means 64 MiB.
      */
     uint64_t segment_bytes;
 } pwal_options;
@@ -778,13 +810,26 @@ pwal_status pwal_open(const char *path, const struct pwal_options *options, stru
  * is not durable yet. The caller keeps ownership of `txn`, its frames and
  * their data, which may be reused once the call returns.
  *
- * May block briefly when the lane buffer is full (backpressure), never
- * splits a transaction across epochs.
+ * May block briefly when the filling epoch is full (backpressure: epochs
+ * hold at most `PWAL_MAX_EPOCH_BYTES`).
+ *
+ * A transaction of up to `PWAL_MAX_TXN_BYTES` is accepted. One that encodes
+ * to more than 8 MiB is copied and written in parts of at most 8 MiB, in
+ * this epoch and the following ones: the call returns once the last part is
+ * in the lane, so it blocks while the flusher writes the earlier parts (the
+ * memory pwal holds stays bounded by the epoch limit, whatever the size;
+ * other threads keep committing meanwhile), and `*out_epoch` is the epoch
+ * of the last part, the one that commits the transaction. It is still one
+ * transaction: recovery gives all of its frames, in that epoch, or none of
+ * them, after any crash. A log that has to keep the first parts of such a
+ * transaction keeps them past a checkpoint below its epoch (see
+ * `pwal_checkpoint`).
  *
  * Returns `PWAL_OK`; `PWAL_ERR_INVALID` (NULL `log`, `txn` or `out_epoch`,
- * `frame_count` 0 or over `PWAL_MAX_TXN_FRAMES`, NULL `frames`, and for a
- * frame: page number 0, NULL `data`, `len` 0 or over `PWAL_MAX_PAGE_BYTES`;
- * nothing is submitted); `PWAL_ERR_POISONED` (an earlier I/O failure);
+ * `frame_count` 0 or over `PWAL_MAX_TXN_FRAMES`, NULL `frames`, for a
+ * frame: page number 0, NULL `data`, `len` 0 or over `PWAL_MAX_PAGE_BYTES`,
+ * and frames of more than `PWAL_MAX_TXN_BYTES` in all; nothing is
+ * submitted); `PWAL_ERR_POISONED` (an earlier I/O failure);
  * `PWAL_ERR_CLOSED`; `PWAL_ERR_FORKED` (the handle was inherited across
  * `fork()`: nothing was done).
  *
@@ -883,9 +928,11 @@ pwal_status pwal_flush(struct pwal *log, uint32_t timeout_ms);
  * home ahead of the log); the mark is recorded in the log (in the frames
  * written from now on, synced before any file is removed: this can write
  * and sync one empty epoch); then segments wholly at or below the mark are
- * recycled or deleted, oldest first. Segments that still hold a later
- * epoch stay, so recovery may still return epochs at or below the mark
- * (replaying them again is harmless: they are already home).
+ * recycled or deleted, oldest first. Recovery never returns an epoch at or
+ * below the mark, whether or not its segment is still there. Segments that
+ * still hold a later epoch stay, and so do those holding the first parts of
+ * a transaction written in parts (see `pwal_submit`) whose last part is
+ * above the mark: recovery returns that transaction whole.
  *
  * A failed rename, unlink or sync poisons the log (as any write failure
  * does): reopen it to go on.

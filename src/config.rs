@@ -12,11 +12,16 @@ use crate::error::{Error, Result};
 
 /// Largest page (frame payload) accepted, in bytes.
 pub const MAX_PAGE_BYTES: usize = 65536;
-/// Most frames in one transaction.
-pub const MAX_TXN_FRAMES: usize = 16384;
-/// Largest encoded transaction record, in bytes. A batch must fit in one epoch,
-/// and an epoch must fit in recovery's bounded buffer.
-pub const MAX_TXN_BYTES: usize = 8 << 20;
+/// Most frames in one transaction: a transaction of `MAX_TXN_BYTES` of
+/// 512-byte pages (SQLite's smallest page size).
+pub const MAX_TXN_FRAMES: usize = 1 << 21;
+/// Most page bytes (the sum of the frames' lengths) in one transaction.
+pub const MAX_TXN_BYTES: usize = 1 << 30;
+/// Largest encoded transaction record, in bytes. A transaction that encodes
+/// to more is written as several records (parts) in consecutive epochs
+/// (`epoch.rs`); a record must fit in one epoch, and an epoch in recovery's
+/// bounded buffer.
+pub const MAX_RECORD_BYTES: usize = 8 << 20;
 /// Hard bound on the body of one epoch frame: writers wait for a seal rather
 /// than grow an epoch past it, and recovery refuses to allocate more for one.
 pub const MAX_EPOCH_BODY_BYTES: usize = 32 << 20;
@@ -24,6 +29,7 @@ pub const MAX_EPOCH_BODY_BYTES: usize = 32 << 20;
 pub const MAX_LANES: usize = 256;
 
 pub const DEFAULT_MAX_BATCH_BYTES: usize = 4 << 20;
+pub const MIN_BATCH_BYTES: usize = 4096;
 pub const DEFAULT_MAX_FLUSH_DELAY: Duration = Duration::from_millis(2);
 pub const DEFAULT_SEGMENT_BYTES: u64 = 64 << 20;
 pub const MIN_SEGMENT_BYTES: u64 = 64 << 10;
@@ -231,9 +237,9 @@ impl Options {
         } else {
             o.max_batch_bytes
         };
-        if !(4096..=MAX_EPOCH_BODY_BYTES).contains(&max_batch_bytes) {
+        if !(MIN_BATCH_BYTES..=MAX_EPOCH_BODY_BYTES).contains(&max_batch_bytes) {
             return Err(Error::invalid(format!(
-                "max_batch_bytes = {max_batch_bytes}: expected 4096 to {MAX_EPOCH_BODY_BYTES}"
+                "max_batch_bytes = {max_batch_bytes}: expected {MIN_BATCH_BYTES} to {MAX_EPOCH_BODY_BYTES}"
             )));
         }
         let max_flush_delay = if o.max_flush_delay.is_zero() {

@@ -11,7 +11,7 @@
 //! 3. `seal_lock` (held while lanes are swapped and by the commit-sequence
 //!    watermark, so it sees all of an epoch's lanes or none);
 //! 4. a lane's `buf` (one at a time);
-//! 5. `blocked_seqs`, `catalog`, `fallback` (leaves, never nested);
+//! 5. `blocked_seqs`, `pins`, `catalog`, `fallback` (leaves, never nested);
 //! 6. `state` (the epoch state; a thread holding it takes no other lock,
 //!    except `flush.try_lock`, which never blocks).
 //!
@@ -28,11 +28,12 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
-use crate::config::{FallbackReason, Mode, Resolved, MAX_EPOCH_BODY_BYTES};
-use crate::epoch::{encode_txn, encode_txn_reference, validate_txn};
+use crate::config::{FallbackReason, Mode, Resolved, MAX_EPOCH_BODY_BYTES, MAX_RECORD_BYTES};
+use crate::epoch::{encode_record, encode_record_reference, parts, validate_txn, RecordHead};
 use crate::error::{Error, Result};
 use crate::io::Vfs;
 use crate::lane::{lane_of_current_thread, Lanes};
+use crate::pins::Pins;
 use crate::stats::{Counters, Stats};
 use crate::store::Catalog;
 use crate::Txn;
@@ -142,6 +143,8 @@ pub(crate) struct Shared {
     /// epoch: submitted, yet in no lane buffer, so the commit-sequence
     /// watermark must not pass them.
     blocked_seqs: Mutex<Vec<u64>>,
+    /// Epochs checkpoint keeps for transactions written in parts.
+    pub(crate) pins: Mutex<Pins>,
     /// The highest commit-sequence watermark reported: it never goes back.
     published_seq: AtomicU64,
     threads: Mutex<Vec<JoinHandle<()>>>,
@@ -226,10 +229,14 @@ impl Shared {
         }
     }
 
-    /// Appends `txn` to the caller's lane. `seal_now` marks a commit that is
-    /// about to wait (and lead the flush): it does not wake the background
-    /// flusher for the epoch's timer, and takes the state lock only when it
-    /// must (first record of the epoch, batch threshold crossed).
+    /// Appends `txn` to the caller's lane and returns the epoch it commits
+    /// in. `seal_now` marks a commit that is about to wait (and lead the
+    /// flush): it does not wake the background flusher for the epoch's
+    /// timer, and takes the state lock only when it must (first record of
+    /// the epoch, batch threshold crossed).
+    ///
+    /// A transaction that encodes to more than `MAX_RECORD_BYTES` is
+    /// appended as parts, one record each, in order ([`Shared::submit_parts`]).
     pub(crate) fn submit(&self, txn: &Txn<'_>, seal_now: bool) -> Result<u64> {
         if self.poisoned.load(Ordering::Acquire) {
             return Err(self.poisoned_error());
@@ -238,6 +245,69 @@ impl Shared {
             return Err(Error::Closed);
         }
         let len = validate_txn(txn)?;
+        if len > MAX_RECORD_BYTES {
+            return self.submit_parts(txn, seal_now);
+        }
+        self.append(&RecordHead::of(txn, 0, false), txn.frames, len, seal_now, 0)
+    }
+
+    /// Appends a transaction larger than one record as consecutive parts
+    /// (whole frames each), which land in this epoch and later ones as room
+    /// allows: the writer holds at most the part it is copying, and waits for
+    /// the flusher like any writer whose epoch is full. Only the last part
+    /// commits the transaction: recovery delivers the parts when it reads it,
+    /// and discards parts whose last part never became durable.
+    ///
+    /// Until the last part is in its lane the commit sequence is registered
+    /// as blocked (the commit-sequence watermark stays below it), and until
+    /// a checkpoint covers the last part's epoch the epochs of the first
+    /// parts are pinned (checkpoint keeps their segments).
+    fn submit_parts(&self, txn: &Txn<'_>, seal_now: bool) -> Result<u64> {
+        struct Unblock<'a>(&'a Shared, u64);
+        impl Drop for Unblock<'_> {
+            fn drop(&mut self) {
+                let mut b = self.0.blocked_seqs.lock();
+                if let Some(i) = b.iter().position(|&s| s == self.1) {
+                    b.swap_remove(i);
+                }
+            }
+        }
+        self.blocked_seqs.lock().push(txn.commit_seq);
+        let _unblock = Unblock(self, txn.commit_seq);
+        // Every part lands in the filling epoch or a later one.
+        let first = self.state.lock().filling;
+        let pin = self.pins.lock().add(first);
+        let mut last = 0;
+        for (part, (frames, len)) in parts(txn.frames).enumerate() {
+            let more = frames.end < txn.frames.len();
+            let head = RecordHead::of(txn, part as u32, more);
+            // One part per epoch: an epoch's frame stays near one record's
+            // size, whoever else commits, and each part is written while the
+            // next is copied.
+            match self.append(&head, &txn.frames[frames], len, seal_now && !more, last) {
+                Ok(epoch) => last = epoch,
+                Err(e) => {
+                    // The parts written stay without their last part, which
+                    // recovery discards: nothing to keep them for.
+                    self.pins.lock().remove(pin);
+                    return Err(e);
+                }
+            }
+        }
+        self.pins.lock().commit(pin, last);
+        Ok(last)
+    }
+
+    /// Appends one record (a whole transaction or one part of it) to the
+    /// caller's lane, in an epoch after `after`, and returns its epoch.
+    fn append(
+        &self,
+        head: &RecordHead,
+        frames: &[crate::Frame<'_>],
+        len: usize,
+        seal_now: bool,
+        after: u64,
+    ) -> Result<u64> {
         let mode = self.mode();
         let index = if mode == Mode::Conservative {
             0
@@ -251,25 +321,29 @@ impl Shared {
                 drop(g);
                 return Err(self.poisoned_error());
             }
+            if self.closing.load(Ordering::Acquire) {
+                return Err(Error::Closed);
+            }
             // The epoch is read under the lane lock the sealer takes.
             let epoch = g.epoch;
             let slot = &self.epoch_bytes[(epoch & 1) as usize];
             let prev = slot.fetch_add(len as u64, Ordering::AcqRel);
-            if prev > 0 && prev + len as u64 > MAX_EPOCH_BODY_BYTES as u64 {
-                // The epoch is full: wait for the sealer to move this lane on
-                // (bounded memory; the batch is never split).
+            if epoch <= after || (prev > 0 && prev + len as u64 > MAX_EPOCH_BODY_BYTES as u64) {
+                // The epoch is full (or holds the previous part): wait for
+                // the sealer to move this lane on (bounded memory; a record
+                // is never split).
                 slot.fetch_sub(len as u64, Ordering::AcqRel);
                 self.request_seal(epoch);
-                self.blocked_seqs.lock().push(txn.commit_seq);
+                self.blocked_seqs.lock().push(head.commit_seq);
                 lane.swapped.wait(&mut g);
                 let mut b = self.blocked_seqs.lock();
-                if let Some(i) = b.iter().position(|&s| s == txn.commit_seq) {
+                if let Some(i) = b.iter().position(|&s| s == head.commit_seq) {
                     b.swap_remove(i);
                 }
                 continue;
             }
             let start = g.bytes.len();
-            let mut crc = encode_txn(&mut g.bytes, txn, len);
+            let mut crc = encode_record(&mut g.bytes, head, frames, len);
             // A plain load first: a swap on every append would make every
             // writer thread write this shared cache line.
             if self.inject_encoding_fault.load(Ordering::Relaxed)
@@ -282,7 +356,7 @@ impl Shared {
                 self.counters
                     .shadow_compares
                     .fetch_add(1, Ordering::Relaxed);
-                let reference = encode_txn_reference(txn);
+                let reference = encode_record_reference(head, frames);
                 if g.bytes[start..] != reference[..] {
                     let at = g.bytes[start..]
                         .iter()
@@ -296,24 +370,26 @@ impl Shared {
                         FallbackReason::CertificateChecksumMismatch,
                         format!(
                             "transaction {}: lane encoding differs from the conservative encoding at record byte {at}; the conservative bytes were logged",
-                            txn.txn_id
+                            head.txn_id
                         ),
                     );
                 }
             }
             g.crcs.push(crc);
             g.txns += 1;
-            g.frames += txn.frames.len() as u32;
-            g.min_seq = g.min_seq.min(txn.commit_seq);
-            if txn.commit_seq >= g.max_seq {
-                g.max_seq = txn.commit_seq;
-                g.db_size_at_max = txn
-                    .frames
-                    .iter()
-                    .rev()
-                    .map(|f| f.db_size_if_commit)
-                    .find(|&s| s != 0)
-                    .unwrap_or(0);
+            g.frames += frames.len() as u32;
+            if !head.more {
+                g.commits += 1;
+                g.min_seq = g.min_seq.min(head.commit_seq);
+                if head.commit_seq >= g.max_seq {
+                    g.max_seq = head.commit_seq;
+                    g.db_size_at_max = frames
+                        .iter()
+                        .rev()
+                        .map(|f| f.db_size_if_commit)
+                        .find(|&s| s != 0)
+                        .unwrap_or(0);
+                }
             }
             let now_total = prev + len as u64;
             let first = prev == 0;
@@ -497,7 +573,7 @@ impl Shared {
         let _seal = self.seal_lock.lock();
         for lane in &self.lanes.lanes {
             let g = lane.buf.lock();
-            if g.txns > 0 {
+            if g.commits > 0 {
                 cap = cap.min(g.min_seq);
             }
         }
@@ -545,7 +621,9 @@ impl Shared {
             let mut st = self.state.lock();
             st.checkpoint_mark = st.checkpoint_mark.max(through);
         }
-        if !crate::store::removable(&self.catalog.lock(), through) {
+        // The first parts of a transaction that commits above the mark stay.
+        let limit = self.pins.lock().removable_through(through);
+        if !crate::store::removable(&self.catalog.lock(), limit) {
             return Ok(());
         }
         if self.state.lock().mark_synced < through {
@@ -557,7 +635,7 @@ impl Shared {
         }
         debug_assert!(self.state.lock().mark_synced >= through);
 
-        crate::store::remove_through(self, through)
+        crate::store::remove_through(self, limit)
     }
 
     pub(crate) fn stats(&self) -> Stats {
@@ -655,6 +733,11 @@ pub(crate) fn start(
     let next_epoch = end.last_epoch + 1;
     // Marks found on disk are durable (every segment was synced above).
     let mark = end.checkpoint_epoch;
+    // Transactions in parts that the log will replay keep their first parts.
+    let mut pins = Pins::default();
+    for &(first, last) in &end.parted {
+        pins.add_committed(first, last);
+    }
 
     let catalog = crate::store::open_catalog(&*vfs, &dir, &cfg, end.segments)?;
 
@@ -707,6 +790,7 @@ pub(crate) fn start(
         inject_encoding_fault: AtomicBool::new(false),
         inject_flush_panic: AtomicBool::new(false),
         blocked_seqs: Mutex::new(Vec::new()),
+        pins: Mutex::new(pins),
         published_seq: AtomicU64::new(0),
         threads: Mutex::new(Vec::new()),
         _lock: Mutex::new(Some(lock)),

@@ -9,17 +9,20 @@
 //! second pass over the data.
 
 use crate::config::{
-    MAX_EPOCH_BODY_BYTES, MAX_LANES, MAX_PAGE_BYTES, MAX_TXN_BYTES, MAX_TXN_FRAMES,
+    MAX_EPOCH_BODY_BYTES, MAX_LANES, MAX_PAGE_BYTES, MAX_RECORD_BYTES, MAX_TXN_BYTES,
+    MAX_TXN_FRAMES,
 };
 use crate::error::{Error, Result};
 use crate::Txn;
 
 /// "PWEP" read as a little-endian u32.
 pub const EPOCH_MAGIC: u32 = u32::from_le_bytes(*b"PWEP");
-/// Version 2 added `synced_through` and `checkpoint_epoch` to the certificate
-/// and `log_start_epoch` to the segment header. Version 1 logs are refused
-/// (none were deployed), with an error naming both versions.
-pub const FORMAT_VERSION: u16 = 2;
+/// Version 3 added the part index and flags to the transaction record
+/// (transactions larger than one record); version 2 added `synced_through`
+/// and `checkpoint_epoch` to the certificate and `log_start_epoch` to the
+/// segment header. Logs of another version are refused, with an error naming
+/// both versions.
+pub const FORMAT_VERSION: u16 = 3;
 /// Bytes of the fixed part of the certificate, before the per-lane counts.
 pub const EPOCH_FIXED_LEN: usize = 80;
 /// The highest epoch number a valid frame or segment header may carry. At a
@@ -27,15 +30,44 @@ pub const EPOCH_FIXED_LEN: usize = 80;
 /// can only be damage (or a forged header); refusing it keeps `epoch + 1`
 /// and `first_epoch - 1` on values read from disk far from wrapping.
 pub const MAX_EPOCH: u64 = 1 << 62;
-pub const TXN_HEADER_LEN: usize = 32;
+pub const TXN_HEADER_LEN: usize = 40;
 pub const FRAME_HEADER_LEN: usize = 12;
+/// Record flag: more parts of the same transaction follow in later records.
+pub const RECORD_MORE: u32 = 1;
 
 pub fn header_len(lanes: usize) -> usize {
     EPOCH_FIXED_LEN + 4 * lanes + 4
 }
 
+/// What a record says of the transaction it belongs to. A transaction that
+/// encodes to at most `MAX_RECORD_BYTES` is one record (part 0, no more);
+/// a larger one is parts 0, 1, ... of consecutive frames, every one but the
+/// last flagged `more`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordHead {
+    pub txn_id: u64,
+    pub commit_seq: u64,
+    pub txn_epoch: u32,
+    pub part: u32,
+    pub more: bool,
+}
+
+impl RecordHead {
+    /// The head of part `part` of `txn`.
+    pub fn of(txn: &Txn<'_>, part: u32, more: bool) -> RecordHead {
+        RecordHead {
+            txn_id: txn.txn_id,
+            commit_seq: txn.commit_seq,
+            txn_epoch: txn.txn_epoch,
+            part,
+            more,
+        }
+    }
+}
+
 /// Checks a transaction against every limit before anything is buffered, and
-/// returns its encoded length.
+/// returns the length of its encoding as one record (more than
+/// `MAX_RECORD_BYTES`: it is written in parts, [`parts`]).
 pub fn validate_txn(txn: &Txn<'_>) -> Result<usize> {
     if txn.frames.is_empty() {
         return Err(Error::invalid(format!(
@@ -50,7 +82,7 @@ pub fn validate_txn(txn: &Txn<'_>) -> Result<usize> {
             txn.frames.len()
         )));
     }
-    let mut len = TXN_HEADER_LEN;
+    let mut page_bytes = 0usize;
     for (i, f) in txn.frames.iter().enumerate() {
         if f.page_number == 0 {
             return Err(Error::invalid(format!(
@@ -66,32 +98,70 @@ pub fn validate_txn(txn: &Txn<'_>) -> Result<usize> {
                 f.data.len()
             )));
         }
-        len += FRAME_HEADER_LEN + f.data.len();
+        page_bytes += f.data.len();
     }
-    if len > MAX_TXN_BYTES {
+    if page_bytes > MAX_TXN_BYTES {
         return Err(Error::invalid(format!(
-            "transaction {} encodes to {len} bytes; at most {MAX_TXN_BYTES} fit in one epoch",
+            "transaction {} holds {page_bytes} bytes of pages; at most {MAX_TXN_BYTES} are allowed",
             txn.txn_id
         )));
     }
-    Ok(len)
+    Ok(TXN_HEADER_LEN + FRAME_HEADER_LEN * txn.frames.len() + page_bytes)
 }
 
-/// Appends the record of a validated transaction to `buf` (the lane path:
-/// the CRC is computed piecewise while the pages are copied) and returns the
-/// record's CRC.
-pub fn encode_txn(buf: &mut Vec<u8>, txn: &Txn<'_>, encoded_len: usize) -> u32 {
+/// Splits a validated transaction into parts of at most `MAX_RECORD_BYTES`
+/// encoded bytes each, whole frames only, in order: each item is the range of
+/// frames of one part and the length of its record.
+pub fn parts<'a>(
+    frames: &'a [crate::Frame<'a>],
+) -> impl Iterator<Item = (std::ops::Range<usize>, usize)> + 'a {
+    let mut at = 0;
+    std::iter::from_fn(move || {
+        if at == frames.len() {
+            return None;
+        }
+        let start = at;
+        let mut len = TXN_HEADER_LEN;
+        while at < frames.len() {
+            let add = FRAME_HEADER_LEN + frames[at].data.len();
+            if at > start && len + add > MAX_RECORD_BYTES {
+                break;
+            }
+            len += add;
+            at += 1;
+        }
+        Some((start..at, len))
+    })
+}
+
+fn head_bytes(head: &RecordHead, len: usize, frame_count: usize) -> [u8; TXN_HEADER_LEN] {
+    let mut h = [0u8; TXN_HEADER_LEN];
+    h[4..8].copy_from_slice(&(len as u32).to_le_bytes());
+    h[8..16].copy_from_slice(&head.txn_id.to_le_bytes());
+    h[16..24].copy_from_slice(&head.commit_seq.to_le_bytes());
+    h[24..28].copy_from_slice(&head.txn_epoch.to_le_bytes());
+    h[28..32].copy_from_slice(&(frame_count as u32).to_le_bytes());
+    h[32..36].copy_from_slice(&head.part.to_le_bytes());
+    let flags = if head.more { RECORD_MORE } else { 0 };
+    h[36..40].copy_from_slice(&flags.to_le_bytes());
+    h
+}
+
+/// Appends the record of `frames` (a validated transaction, or one part of
+/// it, of `encoded_len` bytes) to `buf` (the lane path: the CRC is computed
+/// piecewise while the pages are copied) and returns the record's CRC.
+pub fn encode_record(
+    buf: &mut Vec<u8>,
+    head: &RecordHead,
+    frames: &[crate::Frame<'_>],
+    encoded_len: usize,
+) -> u32 {
     let start = buf.len();
     buf.reserve(encoded_len);
-    let mut head = [0u8; TXN_HEADER_LEN];
-    head[4..8].copy_from_slice(&(encoded_len as u32).to_le_bytes());
-    head[8..16].copy_from_slice(&txn.txn_id.to_le_bytes());
-    head[16..24].copy_from_slice(&txn.commit_seq.to_le_bytes());
-    head[24..28].copy_from_slice(&txn.txn_epoch.to_le_bytes());
-    head[28..32].copy_from_slice(&(txn.frames.len() as u32).to_le_bytes());
-    let mut crc = crc32c::crc32c(&head[4..]);
-    buf.extend_from_slice(&head);
-    for f in txn.frames {
+    let h = head_bytes(head, encoded_len, frames.len());
+    let mut crc = crc32c::crc32c(&h[4..]);
+    buf.extend_from_slice(&h);
+    for f in frames {
         let mut fh = [0u8; FRAME_HEADER_LEN];
         fh[0..4].copy_from_slice(&f.page_number.to_le_bytes());
         fh[4..8].copy_from_slice(&f.db_size_if_commit.to_le_bytes());
@@ -106,24 +176,31 @@ pub fn encode_txn(buf: &mut Vec<u8>, txn: &Txn<'_>, encoded_len: usize) -> u32 {
     crc
 }
 
-/// The conservative encoding of a transaction, written independently of
-/// [`encode_txn`]: fields first, then one CRC over the finished bytes.
+/// [`encode_record`] of a whole transaction as one record.
+#[cfg(test)]
+pub fn encode_txn(buf: &mut Vec<u8>, txn: &Txn<'_>, encoded_len: usize) -> u32 {
+    encode_record(buf, &RecordHead::of(txn, 0, false), txn.frames, encoded_len)
+}
+
+/// The conservative encoding of a record, written independently of
+/// [`encode_record`]: fields first, then one CRC over the finished bytes.
 /// Shadow-compare mode checks the lane encoding against it.
-pub fn encode_txn_reference(txn: &Txn<'_>) -> Vec<u8> {
+pub fn encode_record_reference(head: &RecordHead, frames: &[crate::Frame<'_>]) -> Vec<u8> {
     let mut out = vec![0u8; 4];
     let push32 = |out: &mut Vec<u8>, v: u32| out.extend_from_slice(&v.to_le_bytes());
     let total: usize = TXN_HEADER_LEN
-        + txn
-            .frames
+        + frames
             .iter()
             .map(|f| FRAME_HEADER_LEN + f.data.len())
             .sum::<usize>();
     push32(&mut out, total as u32);
-    out.extend_from_slice(&txn.txn_id.to_le_bytes());
-    out.extend_from_slice(&txn.commit_seq.to_le_bytes());
-    push32(&mut out, txn.txn_epoch);
-    push32(&mut out, txn.frames.len() as u32);
-    for f in txn.frames {
+    out.extend_from_slice(&head.txn_id.to_le_bytes());
+    out.extend_from_slice(&head.commit_seq.to_le_bytes());
+    push32(&mut out, head.txn_epoch);
+    push32(&mut out, frames.len() as u32);
+    push32(&mut out, head.part);
+    push32(&mut out, u32::from(head.more));
+    for f in frames {
         push32(&mut out, f.page_number);
         push32(&mut out, f.db_size_if_commit);
         push32(&mut out, f.data.len() as u32);
@@ -132,6 +209,12 @@ pub fn encode_txn_reference(txn: &Txn<'_>) -> Vec<u8> {
     let crc = crc32c::crc32c(&out[4..]);
     out[..4].copy_from_slice(&crc.to_le_bytes());
     out
+}
+
+/// [`encode_record_reference`] of a whole transaction as one record.
+#[cfg(test)]
+pub fn encode_txn_reference(txn: &Txn<'_>) -> Vec<u8> {
+    encode_record_reference(&RecordHead::of(txn, 0, false), txn.frames)
 }
 
 /// The fields of a commit certificate.
@@ -257,6 +340,13 @@ pub struct TxnRef {
     pub len: usize,
     pub txn_id: u64,
     pub commit_seq: u64,
+    /// Which part of its transaction the record is (0 for a whole one).
+    pub part: u32,
+    /// More parts of the transaction follow in later records: the record
+    /// does not commit it.
+    pub more: bool,
+    /// Frames in the record.
+    pub frames: u32,
 }
 
 /// Validates a whole frame (`header` is the full header including its CRC,
@@ -308,6 +398,7 @@ pub fn validate_frame(
     let mut at = 0usize;
     let mut frames_total: u64 = 0;
     let (mut min_seq, mut max_seq) = (u64::MAX, 0u64);
+    let mut commits = 0u32;
     for (lane, &count) in cert.lane_counts.iter().enumerate() {
         for r in 0..count {
             let where_ = || format!("lane {lane} record {r} at body offset {at}");
@@ -318,7 +409,7 @@ pub fn validate_frame(
             let len = rd32(body, at + 4) as usize;
             if len < TXN_HEADER_LEN + FRAME_HEADER_LEN + 1
                 || len > body.len() - at
-                || len > MAX_TXN_BYTES
+                || len > MAX_RECORD_BYTES
             {
                 return Err(format!("{}: impossible record length {len}", where_()));
             }
@@ -338,6 +429,15 @@ pub fn validate_frame(
                     where_()
                 ));
             }
+            let part = rd32(rec, 32);
+            let flags = rd32(rec, 36);
+            if flags & !RECORD_MORE != 0 || part as usize >= MAX_TXN_FRAMES {
+                return Err(format!(
+                    "{}: impossible part {part} or flags 0x{flags:x}",
+                    where_()
+                ));
+            }
+            let more = flags & RECORD_MORE != 0;
             let mut p = TXN_HEADER_LEN;
             for i in 0..frame_count {
                 if len - p < FRAME_HEADER_LEN {
@@ -368,13 +468,19 @@ pub fn validate_frame(
             }
             frames_total += frame_count as u64;
             let seq = rd64(rec, 16);
-            min_seq = min_seq.min(seq);
-            max_seq = max_seq.max(seq);
+            if !more {
+                min_seq = min_seq.min(seq);
+                max_seq = max_seq.max(seq);
+                commits += 1;
+            }
             txns.push(TxnRef {
                 offset: at,
                 len,
                 txn_id: rd64(rec, 8),
                 commit_seq: seq,
+                part,
+                more,
+                frames: frame_count as u32,
             });
             at += len;
         }
@@ -409,15 +515,20 @@ pub fn validate_frame(
             cert.synced_through, cert.checkpoint_epoch, cert.epoch
         ));
     }
-    if !txns.is_empty() && (min_seq != cert.first_commit_seq || max_seq != cert.last_commit_seq) {
+    // The commit range covers the records that commit a transaction (not
+    // the parts with more to follow); none: 0..=0.
+    if commits == 0 {
+        (min_seq, max_seq) = (0, 0);
+    }
+    if min_seq != cert.first_commit_seq || max_seq != cert.last_commit_seq {
         return Err(format!(
-            "certificate commit range {}..={} does not match the records' {min_seq}..={max_seq}",
+            "certificate commit range {}..={} does not match the committing records' {min_seq}..={max_seq}",
             cert.first_commit_seq, cert.last_commit_seq
         ));
     }
-    // Replay order: commit sequence, then transaction id; the sort is stable,
-    // so equal keys keep body order.
-    txns.sort_by_key(|t| (t.commit_seq, t.txn_id));
+    // Replay order: commit sequence, then transaction id, then part; the sort
+    // is stable, so equal keys keep body order.
+    txns.sort_by_key(|t| (t.commit_seq, t.txn_id, t.part));
     Ok((cert, txns))
 }
 
@@ -529,6 +640,71 @@ mod tests {
         flipped[40] ^= 1;
         let err = validate_frame(&header, &flipped).unwrap_err();
         assert!(err.contains("checksum mismatch"), "{err}");
+    }
+
+    #[test]
+    fn a_transaction_of_exactly_the_byte_limit_is_admitted_and_one_more_byte_is_not() {
+        let page = vec![3u8; MAX_PAGE_BYTES];
+        let one = [1u8];
+        let mut f: Vec<Frame<'_>> = (0..MAX_TXN_BYTES / MAX_PAGE_BYTES)
+            .map(|i| Frame {
+                page_number: i as u32 + 1,
+                db_size_if_commit: 0,
+                data: &page,
+            })
+            .collect();
+        let len = validate_txn(&txn(&f)).unwrap();
+        assert_eq!(
+            len,
+            TXN_HEADER_LEN + f.len() * (FRAME_HEADER_LEN + MAX_PAGE_BYTES)
+        );
+        let n = f.len();
+        f[n - 1].data = &page[1..];
+        f.push(Frame {
+            page_number: 1,
+            db_size_if_commit: 0,
+            data: &one,
+        });
+        validate_txn(&txn(&f)).expect("still exactly the limit");
+        f[n].data = &page[..2];
+        let err = validate_txn(&txn(&f)).unwrap_err().to_string();
+        assert!(
+            err.contains(&format!("{} bytes of pages", MAX_TXN_BYTES + 1)),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn parts_hold_whole_frames_in_order_and_never_exceed_a_record() {
+        let page = vec![5u8; 60_000];
+        let f: Vec<Frame<'_>> = (0..400)
+            .map(|i| Frame {
+                page_number: i + 1,
+                db_size_if_commit: 0,
+                data: &page,
+            })
+            .collect();
+        let total = validate_txn(&txn(&f)).unwrap();
+        let p: Vec<_> = parts(&f).collect();
+        assert!(p.len() >= 3, "{} parts", p.len());
+        let mut next = 0;
+        let mut sum = 0;
+        for (range, len) in &p {
+            assert_eq!(range.start, next, "parts are consecutive");
+            assert!(*len <= MAX_RECORD_BYTES, "a part of {len} bytes");
+            let want = TXN_HEADER_LEN + range.len() * (FRAME_HEADER_LEN + page.len());
+            assert_eq!(*len, want);
+            // Full: the next frame would not have fit.
+            if range.end < f.len() {
+                assert!(len + FRAME_HEADER_LEN + page.len() > MAX_RECORD_BYTES);
+            }
+            next = range.end;
+            sum += len - TXN_HEADER_LEN;
+        }
+        assert_eq!(next, f.len());
+        assert_eq!(sum + TXN_HEADER_LEN, total);
+        // A transaction that fits is one part.
+        assert_eq!(parts(&f[..10]).count(), 1);
     }
 
     #[test]

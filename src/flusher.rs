@@ -295,7 +295,7 @@ impl FlushState {
         sh.epoch_bytes[(epoch & 1) as usize].store(0, Ordering::Release);
         let min_seq = sealed
             .iter()
-            .filter(|b| b.txns > 0)
+            .filter(|b| b.commits > 0)
             .map(|b| b.min_seq)
             .min();
         let mut st = sh.state.lock();
@@ -332,7 +332,7 @@ impl FlushState {
             .expect("rollover sets the active segment");
 
         let Stamps { mark, synced } = stamps;
-        let with_txns = || sealed.iter().filter(|b| b.txns > 0);
+        let with_txns = || sealed.iter().filter(|b| b.commits > 0);
         let last = with_txns().max_by_key(|b| b.max_seq);
         let cert = Certificate {
             segment_id: a.id,
@@ -385,14 +385,14 @@ impl FlushState {
         a.off += frame_len;
         let c = &sh.counters;
         c.epochs.fetch_add(1, Ordering::Relaxed);
-        c.transactions
-            .fetch_add(cert.txn_count as u64, Ordering::Relaxed);
+        let commits: u32 = sealed.iter().map(|b| b.commits).sum();
+        c.transactions.fetch_add(commits as u64, Ordering::Relaxed);
         c.records
             .fetch_add(cert.page_set_size as u64, Ordering::Relaxed);
         let extra = if a.recycled { END_MARK_LEN as u64 } else { 0 };
         c.bytes_written
             .fetch_add(frame_len + extra, Ordering::Relaxed);
-        c.txns_per_epoch.record(cert.txn_count as u64);
+        c.txns_per_epoch.record(commits as u64);
 
         let mut st = sh.state.lock();
         debug_assert_eq!(st.durable + 1, epoch, "epochs become durable in order");
@@ -415,7 +415,7 @@ impl FlushState {
             }
             SyncPolicy::Off => {}
         }
-        if cert.txn_count > 0 {
+        if commits > 0 {
             st.durable_max_seq = Some(
                 st.durable_max_seq
                     .map_or(cert.last_commit_seq, |m| m.max(cert.last_commit_seq)),

@@ -22,8 +22,14 @@ pub(crate) struct LaneBuf {
     pub bytes: Vec<u8>,
     /// The CRC of each record, in order (the certificate covers them).
     pub crcs: Vec<u32>,
+    /// Records (transactions, and parts of transactions larger than one
+    /// record).
     pub txns: u32,
+    /// Records that commit a transaction (all but the parts with more to
+    /// follow): the commit range and database size cover these only.
+    pub commits: u32,
     pub frames: u32,
+    /// Lowest and highest commit sequence of the committing records.
     pub min_seq: u64,
     pub max_seq: u64,
     /// Database size on the commit frame of the batch with `max_seq`.
@@ -57,6 +63,7 @@ impl LaneBuf {
         self.bytes.clear();
         self.crcs.clear();
         self.txns = 0;
+        self.commits = 0;
         self.frames = 0;
         self.min_seq = u64::MAX;
         self.max_seq = 0;

@@ -18,6 +18,8 @@ mod flusher;
 pub mod io;
 mod lane;
 mod log;
+mod parted;
+mod pins;
 mod recovery;
 mod registry;
 mod repair;
@@ -27,7 +29,7 @@ mod store;
 
 pub use config::{
     FallbackReason, Mode, Options, SyncPolicy, MAX_EPOCH_BODY_BYTES, MAX_LANES, MAX_PAGE_BYTES,
-    MAX_TXN_BYTES, MAX_TXN_FRAMES,
+    MAX_RECORD_BYTES, MAX_TXN_BYTES, MAX_TXN_FRAMES,
 };
 pub use error::{Error, Result};
 pub use log::Log;

@@ -25,6 +25,7 @@ use crate::config::MAX_EPOCH_BODY_BYTES;
 use crate::epoch::{self, FixedHeader, TxnRef, EPOCH_FIXED_LEN, EPOCH_MAGIC, FORMAT_VERSION};
 use crate::error::{Error, Result};
 use crate::io::{RealVfs, Vfs, VfsFile};
+use crate::parted::{Completes, PartLoc, Parted};
 use crate::segment::{list_segments, parse_segment_name, FoundSegment, DATA_OFFSET, END_MARK_LEN};
 use crate::{Log, Options, Record};
 
@@ -363,6 +364,10 @@ pub(crate) struct ScanEnd {
     /// Segment files after `stop` holding epochs that recovery discards
     /// as torn (an open could not continue the log behind them).
     pub discarded_later: u64,
+    /// Transactions in parts that recovery replays (committed above the
+    /// checkpoint mark) and that span epochs: the epochs of their first and
+    /// last parts.
+    pub parted: Vec<(u64, u64)>,
 }
 
 enum FrameRead {
@@ -913,10 +918,15 @@ pub(crate) fn scan(
         );
         report.note_damage(file, offset, epoch, msg);
     };
-    let mut order = SeqOrder {
-        highest: None,
-        refuse: opts.refuse_seq_inversions,
+    let mut rs = ReplayState {
+        order: SeqOrder {
+            highest: None,
+            refuse: opts.refuse_seq_inversions,
+        },
+        ..ReplayState::default()
     };
+    // The mark, when a scan that did not read it first needs it.
+    let mut late_mark: Option<u64> = None;
 
     let mut i = 0;
     'segments: while i < active.len() {
@@ -938,6 +948,7 @@ pub(crate) fn scan(
         let file = vfs
             .open_read(&seg.path)
             .map_err(|e| io_err(&seg.path, "opening", e))?;
+        let seg_path: Arc<Path> = Arc::from(seg.path.as_path());
         let file_len = seg.len;
         // Damage at `off` of this segment, where epoch `exp` was expected: an
         // error, or the durable prefix with the rest skipped.
@@ -979,18 +990,49 @@ pub(crate) fn scan(
                             fail_here!(off, exp, what)?;
                             break 'segments;
                         }
+                        // A part that does not continue what was read
+                        // before it: its earlier parts are lost, which is
+                        // damage unless the checkpoint covers the epoch
+                        // (its transaction is in the database, and the
+                        // segments of the earlier parts may be gone).
+                        if let Some(why) = rs.parted.first_orphan(&txns) {
+                            let m = match mark.or(late_mark) {
+                                Some(m) => m,
+                                None => {
+                                    let m = durable_mark(vfs, &active, &mut FrameReader::new())?;
+                                    late_mark = Some(m);
+                                    m
+                                }
+                            };
+                            if cert.epoch > m {
+                                fail_here!(off, exp, format!("epoch {}: {why}", cert.epoch))?;
+                                break 'segments;
+                            }
+                        }
                         // Epochs at or below the checkpoint mark are
                         // validated (above) and counted as read, but not
                         // delivered: they are in the database.
-                        if cert.epoch > mark.unwrap_or(0) {
-                            let body = &rd.frame()[header_len..len as usize];
-                            if let Some(cb) = callback.as_deref_mut() {
-                                let at = (seg.path.as_path(), off);
-                                replay(cb, cert.epoch, body, &txns, &mut order, report, at)?;
-                            }
-                            report.transactions += txns.len() as u64;
-                            report.records += cert.page_set_size as u64;
-                        }
+                        let body = &rd.frame()[header_len..len as usize];
+                        let at = At {
+                            path: &seg_path,
+                            frame: off,
+                            body: off + header_len as u64,
+                        };
+                        let deliver = cert.epoch > mark.unwrap_or(0);
+                        replay(
+                            vfs,
+                            match callback {
+                                Some(ref mut cb) if deliver => Some(&mut **cb),
+                                _ => None,
+                            },
+                            deliver,
+                            cert.epoch,
+                            body,
+                            &txns,
+                            &mut rs,
+                            report,
+                            &at,
+                        )?;
                         report.epochs += 1;
                         if report.first_epoch == 0 {
                             report.first_epoch = cert.epoch;
@@ -1123,6 +1165,11 @@ pub(crate) fn scan(
     if mark.is_none() {
         report.checkpoint_epoch = end.checkpoint_epoch;
     }
+    // Transactions in parts the log replays keep their first parts (open
+    // pins them); those at or below the mark are in the database.
+    let m = end.checkpoint_epoch;
+    end.parted = rs.parted_done;
+    end.parted.retain(|&(_, last)| last > m);
     end.segments = found;
     Ok(end)
 }
@@ -1152,22 +1199,78 @@ fn own_first_frame(vfs: &dyn Vfs, seg: &FoundSegment, rd: &mut FrameReader) -> R
     }
 }
 
+/// Where the frame being replayed lies.
+struct At<'a> {
+    path: &'a Arc<Path>,
+    /// Offsets of the frame and of its body in the file.
+    frame: u64,
+    body: u64,
+}
+
+/// What replay carries from epoch to epoch.
+#[derive(Default)]
+struct ReplayState {
+    order: SeqOrder,
+    parted: Parted,
+    /// Transactions in parts completed: the epochs of first and last part.
+    parted_done: Vec<(u64, u64)>,
+    /// The record of an earlier part, read again to deliver it.
+    part_buf: Vec<u8>,
+}
+
+/// Takes the records of one epoch, in replay order: parts with more to
+/// follow are remembered, and each committing record is counted and, when
+/// `deliver`, given to `cb` (after the earlier parts of its transaction).
+#[allow(clippy::too_many_arguments)]
 fn replay(
-    cb: &mut dyn FnMut(&Record<'_>) -> bool,
+    vfs: &dyn Vfs,
+    mut cb: Option<&mut dyn FnMut(&Record<'_>) -> bool>,
+    deliver: bool,
     epoch: u64,
     body: &[u8],
     txns: &[TxnRef],
-    order: &mut SeqOrder,
+    rs: &mut ReplayState,
     report: &mut RecoveryReport,
-    (file, offset): (&Path, u64),
+    at: &At<'_>,
 ) -> Result<()> {
     for t in txns {
+        if t.more {
+            let crc = u32::from_le_bytes(body[t.offset..t.offset + 4].try_into().unwrap());
+            let loc = PartLoc {
+                path: at.path.clone(),
+                offset: at.body + t.offset as u64,
+                len: t.len,
+                crc,
+            };
+            rs.parted.add(t, epoch, t.frames as u64, loc);
+            continue;
+        }
+        let earlier = match rs.parted.commit(t) {
+            // Below the mark only (checked before replay): not delivered.
+            Completes::Orphan => continue,
+            Completes::Whole => None,
+            Completes::Parts(p) => {
+                if p.first_epoch < epoch {
+                    rs.parted_done.push((p.first_epoch, epoch));
+                }
+                Some(p)
+            }
+        };
+        if !deliver {
+            continue;
+        }
+        report.transactions += 1;
+        report.records += t.frames as u64 + earlier.as_ref().map_or(0, |p| p.frames);
+        let Some(cb) = cb.as_deref_mut() else {
+            continue;
+        };
+        let order = &mut rs.order;
         match order.highest {
             Some((seq, in_epoch)) if t.commit_seq < seq => {
                 if order.refuse {
                     let e = Error::corrupt(
-                        file,
-                        offset,
+                        &**at.path,
+                        at.frame,
                         format!(
                             "commit sequence inversion: transaction {} with commit sequence {} in epoch {epoch} comes after commit sequence {seq} in epoch {in_epoch} (refused: the engine submitted a lower sequence later)",
                             t.txn_id, t.commit_seq
@@ -1180,21 +1283,67 @@ fn replay(
             }
             _ => order.highest = Some((t.commit_seq, epoch)),
         }
-        let rec = &body[t.offset..t.offset + t.len];
-        let (txn_epoch, frames) = epoch::record_frames(rec);
-        for f in frames {
-            let r = Record {
-                epoch,
-                txn_id: t.txn_id,
-                commit_seq: t.commit_seq,
-                txn_epoch,
-                page_number: f.page_number,
-                db_size_if_commit: f.db_size_if_commit,
-                data: f.data,
-            };
-            if !cb(&r) {
-                return Err(Error::Aborted { epoch });
-            }
+        for loc in earlier.iter().flat_map(|p| &p.locs) {
+            let rec = read_part(vfs, loc, t, &mut rs.part_buf)?;
+            deliver_record(cb, epoch, t, rec)?;
+        }
+        deliver_record(cb, epoch, t, &body[t.offset..t.offset + t.len])?;
+    }
+    Ok(())
+}
+
+/// Reads an earlier part of `t` again, checking that it is the record first
+/// read there.
+fn read_part<'b>(
+    vfs: &dyn Vfs,
+    loc: &PartLoc,
+    t: &TxnRef,
+    buf: &'b mut Vec<u8>,
+) -> Result<&'b [u8]> {
+    let file = vfs
+        .open_read(&loc.path)
+        .map_err(|e| io_err(&loc.path, "opening", e))?;
+    buf.resize(loc.len, 0);
+    let n = file
+        .read_at(buf, loc.offset)
+        .map_err(|e| io_err(&loc.path, "reading", e))?;
+    let rec = &buf[..n];
+    let whole = n == loc.len
+        && u32::from_le_bytes(rec[..4].try_into().unwrap()) == loc.crc
+        && crc32c::crc32c(&rec[4..]) == loc.crc;
+    if !whole {
+        return Err(Error::corrupt(
+            &*loc.path,
+            loc.offset,
+            format!(
+                "a part of transaction {} (commit sequence {}) changed on disk while the log was being read",
+                t.txn_id, t.commit_seq
+            ),
+        ));
+    }
+    Ok(rec)
+}
+
+/// Gives the frames of one record of `t` to the callback.
+fn deliver_record(
+    cb: &mut dyn FnMut(&Record<'_>) -> bool,
+    epoch: u64,
+    t: &TxnRef,
+    rec: &[u8],
+) -> Result<()> {
+    let (txn_epoch, frames) = epoch::record_frames(rec);
+    for f in frames {
+        let r = Record {
+            epoch,
+            txn_id: t.txn_id,
+            commit_seq: t.commit_seq,
+            txn_epoch,
+            page_number: f.page_number,
+            db_size_if_commit: f.db_size_if_commit,
+            data: f.data,
+        };
+        if !cb(&r) {
+            return Err(Error::Aborted { epoch });
         }
     }
     Ok(())

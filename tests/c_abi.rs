@@ -123,6 +123,11 @@ fn c_reopen_after_close_continues_the_epochs() {
 }
 
 #[test]
+fn c_a_transaction_of_40_mib_commits_whole_and_one_over_the_limit_is_refused() {
+    run_case("large_txn");
+}
+
+#[test]
 fn c_flush_syncs_what_was_submitted() {
     run_case("flush");
 }

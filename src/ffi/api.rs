@@ -273,13 +273,26 @@ pub unsafe extern "C" fn pwal_open(
 /// is not durable yet. The caller keeps ownership of `txn`, its frames and
 /// their data, which may be reused once the call returns.
 ///
-/// May block briefly when the lane buffer is full (backpressure), never
-/// splits a transaction across epochs.
+/// May block briefly when the filling epoch is full (backpressure: epochs
+/// hold at most `PWAL_MAX_EPOCH_BYTES`).
+///
+/// A transaction of up to `PWAL_MAX_TXN_BYTES` is accepted. One that encodes
+/// to more than 8 MiB is copied and written in parts of at most 8 MiB, in
+/// this epoch and the following ones: the call returns once the last part is
+/// in the lane, so it blocks while the flusher writes the earlier parts (the
+/// memory pwal holds stays bounded by the epoch limit, whatever the size;
+/// other threads keep committing meanwhile), and `*out_epoch` is the epoch
+/// of the last part, the one that commits the transaction. It is still one
+/// transaction: recovery gives all of its frames, in that epoch, or none of
+/// them, after any crash. A log that has to keep the first parts of such a
+/// transaction keeps them past a checkpoint below its epoch (see
+/// `pwal_checkpoint`).
 ///
 /// Returns `PWAL_OK`; `PWAL_ERR_INVALID` (NULL `log`, `txn` or `out_epoch`,
-/// `frame_count` 0 or over `PWAL_MAX_TXN_FRAMES`, NULL `frames`, and for a
-/// frame: page number 0, NULL `data`, `len` 0 or over `PWAL_MAX_PAGE_BYTES`;
-/// nothing is submitted); `PWAL_ERR_POISONED` (an earlier I/O failure);
+/// `frame_count` 0 or over `PWAL_MAX_TXN_FRAMES`, NULL `frames`, for a
+/// frame: page number 0, NULL `data`, `len` 0 or over `PWAL_MAX_PAGE_BYTES`,
+/// and frames of more than `PWAL_MAX_TXN_BYTES` in all; nothing is
+/// submitted); `PWAL_ERR_POISONED` (an earlier I/O failure);
 /// `PWAL_ERR_CLOSED`; `PWAL_ERR_FORKED` (the handle was inherited across
 /// `fork()`: nothing was done).
 ///
@@ -424,9 +437,11 @@ pub unsafe extern "C" fn pwal_flush(log: *mut pwal, timeout_ms: u32) -> pwal_sta
 /// home ahead of the log); the mark is recorded in the log (in the frames
 /// written from now on, synced before any file is removed: this can write
 /// and sync one empty epoch); then segments wholly at or below the mark are
-/// recycled or deleted, oldest first. Segments that still hold a later
-/// epoch stay, so recovery may still return epochs at or below the mark
-/// (replaying them again is harmless: they are already home).
+/// recycled or deleted, oldest first. Recovery never returns an epoch at or
+/// below the mark, whether or not its segment is still there. Segments that
+/// still hold a later epoch stay, and so do those holding the first parts of
+/// a transaction written in parts (see `pwal_submit`) whose last part is
+/// above the mark: recovery returns that transaction whole.
 ///
 /// A failed rename, unlink or sync poisons the log (as any write failure
 /// does): reopen it to go on.

@@ -62,8 +62,24 @@ pub const PWAL_RECOVER_REFUSE_SEQ_INVERSIONS: u32 = 2;
 
 /// Largest page accepted in a frame, in bytes (`pwal_frame.len`).
 pub const PWAL_MAX_PAGE_BYTES: u32 = 65536;
-/// Most frames in one transaction (`pwal_txn.frame_count`).
-pub const PWAL_MAX_TXN_FRAMES: u32 = 16384;
+/// Most frames in one transaction (`pwal_txn.frame_count`): enough for a
+/// transaction of `PWAL_MAX_TXN_BYTES` in 512-byte pages.
+pub const PWAL_MAX_TXN_FRAMES: u32 = 2097152;
+/// Most page bytes in one transaction: the sum of its frames' `len`, 1 GiB.
+/// A transaction of any size up to it commits atomically (all of it or none
+/// after any crash); see `pwal_submit` for how a large one is written.
+pub const PWAL_MAX_TXN_BYTES: u32 = 1073741824;
+/// Smallest `pwal_options.max_batch_bytes`.
+pub const PWAL_MIN_BATCH_BYTES: u64 = 4096;
+/// Largest epoch body, in bytes, and so the largest
+/// `pwal_options.max_batch_bytes` (32 MiB): writers whose records would
+/// grow the filling epoch past it wait for the next epoch.
+pub const PWAL_MAX_EPOCH_BYTES: u64 = 33554432;
+/// Largest `pwal_options.max_flush_delay_us` (10 s).
+pub const PWAL_MAX_FLUSH_DELAY_US: u64 = 10000000;
+/// Smallest and largest `pwal_options.segment_bytes` (64 KiB, 1 TiB).
+pub const PWAL_MIN_SEGMENT_BYTES: u64 = 65536;
+pub const PWAL_MAX_SEGMENT_BYTES: u64 = 1099511627776;
 /// Most lanes a log can have (`pwal_options.lanes`).
 pub const PWAL_MAX_LANES: u32 = 256;
 /// Entries of `pwal_stats.lane_backlog_bytes`; lanes past this many are
@@ -75,6 +91,12 @@ pub const PWAL_TEXT_BYTES: usize = 256;
 
 const _: () = assert!(PWAL_MAX_PAGE_BYTES as usize == crate::MAX_PAGE_BYTES);
 const _: () = assert!(PWAL_MAX_TXN_FRAMES as usize == crate::MAX_TXN_FRAMES);
+const _: () = assert!(PWAL_MAX_TXN_BYTES as usize == crate::MAX_TXN_BYTES);
+const _: () = assert!(PWAL_MIN_BATCH_BYTES as usize == crate::config::MIN_BATCH_BYTES);
+const _: () = assert!(PWAL_MAX_EPOCH_BYTES as usize == crate::MAX_EPOCH_BODY_BYTES);
+const _: () = assert!(PWAL_MAX_FLUSH_DELAY_US == crate::config::MAX_FLUSH_DELAY.as_micros() as u64);
+const _: () = assert!(PWAL_MIN_SEGMENT_BYTES == crate::config::MIN_SEGMENT_BYTES);
+const _: () = assert!(PWAL_MAX_SEGMENT_BYTES == crate::config::MAX_SEGMENT_BYTES);
 const _: () = assert!(PWAL_MAX_LANES as usize == crate::MAX_LANES);
 
 /// When a batch is acknowledged durable (`pwal_options.sync`, a `uint32_t`).
@@ -134,11 +156,11 @@ pub struct pwal_options {
     pub mode: u32,
     /// Number of lanes, 1 to `PWAL_MAX_LANES`; 0 means the number of CPUs.
     pub lanes: u32,
-    /// Seal an epoch once this many bytes are buffered (4096 to 32 MiB);
-    /// 0 means 4 MiB.
+    /// Seal an epoch once this many bytes are buffered
+    /// (`PWAL_MIN_BATCH_BYTES` to `PWAL_MAX_EPOCH_BYTES`); 0 means 4 MiB.
     pub max_batch_bytes: u64,
     /// Seal an epoch at the latest this long after its first record, in
-    /// microseconds (at most 10 s); 0 means 2 ms.
+    /// microseconds (at most `PWAL_MAX_FLUSH_DELAY_US`); 0 means 2 ms.
     pub max_flush_delay_us: u64,
     /// In `PWAL_MODE_SHADOW_COMPARE`, share of batches compared, per mille
     /// (0 to 1000); 0 means every batch.
@@ -146,8 +168,8 @@ pub struct pwal_options {
     /// Non-zero: ignore the `PWAL_*` environment variables. 0 (default): an
     /// environment variable that is set overrides the field above.
     pub ignore_env: u32,
-    /// Size each segment file is preallocated to, in bytes (64 KiB to 1 TiB);
-    /// 0 means 64 MiB.
+    /// Size each segment file is preallocated to, in bytes
+    /// (`PWAL_MIN_SEGMENT_BYTES` to `PWAL_MAX_SEGMENT_BYTES`); 0 means 64 MiB.
     pub segment_bytes: u64,
 }
 

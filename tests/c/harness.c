@@ -1191,6 +1191,80 @@ static void case_repair(void) {
            (unsigned long long)want.last_epoch + 1, (unsigned long long)e);
 }
 
+/* A transaction of 40 MiB (five times the largest record) commits through
+ * pwal_commit, is replayed whole in the epoch pwal_commit returned, byte for
+ * byte, and a transaction over PWAL_MAX_TXN_BYTES is refused. */
+typedef struct {
+    uint64_t epoch, frames, bad, other;
+} large_seen;
+
+static unsigned char large_byte(uint32_t page, uint32_t i) { return (unsigned char)(page * 31u + i * 7u + (i >> 8)); }
+
+static int32_t large_cb(void *user, const pwal_record *r) {
+    large_seen *s = (large_seen *)user;
+    if (r->txn_id != 77) {
+        s->other++;
+        return 0;
+    }
+    if (s->frames == 0) s->epoch = r->epoch;
+    const unsigned char *d = (const unsigned char *)r->data;
+    if (r->epoch != s->epoch || r->page_number != s->frames + 1 || r->len != 4096) s->bad++;
+    for (uint32_t i = 0; i < r->len; i += 509)
+        if (d[i] != large_byte(r->page_number, i)) s->bad++;
+    s->frames++;
+    return 0;
+}
+
+static void case_large_txn(void) {
+    enum { PAGES = 10240, PAGE = 4096 };
+    unsigned char *data = malloc((size_t)PAGES * PAGE);
+    pwal_frame *f = calloc(PAGES, sizeof *f);
+    CHECK(data && f);
+    for (uint32_t p = 0; p < PAGES; p++) {
+        for (uint32_t i = 0; i < PAGE; i++) data[(size_t)p * PAGE + i] = large_byte(p + 1, i);
+        f[p].page_number = p + 1;
+        f[p].db_size_if_commit = p + 1 == PAGES ? PAGES : 0;
+        f[p].data = data + (size_t)p * PAGE;
+        f[p].len = PAGE;
+    }
+    pwal *log = open_log();
+    pwal_txn t = {77, 77, f, PAGES, 0};
+    uint64_t epoch = 0, e = 0;
+    OK(pwal_commit(log, &t, TEST_TIMEOUT_MS, &epoch));
+    commit_range(log, 1, 3, &e);
+    CHECK(e >= epoch);
+
+    /* One byte over the limit: PWAL_MAX_TXN_BYTES / 65536 full pages and one
+     * more byte, all pointing at the same buffer. */
+    uint32_t n = PWAL_MAX_TXN_BYTES / PWAL_MAX_PAGE_BYTES + 1;
+    unsigned char *page = calloc(1, PWAL_MAX_PAGE_BYTES);
+    pwal_frame *g = calloc(n, sizeof *g);
+    CHECK(page && g);
+    for (uint32_t i = 0; i < n; i++) {
+        g[i].page_number = i + 1;
+        g[i].data = page;
+        g[i].len = i + 1 == n ? 1 : PWAL_MAX_PAGE_BYTES;
+    }
+    pwal_txn over = {78, 78, g, n, 0};
+    EXPECT_STATUS(pwal_submit(log, &over, &e), PWAL_ERR_INVALID, "bytes of pages");
+    OK(pwal_close(log));
+
+    large_seen s = {0, 0, 0, 0};
+    pwal_recovery_report rep = new_report();
+    OK(pwal_recover(g_db, 0, large_cb, &s, &rep));
+    CHECK(s.frames == PAGES);
+    CHECK(s.bad == 0);
+    CHECK(s.epoch == epoch);
+    CHECK(s.other > 0);
+    CHECK(rep.transactions == 4);
+    free(page);
+    free(g);
+    free(f);
+    free(data);
+    printf("large_txn: %u pages of %u bytes replayed whole in epoch %llu\n", (unsigned)PAGES,
+           (unsigned)PAGE, (unsigned long long)epoch);
+}
+
 int main(int argc, char **argv) {
     if (argc != 3) {
         fprintf(stderr, "usage: %s CASE DIR\n", argv[0]);
@@ -1222,6 +1296,7 @@ int main(int argc, char **argv) {
         {"recover_and_open", case_recover_and_open},
         {"recover_and_open_damaged", case_recover_and_open_damaged},
         {"repair", case_repair},
+        {"large_txn", case_large_txn},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         if (strcmp(g_case, cases[i].name) == 0) {

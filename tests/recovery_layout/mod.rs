@@ -1,10 +1,12 @@
-//! The version-2 byte layout, written out independently of the library so
+//! The version-3 byte layout, written out independently of the library so
 //! that tests can find, damage and forge frames and headers.
 
 use std::path::{Path, PathBuf};
 
 use pwal::io::SimVfs;
 
+/// The on-disk format version these tests write and expect.
+pub const FORMAT_VERSION: u16 = 3;
 pub const EPOCH_FIXED_LEN: usize = 80;
 pub const DATA_OFFSET: usize = 4096;
 /// The bound on epoch numbers (`epoch::MAX_EPOCH`).
@@ -113,7 +115,7 @@ pub fn reseal(frame: &mut [u8], hlen: usize) {
 pub fn segment_header(id: u64, salt: u64, first_epoch: u64, log_start: u64) -> [u8; 64] {
     let mut b = [0u8; 64];
     b[0..4].copy_from_slice(b"PWSG");
-    b[4..6].copy_from_slice(&2u16.to_le_bytes());
+    b[4..6].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
     b[8..16].copy_from_slice(&id.to_le_bytes());
     b[16..24].copy_from_slice(&salt.to_le_bytes());
     b[24..32].copy_from_slice(&first_epoch.to_le_bytes());

@@ -1,0 +1,213 @@
+//! Transactions written in parts, as recovery reads them.
+//!
+//! A transaction larger than one record is written as parts 0, 1, ..., n in
+//! order (`epoch.rs`), in one epoch or several; every part but the last says
+//! more follow, and only the last commits the transaction. Recovery remembers
+//! where each part lies (not its bytes: memory stays bounded whatever the
+//! transaction's size) until it reads the last part, then delivers the
+//! transaction, in the last part's epoch and at its place in that epoch's
+//! order, by reading the earlier parts again. Parts whose last part is never
+//! read were never acknowledged, and are dropped.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::epoch::TxnRef;
+
+/// Where a part's record lies, and its CRC as first read.
+#[derive(Clone, Debug)]
+pub(crate) struct PartLoc {
+    pub path: Arc<Path>,
+    pub offset: u64,
+    pub len: usize,
+    pub crc: u32,
+}
+
+/// The parts read so far of a transaction whose last part is not read yet.
+#[derive(Debug)]
+pub(crate) struct Pending {
+    /// The epoch of part 0.
+    pub first_epoch: u64,
+    /// The part expected next.
+    next: u32,
+    /// Frames in the parts read.
+    pub frames: u64,
+    pub locs: Vec<PartLoc>,
+}
+
+/// What a committing record completes.
+pub(crate) enum Completes {
+    /// A whole transaction in one record.
+    Whole,
+    /// The last part of a transaction: its earlier parts.
+    Parts(Pending),
+    /// A last part whose earlier parts were not read: possible only below
+    /// the checkpoint mark (their segments were removed), where nothing is
+    /// delivered.
+    Orphan,
+}
+
+type Key = (u64, u64);
+
+fn key(t: &TxnRef) -> Key {
+    (t.txn_id, t.commit_seq)
+}
+
+/// The transactions in parts being read.
+#[derive(Debug, Default)]
+pub(crate) struct Parted {
+    open: HashMap<Key, Pending>,
+}
+
+impl Parted {
+    /// The first record of an epoch's `txns` (in replay order) that
+    /// continues a transaction whose preceding part was not read: damage,
+    /// unless the epoch is at or below the checkpoint mark.
+    pub fn first_orphan(&self, txns: &[TxnRef]) -> Option<String> {
+        let mut next: HashMap<Key, u32> = HashMap::new();
+        for t in txns.iter().filter(|t| t.part > 0 || t.more) {
+            let k = key(t);
+            let expect = next
+                .get(&k)
+                .copied()
+                .or_else(|| self.open.get(&k).map(|p| p.next));
+            if t.part > 0 && expect != Some(t.part) {
+                return Some(match expect {
+                    Some(e) if e > 0 => format!(
+                        "transaction {} (commit sequence {}): part {} found where part {e} was expected",
+                        t.txn_id, t.commit_seq, t.part
+                    ),
+                    _ => format!(
+                        "transaction {} (commit sequence {}): part {} found, but its earlier parts are missing",
+                        t.txn_id, t.commit_seq, t.part
+                    ),
+                });
+            }
+            // After a last part nothing continues the transaction (0 never
+            // matches a part > 0).
+            next.insert(k, if t.more { t.part + 1 } else { 0 });
+        }
+        None
+    }
+
+    /// Takes a part with more to follow, read from `loc` in `epoch`. Part 0
+    /// starts the transaction afresh (a resubmission after a crash); a part
+    /// that does not continue it drops it (an orphan below the mark).
+    pub fn add(&mut self, t: &TxnRef, epoch: u64, frames: u64, loc: PartLoc) {
+        debug_assert!(t.more);
+        let k = key(t);
+        if t.part == 0 {
+            self.open.insert(
+                k,
+                Pending {
+                    first_epoch: epoch,
+                    next: 1,
+                    frames,
+                    locs: vec![loc],
+                },
+            );
+            return;
+        }
+        match self.open.get_mut(&k) {
+            Some(p) if p.next == t.part => {
+                p.next += 1;
+                p.frames += frames;
+                p.locs.push(loc);
+            }
+            _ => {
+                self.open.remove(&k);
+            }
+        }
+    }
+
+    /// Takes a committing record.
+    pub fn commit(&mut self, t: &TxnRef) -> Completes {
+        debug_assert!(!t.more);
+        let earlier = self.open.remove(&key(t));
+        if t.part == 0 {
+            // Parts left by an earlier attempt of the same transaction
+            // were never committed.
+            return Completes::Whole;
+        }
+        match earlier {
+            Some(p) if p.next == t.part => Completes::Parts(p),
+            _ => Completes::Orphan,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(txn_id: u64, part: u32, more: bool) -> TxnRef {
+        TxnRef {
+            offset: 0,
+            len: 0,
+            txn_id,
+            commit_seq: txn_id,
+            part,
+            more,
+            frames: 1,
+        }
+    }
+
+    fn loc(offset: u64) -> PartLoc {
+        PartLoc {
+            path: Arc::from(Path::new("s")),
+            offset,
+            len: 1,
+            crc: 0,
+        }
+    }
+
+    #[test]
+    fn parts_in_order_complete_a_transaction() {
+        let mut p = Parted::default();
+        assert!(p.first_orphan(&[r(1, 0, true), r(1, 1, true)]).is_none());
+        p.add(&r(1, 0, true), 5, 2, loc(10));
+        p.add(&r(1, 1, true), 5, 3, loc(20));
+        assert!(p.first_orphan(&[r(1, 2, false)]).is_none());
+        match p.commit(&r(1, 2, false)) {
+            Completes::Parts(x) => {
+                assert_eq!(x.first_epoch, 5);
+                assert_eq!(x.frames, 5);
+                let offs: Vec<u64> = x.locs.iter().map(|l| l.offset).collect();
+                assert_eq!(offs, vec![10, 20]);
+            }
+            _ => panic!("expected the earlier parts"),
+        }
+        assert!(matches!(p.commit(&r(1, 2, false)), Completes::Orphan));
+    }
+
+    #[test]
+    fn a_gap_or_a_missing_start_is_an_orphan() {
+        let mut p = Parted::default();
+        let why = p.first_orphan(&[r(1, 1, true)]).unwrap();
+        assert!(why.contains("earlier parts are missing"), "{why}");
+        p.add(&r(1, 0, true), 1, 1, loc(0));
+        let why = p.first_orphan(&[r(1, 2, false)]).unwrap();
+        assert!(why.contains("part 2 found where part 1"), "{why}");
+        // Within one epoch: a part after the last part is an orphan too.
+        let why = p.first_orphan(&[r(1, 1, false), r(1, 2, false)]).unwrap();
+        assert!(why.contains("part 2"), "{why}");
+        p.add(&r(1, 2, true), 2, 1, loc(0));
+        assert!(matches!(p.commit(&r(1, 3, false)), Completes::Orphan));
+    }
+
+    #[test]
+    fn part_zero_starts_again_and_a_whole_record_drops_old_parts() {
+        let mut p = Parted::default();
+        p.add(&r(1, 0, true), 1, 1, loc(0));
+        p.add(&r(1, 1, true), 1, 1, loc(1));
+        p.add(&r(1, 0, true), 4, 1, loc(2));
+        match p.commit(&r(1, 1, false)) {
+            Completes::Parts(x) => assert_eq!(x.first_epoch, 4),
+            _ => panic!("restarted at part 0"),
+        }
+        p.add(&r(2, 0, true), 1, 1, loc(0));
+        assert!(matches!(p.commit(&r(2, 0, false)), Completes::Whole));
+        assert!(matches!(p.commit(&r(2, 1, false)), Completes::Orphan));
+    }
+}
