@@ -21,7 +21,7 @@ pub const MAX_TXN_BYTES: usize = 1 << 30;
 /// to more is written as several records (parts) in consecutive epochs
 /// (`epoch.rs`); a record must fit in one epoch, and an epoch in recovery's
 /// bounded buffer.
-pub const MAX_RECORD_BYTES: usize = 8 << 20;
+pub const MAX_RECORD_BYTES: usize = 16 << 20;
 /// Hard bound on the body of one epoch frame: writers wait for a seal rather
 /// than grow an epoch past it, and recovery refuses to allocate more for one.
 pub const MAX_EPOCH_BODY_BYTES: usize = 32 << 20;

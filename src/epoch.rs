@@ -677,7 +677,7 @@ mod tests {
     #[test]
     fn parts_hold_whole_frames_in_order_and_never_exceed_a_record() {
         let page = vec![5u8; 60_000];
-        let f: Vec<Frame<'_>> = (0..400)
+        let f: Vec<Frame<'_>> = (0..800)
             .map(|i| Frame {
                 page_number: i + 1,
                 db_size_if_commit: 0,

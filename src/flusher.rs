@@ -324,7 +324,7 @@ impl FlushState {
             a.off + need <= sh.cfg.segment_bytes || a.off == DATA_OFFSET
         };
         if !self.active.as_ref().is_some_and(fits) {
-            self.rollover(sh, epoch)?;
+            self.rollover(sh, epoch, frame_len >= crate::store::LARGE_FRAME)?;
         }
         let a = self
             .active
@@ -458,7 +458,7 @@ impl FlushState {
     }
 
     /// Makes a spare the segment that `first_epoch` starts.
-    fn rollover(&mut self, sh: &Shared, first_epoch: u64) -> Result<(), IoFailure> {
+    fn rollover(&mut self, sh: &Shared, first_epoch: u64, large: bool) -> Result<(), IoFailure> {
         // Under `normal` and `off` too, the segment being left is synced now:
         // it will never be written again, `flush` and `checkpoint` then need
         // to sync only the active segment, and only the last segment of a
@@ -467,7 +467,7 @@ impl FlushState {
         // a reopen: the tear sat in a segment open does not scan, behind
         // frames that the reopen stamped as synced.)
         self.sync_active(sh)?;
-        let seg = crate::store::activate(sh, first_epoch)?;
+        let seg = crate::store::activate(sh, first_epoch, large)?;
         let NewSegment {
             file,
             path,

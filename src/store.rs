@@ -165,6 +165,10 @@ pub(crate) fn removable(cat: &Catalog, through: u64) -> bool {
     cat.segments.len() > 1 && cat.segments[1].first_epoch - 1 <= through
 }
 
+/// A frame at least this large starts a segment at once when no spare is
+/// ready ([`activate`]).
+pub(crate) const LARGE_FRAME: u64 = 1 << 20;
+
 /// Removes (recycles up to [`SPARES_KEPT`], deletes the rest) every segment
 /// whose epochs are all at or below `through`, oldest first, so that the log
 /// stays a contiguous run of epochs whatever point a crash hits. A failed
@@ -255,11 +259,22 @@ pub(crate) struct NewSegment {
 /// Makes a spare the segment that `first_epoch` starts: renamed to its
 /// segment name, its header written, and both synced (but under `off`)
 /// before it is returned.
+///
+/// `large`: the frame about to be written is at least [`LARGE_FRAME`]. Then,
+/// when no spare is ready, the segment is started at once as an empty file
+/// that grows as frames are written, instead of waiting for a zero-filled
+/// one: zero-filling exists so that a small commit's `fdatasync` flushes
+/// data only, and for a frame of megabytes the metadata its sync also
+/// flushes costs little next to the data, while the zeros would double the
+/// bytes a bandwidth-bound stream (a transaction written in parts) writes.
+/// Epochs written later into the same segment pay that metadata too, until
+/// the next segment.
 pub(crate) fn activate(
     sh: &Shared,
     first_epoch: u64,
+    large: bool,
 ) -> std::result::Result<NewSegment, IoFailure> {
-    let spare = take_spare(sh)?;
+    let spare = take_spare(sh, large)?;
     let id = {
         let mut cat = sh.catalog.lock();
         let id = cat.next_id;
@@ -326,22 +341,33 @@ pub(crate) fn activate(
 }
 
 /// Takes a ready spare, waiting for one being prepared, or makes one.
-fn take_spare(sh: &Shared) -> std::result::Result<Spare, IoFailure> {
+fn take_spare(sh: &Shared, large: bool) -> std::result::Result<Spare, IoFailure> {
     let mut cat = sh.catalog.lock();
     loop {
-        if let Some(s) = cat.spares.pop_front() {
+        // A large frame takes a recycled file (free to reuse) but leaves a
+        // zero-filled one to the small commits it was made for: taking it
+        // would set the preparer writing zeros beside a stream that is
+        // bound by the disk's bandwidth already.
+        let pick = if large {
+            cat.spares.iter().position(|s| s.recycled)
+        } else if cat.spares.is_empty() {
+            None
+        } else {
+            Some(0)
+        };
+        if let Some(s) = pick.and_then(|i| cat.spares.remove(i)) {
             // Wake the preparer to replace it.
             sh.catalog_cv.notify_all();
             return Ok(s);
         }
-        if cat.preparing {
+        if cat.preparing && !large {
             sh.catalog_cv.wait(&mut cat);
             continue;
         }
         let n = cat.next_spare;
         cat.next_spare += 1;
         drop(cat);
-        let path = create_spare(sh, n, false)?;
+        let path = create_spare(sh, n, false, !large)?;
         return Ok(Spare {
             path,
             recycled: false,
@@ -349,9 +375,15 @@ fn take_spare(sh: &Shared) -> std::result::Result<Spare, IoFailure> {
     }
 }
 
-/// Creates `spare-<n>.tmp`, zero-filled to the segment size and synced with
-/// its directory entry, so that later `fdatasync`s of it flush data only.
-fn create_spare(sh: &Shared, n: u64, cancellable: bool) -> std::result::Result<PathBuf, IoFailure> {
+/// Creates `spare-<n>.tmp`, zero-filled to the segment size (when `fill`)
+/// and synced with its directory entry, so that later `fdatasync`s of it
+/// flush data only.
+fn create_spare(
+    sh: &Shared,
+    n: u64,
+    cancellable: bool,
+    fill: bool,
+) -> std::result::Result<PathBuf, IoFailure> {
     let path = sh.dir.join(format!("spare-{n}.tmp"));
     let ctx = |what: &str| format!("{what} {}", path.display());
     let file = sh.vfs.open(&path, true).map_err(|e| (ctx("creating"), e))?;
@@ -361,7 +393,7 @@ fn create_spare(sh: &Shared, n: u64, cancellable: bool) -> std::result::Result<P
     // Under `off` nothing is ever synced, so zero-filling buys nothing (it
     // exists to keep metadata out of fdatasync) and would double the bytes
     // written: the segment grows as frames are written instead.
-    let fill_to = if sh.cfg.sync == SyncPolicy::Off {
+    let fill_to = if sh.cfg.sync == SyncPolicy::Off || !fill {
         0
     } else {
         sh.cfg.segment_bytes
@@ -410,7 +442,7 @@ pub(crate) fn prepare_spares(sh: Arc<Shared>) {
             cat.next_spare += 1;
             n
         };
-        let r = create_spare(&sh, n, true);
+        let r = create_spare(&sh, n, true, true);
         let mut cat = sh.catalog.lock();
         cat.preparing = false;
         sh.catalog_cv.notify_all();

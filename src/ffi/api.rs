@@ -277,7 +277,7 @@ pub unsafe extern "C" fn pwal_open(
 /// hold at most `PWAL_MAX_EPOCH_BYTES`).
 ///
 /// A transaction of up to `PWAL_MAX_TXN_BYTES` is accepted. One that encodes
-/// to more than 8 MiB is copied and written in parts of at most 8 MiB, in
+/// to more than 16 MiB is copied and written in parts of at most 16 MiB, in
 /// this epoch and the following ones: the call returns once the last part is
 /// in the lane, so it blocks while the flusher writes the earlier parts (the
 /// memory pwal holds stays bounded by the epoch limit, whatever the size;

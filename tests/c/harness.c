@@ -1191,7 +1191,7 @@ static void case_repair(void) {
            (unsigned long long)want.last_epoch + 1, (unsigned long long)e);
 }
 
-/* A transaction of 40 MiB (five times the largest record) commits through
+/* A transaction of 40 MiB (two and a half times the largest record) commits through
  * pwal_commit, is replayed whole in the epoch pwal_commit returned, byte for
  * byte, and a transaction over PWAL_MAX_TXN_BYTES is refused. */
 typedef struct {
