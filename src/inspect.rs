@@ -216,10 +216,12 @@ pub fn inspect_with_vfs(
     };
     // Every call through `read_only` that would change a file fails, so the
     // scan cannot change one (it never tries to).
-    let read_only = Counting {
+    let mut read_only = Counting {
         inner: vfs,
         read: opts.bytes_read.clone().unwrap_or_default(),
+        image: None,
     };
+    read_only.image = newest_segment_image(&read_only, &dir)?;
     let end = scan(&read_only, &dir, &replay, callback, report)?;
     let mut listing = listing(vfs, dir, &end.segments)?;
     let prefix_end = end.stop.map(|(file, offset, epoch)| PrefixEnd {
@@ -334,12 +336,86 @@ fn sized<'a>(vfs: &dyn Vfs, dir: &Path, names: impl Iterator<Item = &'a String>)
         .collect()
 }
 
-/// A read-only view of a file system that counts the bytes read. Every
-/// call that would change a file fails: the scan never makes one, and this
-/// makes sure of it.
+/// The newest segment is read whole into memory when it is at most this
+/// large; a larger one is read in place.
+const MAX_IMAGE_BYTES: u64 = 256 << 20;
+
+/// The newest segment of `dir` (the only one a running writer appends to),
+/// read into memory front to back in one pass, so that the scan reads one
+/// image of it: read in place, the scan's read-ahead could hold zeros where
+/// the writer has since written two frames, the later of which says the
+/// earlier was synced, and a frame the scan never saw would read as damage.
+/// In one forward pass, a frame whose write was under way shows as torn and
+/// what follows it as not yet written, as after a crash at that instant.
+fn newest_segment_image(vfs: &Counting<'_>, dir: &Path) -> Result<Option<(PathBuf, Arc<[u8]>)>> {
+    let names = vfs
+        .list_dir(dir)
+        .map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
+    let Some(name) = names
+        .iter()
+        .filter_map(|n| crate::segment::parse_segment_name(n).map(|id| (id, n)))
+        .max()
+        .map(|(_, n)| n)
+    else {
+        return Ok(None);
+    };
+    let path = dir.join(name);
+    let io_err = |e| Error::io(format!("reading {}", path.display()), e);
+    let file = vfs.open_read(&path).map_err(io_err)?;
+    let len = file.len().map_err(io_err)?;
+    if len > MAX_IMAGE_BYTES {
+        return Ok(None);
+    }
+    let mut image = vec![0u8; len as usize];
+    let mut off = 0;
+    while off < image.len() {
+        let n = file
+            .read_at(&mut image[off..], off as u64)
+            .map_err(io_err)?;
+        if n == 0 {
+            break;
+        }
+        off += n;
+    }
+    image.truncate(off);
+    Ok(Some((path, image.into())))
+}
+
+/// A read-only view of a file system that counts the bytes read, and reads
+/// one file from an image in memory. Every call that would change a file
+/// fails: the scan never makes one, and this makes sure of it.
 struct Counting<'a> {
     inner: &'a dyn Vfs,
     read: Arc<AtomicU64>,
+    image: Option<(PathBuf, Arc<[u8]>)>,
+}
+
+/// A file read from its image in memory.
+struct ImageFile {
+    bytes: Arc<[u8]>,
+    read: Arc<AtomicU64>,
+}
+
+impl VfsFile for ImageFile {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+        let from = (offset.min(self.bytes.len() as u64)) as usize;
+        let n = buf.len().min(self.bytes.len() - from);
+        buf[..n].copy_from_slice(&self.bytes[from..from + n]);
+        self.read.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+    fn write_all_at(&self, _: &[&[u8]], _: u64) -> std::io::Result<()> {
+        Err(read_only())
+    }
+    fn sync_data(&self) -> std::io::Result<()> {
+        Err(read_only())
+    }
+    fn sync_all(&self) -> std::io::Result<()> {
+        Err(read_only())
+    }
+    fn len(&self) -> std::io::Result<u64> {
+        Ok(self.bytes.len() as u64)
+    }
 }
 
 struct CountingFile {
@@ -379,6 +455,14 @@ impl Vfs for Counting<'_> {
         Err(read_only())
     }
     fn open_read(&self, path: &Path) -> std::io::Result<Box<dyn VfsFile>> {
+        if let Some((p, bytes)) = &self.image {
+            if p == path {
+                return Ok(Box::new(ImageFile {
+                    bytes: bytes.clone(),
+                    read: self.read.clone(),
+                }));
+            }
+        }
         Ok(Box::new(CountingFile {
             inner: self.inner.open_read(path)?,
             read: self.read.clone(),
@@ -434,6 +518,26 @@ mod tests {
             db_size_if_commit: 100,
             data: &page,
         }];
+        let txn = Txn {
+            txn_id: id,
+            commit_seq: id,
+            txn_epoch: 0,
+            frames: &frames,
+        };
+        log.commit(&txn, None).unwrap()
+    }
+
+    /// A transaction of 24 pages of 64 KiB: its epoch frame is larger than
+    /// recovery's read-ahead window.
+    fn commit_big(log: &Log, id: u64) -> u64 {
+        let page = vec![id as u8; 65536];
+        let frames: Vec<Frame<'_>> = (0..24)
+            .map(|i| Frame {
+                page_number: 1 + i,
+                db_size_if_commit: 100,
+                data: &page,
+            })
+            .collect();
         let txn = Txn {
             txn_id: id,
             commit_seq: id,
@@ -557,5 +661,145 @@ mod tests {
         }
         let after = list_log_with_vfs(&vfs, Path::new(DB)).unwrap();
         assert_eq!(after.damaged.len(), plan.moved.len() + 1);
+    }
+
+    /// A file system on which the writer appends two frames larger than
+    /// recovery's read-ahead window right after a read of its newest segment
+    /// first returned the end of what is written (zeros), before the next
+    /// call: what a running writer can do between two reads of a scan.
+    #[derive(Clone)]
+    struct Meddling {
+        vfs: SimVfs,
+        log: Arc<Log>,
+        saw_end: Arc<std::sync::atomic::AtomicBool>,
+        appended: Arc<AtomicU64>,
+    }
+
+    impl Meddling {
+        fn meddle(&self) {
+            if self.saw_end.load(Ordering::Relaxed) && self.appended.load(Ordering::Relaxed) == 0 {
+                for id in [1001, 1002] {
+                    commit_big(&self.log, id);
+                    self.appended.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
+    struct MeddlingFile {
+        inner: Box<dyn VfsFile>,
+        m: Meddling,
+    }
+
+    impl VfsFile for MeddlingFile {
+        fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+            self.m.meddle();
+            let n = self.inner.read_at(buf, offset)?;
+            if n >= 4096 && buf[n - 4096..n].iter().all(|&b| b == 0) {
+                self.m.saw_end.store(true, Ordering::Relaxed);
+            }
+            Ok(n)
+        }
+        fn write_all_at(&self, b: &[&[u8]], o: u64) -> std::io::Result<()> {
+            self.inner.write_all_at(b, o)
+        }
+        fn sync_data(&self) -> std::io::Result<()> {
+            self.inner.sync_data()
+        }
+        fn sync_all(&self) -> std::io::Result<()> {
+            self.inner.sync_all()
+        }
+        fn len(&self) -> std::io::Result<u64> {
+            self.inner.len()
+        }
+    }
+
+    impl Vfs for Meddling {
+        fn open(&self, p: &Path, c: bool) -> std::io::Result<Box<dyn VfsFile>> {
+            self.vfs.open(p, c)
+        }
+        fn open_read(&self, p: &Path) -> std::io::Result<Box<dyn VfsFile>> {
+            self.meddle();
+            let inner = self.vfs.open_read(p)?;
+            let newest = self
+                .vfs
+                .list_dir(p.parent().unwrap())?
+                .into_iter()
+                .filter(|n| n.ends_with(crate::segment::SEGMENT_SUFFIX))
+                .max();
+            if newest.as_deref() != p.file_name().and_then(|n| n.to_str()) {
+                return Ok(inner);
+            }
+            Ok(Box::new(MeddlingFile {
+                inner,
+                m: self.clone(),
+            }))
+        }
+        fn create_dir_all(&self, p: &Path) -> std::io::Result<()> {
+            self.vfs.create_dir_all(p)
+        }
+        fn list_dir(&self, p: &Path) -> std::io::Result<Vec<String>> {
+            self.meddle();
+            self.vfs.list_dir(p)
+        }
+        fn remove_file(&self, p: &Path) -> std::io::Result<()> {
+            self.vfs.remove_file(p)
+        }
+        fn rename(&self, a: &Path, b: &Path) -> std::io::Result<()> {
+            self.vfs.rename(a, b)
+        }
+        fn sync_dir(&self, p: &Path) -> std::io::Result<()> {
+            self.vfs.sync_dir(p)
+        }
+        fn exists(&self, p: &Path) -> bool {
+            self.meddle();
+            self.vfs.exists(p)
+        }
+        fn drop_cache(&self, p: &Path) -> std::io::Result<()> {
+            self.vfs.drop_cache(p)
+        }
+        fn evict_cache(&self, p: &Path) -> std::io::Result<()> {
+            self.vfs.evict_cache(p)
+        }
+        fn lock(&self, p: &Path) -> std::io::Result<Box<dyn std::any::Any + Send + Sync>> {
+            self.vfs.lock(p)
+        }
+    }
+
+    /// Frames the writer appends while the scan runs are either in the image
+    /// the scan reads or not: never a later frame proving an earlier one
+    /// synced that the scan read as zeros (read in place, this log reads as
+    /// corrupt: "epoch 6: no frame ..., yet the frame of epoch 7 ... records
+    /// every epoch through 6 as synced").
+    #[test]
+    fn frames_appended_during_the_scan_never_read_as_damage() {
+        let vfs = SimVfs::new();
+        let o = Options {
+            segment_bytes: 64 << 20,
+            ..options()
+        };
+        let log = Arc::new(Log::open_with_vfs(DB, &o, Arc::new(vfs.clone())).unwrap());
+        for id in 1..=5 {
+            commit(&log, id);
+        }
+        let meddling = Meddling {
+            vfs: vfs.clone(),
+            log: log.clone(),
+            saw_end: Arc::default(),
+            appended: Arc::default(),
+        };
+        let opts = InspectOptions::default();
+        let mut report = RecoveryReport::default();
+        let got = inspect_with_vfs(&meddling, Path::new(DB), &opts, None, &mut report);
+        assert!(got.is_ok(), "{got:?}");
+        assert!(report.damage.is_none(), "{:?}", report.damage);
+        assert!(report.last_epoch >= 5);
+        assert_eq!(
+            meddling.appended.load(Ordering::Relaxed),
+            2,
+            "appended during the scan"
+        );
+        drop(meddling);
+        Arc::try_unwrap(log).ok().unwrap().close().unwrap();
     }
 }
