@@ -219,9 +219,10 @@ pub fn inspect_with_vfs(
     let mut read_only = Counting {
         inner: vfs,
         read: opts.bytes_read.clone().unwrap_or_default(),
+        newest: None,
         image: None,
     };
-    read_only.image = newest_segment_image(&read_only, &dir)?;
+    (read_only.newest, read_only.image) = newest_segment_image(&read_only, &dir)?;
     let end = scan(&read_only, &dir, &replay, callback, report)?;
     let mut listing = listing(vfs, dir, &end.segments)?;
     let prefix_end = end.stop.map(|(file, offset, epoch)| PrefixEnd {
@@ -340,31 +341,35 @@ fn sized<'a>(vfs: &dyn Vfs, dir: &Path, names: impl Iterator<Item = &'a String>)
 /// large; a larger one is read in place.
 const MAX_IMAGE_BYTES: u64 = 256 << 20;
 
-/// The newest segment of `dir` (the only one a running writer appends to),
-/// read into memory front to back in one pass, so that the scan reads one
-/// image of it: read in place, the scan's read-ahead could hold zeros where
-/// the writer has since written two frames, the later of which says the
-/// earlier was synced, and a frame the scan never saw would read as damage.
-/// In one forward pass, a frame whose write was under way shows as torn and
-/// what follows it as not yet written, as after a crash at that instant.
-fn newest_segment_image(vfs: &Counting<'_>, dir: &Path) -> Result<Option<(PathBuf, Arc<[u8]>)>> {
+/// The id of the newest segment of `dir` (the only one a running writer
+/// appends to), and that segment read into memory front to back in one
+/// pass, so that the scan reads one image of it: read in place, the scan's
+/// read-ahead could hold zeros where the writer has since written two
+/// frames, the later of which says the earlier was synced, and a frame the
+/// scan never saw would read as damage. In one forward pass, a frame whose
+/// write was under way shows as torn and what follows it as not yet
+/// written, as after a crash at that instant. Segments the writer starts
+/// after this are hidden from the scan (see [`Counting::list_dir`]).
+type Image = (PathBuf, Arc<[u8]>);
+
+fn newest_segment_image(vfs: &Counting<'_>, dir: &Path) -> Result<(Option<u64>, Option<Image>)> {
     let names = vfs
+        .inner
         .list_dir(dir)
         .map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
-    let Some(name) = names
+    let Some((id, name)) = names
         .iter()
         .filter_map(|n| crate::segment::parse_segment_name(n).map(|id| (id, n)))
         .max()
-        .map(|(_, n)| n)
     else {
-        return Ok(None);
+        return Ok((None, None));
     };
     let path = dir.join(name);
     let io_err = |e| Error::io(format!("reading {}", path.display()), e);
     let file = vfs.open_read(&path).map_err(io_err)?;
     let len = file.len().map_err(io_err)?;
     if len > MAX_IMAGE_BYTES {
-        return Ok(None);
+        return Ok((Some(id), None));
     }
     let mut image = vec![0u8; len as usize];
     let mut off = 0;
@@ -378,16 +383,20 @@ fn newest_segment_image(vfs: &Counting<'_>, dir: &Path) -> Result<Option<(PathBu
         off += n;
     }
     image.truncate(off);
-    Ok(Some((path, image.into())))
+    Ok((Some(id), Some((path, image.into()))))
 }
 
-/// A read-only view of a file system that counts the bytes read, and reads
-/// one file from an image in memory. Every call that would change a file
-/// fails: the scan never makes one, and this makes sure of it.
+/// A read-only view of a file system that counts the bytes read, reads
+/// one file from an image in memory, and lists no segment newer than the
+/// one imaged. Every call that would change a file fails: the scan never
+/// makes one, and this makes sure of it.
 struct Counting<'a> {
     inner: &'a dyn Vfs,
     read: Arc<AtomicU64>,
-    image: Option<(PathBuf, Arc<[u8]>)>,
+    /// The newest segment id when the image was taken (`None`: there was
+    /// no segment).
+    newest: Option<u64>,
+    image: Option<Image>,
 }
 
 /// A file read from its image in memory.
@@ -471,8 +480,17 @@ impl Vfs for Counting<'_> {
     fn create_dir_all(&self, _: &Path) -> std::io::Result<()> {
         Err(read_only())
     }
+    /// Leaves out segments newer than the one imaged: a writer that started
+    /// one since had finished every frame of the imaged one first, frames
+    /// the image may not hold, and the new segment's frames would say they
+    /// were synced.
     fn list_dir(&self, path: &Path) -> std::io::Result<Vec<String>> {
-        self.inner.list_dir(path)
+        let mut names = self.inner.list_dir(path)?;
+        names.retain(|n| match crate::segment::parse_segment_name(n) {
+            Some(id) => self.newest.is_some_and(|newest| id <= newest),
+            None => true,
+        });
+        Ok(names)
     }
     fn remove_file(&self, _: &Path) -> std::io::Result<()> {
         Err(read_only())
@@ -663,23 +681,40 @@ mod tests {
         assert_eq!(after.damaged.len(), plan.moved.len() + 1);
     }
 
-    /// A file system on which the writer appends two frames larger than
-    /// recovery's read-ahead window right after a read of its newest segment
-    /// first returned the end of what is written (zeros), before the next
-    /// call: what a running writer can do between two reads of a scan.
+    /// A file system on which the writer commits `appends` (true: a
+    /// transaction larger than recovery's read-ahead window) right after a
+    /// read of its newest segment first returned the end of what is written
+    /// (zeros), before the next call: what a running writer can do between
+    /// two reads of a scan.
     #[derive(Clone)]
     struct Meddling {
         vfs: SimVfs,
         log: Arc<Log>,
+        appends: Vec<bool>,
         saw_end: Arc<std::sync::atomic::AtomicBool>,
         appended: Arc<AtomicU64>,
     }
 
     impl Meddling {
+        fn new(vfs: &SimVfs, log: &Arc<Log>, appends: &[bool]) -> Meddling {
+            Meddling {
+                vfs: vfs.clone(),
+                log: log.clone(),
+                appends: appends.to_vec(),
+                saw_end: Arc::default(),
+                appended: Arc::default(),
+            }
+        }
+
         fn meddle(&self) {
             if self.saw_end.load(Ordering::Relaxed) && self.appended.load(Ordering::Relaxed) == 0 {
-                for id in [1001, 1002] {
-                    commit_big(&self.log, id);
+                for (i, &big) in self.appends.iter().enumerate() {
+                    let id = 1001 + i as u64;
+                    if big {
+                        commit_big(&self.log, id);
+                    } else {
+                        commit(&self.log, id);
+                    }
                     self.appended.fetch_add(1, Ordering::Relaxed);
                 }
             }
@@ -782,12 +817,7 @@ mod tests {
         for id in 1..=5 {
             commit(&log, id);
         }
-        let meddling = Meddling {
-            vfs: vfs.clone(),
-            log: log.clone(),
-            saw_end: Arc::default(),
-            appended: Arc::default(),
-        };
+        let meddling = Meddling::new(&vfs, &log, &[true, true]);
         let opts = InspectOptions::default();
         let mut report = RecoveryReport::default();
         let got = inspect_with_vfs(&meddling, Path::new(DB), &opts, None, &mut report);
@@ -800,6 +830,43 @@ mod tests {
             "appended during the scan"
         );
         drop(meddling);
+        Arc::try_unwrap(log).ok().unwrap().close().unwrap();
+    }
+
+    /// A segment the writer starts during the scan (after frames it added
+    /// to the segment the scan read an image of) is not read: its frames
+    /// would say that epochs missing from the image were synced (read with
+    /// it, this log reads as corrupt: "the next segment starts at epoch 8
+    /// (an epoch gap), and the frame of epoch 8 ... records every epoch
+    /// through 7 as synced").
+    #[test]
+    fn a_segment_started_during_the_scan_is_not_read() {
+        let vfs = SimVfs::new();
+        let log = Arc::new(Log::open_with_vfs(DB, &options(), Arc::new(vfs.clone())).unwrap());
+        for id in 1..=5 {
+            commit(&log, id);
+        }
+        let meddling = Meddling::new(&vfs, &log, &[false, false, true]);
+        let opts = InspectOptions::default();
+        let mut report = RecoveryReport::default();
+        let got = inspect_with_vfs(&meddling, Path::new(DB), &opts, None, &mut report);
+        assert!(got.is_ok(), "{got:?}");
+        assert!(report.damage.is_none(), "{:?}", report.damage);
+        assert_eq!(report.last_epoch, 5);
+        assert_eq!(
+            meddling.appended.load(Ordering::Relaxed),
+            3,
+            "appended during the scan"
+        );
+        drop(meddling);
+        // The writer did start a segment.
+        assert!(
+            list_log_with_vfs(&vfs, Path::new(DB))
+                .unwrap()
+                .segments
+                .len()
+                >= 2
+        );
         Arc::try_unwrap(log).ok().unwrap().close().unwrap();
     }
 }
