@@ -35,6 +35,11 @@ install -m 0644 "$root/include/pwal.h" "$prefix/include/pwal.h"
 sed -e "s|@PREFIX@|$prefix|g" -e "s|@VERSION@|$version|g" "$root/pwal.pc.in" \
     >"$prefix/lib/pkgconfig/pwal.pc"
 
+# The pwal command (cli/): info, verify, dump, repair, bench.
+(cd "$root" && cargo build --release -p pwal-cli)
+install -d "$prefix/bin"
+install -m 0755 "$built/pwal" "$prefix/bin/pwal"
+
 echo "installed pwal $version under $prefix"
 case "$prefix" in
 /usr | /usr/local)

@@ -18,25 +18,7 @@ use std::sync::OnceLock;
 /// Builds the harness once per test run.
 fn harness() -> &'static PathBuf {
     static HARNESS: OnceLock<PathBuf> = OnceLock::new();
-    HARNESS.get_or_init(|| {
-        let dir = support::scratch("harness-build");
-        let lib = support::stage_library(&dir);
-        let exe = dir.join("harness");
-        let mut cc = support::compiler(false);
-        cc.arg("-std=c99")
-            .args(["-Wall", "-Wextra", "-Wpedantic", "-Werror"])
-            .arg("-I")
-            .arg(support::root().join("include"))
-            .arg(support::root().join("tests/c/harness.c"))
-            .arg("-o")
-            .arg(&exe)
-            .arg("-L")
-            .arg(&lib)
-            .arg(format!("-Wl,-rpath,{}", lib.display()))
-            .args(["-lpwal", "-pthread"]);
-        support::run(cc, "compiling tests/c/harness.c");
-        exe
-    })
+    HARNESS.get_or_init(|| support::build_harness(&support::scratch("harness-build")))
 }
 
 /// Whether to run `case` under valgrind: yes when it is on PATH, unless

@@ -1191,11 +1191,94 @@ static void case_repair(void) {
            (unsigned long long)want.last_epoch + 1, (unsigned long long)e);
 }
 
+/* ---- write_log: a log for the pwal command's tests (cli/tests/) ----
+ *
+ *     harness write_log DIR [TXNS [END [SEGMENT_BYTES]]]
+ *
+ * Commits transactions 1..TXNS (default 40; commit_seq = id, one epoch
+ * each) to DIR/test.db, prints "write_log: txns N frames F last_epoch E pid
+ * P", then, by END:
+ *   close  closes the log and exits (the default);
+ *   exit   exits without closing it (as a crash would, after every commit
+ *          was acknowledged);
+ *   hold   keeps it open, idle, reading commands from stdin: "more K"
+ *          commits K more transactions and prints "ok: txns N frames F
+ *          last_epoch E"; at the end of stdin it closes the log and exits;
+ *   busy   keeps committing from a second thread until the end of stdin,
+ *          then closes the log and prints "done: txns N frames F
+ *          last_epoch E".
+ * SEGMENT_BYTES defaults to TEST_SEGMENT_BYTES. */
+
+static int g_argc;
+static char **g_argv;
+
+typedef struct {
+    pwal *log;
+    uint64_t txns, frames, last_epoch;
+    volatile int stop;
+} write_log_state;
+
+static void write_log_commit(write_log_state *w, uint64_t k) {
+    uint64_t e = 0;
+    commit_range(w->log, w->txns + 1, w->txns + k, &e);
+    for (uint64_t id = w->txns + 1; id <= w->txns + k; id++) w->frames += frames_of(id);
+    w->txns += k;
+    if (e > w->last_epoch) w->last_epoch = e;
+}
+
+static void *write_log_busy(void *p) {
+    write_log_state *w = (write_log_state *)p;
+    while (!__atomic_load_n(&w->stop, __ATOMIC_SEQ_CST)) write_log_commit(w, 1);
+    return NULL;
+}
+
+static void case_write_log(void) {
+    uint64_t txns = g_argc > 3 ? strtoull(g_argv[3], NULL, 10) : 40;
+    const char *end = g_argc > 4 ? g_argv[4] : "close";
+    pwal_options o = test_options();
+    if (g_argc > 5) o.segment_bytes = strtoull(g_argv[5], NULL, 10);
+    write_log_state w;
+    memset(&w, 0, sizeof w);
+    OK(pwal_open(g_db, &o, &w.log));
+    write_log_commit(&w, txns);
+    printf("write_log: txns %llu frames %llu last_epoch %llu pid %ld\n",
+           (unsigned long long)w.txns, (unsigned long long)w.frames,
+           (unsigned long long)w.last_epoch, (long)getpid());
+    CHECK(fflush(stdout) == 0);
+    if (strcmp(end, "exit") == 0) _exit(0);
+    if (strcmp(end, "hold") == 0) {
+        char line[128];
+        while (fgets(line, sizeof line, stdin) != NULL) {
+            unsigned long long k = 0;
+            CHECK(sscanf(line, "more %llu", &k) == 1);
+            write_log_commit(&w, k);
+            printf("ok: txns %llu frames %llu last_epoch %llu\n", (unsigned long long)w.txns,
+                   (unsigned long long)w.frames, (unsigned long long)w.last_epoch);
+            CHECK(fflush(stdout) == 0);
+        }
+    } else if (strcmp(end, "busy") == 0) {
+        pthread_t t;
+        CHECK(pthread_create(&t, NULL, write_log_busy, &w) == 0);
+        char line[128];
+        while (fgets(line, sizeof line, stdin) != NULL) {
+        }
+        __atomic_store_n(&w.stop, 1, __ATOMIC_SEQ_CST);
+        CHECK(pthread_join(t, NULL) == 0);
+        printf("done: txns %llu frames %llu last_epoch %llu\n", (unsigned long long)w.txns,
+               (unsigned long long)w.frames, (unsigned long long)w.last_epoch);
+    } else {
+        CHECK(strcmp(end, "close") == 0);
+    }
+    OK(pwal_close(w.log));
+}
+
 int main(int argc, char **argv) {
-    if (argc != 3) {
-        fprintf(stderr, "usage: %s CASE DIR\n", argv[0]);
+    if (argc < 3) {
+        fprintf(stderr, "usage: %s CASE DIR [ARG...]\n", argv[0]);
         return 2;
     }
+    g_argc = argc;
+    g_argv = argv;
     g_self = argv[0];
     g_case = argv[1];
     if (strcmp(g_case, "child_open_expect_locked") == 0) {
@@ -1222,6 +1305,7 @@ int main(int argc, char **argv) {
         {"recover_and_open", case_recover_and_open},
         {"recover_and_open_damaged", case_recover_and_open_damaged},
         {"repair", case_repair},
+        {"write_log", case_write_log},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         if (strcmp(g_case, cases[i].name) == 0) {
