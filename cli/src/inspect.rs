@@ -308,8 +308,9 @@ pub fn info(db: &Path, as_json: bool) -> Outcome {
     line(
         "segments",
         format!(
-            "{} files, {} bytes",
+            "{} file{}, {} bytes",
             files.segments.len(),
+            if files.segments.len() == 1 { "" } else { "s" },
             files.segment_bytes()
         ),
     );
@@ -749,17 +750,35 @@ pub fn repair(db: &Path, dry_run: bool) -> Outcome {
     if let Some(p) = &plan {
         if let Some((file, off)) = &p.cut {
             println!(
-                "cut {} at offset {off}: zeros from there to its end (the whole file was copied \
-                 first)",
+                "cut {} at offset {off}: zeros from there to its end",
                 file.display()
             );
         }
     }
-    println!(
-        "moved aside into {}/damaged/: {}",
-        after.dir.display(),
-        added.join(", ")
-    );
+    // A name in damaged/ whose segment is still in the log (`NAME` or
+    // `NAME.N`) is the copy of the cut segment; the others were moved.
+    let live = |n: &str| {
+        let base = match n.rsplit_once('.') {
+            Some((b, k)) if b.ends_with(".pwseg") && k.bytes().all(|c| c.is_ascii_digit()) => b,
+            _ => n,
+        };
+        after.segments.iter().any(|s| s.name == base)
+    };
+    let (copied, moved): (Vec<&str>, Vec<&str>) = added.iter().partition(|n| live(n));
+    if !copied.is_empty() {
+        println!(
+            "copied into {}/damaged/: {}",
+            after.dir.display(),
+            copied.join(", ")
+        );
+    }
+    if !moved.is_empty() {
+        println!(
+            "moved into {}/damaged/: {}",
+            after.dir.display(),
+            moved.join(", ")
+        );
+    }
     if let Some(d) = &report.damage {
         println!("because: {d}");
     }

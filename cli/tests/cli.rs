@@ -477,13 +477,24 @@ fn a_damaged_log_is_found_then_repaired_as_the_dry_run_said() {
         done.contains(&format!("cut {} at offset 4096", damaged.display())),
         "{done}"
     );
-    let mut moved = later.clone();
-    moved.push(damaged.file_name().unwrap().to_string_lossy().into_owned());
-    moved.sort();
+    let log = pwal::log_dir(&db);
+    let copied = damaged.file_name().unwrap().to_string_lossy().into_owned();
     assert!(
-        done.contains(&format!("damaged/: {}\n", moved.join(", "))),
+        done.contains(&format!(
+            "copied into {}/damaged/: {copied}\n",
+            log.display()
+        )),
         "{done}"
     );
+    assert!(
+        done.contains(&format!(
+            "moved into {}/damaged/: {}\n",
+            log.display(),
+            later.join(", ")
+        )),
+        "{done}"
+    );
+    assert!(log.join("damaged").join(&copied).exists());
     for name in &later {
         assert!(!pwal::log_dir(&db).join(name).exists());
         assert!(pwal::log_dir(&db).join("damaged").join(name).exists());
