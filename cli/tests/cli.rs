@@ -516,6 +516,23 @@ fn a_running_writer_is_named_and_left_undisturbed() {
     let db = dir.join("test.db");
     let mut writer = Writer::start(&dir, 40, "hold");
     let lock = pwal::log_dir(&db).join("LOCK");
+    // The writer's own last activity: its preallocation thread zero-fills
+    // one spare segment (to the harness's 1 MiB), then waits.
+    let spare_ready = || {
+        std::fs::read_dir(pwal::log_dir(&db)).unwrap().any(|e| {
+            let e = e.unwrap();
+            e.file_name().to_string_lossy().starts_with("spare-")
+                && e.metadata().unwrap().len() == 1 << 20
+        })
+    };
+    let t0 = std::time::Instant::now();
+    while !spare_ready() {
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(120),
+            "no spare segment"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     let before = snapshot(&dir);
 
     let info = info_json(&db);
