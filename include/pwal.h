@@ -191,6 +191,24 @@
 #define PWAL_TEXT_BYTES 256
 
 /**
+ * Bits of `pwal_options.env_fields` and `pwal_stats.env_fields`: the
+ * option that a `PWAL_*` environment variable filled (`PWAL_SYNC`,
+ * `PWAL_MODE`, `PWAL_LANES`, `PWAL_MAX_BATCH_BYTES`,
+ * `PWAL_MAX_FLUSH_DELAY_MS`, `PWAL_SHADOW_COMPARE_PER_MILLE`).
+ */
+#define PWAL_ENV_SYNC 1
+
+#define PWAL_ENV_MODE 2
+
+#define PWAL_ENV_LANES 4
+
+#define PWAL_ENV_MAX_BATCH_BYTES 8
+
+#define PWAL_ENV_MAX_FLUSH_DELAY 16
+
+#define PWAL_ENV_SHADOW_COMPARE_PER_MILLE 32
+
+/**
  * The smallest `pwal_options.struct_size` accepted: `sizeof(pwal_options)`
  * in 0.1.0. Never changes, however many fields later versions append: a
  * program built against any header of this major version passes at least
@@ -432,8 +450,11 @@ typedef struct pwal_options {
      */
     uint32_t shadow_compare_per_mille;
     /**
-     * Non-zero: ignore the `PWAL_*` environment variables. 0 (default): an
-     * environment variable that is set overrides the field above.
+     * 0 (default): `pwal_open` checks the `PWAL_*` environment variables
+     * and fails with `PWAL_ERR_INVALID` naming one that does not parse.
+     * Non-zero: it does not look at them, and the fields
+     * `pwal_options_init` filled from them (`env_fields`) and the program
+     * left as filled go back to their defaults.
      */
     uint32_t ignore_env;
     /**
@@ -441,6 +462,16 @@ typedef struct pwal_options {
      * (`PWAL_MIN_SEGMENT_BYTES` to `PWAL_MAX_SEGMENT_BYTES`); 0 means 64 MiB.
      */
     uint64_t segment_bytes;
+    /**
+     * Set by `pwal_options_init`: the `PWAL_ENV_*` bits of the fields it
+     * filled from `PWAL_*` environment variables. The environment fills
+     * the options the way the defaults do; a field the program sets
+     * afterwards wins (a value it changed no longer counts as the
+     * environment's). Leave it as `pwal_options_init` set it. Added after
+     * 0.1.0: a program built with the 0.1.0 header (`struct_size` 48) gets
+     * every field it left at its default filled from the environment.
+     */
+    uint32_t env_fields;
 } pwal_options;
 
 /**
@@ -605,6 +636,12 @@ typedef struct pwal_stats {
      * Why the log fell back, in words; "" if it did not. NUL-terminated.
      */
     char fallback_detail[PWAL_TEXT_BYTES];
+    /**
+     * The `PWAL_ENV_*` bits of the options in effect that came from the
+     * environment (filled by `pwal_options_init` and kept by the program).
+     * Added after 0.1.0 (filled when `struct_size` covers it).
+     */
+    uint32_t env_fields;
 } pwal_stats;
 
 /**
@@ -754,9 +791,13 @@ extern "C" {
  * the log is not damage: open continues after the last whole epoch. Cost:
  * open reads every live segment once (before, only the last).
  *
- * `options` may be NULL for the defaults; otherwise initialise it with
- * `pwal_options_init`. `PWAL_*` environment variables override it (unless
- * `options->ignore_env`). On success `*out_log` is a handle that the caller
+ * `options` may be NULL for what `pwal_options_init` gives (the defaults,
+ * filled from the `PWAL_*` environment variables); otherwise initialise it
+ * with `pwal_options_init` and set what you need: the fields you set win
+ * over the environment. A `PWAL_*` variable that does not parse fails the
+ * open with `PWAL_ERR_INVALID` naming it (unless `options->ignore_env`);
+ * `pwal_stats.env_fields` says which values in effect came from the
+ * environment. On success `*out_log` is a handle that the caller
  * owns and must give to `pwal_close`; on failure it is set to NULL.
  *
  * A second `pwal_open` of the same path in the same process returns another
@@ -1209,8 +1250,14 @@ const char *pwal_status_name(int32_t status);
 const char *pwal_last_error(void);
 
 /**
- * Fills `options` with the defaults and sets `options->struct_size`. Does
- * nothing if `options` is NULL.
+ * Fills `options` with the defaults and sets `options->struct_size`, then
+ * fills each field whose `PWAL_*` environment variable is set (`PWAL_SYNC`,
+ * `PWAL_MODE`, `PWAL_LANES`, `PWAL_MAX_BATCH_BYTES`,
+ * `PWAL_MAX_FLUSH_DELAY_MS`, `PWAL_SHADOW_COMPARE_PER_MILLE`) from it, and
+ * says which in `env_fields`. What the program sets afterwards wins: set
+ * `sync = PWAL_SYNC_FULL` after this call and `PWAL_SYNC=off` cannot weaken
+ * it. A variable that does not parse is left out here; `pwal_open` then
+ * fails naming it (unless `ignore_env`). Does nothing if `options` is NULL.
  *
  * Thread safety: safe from any thread.
  *

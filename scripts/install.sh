@@ -74,6 +74,13 @@ for f in pwalConfig.cmake pwalConfigVersion.cmake; do
         -e "s|@SIZEOF_VOID_P@|$sizeof_void_p|g" "$root/cmake/$f.in" >"$prefix/lib/cmake/pwal/$f"
 done
 
+# The pwal command (cli/): info, verify, dump, repair, bench; installed
+# without debug info, like the library.
+(cd "$root" && cargo build --release -p pwal-cli)
+install -d "$prefix/bin"
+objcopy --strip-debug "$built/pwal" "$stage/pwal"
+install -m 0755 "$stage/pwal" "$prefix/bin/pwal"
+
 echo "installed pwal $version under $prefix"
 case "$prefix" in
 /usr | /usr/local)

@@ -1,10 +1,15 @@
 //! Options, their defaults, their limits, and the environment variables that
-//! override them.
+//! fill them.
 //!
-//! Precedence: an environment variable, when set, overrides the options
-//! struct, so that an operator can force (say) `PWAL_MODE=conservative` on a
-//! deployed engine without rebuilding it. A value that does not parse or is out
-//! of range is an error at open, never silently ignored.
+//! The rule: the `PWAL_*` environment variables fill the options the way the
+//! defaults do, when the options are made ([`Options::from_env`], and
+//! `pwal_options_init` in C); what the program sets afterwards wins. So an
+//! operator can choose (say) `PWAL_MODE=conservative` for an engine that
+//! leaves the mode alone, but `PWAL_SYNC=off` can never weaken a `full` the
+//! program asked for. `env_fields` says which fields the environment filled,
+//! and the log's stats say which of the values in effect came from it. A
+//! variable that does not parse, or is out of range, fails the open (unless
+//! the options ignore the environment), never silently ignored.
 
 use std::time::Duration;
 
@@ -102,8 +107,14 @@ pub struct Options {
     pub shadow_compare_per_mille: u32,
     /// Size each segment file is preallocated to; 0 means 64 MiB.
     pub segment_bytes: u64,
-    /// Read the `PWAL_*` environment variables (default true).
+    /// Check the `PWAL_*` environment variables at open (default true): one
+    /// that does not parse fails the open. When false, the fields the
+    /// environment filled ([`Options::from_env`]) and the program left as
+    /// they were go back to their defaults.
     pub use_env: bool,
+    /// Which fields [`Options::from_env`] filled from the environment
+    /// (`ENV_*` bits).
+    pub env_fields: u32,
     /// Under `normal`: the longest a written epoch stays unsynced; zero means
     /// 50 ms. Not in the C ABI (tests set it to avoid depending on timing).
     pub normal_sync_interval: Duration,
@@ -120,8 +131,117 @@ impl Default for Options {
             shadow_compare_per_mille: 0,
             segment_bytes: 0,
             use_env: true,
+            env_fields: 0,
             normal_sync_interval: Duration::ZERO,
         }
+    }
+}
+
+/// Bits of [`Options::env_fields`] and `Stats::env_fields`: the options the
+/// `PWAL_*` variables filled.
+pub const ENV_SYNC: u32 = 1;
+pub const ENV_MODE: u32 = 2;
+pub const ENV_LANES: u32 = 4;
+pub const ENV_MAX_BATCH_BYTES: u32 = 8;
+pub const ENV_MAX_FLUSH_DELAY: u32 = 16;
+pub const ENV_SHADOW_COMPARE_PER_MILLE: u32 = 32;
+
+/// The `PWAL_*` variables that are set, parsed.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct EnvValues {
+    sync: Option<SyncPolicy>,
+    mode: Option<Mode>,
+    lanes: Option<usize>,
+    max_batch_bytes: Option<usize>,
+    max_flush_delay: Option<Duration>,
+    shadow_compare_per_mille: Option<u32>,
+}
+
+impl EnvValues {
+    /// Reads and parses every variable; the first that does not parse is an
+    /// error naming it.
+    pub(crate) fn read(lookup: &dyn Fn(&str) -> Option<String>) -> Result<EnvValues> {
+        let mut e = EnvValues::default();
+        if let Some(v) = lookup("PWAL_MODE") {
+            e.mode = Some(parse_mode(&v).ok_or_else(|| {
+                Error::invalid(format!(
+                    "PWAL_MODE={v:?}: expected auto, conservative or shadow_compare"
+                ))
+            })?);
+        }
+        if let Some(v) = lookup("PWAL_SYNC") {
+            e.sync = Some(parse_sync(&v).ok_or_else(|| {
+                Error::invalid(format!("PWAL_SYNC={v:?}: expected full, normal or off"))
+            })?);
+        }
+        if let Some(n) = env_u64("PWAL_LANES", lookup)? {
+            if n == 0 {
+                return Err(Error::invalid("PWAL_LANES=0: expected 1 to 256"));
+            }
+            e.lanes = Some(n.min(usize::MAX as u64) as usize);
+        }
+        if let Some(n) = env_u64("PWAL_MAX_BATCH_BYTES", lookup)? {
+            if n == 0 {
+                return Err(Error::invalid(
+                    "PWAL_MAX_BATCH_BYTES=0: expected at least 4096",
+                ));
+            }
+            e.max_batch_bytes = Some(n.min(usize::MAX as u64) as usize);
+        }
+        if let Some(n) = env_u64("PWAL_MAX_FLUSH_DELAY_MS", lookup)? {
+            if n == 0 {
+                return Err(Error::invalid(
+                    "PWAL_MAX_FLUSH_DELAY_MS=0: expected 1 to 10000",
+                ));
+            }
+            e.max_flush_delay = Some(Duration::from_millis(n));
+        }
+        if let Some(n) = env_u64("PWAL_SHADOW_COMPARE_PER_MILLE", lookup)? {
+            e.shadow_compare_per_mille = Some(n.min(u32::MAX as u64) as u32);
+        }
+        Ok(e)
+    }
+
+    /// Sets the fields the environment gives (among `which`) and returns
+    /// their bits.
+    fn fill(&self, o: &mut Options, which: u32) -> u32 {
+        let mut bits = 0;
+        macro_rules! fill {
+            ($bit:expr, $field:ident) => {
+                if let Some(v) = self.$field {
+                    if which & $bit != 0 {
+                        o.$field = v;
+                        bits |= $bit;
+                    }
+                }
+            };
+        }
+        fill!(ENV_SYNC, sync);
+        fill!(ENV_MODE, mode);
+        fill!(ENV_LANES, lanes);
+        fill!(ENV_MAX_BATCH_BYTES, max_batch_bytes);
+        fill!(ENV_MAX_FLUSH_DELAY, max_flush_delay);
+        fill!(ENV_SHADOW_COMPARE_PER_MILLE, shadow_compare_per_mille);
+        bits
+    }
+
+    /// The bits of the fields of `o` that hold what the environment gives.
+    fn matching(&self, o: &Options) -> u32 {
+        let mut bits = 0;
+        macro_rules! m {
+            ($bit:expr, $field:ident) => {
+                if self.$field == Some(o.$field) {
+                    bits |= $bit;
+                }
+            };
+        }
+        m!(ENV_SYNC, sync);
+        m!(ENV_MODE, mode);
+        m!(ENV_LANES, lanes);
+        m!(ENV_MAX_BATCH_BYTES, max_batch_bytes);
+        m!(ENV_MAX_FLUSH_DELAY, max_flush_delay);
+        m!(ENV_SHADOW_COMPARE_PER_MILLE, shadow_compare_per_mille);
+        bits
     }
 }
 
@@ -136,8 +256,10 @@ pub(crate) struct Resolved {
     pub shadow_compare_per_mille: u32,
     pub segment_bytes: u64,
     pub normal_sync_interval: Duration,
-    /// Set when the environment forced the mode.
+    /// Set when the environment chose the conservative mode.
     pub forced_by_operator: bool,
+    /// The `ENV_*` bits of the values that came from the environment.
+    pub env_fields: u32,
 }
 
 pub fn parse_sync(s: &str) -> Option<SyncPolicy> {
@@ -169,7 +291,58 @@ fn env_u64(name: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Option
     }
 }
 
+impl EnvValues {
+    /// Puts the fields of `which` back to their defaults.
+    fn reset(&self, o: &mut Options, which: u32) {
+        let d = Options::default();
+        macro_rules! r {
+            ($bit:expr, $field:ident) => {
+                if which & $bit != 0 {
+                    o.$field = d.$field;
+                }
+            };
+        }
+        r!(ENV_SYNC, sync);
+        r!(ENV_MODE, mode);
+        r!(ENV_LANES, lanes);
+        r!(ENV_MAX_BATCH_BYTES, max_batch_bytes);
+        r!(ENV_MAX_FLUSH_DELAY, max_flush_delay);
+        r!(ENV_SHADOW_COMPARE_PER_MILLE, shadow_compare_per_mille);
+    }
+}
+
 impl Options {
+    /// The defaults, with every `PWAL_*` variable that is set filling its
+    /// field, and `env_fields` saying which: the operator's choices, which
+    /// the program may still override by setting fields afterwards. A
+    /// variable that does not parse is left out here; the open fails naming
+    /// it (unless `use_env` is false).
+    pub fn from_env() -> Options {
+        Options::from_env_with(&|name| std::env::var(name).ok())
+    }
+
+    pub(crate) fn from_env_with(lookup: &dyn Fn(&str) -> Option<String>) -> Options {
+        let mut o = Options::default();
+        // Each variable on its own: one bad variable does not hide the others.
+        for (name, bit) in [
+            ("PWAL_SYNC", ENV_SYNC),
+            ("PWAL_MODE", ENV_MODE),
+            ("PWAL_LANES", ENV_LANES),
+            ("PWAL_MAX_BATCH_BYTES", ENV_MAX_BATCH_BYTES),
+            ("PWAL_MAX_FLUSH_DELAY_MS", ENV_MAX_FLUSH_DELAY),
+            (
+                "PWAL_SHADOW_COMPARE_PER_MILLE",
+                ENV_SHADOW_COMPARE_PER_MILLE,
+            ),
+        ] {
+            let only = |n: &str| if n == name { lookup(n) } else { None };
+            if let Ok(env) = EnvValues::read(&only) {
+                o.env_fields |= env.fill(&mut o, bit);
+            }
+        }
+        o
+    }
+
     pub(crate) fn resolve(&self) -> Result<Resolved> {
         self.resolve_with(&|name| std::env::var(name).ok())
     }
@@ -177,47 +350,19 @@ impl Options {
     /// Applies defaults, the environment (through `lookup`) and the limits.
     pub(crate) fn resolve_with(&self, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Resolved> {
         let mut o = self.clone();
-        let mut forced_by_operator = false;
-        if o.use_env {
-            if let Some(v) = lookup("PWAL_MODE") {
-                o.mode = parse_mode(&v).ok_or_else(|| {
-                    Error::invalid(format!(
-                        "PWAL_MODE={v:?}: expected auto, conservative or shadow_compare"
-                    ))
-                })?;
-                forced_by_operator = o.mode == Mode::Conservative;
+        // The fields the environment filled and the program left as filled.
+        let env_fields = if o.use_env {
+            let env = EnvValues::read(lookup)?;
+            o.env_fields & env.matching(&o)
+        } else {
+            if let Ok(env) = EnvValues::read(lookup) {
+                let left = o.env_fields & env.matching(&o);
+                EnvValues::default().reset(&mut o, left);
             }
-            if let Some(v) = lookup("PWAL_SYNC") {
-                o.sync = parse_sync(&v).ok_or_else(|| {
-                    Error::invalid(format!("PWAL_SYNC={v:?}: expected full, normal or off"))
-                })?;
-            }
-            if let Some(n) = env_u64("PWAL_LANES", lookup)? {
-                if n == 0 {
-                    return Err(Error::invalid("PWAL_LANES=0: expected 1 to 256"));
-                }
-                o.lanes = n as usize;
-            }
-            if let Some(n) = env_u64("PWAL_MAX_BATCH_BYTES", lookup)? {
-                if n == 0 {
-                    return Err(Error::invalid(
-                        "PWAL_MAX_BATCH_BYTES=0: expected at least 4096",
-                    ));
-                }
-                o.max_batch_bytes = n.min(usize::MAX as u64) as usize;
-            }
-            if let Some(n) = env_u64("PWAL_MAX_FLUSH_DELAY_MS", lookup)? {
-                if n == 0 {
-                    return Err(Error::invalid(
-                        "PWAL_MAX_FLUSH_DELAY_MS=0: expected 1 to 10000",
-                    ));
-                }
-                o.max_flush_delay = Duration::from_millis(n);
-            }
-            if let Some(n) = env_u64("PWAL_SHADOW_COMPARE_PER_MILLE", lookup)? {
-                o.shadow_compare_per_mille = n.min(u32::MAX as u64) as u32;
-            }
-        }
+            0
+        };
+        // An operator's `PWAL_MODE=conservative` that the program kept.
+        let forced_by_operator = env_fields & ENV_MODE != 0 && o.mode == Mode::Conservative;
 
         let cpus = std::thread::available_parallelism()
             .map(|n| n.get())
@@ -297,6 +442,7 @@ impl Options {
             segment_bytes,
             normal_sync_interval,
             forced_by_operator,
+            env_fields,
         })
     }
 }
@@ -315,21 +461,56 @@ mod tests {
     }
 
     #[test]
-    fn environment_overrides_the_options() {
-        let r = Options::default()
-            .resolve_with(&env(&[
-                ("PWAL_MODE", "conservative"),
-                ("PWAL_SYNC", "normal"),
-                ("PWAL_MAX_BATCH_BYTES", "65536"),
-                ("PWAL_MAX_FLUSH_DELAY_MS", "7"),
-            ]))
-            .unwrap();
+    fn the_environment_fills_the_options_and_the_program_wins() {
+        let vars = env(&[
+            ("PWAL_MODE", "conservative"),
+            ("PWAL_SYNC", "off"),
+            ("PWAL_MAX_BATCH_BYTES", "65536"),
+            ("PWAL_MAX_FLUSH_DELAY_MS", "7"),
+        ]);
+        let filled = Options::from_env_with(&vars);
+        assert_eq!(filled.sync, SyncPolicy::Off);
+        assert_eq!(
+            filled.env_fields,
+            ENV_MODE | ENV_SYNC | ENV_MAX_BATCH_BYTES | ENV_MAX_FLUSH_DELAY
+        );
+        // Left as filled: every value is the environment's.
+        let r = filled.resolve_with(&vars).unwrap();
         assert_eq!(r.mode, Mode::Conservative);
         assert!(r.forced_by_operator);
-        assert_eq!(r.sync, SyncPolicy::Normal);
+        assert_eq!(r.sync, SyncPolicy::Off);
         assert_eq!(r.max_batch_bytes, 65536);
         assert_eq!(r.max_flush_delay, Duration::from_millis(7));
         assert_eq!(r.lanes, 1, "conservative is one lane");
+        assert_eq!(
+            r.env_fields,
+            ENV_MODE | ENV_SYNC | ENV_MAX_BATCH_BYTES | ENV_MAX_FLUSH_DELAY
+        );
+        // The program sets full and auto afterwards: they win, and no longer
+        // count as the environment's.
+        let set = Options {
+            sync: SyncPolicy::Full,
+            mode: Mode::Auto,
+            ..filled.clone()
+        };
+        let r = set.resolve_with(&vars).unwrap();
+        assert_eq!(r.sync, SyncPolicy::Full);
+        assert_eq!(r.mode, Mode::Auto);
+        assert!(!r.forced_by_operator);
+        assert_eq!(r.env_fields, ENV_MAX_BATCH_BYTES | ENV_MAX_FLUSH_DELAY);
+        // Options made without the environment never take from it.
+        let r = Options::default().resolve_with(&vars).unwrap();
+        assert_eq!(r.sync, SyncPolicy::Full);
+        assert_eq!(r.env_fields, 0);
+        // Ignoring the environment undoes what it filled.
+        let ignored = Options {
+            use_env: false,
+            ..filled
+        };
+        let r = ignored.resolve_with(&vars).unwrap();
+        assert_eq!((r.sync, r.mode), (SyncPolicy::Full, Mode::Auto));
+        assert_eq!(r.max_batch_bytes, DEFAULT_MAX_BATCH_BYTES);
+        assert_eq!(r.env_fields, 0);
     }
 
     #[test]
@@ -345,7 +526,9 @@ mod tests {
             ("PWAL_SHADOW_COMPARE_PER_MILLE", "1001"),
         ] {
             let lookup = move |name: &str| (name == k).then(|| v.to_string());
-            let err = Options::default().resolve_with(&lookup).unwrap_err();
+            let err = Options::from_env_with(&lookup)
+                .resolve_with(&lookup)
+                .unwrap_err();
             let msg = err.to_string();
             assert!(matches!(err, Error::Invalid(_)), "{k}={v}: {msg}");
             let names_it = msg.contains(k) || msg.contains(&k[5..].to_ascii_lowercase());

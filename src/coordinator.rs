@@ -676,6 +676,7 @@ impl Shared {
             commit_wait_latency: c.commit_wait.summary(),
             txns_per_epoch: c.txns_per_epoch.summary(),
             poisoned: st.poison.is_some(),
+            env_fields: self.cfg.env_fields,
         }
     }
 

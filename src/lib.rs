@@ -15,6 +15,7 @@ mod epoch;
 mod error;
 pub mod ffi;
 mod flusher;
+pub mod inspect;
 pub mod io;
 mod lane;
 mod log;

@@ -59,6 +59,9 @@ pub struct Stats {
     /// microseconds.
     pub txns_per_epoch: LatencySummary,
     pub poisoned: bool,
+    /// The `ENV_*` bits of the options in effect that came from the
+    /// `PWAL_*` environment variables.
+    pub env_fields: u32,
 }
 
 const SUB: usize = 8; // buckets per power of two

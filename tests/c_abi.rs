@@ -18,25 +18,7 @@ use std::sync::OnceLock;
 /// Builds the harness once per test run.
 fn harness() -> &'static PathBuf {
     static HARNESS: OnceLock<PathBuf> = OnceLock::new();
-    HARNESS.get_or_init(|| {
-        let dir = support::scratch("harness-build");
-        let lib = support::stage_library(&dir);
-        let exe = dir.join("harness");
-        let mut cc = support::compiler(false);
-        cc.arg("-std=c99")
-            .args(["-Wall", "-Wextra", "-Wpedantic", "-Werror"])
-            .arg("-I")
-            .arg(support::root().join("include"))
-            .arg(support::root().join("tests/c/harness.c"))
-            .arg("-o")
-            .arg(&exe)
-            .arg("-L")
-            .arg(&lib)
-            .arg(format!("-Wl,-rpath,{}", lib.display()))
-            .args(["-lpwal", "-pthread"]);
-        support::run(cc, "compiling tests/c/harness.c");
-        exe
-    })
+    HARNESS.get_or_init(|| support::build_harness(&support::scratch("harness-build")))
 }
 
 /// Whether to run `case` under valgrind: yes when it is on PATH, unless
@@ -125,6 +107,11 @@ fn c_reopen_after_close_continues_the_epochs() {
 #[test]
 fn c_a_transaction_of_40_mib_commits_whole_and_one_over_the_limit_is_refused() {
     run_case("large_txn");
+}
+
+#[test]
+fn c_the_environment_fills_the_options_and_the_program_wins() {
+    run_case("env_rule");
 }
 
 #[test]

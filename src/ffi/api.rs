@@ -17,7 +17,7 @@ use super::types::{
     PWAL_WAIT_FOREVER,
 };
 use crate::io::RealVfs;
-use crate::{Error, Frame, Log, RecoveryReport, Txn};
+use crate::{Error, Frame, Log, Options, RecoveryReport, Txn};
 
 /// An open log: opaque. Created by `pwal_open`, destroyed by `pwal_close`.
 /// One handle may be used from any number of threads at once, in the process
@@ -93,18 +93,24 @@ pub(crate) unsafe fn path_from_c<'a>(path: *const c_char) -> Result<&'a Path, Fa
 /// bytes.
 unsafe fn options_from_c(options: *const pwal_options) -> Result<pwal_options, Failure> {
     if options.is_null() {
-        return Ok(pwal_options::default());
+        return Ok(pwal_options::from(&Options::from_env()));
     }
     // SAFETY: non-NULL and valid for `struct_size` bytes (the caller's
     // promise).
-    unsafe {
+    let mut o = unsafe {
         read_sized(
             options,
             pwal_options::default(),
             PWAL_OPTIONS_MIN_SIZE as usize,
             "options",
         )
+    }?;
+    if (o.struct_size as usize) < std::mem::offset_of!(pwal_options, env_fields) + 4 {
+        // Built against 0.1.0, whose pwal_options_init did not fill the
+        // options from the environment: fill what it left at the defaults.
+        o.fill_defaults_from_env();
     }
+    Ok(o)
 }
 
 fn timeout_from_c(timeout_ms: u32) -> Option<Duration> {
@@ -202,9 +208,13 @@ fn with_txn<R>(
 /// the log is not damage: open continues after the last whole epoch. Cost:
 /// open reads every live segment once (before, only the last).
 ///
-/// `options` may be NULL for the defaults; otherwise initialise it with
-/// `pwal_options_init`. `PWAL_*` environment variables override it (unless
-/// `options->ignore_env`). On success `*out_log` is a handle that the caller
+/// `options` may be NULL for what `pwal_options_init` gives (the defaults,
+/// filled from the `PWAL_*` environment variables); otherwise initialise it
+/// with `pwal_options_init` and set what you need: the fields you set win
+/// over the environment. A `PWAL_*` variable that does not parse fails the
+/// open with `PWAL_ERR_INVALID` naming it (unless `options->ignore_env`);
+/// `pwal_stats.env_fields` says which values in effect came from the
+/// environment. On success `*out_log` is a handle that the caller
 /// owns and must give to `pwal_close`; on failure it is set to NULL.
 ///
 /// A second `pwal_open` of the same path in the same process returns another

@@ -165,13 +165,43 @@ pub struct pwal_options {
     /// In `PWAL_MODE_SHADOW_COMPARE`, share of batches compared, per mille
     /// (0 to 1000); 0 means every batch.
     pub shadow_compare_per_mille: u32,
-    /// Non-zero: ignore the `PWAL_*` environment variables. 0 (default): an
-    /// environment variable that is set overrides the field above.
+    /// 0 (default): `pwal_open` checks the `PWAL_*` environment variables
+    /// and fails with `PWAL_ERR_INVALID` naming one that does not parse.
+    /// Non-zero: it does not look at them, and the fields
+    /// `pwal_options_init` filled from them (`env_fields`) and the program
+    /// left as filled go back to their defaults.
     pub ignore_env: u32,
     /// Size each segment file is preallocated to, in bytes
     /// (`PWAL_MIN_SEGMENT_BYTES` to `PWAL_MAX_SEGMENT_BYTES`); 0 means 64 MiB.
     pub segment_bytes: u64,
+    /// Set by `pwal_options_init`: the `PWAL_ENV_*` bits of the fields it
+    /// filled from `PWAL_*` environment variables. The environment fills
+    /// the options the way the defaults do; a field the program sets
+    /// afterwards wins (a value it changed no longer counts as the
+    /// environment's). Leave it as `pwal_options_init` set it. Added after
+    /// 0.1.0: a program built with the 0.1.0 header (`struct_size` 48) gets
+    /// every field it left at its default filled from the environment.
+    pub env_fields: u32,
 }
+
+/// Bits of `pwal_options.env_fields` and `pwal_stats.env_fields`: the
+/// option that a `PWAL_*` environment variable filled (`PWAL_SYNC`,
+/// `PWAL_MODE`, `PWAL_LANES`, `PWAL_MAX_BATCH_BYTES`,
+/// `PWAL_MAX_FLUSH_DELAY_MS`, `PWAL_SHADOW_COMPARE_PER_MILLE`).
+pub const PWAL_ENV_SYNC: u32 = 1;
+pub const PWAL_ENV_MODE: u32 = 2;
+pub const PWAL_ENV_LANES: u32 = 4;
+pub const PWAL_ENV_MAX_BATCH_BYTES: u32 = 8;
+pub const PWAL_ENV_MAX_FLUSH_DELAY: u32 = 16;
+pub const PWAL_ENV_SHADOW_COMPARE_PER_MILLE: u32 = 32;
+
+const _: () = assert!(PWAL_ENV_SYNC == crate::config::ENV_SYNC);
+const _: () = assert!(PWAL_ENV_MODE == crate::config::ENV_MODE);
+const _: () = assert!(PWAL_ENV_LANES == crate::config::ENV_LANES);
+const _: () = assert!(PWAL_ENV_MAX_BATCH_BYTES == crate::config::ENV_MAX_BATCH_BYTES);
+const _: () = assert!(PWAL_ENV_MAX_FLUSH_DELAY == crate::config::ENV_MAX_FLUSH_DELAY);
+const _: () =
+    assert!(PWAL_ENV_SHADOW_COMPARE_PER_MILLE == crate::config::ENV_SHADOW_COMPARE_PER_MILLE);
 
 /// The smallest `pwal_options.struct_size` accepted: `sizeof(pwal_options)`
 /// in 0.1.0. Never changes, however many fields later versions append: a
@@ -192,6 +222,47 @@ impl Default for pwal_options {
             shadow_compare_per_mille: 0,
             ignore_env: 0,
             segment_bytes: 0,
+            env_fields: 0,
+        }
+    }
+}
+
+impl pwal_options {
+    /// Fills each field still at its default from its `PWAL_*` variable, as
+    /// `pwal_options_init` would have, and records it in `env_fields`.
+    pub(crate) fn fill_defaults_from_env(&mut self) {
+        let env = pwal_options::from(&Options::from_env());
+        let d = pwal_options::default();
+        macro_rules! fill {
+            ($bit:expr, $field:ident) => {
+                if env.env_fields & $bit != 0 && self.$field == d.$field {
+                    self.$field = env.$field;
+                    self.env_fields |= $bit;
+                }
+            };
+        }
+        fill!(PWAL_ENV_SYNC, sync);
+        fill!(PWAL_ENV_MODE, mode);
+        fill!(PWAL_ENV_LANES, lanes);
+        fill!(PWAL_ENV_MAX_BATCH_BYTES, max_batch_bytes);
+        fill!(PWAL_ENV_MAX_FLUSH_DELAY, max_flush_delay_us);
+        fill!(PWAL_ENV_SHADOW_COMPARE_PER_MILLE, shadow_compare_per_mille);
+    }
+}
+
+impl From<&Options> for pwal_options {
+    fn from(o: &Options) -> pwal_options {
+        pwal_options {
+            sync: sync_to_c(o.sync),
+            mode: mode_to_c(o.mode),
+            lanes: o.lanes.min(u32::MAX as usize) as u32,
+            max_batch_bytes: o.max_batch_bytes as u64,
+            max_flush_delay_us: o.max_flush_delay.as_micros().min(u64::MAX as u128) as u64,
+            shadow_compare_per_mille: o.shadow_compare_per_mille,
+            ignore_env: u32::from(!o.use_env),
+            segment_bytes: o.segment_bytes,
+            env_fields: o.env_fields,
+            ..pwal_options::default()
         }
     }
 }
@@ -247,6 +318,7 @@ impl pwal_options {
             shadow_compare_per_mille: self.shadow_compare_per_mille,
             segment_bytes: self.segment_bytes,
             use_env: self.ignore_env == 0,
+            env_fields: self.env_fields,
             ..Options::default()
         })
     }
@@ -388,6 +460,10 @@ pub struct pwal_stats {
     pub lane_backlog_bytes: [u64; PWAL_STATS_LANES],
     /// Why the log fell back, in words; "" if it did not. NUL-terminated.
     pub fallback_detail: [c_char; PWAL_TEXT_BYTES],
+    /// The `PWAL_ENV_*` bits of the options in effect that came from the
+    /// environment (filled by `pwal_options_init` and kept by the program).
+    /// Added after 0.1.0 (filled when `struct_size` covers it).
+    pub env_fields: u32,
 }
 
 /// The smallest `pwal_stats.struct_size` accepted: `sizeof(pwal_stats)` in
@@ -448,6 +524,7 @@ impl From<&Stats> for pwal_stats {
             txns_per_epoch: s.txns_per_epoch.into(),
             lane_backlog_bytes: backlog,
             fallback_detail: [0; PWAL_TEXT_BYTES],
+            env_fields: s.env_fields,
         };
         copy_text(&mut out.fallback_detail, &s.fallback_detail);
         out
@@ -564,8 +641,14 @@ impl From<&crate::RecoveryReport> for pwal_recovery_report {
     }
 }
 
-/// Fills `options` with the defaults and sets `options->struct_size`. Does
-/// nothing if `options` is NULL.
+/// Fills `options` with the defaults and sets `options->struct_size`, then
+/// fills each field whose `PWAL_*` environment variable is set (`PWAL_SYNC`,
+/// `PWAL_MODE`, `PWAL_LANES`, `PWAL_MAX_BATCH_BYTES`,
+/// `PWAL_MAX_FLUSH_DELAY_MS`, `PWAL_SHADOW_COMPARE_PER_MILLE`) from it, and
+/// says which in `env_fields`. What the program sets afterwards wins: set
+/// `sync = PWAL_SYNC_FULL` after this call and `PWAL_SYNC=off` cannot weaken
+/// it. A variable that does not parse is left out here; `pwal_open` then
+/// fails naming it (unless `ignore_env`). Does nothing if `options` is NULL.
 ///
 /// Thread safety: safe from any thread.
 ///
@@ -577,9 +660,10 @@ pub unsafe extern "C" fn pwal_options_init(options: *mut pwal_options) {
     if options.is_null() {
         return;
     }
+    let filled = pwal_options::from(&Options::from_env());
     // SAFETY: non-NULL, and the caller promised it points to a pwal_options;
     // `write` does not read (or drop) the uninitialised old value.
-    unsafe { options.write(pwal_options::default()) };
+    unsafe { options.write(filled) };
 }
 
 /// The name of a `pwal_fallback_reason` ("none", "operator forced",
@@ -665,11 +749,18 @@ mod tests {
     fn abi_layouts_are_the_documented_ones() {
         // These sizes are part of the ABI of 0.1; a change here breaks
         // compiled callers unless it only appends fields.
-        assert_eq!(size_of::<pwal_options>(), 48);
-        // The 0.1.0 sizes, frozen as the minimums (they equal the current
-        // sizes until a field is appended).
-        assert_eq!(size_of::<pwal_options>(), PWAL_OPTIONS_MIN_SIZE as usize);
-        assert_eq!(size_of::<pwal_stats>(), PWAL_STATS_MIN_SIZE as usize);
+        assert_eq!(size_of::<pwal_options>(), 56);
+        // The 0.1.0 sizes, frozen as the minimums: every field since is
+        // appended after them.
+        assert_eq!(
+            offset!(pwal_options, env_fields),
+            PWAL_OPTIONS_MIN_SIZE as usize
+        );
+        assert_eq!(
+            offset!(pwal_stats, env_fields),
+            PWAL_STATS_MIN_SIZE as usize
+        );
+        assert_eq!(size_of::<pwal_stats>(), 1024);
         // Grown at the end only: the 0.1.0 fields keep their offsets.
         assert_eq!(offset!(pwal_recovery_report, damage), 88);
         assert_eq!(

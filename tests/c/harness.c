@@ -312,7 +312,7 @@ static void case_misuse(void) {
     log = (pwal *)&o; /* must come back NULL on failure */
     EXPECT_STATUS(pwal_open(g_db, &o, &log), PWAL_ERR_INVALID, "struct_size");
     CHECK(log == NULL);
-    o.struct_size = sizeof o - 1;
+    o.struct_size = PWAL_OPTIONS_MIN_SIZE - 1;
     EXPECT_STATUS(pwal_open(g_db, &o, &log), PWAL_ERR_INVALID, "struct_size");
     o = test_options();
     o.sync = 3;
@@ -1265,11 +1265,155 @@ static void case_large_txn(void) {
            (unsigned)PAGE, (unsigned long long)epoch);
 }
 
+/* ---- write_log: a log for the pwal command's tests (cli/tests/) ----
+ *
+ *     harness write_log DIR [TXNS [END [SEGMENT_BYTES]]]
+ *
+ * Commits transactions 1..TXNS (default 40; commit_seq = id, one epoch
+ * each) to DIR/test.db, prints "write_log: txns N frames F last_epoch E pid
+ * P", then, by END:
+ *   close  closes the log and exits (the default);
+ *   exit   exits without closing it (as a crash would, after every commit
+ *          was acknowledged);
+ *   hold   keeps it open, idle, reading commands from stdin: "more K"
+ *          commits K more transactions and prints "ok: txns N frames F
+ *          last_epoch E"; at the end of stdin it closes the log and exits;
+ *   busy   keeps committing from a second thread until the end of stdin,
+ *          then closes the log and prints "done: txns N frames F
+ *          last_epoch E".
+ * SEGMENT_BYTES defaults to TEST_SEGMENT_BYTES. */
+
+static int g_argc;
+static char **g_argv;
+
+typedef struct {
+    pwal *log;
+    uint64_t txns, frames, last_epoch;
+    volatile int stop;
+} write_log_state;
+
+static void write_log_commit(write_log_state *w, uint64_t k) {
+    uint64_t e = 0;
+    commit_range(w->log, w->txns + 1, w->txns + k, &e);
+    for (uint64_t id = w->txns + 1; id <= w->txns + k; id++) w->frames += frames_of(id);
+    w->txns += k;
+    if (e > w->last_epoch) w->last_epoch = e;
+}
+
+static void *write_log_busy(void *p) {
+    write_log_state *w = (write_log_state *)p;
+    while (!__atomic_load_n(&w->stop, __ATOMIC_SEQ_CST)) write_log_commit(w, 1);
+    return NULL;
+}
+
+static void case_write_log(void) {
+    uint64_t txns = g_argc > 3 ? strtoull(g_argv[3], NULL, 10) : 40;
+    const char *end = g_argc > 4 ? g_argv[4] : "close";
+    pwal_options o = test_options();
+    if (g_argc > 5) o.segment_bytes = strtoull(g_argv[5], NULL, 10);
+    write_log_state w;
+    memset(&w, 0, sizeof w);
+    OK(pwal_open(g_db, &o, &w.log));
+    write_log_commit(&w, txns);
+    printf("write_log: txns %llu frames %llu last_epoch %llu pid %ld\n",
+           (unsigned long long)w.txns, (unsigned long long)w.frames,
+           (unsigned long long)w.last_epoch, (long)getpid());
+    CHECK(fflush(stdout) == 0);
+    if (strcmp(end, "exit") == 0) _exit(0);
+    if (strcmp(end, "hold") == 0) {
+        char line[128];
+        while (fgets(line, sizeof line, stdin) != NULL) {
+            unsigned long long k = 0;
+            CHECK(sscanf(line, "more %llu", &k) == 1);
+            write_log_commit(&w, k);
+            printf("ok: txns %llu frames %llu last_epoch %llu\n", (unsigned long long)w.txns,
+                   (unsigned long long)w.frames, (unsigned long long)w.last_epoch);
+            CHECK(fflush(stdout) == 0);
+        }
+    } else if (strcmp(end, "busy") == 0) {
+        pthread_t t;
+        CHECK(pthread_create(&t, NULL, write_log_busy, &w) == 0);
+        char line[128];
+        while (fgets(line, sizeof line, stdin) != NULL) {
+        }
+        __atomic_store_n(&w.stop, 1, __ATOMIC_SEQ_CST);
+        CHECK(pthread_join(t, NULL) == 0);
+        printf("done: txns %llu frames %llu last_epoch %llu\n", (unsigned long long)w.txns,
+               (unsigned long long)w.frames, (unsigned long long)w.last_epoch);
+    } else {
+        CHECK(strcmp(end, "close") == 0);
+    }
+    OK(pwal_close(w.log));
+}
+
+/* The environment fills what pwal_options_init returns; what the program
+ * sets afterwards wins, and the stats say which values came from the
+ * environment. A 0.1.0-sized options struct gets its defaults filled; a bad
+ * variable fails the open naming it. */
+static pwal_stats stats_of(pwal *log) {
+    pwal_stats s;
+    memset(&s, 0, sizeof s);
+    s.struct_size = sizeof s;
+    OK(pwal_get_stats(log, &s));
+    return s;
+}
+
+static void case_env_rule(void) {
+    CHECK(setenv("PWAL_SYNC", "off", 1) == 0);
+    CHECK(setenv("PWAL_MODE", "conservative", 1) == 0);
+    pwal_options o;
+    pwal_options_init(&o);
+    CHECK(o.sync == PWAL_SYNC_OFF && o.mode == PWAL_MODE_CONSERVATIVE);
+    CHECK(o.env_fields == (PWAL_ENV_SYNC | PWAL_ENV_MODE));
+
+    /* The program asks for full: PWAL_SYNC=off cannot weaken it. */
+    o.sync = PWAL_SYNC_FULL;
+    o.segment_bytes = TEST_SEGMENT_BYTES;
+    pwal *log = NULL;
+    OK(pwal_open(g_db, &o, &log));
+    pwal_stats s = stats_of(log);
+    CHECK(s.sync == PWAL_SYNC_FULL);
+    CHECK(s.mode == PWAL_MODE_CONSERVATIVE);
+    CHECK(s.fallback_reason == PWAL_FALLBACK_OPERATOR_FORCED);
+    CHECK(s.env_fields == PWAL_ENV_MODE);
+    OK(pwal_close(log));
+
+    /* ignore_env undoes what the environment filled. */
+    pwal_options_init(&o);
+    o.ignore_env = 1;
+    o.segment_bytes = TEST_SEGMENT_BYTES;
+    OK(pwal_open(g_db, &o, &log));
+    s = stats_of(log);
+    CHECK(s.sync == PWAL_SYNC_FULL && s.mode == PWAL_MODE_AUTO && s.env_fields == 0);
+    OK(pwal_close(log));
+
+    /* A program built against 0.1.0 (48-byte options, no env_fields): the
+     * fields it left at their defaults are filled. */
+    memset(&o, 0, sizeof o);
+    o.struct_size = PWAL_OPTIONS_MIN_SIZE;
+    o.segment_bytes = TEST_SEGMENT_BYTES;
+    OK(pwal_open(g_db, &o, &log));
+    s = stats_of(log);
+    CHECK(s.sync == PWAL_SYNC_OFF && s.env_fields == (PWAL_ENV_SYNC | PWAL_ENV_MODE));
+    OK(pwal_close(log));
+
+    /* A variable that does not parse fails the open, naming it. */
+    CHECK(setenv("PWAL_SYNC", "sometimes", 1) == 0);
+    pwal_options_init(&o);
+    CHECK(o.sync == PWAL_SYNC_FULL && (o.env_fields & PWAL_ENV_SYNC) == 0);
+    EXPECT_STATUS(pwal_open(g_db, &o, &log), PWAL_ERR_INVALID, "PWAL_SYNC");
+    CHECK(log == NULL);
+    CHECK(unsetenv("PWAL_SYNC") == 0 && unsetenv("PWAL_MODE") == 0);
+    printf("env_rule: the environment fills, the program wins\n");
+}
+
 int main(int argc, char **argv) {
-    if (argc != 3) {
-        fprintf(stderr, "usage: %s CASE DIR\n", argv[0]);
+    if (argc < 3) {
+        fprintf(stderr, "usage: %s CASE DIR [ARG...]\n", argv[0]);
         return 2;
     }
+    g_argc = argc;
+    g_argv = argv;
     g_self = argv[0];
     g_case = argv[1];
     if (strcmp(g_case, "child_open_expect_locked") == 0) {
@@ -1297,6 +1441,8 @@ int main(int argc, char **argv) {
         {"recover_and_open_damaged", case_recover_and_open_damaged},
         {"repair", case_repair},
         {"large_txn", case_large_txn},
+        {"env_rule", case_env_rule},
+        {"write_log", case_write_log},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         if (strcmp(g_case, cases[i].name) == 0) {

@@ -1,15 +1,22 @@
 //! Shared by the tests that build C against libpwal (`tests/c_abi.rs`,
-//! `tests/header_*.rs`, `tests/symbols_*.rs`): where the library cargo just
-//! built is, and a C compiler from the `cc` crate.
+//! `tests/header_*.rs`, `tests/symbols_*.rs`, and the `pwal` command's
+//! tests in `cli/tests/`): where the library cargo just built is, a C
+//! compiler from the `cc` crate, and the C harness built with them.
 
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// The repository root.
+/// The repository root (the manifest directory, or its parent for the
+/// `cli/` package).
 pub fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    if dir.join("include/pwal.h").exists() {
+        dir
+    } else {
+        dir.parent().expect("cli/ has a parent").to_path_buf()
+    }
 }
 
 /// `target/<profile>`: the directory of this test executable's `deps/`.
@@ -112,4 +119,25 @@ pub fn on_path(tool: &str) -> bool {
     std::env::var_os("PATH")
         .map(|paths| std::env::split_paths(&paths).any(|d| d.join(tool).is_file()))
         .unwrap_or(false)
+}
+
+/// Compiles `tests/c/harness.c` into `dir`, linked against a copy of the
+/// library staged there; returns the executable.
+pub fn build_harness(dir: &Path) -> PathBuf {
+    let lib = stage_library(dir);
+    let exe = dir.join("harness");
+    let mut cc = compiler(false);
+    cc.arg("-std=c99")
+        .args(["-Wall", "-Wextra", "-Wpedantic", "-Werror"])
+        .arg("-I")
+        .arg(root().join("include"))
+        .arg(root().join("tests/c/harness.c"))
+        .arg("-o")
+        .arg(&exe)
+        .arg("-L")
+        .arg(&lib)
+        .arg(format!("-Wl,-rpath,{}", lib.display()))
+        .args(["-lpwal", "-pthread"]);
+    run(cc, "compiling tests/c/harness.c");
+    exe
 }

@@ -1,0 +1,786 @@
+//! `info`, `verify`, `dump` and `repair`: what `pwal::inspect` reads of a
+//! log, put for a person (or, with `--json`, for a program).
+
+use std::io::{BufWriter, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use pwal::inspect::{
+    inspect as inspect_log, list_log, InspectOptions, Inspection, LogListing, PrefixEnd,
+    SegmentHeaderState,
+};
+use pwal::{Error, Record, RecoveryReport};
+use serde_json::{json, Value};
+
+use crate::holder::{lock_holder, Holder};
+use crate::{Outcome, CLEAN, DAMAGED};
+
+/// The log's files, or an error naming the directory when there is none.
+fn existing_log(db: &Path) -> Result<LogListing, String> {
+    let listing = list_log(db).map_err(|e| e.to_string())?;
+    if !listing.exists {
+        return Err(format!(
+            "no log at {} (PATH is the database path; its log is the directory PATH-pwal)",
+            listing.dir.display()
+        ));
+    }
+    Ok(listing)
+}
+
+/// A progress bar on stderr for a scan of `total` bytes, when `show`; the
+/// scan adds the bytes it reads to `counter`.
+struct Progress {
+    counter: Arc<AtomicU64>,
+    done: Arc<AtomicBool>,
+    ticker: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Progress {
+    fn start(what: &str, total: u64, show: bool) -> Progress {
+        let counter = Arc::new(AtomicU64::new(0));
+        let done = Arc::new(AtomicBool::new(false));
+        let ticker = show.then(|| {
+            let bar = ProgressBar::new(total.max(1));
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            );
+            bar.set_message(what.to_string());
+            let (counter, done) = (counter.clone(), done.clone());
+            std::thread::spawn(move || {
+                while !done.load(Ordering::Acquire) {
+                    bar.set_position(counter.load(Ordering::Relaxed).min(total));
+                    std::thread::park_timeout(Duration::from_millis(100));
+                }
+                bar.finish_and_clear();
+            })
+        });
+        Progress {
+            counter,
+            done,
+            ticker,
+        }
+    }
+
+    fn finish(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        self.done.store(true, Ordering::Release);
+        if let Some(t) = self.ticker.take() {
+            t.thread().unpark();
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// One read of the log: what `pwal::inspect` returned, and its report.
+struct Seen {
+    result: Result<Inspection, Error>,
+    report: RecoveryReport,
+    /// A writer held the log and two reads in a row did not agree on the
+    /// damage (the writer changed the log under them).
+    unstable: bool,
+}
+
+/// Where a read found damage (or failed), to compare two reads; `None` for
+/// a clean read.
+fn damage_signature(seen: &Seen) -> Option<String> {
+    match &seen.result {
+        Err(e) => Some(e.to_string()),
+        Ok(i) if is_damaged(i, &seen.report) => Some(format!("{:?}", i.prefix_end)),
+        Ok(_) => None,
+    }
+}
+
+/// Corruption (the durable prefix ends early and skips segments), or a
+/// torn tail followed by later segment files (which `open` refuses).
+fn is_damaged(i: &Inspection, report: &RecoveryReport) -> bool {
+    report.skipped_segments > 0 || i.discarded_later > 0
+}
+
+/// Reads the log (durable-prefix mode, replay counted but not delivered
+/// anywhere). While a writer holds the log, damage or an I/O error (a
+/// segment a checkpoint removed) is read again, and reported only when two
+/// reads in a row agree: what a writer has finished writing stays as it
+/// is, so real damage is seen at the same place again.
+fn read_log(db: &Path, listing: &LogListing, holder: &Holder) -> Seen {
+    const READS: usize = 4;
+    let mut previous: Option<String> = None;
+    let mut seen = None;
+    for _ in 0..READS {
+        let progress = Progress::start(
+            "reading",
+            listing.segment_bytes(),
+            std::io::stderr().is_terminal(),
+        );
+        let opts = InspectOptions {
+            durable_prefix: true,
+            bytes_read: Some(progress.counter.clone()),
+        };
+        let mut report = RecoveryReport::default();
+        let mut count = |_: &Record<'_>| true;
+        let result = inspect_log(db, &opts, Some(&mut count), &mut report);
+        progress.finish();
+        let s = Seen {
+            result,
+            report,
+            unstable: false,
+        };
+        if !holder.is_held() {
+            return s;
+        }
+        let sig = damage_signature(&s);
+        if sig.is_none() || sig == previous {
+            return s;
+        }
+        previous = sig;
+        seen = Some(s);
+    }
+    let mut s = seen.expect("read at least once");
+    s.unstable = true;
+    s
+}
+
+fn epochs_text(first: u64, last: u64) -> String {
+    if first == 0 {
+        "none".into()
+    } else if first == last {
+        format!("{first}")
+    } else {
+        format!("{first} to {last}")
+    }
+}
+
+fn at_text(p: &PrefixEnd) -> String {
+    format!(
+        "{} offset {}, epoch {}",
+        p.file.display(),
+        p.offset,
+        p.epoch
+    )
+}
+
+/// The first damage the report names (a torn tail or corruption).
+fn first_damage(report: &RecoveryReport) -> Option<PrefixEnd> {
+    report.damage_file.as_ref().map(|file| PrefixEnd {
+        file: file.clone(),
+        offset: report.damage_offset,
+        epoch: report.damage_epoch,
+    })
+}
+
+/// Where a segment stands relative to the end of the durable prefix.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Place {
+    Before,
+    /// The prefix ends in this segment.
+    At,
+    /// Past the end of the prefix: not read.
+    After,
+}
+
+fn header_text(h: &SegmentHeaderState, epochs: Option<(u64, u64)>, place: Place) -> String {
+    match (h, epochs) {
+        (_, Some((a, b))) if place == Place::At => {
+            format!(
+                "epochs {}, then the end of the durable prefix",
+                epochs_text(a, b)
+            )
+        }
+        (_, Some((a, b))) => format!("epochs {}", epochs_text(a, b)),
+        (SegmentHeaderState::Valid { first_epoch, .. }, None) => match place {
+            Place::Before => format!("no epoch (header: first epoch {first_epoch})"),
+            Place::At => {
+                format!("the durable prefix ends here (header: first epoch {first_epoch})")
+            }
+            Place::After => {
+                format!("past the end of the durable prefix (header: first epoch {first_epoch})")
+            }
+        },
+        (SegmentHeaderState::Absent, None) => "no valid header (not activated, or damaged)".into(),
+        (SegmentHeaderState::Rejected(why), None) => format!("header rejected: {why}"),
+        (SegmentHeaderState::OtherVersion(v), None) => format!("format version {v}"),
+    }
+}
+
+fn holder_json(h: &Holder) -> Value {
+    match h {
+        Holder::Free => json!({"held": false, "pid": null}),
+        Holder::Held { pid } => json!({"held": true, "pid": pid}),
+        Holder::Unknown(why) => json!({"held": null, "pid": null, "unknown": why}),
+    }
+}
+
+fn place_json(p: &Option<PrefixEnd>) -> Value {
+    match p {
+        Some(p) => json!({"file": p.file, "offset": p.offset, "epoch": p.epoch}),
+        None => Value::Null,
+    }
+}
+
+/// `pwal info`.
+pub fn info(db: &Path, as_json: bool) -> Outcome {
+    let listing = existing_log(db)?;
+    let holder = lock_holder(&listing.dir);
+    let seen = read_log(db, &listing, &holder);
+    let r = &seen.report;
+    let (insp, error) = match &seen.result {
+        Ok(i) => (Some(i), None),
+        Err(e @ Error::Corrupt { .. }) => (None, Some(e.to_string())),
+        Err(e) => return Err(e.to_string()),
+    };
+    // Without a scan (it failed), the files as listed.
+    let files = insp.map_or(&listing, |i| &i.listing);
+    let prefix_end = insp.and_then(|i| i.prefix_end.clone());
+    let damaged = error.is_some() || insp.is_some_and(|i| is_damaged(i, r));
+    if as_json {
+        let segments: Vec<Value> = files
+            .segments
+            .iter()
+            .map(|s| {
+                let (header, first) = match &s.header {
+                    SegmentHeaderState::Valid { first_epoch, .. } => ("valid", Some(*first_epoch)),
+                    SegmentHeaderState::Absent => ("absent", None),
+                    SegmentHeaderState::Rejected(_) => ("rejected", None),
+                    SegmentHeaderState::OtherVersion(_) => ("other_version", None),
+                };
+                json!({
+                    "name": s.name,
+                    "bytes": s.bytes,
+                    "header": header,
+                    "header_first_epoch": first,
+                    "first_epoch": s.epochs.map(|e| e.0),
+                    "last_epoch": s.epochs.map(|e| e.1),
+                })
+            })
+            .collect();
+        let other = |v: &Vec<pwal::inspect::OtherFile>| -> Vec<Value> {
+            v.iter()
+                .map(|f| json!({"name": f.name, "bytes": f.bytes}))
+                .collect()
+        };
+        let out = json!({
+            "log": files.dir,
+            "writer": holder_json(&holder),
+            "segments": segments,
+            "spares": other(&files.spares),
+            "damaged_dir": other(&files.damaged),
+            "epochs": r.epochs,
+            "first_epoch": r.first_epoch,
+            "last_epoch": r.last_epoch,
+            "checkpoint_epoch": r.checkpoint_epoch,
+            "transactions": r.transactions,
+            "records": r.records,
+            "bytes": r.bytes,
+            "torn_tail_bytes": r.torn_tail_bytes,
+            "seq_inversions": r.seq_inversions,
+            "damaged": damaged,
+            "first_damage": place_json(&first_damage(r)),
+            "prefix_end": place_json(&prefix_end),
+            "discarded_later": insp.map_or(0, |i| i.discarded_later),
+            "skipped_segments": r.skipped_segments,
+            "damage": r.damage,
+            "error": error,
+            "unstable": seen.unstable,
+        });
+        println!("{out}");
+        return Ok(ExitCode::from(CLEAN));
+    }
+    let mut o = String::new();
+    let mut line = |k: &str, v: String| o.push_str(&format!("{k:<12} {v}\n"));
+    line("log", files.dir.display().to_string());
+    line("writer", holder.describe());
+    line(
+        "segments",
+        format!(
+            "{} file{}, {} bytes",
+            files.segments.len(),
+            if files.segments.len() == 1 { "" } else { "s" },
+            files.segment_bytes()
+        ),
+    );
+    let stop = prefix_end
+        .as_ref()
+        .and_then(|p| files.segments.iter().position(|s| s.path == p.file));
+    for (k, s) in files.segments.iter().enumerate() {
+        let place = match stop {
+            Some(i) if k == i => Place::At,
+            Some(i) if k > i => Place::After,
+            _ => Place::Before,
+        };
+        o.push_str(&format!(
+            "  {}  {:>12} bytes  {}\n",
+            s.name,
+            s.bytes,
+            header_text(&s.header, s.epochs, place)
+        ));
+    }
+    let mut line = |k: &str, v: String| o.push_str(&format!("{k:<12} {v}\n"));
+    if !files.spares.is_empty() {
+        let names: Vec<String> = files
+            .spares
+            .iter()
+            .map(|f| format!("{} ({} bytes)", f.name, f.bytes))
+            .collect();
+        line("spares", names.join(", "));
+    }
+    if !files.damaged.is_empty() {
+        let names: Vec<&str> = files.damaged.iter().map(|f| f.name.as_str()).collect();
+        line("damaged/", names.join(", "));
+    }
+    line(
+        "epochs",
+        format!(
+            "{} ({} valid)",
+            epochs_text(r.first_epoch, r.last_epoch),
+            r.epochs
+        ),
+    );
+    line(
+        "checkpoint",
+        format!(
+            "mark {} (epochs up to it are in the database and not replayed)",
+            r.checkpoint_epoch
+        ),
+    );
+    line(
+        "replay",
+        format!(
+            "{} transactions, {} frames{}",
+            r.transactions,
+            r.records,
+            if r.seq_inversions > 0 {
+                format!(", {} commit-sequence inversions", r.seq_inversions)
+            } else {
+                String::new()
+            }
+        ),
+    );
+    line("bytes", format!("{} in valid frames", r.bytes));
+    let torn = if r.torn_tail_bytes == 0 {
+        "none".to_string()
+    } else {
+        let mut t = format!("{} bytes", r.torn_tail_bytes);
+        if let Some(p) = first_damage(r).filter(|_| !damaged) {
+            t.push_str(&format!(" at {}", at_text(&p)));
+        }
+        if holder.is_held() {
+            t.push_str(" (a writer holds the log: an epoch it is writing reads as torn)");
+        }
+        t
+    };
+    line("torn tail", torn);
+    let damage = if let Some(e) = &error {
+        e.clone()
+    } else if damaged {
+        let at = prefix_end.as_ref().map(at_text).unwrap_or_default();
+        format!("at {at}; run `pwal verify` for details")
+    } else {
+        "none".into()
+    };
+    line("damage", damage);
+    if seen.unstable {
+        line(
+            "note",
+            "the writer changed the log while it was read; the reads did not agree".into(),
+        );
+    }
+    print!("{o}");
+    Ok(ExitCode::from(CLEAN))
+}
+
+/// `pwal verify`.
+pub fn verify(db: &Path) -> Outcome {
+    let listing = existing_log(db)?;
+    let holder = lock_holder(&listing.dir);
+    let seen = read_log(db, &listing, &holder);
+    let r = &seen.report;
+    let mut o = String::new();
+    let code = match &seen.result {
+        Err(Error::Corrupt { file, offset, what }) => {
+            o.push_str(&format!("DAMAGED: {}\n", listing.dir.display()));
+            o.push_str(&format!(
+                "  damage at {} offset {offset}, epoch {}\n",
+                file.display(),
+                r.damage_epoch
+            ));
+            o.push_str(&format!("  what: {what}\n"));
+            o.push_str("  no durable prefix can be recovered: the log cannot be cut back\n");
+            DAMAGED
+        }
+        Err(e) => return Err(e.to_string()),
+        Ok(i) if is_damaged(i, r) => {
+            o.push_str(&format!("DAMAGED: {}\n", listing.dir.display()));
+            let at = i.prefix_end.clone().or_else(|| first_damage(r));
+            if let Some(p) = &at {
+                o.push_str(&format!(
+                    "  damage at {} offset {}, epoch {}\n",
+                    p.file.display(),
+                    p.offset,
+                    p.epoch
+                ));
+            }
+            if let Some(d) = &r.damage {
+                o.push_str(&format!("  what: {d}\n"));
+            }
+            if i.discarded_later > 0 && r.skipped_segments == 0 {
+                o.push_str(&format!(
+                    "  a torn tail followed by {} later segment files: recovery drops them, and \
+                     open refuses the log until repair moves them aside\n",
+                    i.discarded_later
+                ));
+            }
+            o.push_str(&format!(
+                "  a durable-prefix recovery keeps epochs {} ({} epochs; {} transactions, {} \
+                 frames after checkpoint mark {}) and skips {} segment files ({} bytes)\n",
+                epochs_text(r.first_epoch, r.last_epoch),
+                r.epochs,
+                r.transactions,
+                r.records,
+                r.checkpoint_epoch,
+                r.skipped_segments.max(i.discarded_later),
+                r.skipped_bytes
+            ));
+            o.push_str(&format!(
+                "  `pwal repair {}` cuts the log back to that prefix, moving what it removes \
+                 into {}/damaged/\n",
+                db.display(),
+                listing.dir.display()
+            ));
+            DAMAGED
+        }
+        Ok(_) => {
+            o.push_str(&format!(
+                "ok: {}: epochs {} valid ({} epochs, {} bytes), checkpoint mark {}, {} \
+                 transactions and {} frames to replay\n",
+                listing.dir.display(),
+                epochs_text(r.first_epoch, r.last_epoch),
+                r.epochs,
+                r.bytes,
+                r.checkpoint_epoch,
+                r.transactions,
+                r.records
+            ));
+            if r.torn_tail_bytes > 0 {
+                let at = first_damage(r).map(|p| at_text(&p)).unwrap_or_default();
+                o.push_str(&format!(
+                    "torn tail: {} bytes at {at}: never acknowledged as durable, dropped by \
+                     recovery; not damage\n",
+                    r.torn_tail_bytes
+                ));
+            }
+            if r.seq_inversions > 0 {
+                o.push_str(&format!(
+                    "note: {} transactions come after one with a higher commit sequence\n",
+                    r.seq_inversions
+                ));
+            }
+            CLEAN
+        }
+    };
+    if holder.is_held() {
+        o.push_str(&format!(
+            "writer: {}; read without its lock (what it had not finished writing reads as a \
+             torn tail)\n",
+            holder.describe()
+        ));
+    }
+    if seen.unstable {
+        o.push_str("note: the writer changed the log while it was read; the reads did not agree\n");
+    }
+    print!("{o}");
+    Ok(ExitCode::from(code))
+}
+
+/// What `dump` prints.
+pub struct DumpFilter {
+    pub from_epoch: Option<u64>,
+    pub to_epoch: Option<u64>,
+    pub page: Option<u32>,
+    pub txn: Option<u64>,
+}
+
+fn hex(data: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(data.len() * 2);
+    for b in data {
+        s.push(DIGITS[(b >> 4) as usize] as char);
+        s.push(DIGITS[(b & 15) as usize] as char);
+    }
+    s
+}
+
+/// `pwal dump`: the frames of the durable prefix after the checkpoint mark,
+/// in recovery order, to stdout; what was wrong, if anything, to stderr.
+pub fn dump(db: &Path, filter: &DumpFilter, as_json: bool, with_data: bool) -> Outcome {
+    let listing = existing_log(db)?;
+    let holder = lock_holder(&listing.dir);
+    let stdout = std::io::stdout();
+    let show = std::io::stderr().is_terminal() && !stdout.is_terminal();
+    let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
+    let mut write_error: Option<std::io::Error> = None;
+    let mut printed = 0u64;
+    let mut cb = |r: &Record<'_>| -> bool {
+        if filter.to_epoch.is_some_and(|to| r.epoch > to) {
+            return false;
+        }
+        if filter.from_epoch.is_some_and(|from| r.epoch < from)
+            || filter.page.is_some_and(|p| r.page_number != p)
+            || filter.txn.is_some_and(|t| r.txn_id != t)
+        {
+            return true;
+        }
+        let crc = crc32c::crc32c(r.data);
+        let written = if as_json {
+            let mut v = json!({
+                "epoch": r.epoch,
+                "txn_id": r.txn_id,
+                "commit_seq": r.commit_seq,
+                "txn_epoch": r.txn_epoch,
+                "page_number": r.page_number,
+                "db_size_if_commit": r.db_size_if_commit,
+                "len": r.data.len(),
+                "crc32c": crc,
+            });
+            if with_data {
+                v["data"] = Value::String(hex(r.data));
+            }
+            writeln!(out, "{v}")
+        } else {
+            let data = if with_data {
+                format!(" data={}", hex(r.data))
+            } else {
+                String::new()
+            };
+            writeln!(
+                out,
+                "epoch={} txn={} seq={} txn_epoch={} page={} db_size={} len={} crc32c={crc:08x}{data}",
+                r.epoch,
+                r.txn_id,
+                r.commit_seq,
+                r.txn_epoch,
+                r.page_number,
+                r.db_size_if_commit,
+                r.data.len()
+            )
+        };
+        match written {
+            Ok(()) => {
+                printed += 1;
+                true
+            }
+            Err(e) => {
+                write_error = Some(e);
+                false
+            }
+        }
+    };
+    let progress = Progress::start("dumping", listing.segment_bytes(), show);
+    let opts = InspectOptions {
+        durable_prefix: true,
+        bytes_read: Some(progress.counter.clone()),
+    };
+    let mut report = RecoveryReport::default();
+    let result = inspect_log(db, &opts, Some(&mut cb), &mut report);
+    progress.finish();
+    let flushed = out.flush();
+    drop(out);
+    if let Some(e) = write_error.or(flushed.err()) {
+        // A reader that went away (`pwal dump ... | head`) is not an error.
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            return Ok(ExitCode::from(CLEAN));
+        }
+        return Err(format!("writing the dump: {e}"));
+    }
+    let mut err = std::io::stderr().lock();
+    let insp = match result {
+        Ok(i) => i,
+        // Stopped after --to-epoch.
+        Err(Error::Aborted { .. }) => return Ok(ExitCode::from(CLEAN)),
+        Err(e @ Error::Corrupt { .. }) => {
+            let _ = writeln!(err, "pwal: {e}: nothing dumped");
+            return Ok(ExitCode::from(DAMAGED));
+        }
+        Err(e) => return Err(e.to_string()),
+    };
+    if is_damaged(&insp, &report) {
+        let at = insp
+            .prefix_end
+            .as_ref()
+            .map(at_text)
+            .unwrap_or_else(|| "?".into());
+        let _ = writeln!(
+            err,
+            "pwal: the log is damaged at {at}: dumped the durable prefix only ({printed} frames); \
+             see `pwal verify`"
+        );
+        return Ok(ExitCode::from(DAMAGED));
+    }
+    if report.torn_tail_bytes > 0 {
+        let at = first_damage(&report)
+            .map(|p| at_text(&p))
+            .unwrap_or_default();
+        let _ = writeln!(
+            err,
+            "pwal: torn tail of {} bytes at {at} not dumped (not damage: never acknowledged)",
+            report.torn_tail_bytes
+        );
+    }
+    if holder.is_held() {
+        let _ = writeln!(
+            err,
+            "pwal: writer {}; dumped without its lock",
+            holder.describe()
+        );
+    }
+    Ok(ExitCode::from(CLEAN))
+}
+
+fn names(paths: &[PathBuf]) -> String {
+    paths
+        .iter()
+        .filter_map(|p| p.file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `pwal repair`: `pwal::repair`, or with `dry_run` a read-only scan that
+/// says what it would do.
+pub fn repair(db: &Path, dry_run: bool) -> Outcome {
+    let listing = existing_log(db)?;
+    let holder = lock_holder(&listing.dir);
+    let seen = read_log(db, &listing, &holder);
+    let r = &seen.report;
+    let insp = match &seen.result {
+        Ok(i) => i,
+        Err(e @ Error::Corrupt { .. }) => {
+            println!("cannot repair: {e}");
+            println!(
+                "(a lost beginning or another format version: repair refuses the log, unchanged)"
+            );
+            return Ok(ExitCode::from(DAMAGED));
+        }
+        Err(e) => return Err(e.to_string()),
+    };
+    let plan = insp.repair_plan();
+    if dry_run {
+        if holder.is_held() {
+            println!(
+                "writer: {}: repair refuses a log that is open; this is what it would do once \
+                 the writer closes it, if nothing changes",
+                holder.describe()
+            );
+        }
+        println!(
+            "would keep epochs {} ({} epochs, {} transactions and {} frames after checkpoint \
+             mark {})",
+            epochs_text(r.first_epoch, r.last_epoch),
+            r.epochs,
+            r.transactions,
+            r.records,
+            r.checkpoint_epoch
+        );
+        match &plan {
+            None => println!("nothing to cut: the log is its durable prefix"),
+            Some(p) => {
+                if let Some((file, off)) = &p.cut {
+                    println!(
+                        "would copy {} whole into {}/damaged/, then write zeros over it from \
+                         offset {off} to its end",
+                        file.display(),
+                        listing.dir.display()
+                    );
+                }
+                if !p.moved.is_empty() {
+                    println!(
+                        "would move into {}/damaged/: {}",
+                        listing.dir.display(),
+                        names(&p.moved)
+                    );
+                }
+            }
+        }
+        if let Some(d) = &r.damage {
+            println!("because: {d}");
+        }
+        return Ok(ExitCode::from(CLEAN));
+    }
+    let before: Vec<String> = listing.damaged.iter().map(|f| f.name.clone()).collect();
+    let mut report = RecoveryReport::default();
+    match pwal::repair(db, &mut report) {
+        Ok(()) => {}
+        Err(e @ Error::Corrupt { .. }) => {
+            println!("cannot repair: {e}");
+            return Ok(ExitCode::from(DAMAGED));
+        }
+        Err(e) => return Err(e.to_string()),
+    }
+    let after = list_log(db).map_err(|e| e.to_string())?;
+    let added: Vec<&str> = after
+        .damaged
+        .iter()
+        .map(|f| f.name.as_str())
+        .filter(|n| !before.iter().any(|b| b == n))
+        .collect();
+    println!(
+        "kept epochs {} ({} epochs)",
+        epochs_text(report.first_epoch, report.last_epoch),
+        report.epochs
+    );
+    if added.is_empty() {
+        println!("nothing to cut: the log is its durable prefix");
+        return Ok(ExitCode::from(CLEAN));
+    }
+    if let Some(p) = &plan {
+        if let Some((file, off)) = &p.cut {
+            println!(
+                "cut {} at offset {off}: zeros from there to its end",
+                file.display()
+            );
+        }
+    }
+    // A name in damaged/ whose segment is still in the log (`NAME` or
+    // `NAME.N`) is the copy of the cut segment; the others were moved.
+    let live = |n: &str| {
+        let base = match n.rsplit_once('.') {
+            Some((b, k)) if b.ends_with(".pwseg") && k.bytes().all(|c| c.is_ascii_digit()) => b,
+            _ => n,
+        };
+        after.segments.iter().any(|s| s.name == base)
+    };
+    let (copied, moved): (Vec<&str>, Vec<&str>) = added.iter().partition(|n| live(n));
+    if !copied.is_empty() {
+        println!(
+            "copied into {}/damaged/: {}",
+            after.dir.display(),
+            copied.join(", ")
+        );
+    }
+    if !moved.is_empty() {
+        println!(
+            "moved into {}/damaged/: {}",
+            after.dir.display(),
+            moved.join(", ")
+        );
+    }
+    if let Some(d) = &report.damage {
+        println!("because: {d}");
+    }
+    Ok(ExitCode::from(CLEAN))
+}
