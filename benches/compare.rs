@@ -1,5 +1,5 @@
 //! pwal against SQLite's WAL, RocksDB's WAL, a mutex baseline and the
-//! floor, with recovery, the issue-2 ratios and syscall counts; writes
+//! floor, with recovery, the core ratios and syscall counts; writes
 //! `docs/BENCHMARKS.md` and the SVG charts.
 //!
 //! ```text

@@ -223,7 +223,7 @@ impl CoreRatios {
         })
     }
 
-    /// Measures the issue-2 cells on their own.
+    /// Measures the core cells on their own.
     pub fn measure(shared: &Shared, runs: usize, warmup: Duration, secs: Duration) -> CoreRatios {
         let one = Cell {
             threads: 1,

@@ -1,6 +1,6 @@
 //! Shared machinery of the `compare` and `core` benchmarks:
 //! the runner that drives one contender at a time with N writer threads, the
-//! contenders themselves, the recovery measurement, the issue-2 micro benchmark
+//! contenders themselves, the recovery measurement, the core micro benchmark
 //! and the report writer (Markdown tables and hand-drawn SVG charts).
 //!
 //! Every figure is taken in the same process run as the figures it is compared

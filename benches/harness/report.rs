@@ -397,7 +397,7 @@ impl Suite {
             .map(|t| t.0)
             .collect();
         if missed.is_empty() {
-            let _ = writeln!(w, "Every issue-4 target was met in this run.\n");
+            let _ = writeln!(w, "Every target was met in this run.\n");
         } else {
             let _ = writeln!(w, "Missed in this run: {}.\n", missed.join("; "));
         }
