@@ -661,6 +661,13 @@ typedef struct pwal_record {
     uint32_t db_size_if_commit;
     const void *data;
     uint32_t len;
+    /**
+     * The file the transaction belongs to: the `file_id` given to
+     * `pwal_submit_file` / `pwal_commit_file`, 0 for `pwal_submit` /
+     * `pwal_commit`. Added after 0.1.0 (appended: callbacks built against
+     * 0.1.0 never read it).
+     */
+    uint32_t file_id;
 } pwal_record;
 
 /**
@@ -886,6 +893,23 @@ pwal_status pwal_open(const char *path, const struct pwal_options *options, stru
 pwal_status pwal_submit(struct pwal *log, const struct pwal_txn *txn, uint64_t *out_epoch);
 
 /**
+ * `pwal_submit` for a transaction of the file `file_id`: when several files
+ * (for example several databases) share one log, so that their commits
+ * share its group commit, the engine numbers its files and says which one
+ * each transaction belongs to. pwal stores the number with the transaction
+ * and gives it back in `pwal_record.file_id`; it does not interpret it.
+ * `pwal_submit` is file 0. Keep the numbering stable across restarts (the
+ * log does not record which name a number stands for).
+ *
+ * Returns, and is safe to call, as `pwal_submit`.
+ *
+ * # Safety
+ *
+ * As for `pwal_submit`.
+ */
+pwal_status pwal_submit_file(struct pwal *log, uint32_t file_id, const struct pwal_txn *txn, uint64_t *out_epoch);
+
+/**
  * Blocks until `epoch` (from `pwal_submit`) is durable under the log's sync
  * policy, or `timeout_ms` milliseconds pass. Only after `PWAL_OK` may the
  * engine publish the batches of that epoch.
@@ -935,6 +959,18 @@ pwal_status pwal_wait_durable(struct pwal *log, uint64_t epoch, uint32_t timeout
  * As for `pwal_submit`, except that `out_epoch` may be NULL.
  */
 pwal_status pwal_commit(struct pwal *log, const struct pwal_txn *txn, uint32_t timeout_ms, uint64_t *out_epoch);
+
+/**
+ * `pwal_commit` for a transaction of the file `file_id` (see
+ * `pwal_submit_file`).
+ *
+ * Returns, and is safe to call, as `pwal_commit`.
+ *
+ * # Safety
+ *
+ * As for `pwal_commit`.
+ */
+pwal_status pwal_commit_file(struct pwal *log, uint32_t file_id, const struct pwal_txn *txn, uint32_t timeout_ms, uint64_t *out_epoch);
 
 /**
  * Returns once every transaction submitted before the call (by any thread)

@@ -237,7 +237,7 @@ impl Shared {
     ///
     /// A transaction that encodes to more than `MAX_RECORD_BYTES` is
     /// appended as parts, one record each, in order ([`Shared::submit_parts`]).
-    pub(crate) fn submit(&self, txn: &Txn<'_>, seal_now: bool) -> Result<u64> {
+    pub(crate) fn submit(&self, txn: &Txn<'_>, file_id: u32, seal_now: bool) -> Result<u64> {
         if self.poisoned.load(Ordering::Acquire) {
             return Err(self.poisoned_error());
         }
@@ -246,9 +246,15 @@ impl Shared {
         }
         let len = validate_txn(txn)?;
         if len > MAX_RECORD_BYTES {
-            return self.submit_parts(txn, seal_now);
+            return self.submit_parts(txn, file_id, seal_now);
         }
-        self.append(&RecordHead::of(txn, 0, false), txn.frames, len, seal_now, 0)
+        self.append(
+            &RecordHead::of(txn, file_id, 0, false),
+            txn.frames,
+            len,
+            seal_now,
+            0,
+        )
     }
 
     /// Appends a transaction larger than one record as consecutive parts
@@ -262,7 +268,7 @@ impl Shared {
     /// as blocked (the commit-sequence watermark stays below it), and until
     /// a checkpoint covers the last part's epoch the epochs of the first
     /// parts are pinned (checkpoint keeps their segments).
-    fn submit_parts(&self, txn: &Txn<'_>, seal_now: bool) -> Result<u64> {
+    fn submit_parts(&self, txn: &Txn<'_>, file_id: u32, seal_now: bool) -> Result<u64> {
         struct Unblock<'a>(&'a Shared, u64);
         impl Drop for Unblock<'_> {
             fn drop(&mut self) {
@@ -280,7 +286,7 @@ impl Shared {
         let mut last = 0;
         for (part, (frames, len)) in parts(txn.frames).enumerate() {
             let more = frames.end < txn.frames.len();
-            let head = RecordHead::of(txn, part as u32, more);
+            let head = RecordHead::of(txn, file_id, part as u32, more);
             // One part per epoch: an epoch's frame stays near one record's
             // size, whoever else commits, and each part is written while the
             // next is copied.

@@ -30,7 +30,7 @@ pub const EPOCH_FIXED_LEN: usize = 80;
 /// can only be damage (or a forged header); refusing it keeps `epoch + 1`
 /// and `first_epoch - 1` on values read from disk far from wrapping.
 pub const MAX_EPOCH: u64 = 1 << 62;
-pub const TXN_HEADER_LEN: usize = 40;
+pub const TXN_HEADER_LEN: usize = 44;
 pub const FRAME_HEADER_LEN: usize = 12;
 /// Record flag: more parts of the same transaction follow in later records.
 pub const RECORD_MORE: u32 = 1;
@@ -50,17 +50,21 @@ pub struct RecordHead {
     pub txn_epoch: u32,
     pub part: u32,
     pub more: bool,
+    /// The engine's number for the file the transaction belongs to (0 for
+    /// an engine with one file).
+    pub file_id: u32,
 }
 
 impl RecordHead {
-    /// The head of part `part` of `txn`.
-    pub fn of(txn: &Txn<'_>, part: u32, more: bool) -> RecordHead {
+    /// The head of part `part` of `txn`, of file `file_id`.
+    pub fn of(txn: &Txn<'_>, file_id: u32, part: u32, more: bool) -> RecordHead {
         RecordHead {
             txn_id: txn.txn_id,
             commit_seq: txn.commit_seq,
             txn_epoch: txn.txn_epoch,
             part,
             more,
+            file_id,
         }
     }
 }
@@ -144,6 +148,7 @@ fn head_bytes(head: &RecordHead, len: usize, frame_count: usize) -> [u8; TXN_HEA
     h[32..36].copy_from_slice(&head.part.to_le_bytes());
     let flags = if head.more { RECORD_MORE } else { 0 };
     h[36..40].copy_from_slice(&flags.to_le_bytes());
+    h[40..44].copy_from_slice(&head.file_id.to_le_bytes());
     h
 }
 
@@ -179,7 +184,12 @@ pub fn encode_record(
 /// [`encode_record`] of a whole transaction as one record.
 #[cfg(test)]
 pub fn encode_txn(buf: &mut Vec<u8>, txn: &Txn<'_>, encoded_len: usize) -> u32 {
-    encode_record(buf, &RecordHead::of(txn, 0, false), txn.frames, encoded_len)
+    encode_record(
+        buf,
+        &RecordHead::of(txn, 0, 0, false),
+        txn.frames,
+        encoded_len,
+    )
 }
 
 /// The conservative encoding of a record, written independently of
@@ -200,6 +210,7 @@ pub fn encode_record_reference(head: &RecordHead, frames: &[crate::Frame<'_>]) -
     push32(&mut out, frames.len() as u32);
     push32(&mut out, head.part);
     push32(&mut out, u32::from(head.more));
+    push32(&mut out, head.file_id);
     for f in frames {
         push32(&mut out, f.page_number);
         push32(&mut out, f.db_size_if_commit);
@@ -214,7 +225,7 @@ pub fn encode_record_reference(head: &RecordHead, frames: &[crate::Frame<'_>]) -
 /// [`encode_record_reference`] of a whole transaction as one record.
 #[cfg(test)]
 pub fn encode_txn_reference(txn: &Txn<'_>) -> Vec<u8> {
-    encode_record_reference(&RecordHead::of(txn, 0, false), txn.frames)
+    encode_record_reference(&RecordHead::of(txn, 0, 0, false), txn.frames)
 }
 
 /// The fields of a commit certificate.
@@ -347,6 +358,8 @@ pub struct TxnRef {
     pub more: bool,
     /// Frames in the record.
     pub frames: u32,
+    /// The engine's number for the file the transaction belongs to.
+    pub file_id: u32,
 }
 
 /// Validates a whole frame (`header` is the full header including its CRC,
@@ -481,6 +494,7 @@ pub fn validate_frame(
                 part,
                 more,
                 frames: frame_count as u32,
+                file_id: rd32(rec, 40),
             });
             at += len;
         }
@@ -526,9 +540,9 @@ pub fn validate_frame(
             cert.first_commit_seq, cert.last_commit_seq
         ));
     }
-    // Replay order: commit sequence, then transaction id, then part; the sort
-    // is stable, so equal keys keep body order.
-    txns.sort_by_key(|t| (t.commit_seq, t.txn_id, t.part));
+    // Replay order: commit sequence, then transaction id, then file, then
+    // part; the sort is stable, so equal keys keep body order.
+    txns.sort_by_key(|t| (t.commit_seq, t.txn_id, t.file_id, t.part));
     Ok((cert, txns))
 }
 

@@ -79,6 +79,9 @@ pub struct Record<'a> {
     pub page_number: u32,
     pub db_size_if_commit: u32,
     pub data: &'a [u8],
+    /// The file the transaction belongs to (`Log::submit_file`; 0 for
+    /// `Log::submit`).
+    pub file_id: u32,
 }
 
 /// The directory that holds the log of the database at `db_path`:

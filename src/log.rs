@@ -49,7 +49,15 @@ impl Log {
     /// Appends a transaction to the calling thread's lane and returns the
     /// epoch it belongs to. Does not wait for durability.
     pub fn submit(&self, txn: &Txn<'_>) -> Result<u64> {
-        self.live()?.submit(txn, false)
+        self.live()?.submit(txn, 0, false)
+    }
+
+    /// [`Log::submit`] for a transaction of the file `file_id`: the
+    /// engine's number for one of the files whose transactions share this
+    /// log (recovery gives it back in [`Record::file_id`](crate::Record)).
+    /// [`Log::submit`] is file 0.
+    pub fn submit_file(&self, file_id: u32, txn: &Txn<'_>) -> Result<u64> {
+        self.live()?.submit(txn, file_id, false)
     }
 
     /// Blocks until `epoch` is durable, the timeout passes (`None`: no
@@ -68,8 +76,19 @@ impl Log {
 
     /// [`Log::submit`] then [`Log::wait_durable`]; returns the epoch.
     pub fn commit(&self, txn: &Txn<'_>, timeout: Option<Duration>) -> Result<u64> {
+        self.commit_file(0, txn, timeout)
+    }
+
+    /// [`Log::commit`] for a transaction of the file `file_id` (see
+    /// [`Log::submit_file`]).
+    pub fn commit_file(
+        &self,
+        file_id: u32,
+        txn: &Txn<'_>,
+        timeout: Option<Duration>,
+    ) -> Result<u64> {
         let shared = self.live()?;
-        let e = shared.submit(txn, true)?;
+        let e = shared.submit(txn, file_id, true)?;
         shared.wait_durable(e, timeout)?;
         Ok(e)
     }

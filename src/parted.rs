@@ -48,10 +48,10 @@ pub(crate) enum Completes {
     Orphan,
 }
 
-type Key = (u64, u64);
+type Key = (u32, u64, u64);
 
 fn key(t: &TxnRef) -> Key {
-    (t.txn_id, t.commit_seq)
+    (t.file_id, t.txn_id, t.commit_seq)
 }
 
 /// The transactions in parts being read.
@@ -150,6 +150,7 @@ mod tests {
             part,
             more,
             frames: 1,
+            file_id: 0,
         }
     }
 

@@ -1341,6 +1341,7 @@ fn deliver_record(
             page_number: f.page_number,
             db_size_if_commit: f.db_size_if_commit,
             data: f.data,
+            file_id: t.file_id,
         };
         if !cb(&r) {
             return Err(Error::Aborted { epoch });

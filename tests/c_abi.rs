@@ -115,6 +115,11 @@ fn c_the_environment_fills_the_options_and_the_program_wins() {
 }
 
 #[test]
+fn c_transactions_of_several_files_share_one_log() {
+    run_case("file_ids");
+}
+
+#[test]
 fn c_flush_syncs_what_was_submitted() {
     run_case("flush");
 }

@@ -281,7 +281,7 @@ fn poke(path: &Path, offset: u64, f: impl FnOnce(u8) -> u8) {
     file.write_all_at(&[f(b[0])], offset).unwrap();
 }
 
-const FRAME_1000: u64 = 80 + 4 * 2 + 4 + 32 + 12 + 1000;
+const FRAME_1000: u64 = 80 + 4 * 2 + 4 + 44 + 12 + 1000;
 
 #[test]
 fn torn_tail_is_discarded_and_reported() {

@@ -320,12 +320,52 @@ pub unsafe extern "C" fn pwal_submit(
     txn: *const pwal_txn,
     out_epoch: *mut u64,
 ) -> pwal_status {
-    ffi_boundary("pwal_submit", || {
+    // SAFETY: the caller's promise, passed on.
+    unsafe { submit_in("pwal_submit", log, 0, txn, out_epoch) }
+}
+
+/// `pwal_submit` for a transaction of the file `file_id`: when several files
+/// (for example several databases) share one log, so that their commits
+/// share its group commit, the engine numbers its files and says which one
+/// each transaction belongs to. pwal stores the number with the transaction
+/// and gives it back in `pwal_record.file_id`; it does not interpret it.
+/// `pwal_submit` is file 0. Keep the numbering stable across restarts (the
+/// log does not record which name a number stands for).
+///
+/// Returns, and is safe to call, as `pwal_submit`.
+///
+/// # Safety
+///
+/// As for `pwal_submit`.
+#[no_mangle]
+pub unsafe extern "C" fn pwal_submit_file(
+    log: *mut pwal,
+    file_id: u32,
+    txn: *const pwal_txn,
+    out_epoch: *mut u64,
+) -> pwal_status {
+    // SAFETY: the caller's promise, passed on.
+    unsafe { submit_in("pwal_submit_file", log, file_id, txn, out_epoch) }
+}
+
+/// `pwal_submit` and `pwal_submit_file`.
+///
+/// # Safety
+///
+/// As for `pwal_submit`.
+unsafe fn submit_in(
+    name: &'static str,
+    log: *mut pwal,
+    file_id: u32,
+    txn: *const pwal_txn,
+    out_epoch: *mut u64,
+) -> pwal_status {
+    ffi_boundary(name, || {
         // SAFETY: see this function's `# Safety`.
         let log = unsafe { handle(log) }?;
         let txn = try_ref!(txn);
         let out_epoch = try_mut!(out_epoch);
-        *out_epoch = with_txn(txn, |t| Ok(log.log.submit(t)?))?;
+        *out_epoch = with_txn(txn, |t| Ok(log.log.submit_file(file_id, t)?))?;
         Ok(())
     })
 }
@@ -393,11 +433,50 @@ pub unsafe extern "C" fn pwal_commit(
     timeout_ms: u32,
     out_epoch: *mut u64,
 ) -> pwal_status {
-    ffi_boundary("pwal_commit", || {
+    // SAFETY: the caller's promise, passed on.
+    unsafe { commit_in("pwal_commit", log, 0, txn, timeout_ms, out_epoch) }
+}
+
+/// `pwal_commit` for a transaction of the file `file_id` (see
+/// `pwal_submit_file`).
+///
+/// Returns, and is safe to call, as `pwal_commit`.
+///
+/// # Safety
+///
+/// As for `pwal_commit`.
+#[no_mangle]
+pub unsafe extern "C" fn pwal_commit_file(
+    log: *mut pwal,
+    file_id: u32,
+    txn: *const pwal_txn,
+    timeout_ms: u32,
+    out_epoch: *mut u64,
+) -> pwal_status {
+    // SAFETY: the caller's promise, passed on.
+    unsafe { commit_in("pwal_commit_file", log, file_id, txn, timeout_ms, out_epoch) }
+}
+
+/// `pwal_commit` and `pwal_commit_file`.
+///
+/// # Safety
+///
+/// As for `pwal_commit`.
+unsafe fn commit_in(
+    name: &'static str,
+    log: *mut pwal,
+    file_id: u32,
+    txn: *const pwal_txn,
+    timeout_ms: u32,
+    out_epoch: *mut u64,
+) -> pwal_status {
+    ffi_boundary(name, || {
         // SAFETY: see this function's `# Safety`.
         let log = unsafe { handle(log) }?;
         let txn = try_ref!(txn);
-        let result = with_txn(txn, |t| Ok(log.log.commit(t, timeout_from_c(timeout_ms))))?;
+        let result = with_txn(txn, |t| {
+            Ok(log.log.commit_file(file_id, t, timeout_from_c(timeout_ms)))
+        })?;
         let epoch = match &result {
             Ok(epoch) | Err(Error::Timeout { epoch, .. }) => Some(*epoch),
             Err(_) => None,

@@ -97,6 +97,7 @@ pub(crate) unsafe fn c_callback(
             data: r.data.as_ptr() as *const c_void,
             // Pages are at most MAX_PAGE_BYTES, checked on read.
             len: r.data.len() as u32,
+            file_id: r.file_id,
         };
         // SAFETY: `callback` is a C function of the right type (this
         // function's promise); `record` and the bytes it points to live

@@ -372,6 +372,11 @@ pub struct pwal_record {
     pub db_size_if_commit: u32,
     pub data: *const c_void,
     pub len: u32,
+    /// The file the transaction belongs to: the `file_id` given to
+    /// `pwal_submit_file` / `pwal_commit_file`, 0 for `pwal_submit` /
+    /// `pwal_commit`. Added after 0.1.0 (appended: callbacks built against
+    /// 0.1.0 never read it).
+    pub file_id: u32,
 }
 
 /// Recovery callback: called once per recovered frame, in replay order, on

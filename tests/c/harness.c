@@ -1407,6 +1407,76 @@ static void case_env_rule(void) {
     printf("env_rule: the environment fills, the program wins\n");
 }
 
+/* Transactions of several files share one log: each comes back with the
+ * file_id it was committed under, and equal txn ids and commit sequences
+ * in different files are different transactions (a large one in parts
+ * included). */
+typedef struct {
+    uint64_t n;
+    uint32_t file[64];
+    uint64_t txn[64];
+    uint64_t big_frames;
+} file_seen;
+
+static int32_t file_cb(void *user, const pwal_record *r) {
+    file_seen *s = (file_seen *)user;
+    if (r->file_id == 9) {
+        s->big_frames++;
+        return 0;
+    }
+    if (s->n < 64 && (s->n == 0 || s->txn[s->n - 1] != r->txn_id || s->file[s->n - 1] != r->file_id)) {
+        s->file[s->n] = r->file_id;
+        s->txn[s->n] = r->txn_id;
+        s->n++;
+    }
+    return 0;
+}
+
+static void case_file_ids(void) {
+    pwal *log = open_log();
+    unsigned char page[512];
+    memset(page, 7, sizeof page);
+    pwal_frame f = {1, 1, page, sizeof page};
+    pwal_txn t = {5, 5, &f, 1, 0};
+    uint64_t e = 0;
+    OK(pwal_commit_file(log, 1, &t, TEST_TIMEOUT_MS, &e));
+    OK(pwal_commit_file(log, 2, &t, TEST_TIMEOUT_MS, &e));
+    OK(pwal_commit(log, &t, TEST_TIMEOUT_MS, &e));
+    OK(pwal_submit_file(log, 3, &t, &e));
+    OK(pwal_wait_durable(log, e, TEST_TIMEOUT_MS));
+    EXPECT_STATUS(pwal_commit_file(NULL, 1, &t, 0, &e), PWAL_ERR_INVALID, "log");
+    EXPECT_STATUS(pwal_submit_file(log, 1, NULL, &e), PWAL_ERR_INVALID, "txn");
+
+    /* A transaction in parts in file 9, with the txn id and sequence of the
+     * others, committed while file 8 commits the same ids. */
+    enum { PAGES = 6000, PAGE = 4096 };
+    unsigned char *data = calloc(PAGES, PAGE);
+    pwal_frame *g = calloc(PAGES, sizeof *g);
+    CHECK(data && g);
+    for (uint32_t i = 0; i < PAGES; i++) {
+        g[i].page_number = i + 1;
+        g[i].data = data + (size_t)i * PAGE;
+        g[i].len = PAGE;
+    }
+    pwal_txn big = {5, 5, g, PAGES, 0};
+    OK(pwal_commit_file(log, 9, &big, TEST_TIMEOUT_MS, &e));
+    OK(pwal_commit_file(log, 8, &t, TEST_TIMEOUT_MS, &e));
+    OK(pwal_close(log));
+    free(g);
+    free(data);
+
+    file_seen s;
+    memset(&s, 0, sizeof s);
+    pwal_recovery_report rep = new_report();
+    OK(pwal_recover(g_db, 0, file_cb, &s, &rep));
+    CHECK(rep.transactions == 6);
+    CHECK(s.big_frames == PAGES);
+    CHECK(s.n == 5);
+    uint32_t want[5] = {1, 2, 0, 3, 8};
+    for (int i = 0; i < 5; i++) CHECK(s.file[i] == want[i] && s.txn[i] == 5);
+    printf("file_ids: six transactions of five files in one log\n");
+}
+
 int main(int argc, char **argv) {
     if (argc < 3) {
         fprintf(stderr, "usage: %s CASE DIR [ARG...]\n", argv[0]);
@@ -1442,6 +1512,7 @@ int main(int argc, char **argv) {
         {"repair", case_repair},
         {"large_txn", case_large_txn},
         {"env_rule", case_env_rule},
+        {"file_ids", case_file_ids},
         {"write_log", case_write_log},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
