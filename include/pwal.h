@@ -406,12 +406,98 @@ typedef uint32_t pwal_fallback_reason;
 #endif // __cplusplus
 
 /**
+ * What a `pwal_trace_event` reports (`pwal_trace_event.kind`).
+ */
+enum pwal_trace_kind
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+    /**
+     * An epoch became durable (acknowledged under the sync policy): exactly
+     * once per durable epoch, in epoch order, before `pwal_close` returns.
+     * `transactions` and `bytes` are the epoch's (its frame, headers
+     * included), `duration_us` the time from its seal to now.
+     */
+    PWAL_TRACE_EPOCH_DURABLE = 1,
+    /**
+     * A new segment file started; `epoch` is its first epoch, `detail` its
+     * path.
+     */
+    PWAL_TRACE_SEGMENT_CREATED = 2,
+    /**
+     * A recycled file started a segment; `epoch` is its first epoch.
+     */
+    PWAL_TRACE_SEGMENT_REUSED = 3,
+    /**
+     * A checkpoint kept a segment as a spare to reuse; `epoch` is its
+     * first epoch, `detail` says from which path to which.
+     */
+    PWAL_TRACE_SEGMENT_RECYCLED = 4,
+    /**
+     * A checkpoint deleted a segment; `epoch` is its first epoch.
+     */
+    PWAL_TRACE_SEGMENT_DELETED = 5,
+    /**
+     * `pwal_checkpoint` succeeded; `epoch` is the mark, `duration_us` its
+     * time.
+     */
+    PWAL_TRACE_CHECKPOINT = 6,
+    /**
+     * The log fell back to the conservative mode; `detail` says why.
+     */
+    PWAL_TRACE_FALLBACK = 7,
+    /**
+     * A write, sync or file operation failed and the log is poisoned;
+     * `epoch` is the first epoch not acknowledged, `detail` the error.
+     */
+    PWAL_TRACE_POISONED = 8,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum pwal_trace_kind pwal_trace_kind;
+#else
+typedef uint32_t pwal_trace_kind;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
  * An open log: opaque. Created by `pwal_open`, destroyed by `pwal_close`.
  * One handle may be used from any number of threads at once, in the process
  * that opened it only: in a child of `fork()` every call on it returns
  * `PWAL_ERR_FORKED` (see FORK at the top).
  */
 typedef struct pwal pwal;
+
+/**
+ * One event of a log, given to `pwal_options.trace`. Owned by pwal, valid
+ * during the call only.
+ */
+typedef struct pwal_trace_event {
+    /**
+     * `sizeof(pwal_trace_event)` of the library: fields may be appended
+     * later; read only those your header has.
+     */
+    uint32_t struct_size;
+    /**
+     * A `pwal_trace_kind`.
+     */
+    uint32_t kind;
+    uint64_t epoch;
+    uint64_t transactions;
+    uint64_t bytes;
+    uint64_t duration_us;
+    /**
+     * Words about the event ("" when none); NUL-terminated, truncated to
+     * `PWAL_TEXT_BYTES - 1` bytes.
+     */
+    char detail[PWAL_TEXT_BYTES];
+} pwal_trace_event;
+
+/**
+ * The trace callback (`pwal_options.trace`); see there for its rules.
+ */
+typedef void (*pwal_trace_fn)(void *user_data, const struct pwal_trace_event *event);
 
 /**
  * Options for `pwal_open`. Initialise with `pwal_options_init`, then change
@@ -472,6 +558,23 @@ typedef struct pwal_options {
      * every field it left at its default filled from the environment.
      */
     uint32_t env_fields;
+    /**
+     * Called for each event of the log (see `pwal_trace_event`); NULL
+     * (default): no tracing, and no cost. It runs on the thread that caused
+     * the event (pwal's flusher thread, a thread inside `pwal_commit` or
+     * `pwal_wait_durable` that leads a flush, or the thread in
+     * `pwal_checkpoint`), with locks of the log held: it must return
+     * quickly, must not block, and must not call any pwal function on this
+     * log. The event and its `detail` are valid during the call only.
+     * A second `pwal_open` of a log already open keeps the first open's
+     * callback. Added after 0.1.0.
+     */
+    pwal_trace_fn trace;
+    /**
+     * Passed to `trace` unchanged; pwal never dereferences it. It must stay
+     * valid until `pwal_close` of the last handle returns.
+     */
+    void *trace_user_data;
 } pwal_options;
 
 /**

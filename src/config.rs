@@ -115,6 +115,10 @@ pub struct Options {
     /// Which fields [`Options::from_env`] filled from the environment
     /// (`ENV_*` bits).
     pub env_fields: u32,
+    /// Called for each event of the log ([`crate::TraceEvent`]); `None`
+    /// (default): no tracing. A second open of a log already open keeps
+    /// the first open's tracer.
+    pub trace: Option<crate::Tracer>,
     /// Under `normal`: the longest a written epoch stays unsynced; zero means
     /// 50 ms. Not in the C ABI (tests set it to avoid depending on timing).
     pub normal_sync_interval: Duration,
@@ -132,6 +136,7 @@ impl Default for Options {
             segment_bytes: 0,
             use_env: true,
             env_fields: 0,
+            trace: None,
             normal_sync_interval: Duration::ZERO,
         }
     }
@@ -260,6 +265,7 @@ pub(crate) struct Resolved {
     pub forced_by_operator: bool,
     /// The `ENV_*` bits of the values that came from the environment.
     pub env_fields: u32,
+    pub trace: Option<crate::Tracer>,
 }
 
 pub fn parse_sync(s: &str) -> Option<SyncPolicy> {
@@ -443,6 +449,7 @@ impl Options {
             normal_sync_interval,
             forced_by_operator,
             env_fields,
+            trace: o.trace.clone(),
         })
     }
 }

@@ -36,6 +36,7 @@ use crate::lane::{lane_of_current_thread, Lanes};
 use crate::pins::Pins;
 use crate::stats::{Counters, Stats};
 use crate::store::Catalog;
+use crate::trace::{Pending, TraceKind};
 use crate::Txn;
 
 /// Epoch bookkeeping shared by writers, waiters and the flusher.
@@ -180,6 +181,10 @@ impl Shared {
     pub fn fall_back(&self, reason: FallbackReason, detail: String) {
         let mut f = self.fallback.lock();
         if f.is_none() {
+            crate::trace::emit(&self.cfg.trace, || {
+                let epoch = self.state.lock().filling;
+                Pending::new(TraceKind::Fallback, epoch, detail.clone())
+            });
             *f = Some((reason, detail));
         }
         self.mode
@@ -190,7 +195,8 @@ impl Shared {
     /// on, every waiter is woken, every later call fails.
     pub fn poison(&self, epoch: u64, context: String, err: &std::io::Error) {
         let mut st = self.state.lock();
-        if st.poison.is_none() {
+        let first = st.poison.is_none();
+        if first {
             st.poison = Some(Poison {
                 msg: format!("{context}: {err}"),
                 kind: err.kind(),
@@ -200,6 +206,11 @@ impl Shared {
         }
         self.poisoned.store(true, Ordering::Release);
         drop(st);
+        if first {
+            crate::trace::emit(&self.cfg.trace, || {
+                Pending::new(TraceKind::Poisoned, epoch, format!("{context}: {err}"))
+            });
+        }
         self.durable_cv.iter().for_each(|cv| {
             cv.notify_all();
         });
@@ -612,10 +623,19 @@ impl Shared {
     /// become spares only once the directory is synced. A failed file
     /// operation poisons the log (fail-stop, like any write-path failure).
     pub(crate) fn checkpoint(&self, through: u64) -> Result<()> {
+        let start = Instant::now();
+        self.checkpoint_steps(through, start)?;
+        crate::trace::emit(&self.cfg.trace, || crate::trace::Pending {
+            duration: start.elapsed(),
+            ..Pending::new(TraceKind::Checkpoint, through, String::new())
+        });
+        Ok(())
+    }
+
+    fn checkpoint_steps(&self, through: u64, start: Instant) -> Result<()> {
         if self.poisoned.load(Ordering::Acquire) {
             return Err(self.poisoned_error());
         }
-        let start = Instant::now();
         let durable = self.state.lock().durable;
         if through > durable {
             return Err(Error::invalid(format!(

@@ -20,6 +20,7 @@ use crate::io::VfsFile;
 use crate::lane::LaneBuf;
 use crate::segment::{DATA_OFFSET, END_MARK_LEN};
 use crate::store::{IoFailure, NewSegment};
+use crate::trace::TraceKind;
 
 /// After this long without a seal, the lane buffers (and the pool of emptied
 /// ones) are released: a burst does not leave its memory resident.
@@ -88,6 +89,8 @@ impl FlushState {
 struct Stamps {
     mark: u64,
     synced: u64,
+    /// When the epoch was sealed (the trace's epoch duration starts there).
+    sealed_at: Instant,
 }
 
 /// Poisons the log if the thread unwinds while it holds the flush lock: an
@@ -304,6 +307,7 @@ impl FlushState {
         let stamps = Stamps {
             mark: st.checkpoint_mark,
             synced: st.synced,
+            sealed_at: Instant::now(),
         };
         (sealed, stamps)
     }
@@ -331,7 +335,11 @@ impl FlushState {
             .as_mut()
             .expect("rollover sets the active segment");
 
-        let Stamps { mark, synced } = stamps;
+        let Stamps {
+            mark,
+            synced,
+            sealed_at,
+        } = stamps;
         let with_txns = || sealed.iter().filter(|b| b.commits > 0);
         let last = with_txns().max_by_key(|b| b.max_seq);
         let cert = Certificate {
@@ -428,6 +436,14 @@ impl FlushState {
         // has passed the request to the background flusher).
         sh.durable_cv[(epoch & 1) as usize].notify_all();
         sh.durable_cv[((epoch + 1) & 1) as usize].notify_one();
+        // In epoch order: epochs become durable here only, one at a time
+        // under the flush lock.
+        crate::trace::emit(&sh.cfg.trace, || crate::trace::Pending {
+            transactions: commits as u64,
+            bytes: frame_len,
+            duration: sealed_at.elapsed(),
+            ..crate::trace::Pending::new(TraceKind::EpochDurable, epoch, String::new())
+        });
         Ok(())
     }
 

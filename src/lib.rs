@@ -27,6 +27,7 @@ mod repair;
 mod segment;
 mod stats;
 mod store;
+mod trace;
 
 pub use config::{
     FallbackReason, Mode, Options, SyncPolicy, MAX_EPOCH_BODY_BYTES, MAX_LANES, MAX_PAGE_BYTES,
@@ -42,6 +43,7 @@ pub use recovery::{
 pub use registry::debug_inject_fs_type;
 pub use repair::{repair, repair_with_vfs};
 pub use stats::{LatencySummary, Stats};
+pub use trace::{TraceEvent, TraceKind, Tracer};
 
 /// One page image of a transaction.
 #[derive(Clone, Copy, Debug)]

@@ -31,6 +31,7 @@ use crate::io::{Vfs, VfsFile};
 use crate::segment::{
     new_salt, parse_segment_name, parse_spare_name, segment_name, FoundSegment, SegmentHeader,
 };
+use crate::trace::{Pending, TraceKind};
 
 /// A failed file operation: what was being done, and the OS error.
 pub(crate) type IoFailure = (String, std::io::Error);
@@ -187,7 +188,13 @@ pub(crate) fn remove_through(sh: &Shared, through: u64) -> Result<()> {
             let to = sh.dir.join(format!("spare-{n}.tmp"));
             sh.vfs
                 .rename(&seg.path, &to)
-                .map(|()| recycled.push(to.clone()))
+                .map(|()| {
+                    crate::trace::emit(&sh.cfg.trace, || {
+                        let what = format!("{} -> {}", seg.path.display(), to.display());
+                        Pending::new(TraceKind::SegmentRecycled, seg.first_epoch, what)
+                    });
+                    recycled.push(to.clone())
+                })
                 .map_err(|e| {
                     let what = format!("recycling {} as {}", seg.path.display(), to.display());
                     (what, e)
@@ -197,6 +204,10 @@ pub(crate) fn remove_through(sh: &Shared, through: u64) -> Result<()> {
                 .remove_file(&seg.path)
                 .map(|()| {
                     sh.counters.segments_deleted.fetch_add(1, Ordering::Relaxed);
+                    crate::trace::emit(&sh.cfg.trace, || {
+                        let what = seg.path.display().to_string();
+                        Pending::new(TraceKind::SegmentDeleted, seg.first_epoch, what)
+                    });
                 })
                 .map_err(|e| (format!("deleting {}", seg.path.display()), e))
         };
@@ -331,6 +342,14 @@ pub(crate) fn activate(
     if !spare.recycled {
         sh.counters.segments_created.fetch_add(1, Ordering::Relaxed);
     }
+    let kind = if spare.recycled {
+        TraceKind::SegmentReused
+    } else {
+        TraceKind::SegmentCreated
+    };
+    crate::trace::emit(&sh.cfg.trace, || {
+        Pending::new(kind, first_epoch, path.display().to_string())
+    });
     Ok(NewSegment {
         file,
         path,

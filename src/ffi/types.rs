@@ -182,6 +182,108 @@ pub struct pwal_options {
     /// 0.1.0: a program built with the 0.1.0 header (`struct_size` 48) gets
     /// every field it left at its default filled from the environment.
     pub env_fields: u32,
+    /// Called for each event of the log (see `pwal_trace_event`); NULL
+    /// (default): no tracing, and no cost. It runs on the thread that caused
+    /// the event (pwal's flusher thread, a thread inside `pwal_commit` or
+    /// `pwal_wait_durable` that leads a flush, or the thread in
+    /// `pwal_checkpoint`), with locks of the log held: it must return
+    /// quickly, must not block, and must not call any pwal function on this
+    /// log. The event and its `detail` are valid during the call only.
+    /// A second `pwal_open` of a log already open keeps the first open's
+    /// callback. Added after 0.1.0.
+    pub trace: pwal_trace_fn,
+    /// Passed to `trace` unchanged; pwal never dereferences it. It must stay
+    /// valid until `pwal_close` of the last handle returns.
+    pub trace_user_data: *mut c_void,
+}
+
+/// What a `pwal_trace_event` reports (`pwal_trace_event.kind`).
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum pwal_trace_kind {
+    /// An epoch became durable (acknowledged under the sync policy): exactly
+    /// once per durable epoch, in epoch order, before `pwal_close` returns.
+    /// `transactions` and `bytes` are the epoch's (its frame, headers
+    /// included), `duration_us` the time from its seal to now.
+    PWAL_TRACE_EPOCH_DURABLE = 1,
+    /// A new segment file started; `epoch` is its first epoch, `detail` its
+    /// path.
+    PWAL_TRACE_SEGMENT_CREATED = 2,
+    /// A recycled file started a segment; `epoch` is its first epoch.
+    PWAL_TRACE_SEGMENT_REUSED = 3,
+    /// A checkpoint kept a segment as a spare to reuse; `epoch` is its
+    /// first epoch, `detail` says from which path to which.
+    PWAL_TRACE_SEGMENT_RECYCLED = 4,
+    /// A checkpoint deleted a segment; `epoch` is its first epoch.
+    PWAL_TRACE_SEGMENT_DELETED = 5,
+    /// `pwal_checkpoint` succeeded; `epoch` is the mark, `duration_us` its
+    /// time.
+    PWAL_TRACE_CHECKPOINT = 6,
+    /// The log fell back to the conservative mode; `detail` says why.
+    PWAL_TRACE_FALLBACK = 7,
+    /// A write, sync or file operation failed and the log is poisoned;
+    /// `epoch` is the first epoch not acknowledged, `detail` the error.
+    PWAL_TRACE_POISONED = 8,
+}
+
+/// One event of a log, given to `pwal_options.trace`. Owned by pwal, valid
+/// during the call only.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct pwal_trace_event {
+    /// `sizeof(pwal_trace_event)` of the library: fields may be appended
+    /// later; read only those your header has.
+    pub struct_size: u32,
+    /// A `pwal_trace_kind`.
+    pub kind: u32,
+    pub epoch: u64,
+    pub transactions: u64,
+    pub bytes: u64,
+    pub duration_us: u64,
+    /// Words about the event ("" when none); NUL-terminated, truncated to
+    /// `PWAL_TEXT_BYTES - 1` bytes.
+    pub detail: [c_char; PWAL_TEXT_BYTES],
+}
+
+const _: () = {
+    use crate::TraceKind as K;
+    use pwal_trace_kind as C;
+    assert!(K::EpochDurable as u32 == C::PWAL_TRACE_EPOCH_DURABLE as u32);
+    assert!(K::SegmentCreated as u32 == C::PWAL_TRACE_SEGMENT_CREATED as u32);
+    assert!(K::SegmentReused as u32 == C::PWAL_TRACE_SEGMENT_REUSED as u32);
+    assert!(K::SegmentRecycled as u32 == C::PWAL_TRACE_SEGMENT_RECYCLED as u32);
+    assert!(K::SegmentDeleted as u32 == C::PWAL_TRACE_SEGMENT_DELETED as u32);
+    assert!(K::Checkpoint as u32 == C::PWAL_TRACE_CHECKPOINT as u32);
+    assert!(K::Fallback as u32 == C::PWAL_TRACE_FALLBACK as u32);
+    assert!(K::Poisoned as u32 == C::PWAL_TRACE_POISONED as u32);
+};
+
+/// The trace callback (`pwal_options.trace`); see there for its rules.
+pub type pwal_trace_fn =
+    Option<unsafe extern "C" fn(user_data: *mut c_void, event: *const pwal_trace_event)>;
+
+/// The C callback and its argument, as the core's tracer.
+fn tracer_from_c(f: pwal_trace_fn, user_data: *mut c_void) -> Option<crate::Tracer> {
+    let f = f?;
+    // The pointer is the caller's, passed back unchanged on whatever thread
+    // the event happens on: carried as an integer.
+    let user = user_data as usize;
+    Some(crate::Tracer::new(move |e: &crate::TraceEvent<'_>| {
+        let mut ev = pwal_trace_event {
+            struct_size: std::mem::size_of::<pwal_trace_event>() as u32,
+            kind: e.kind as u32,
+            epoch: e.epoch,
+            transactions: e.transactions,
+            bytes: e.bytes,
+            duration_us: e.duration.as_micros().min(u64::MAX as u128) as u64,
+            detail: [0; PWAL_TEXT_BYTES],
+        };
+        copy_text(&mut ev.detail, e.detail);
+        // SAFETY: `f` is a C function of this type (the caller's promise in
+        // `pwal_options`); `ev` lives for the call; `user` is the pointer the
+        // caller gave, which it keeps valid until the log is closed.
+        unsafe { f(user as *mut c_void, &ev) };
+    }))
 }
 
 /// Bits of `pwal_options.env_fields` and `pwal_stats.env_fields`: the
@@ -223,6 +325,8 @@ impl Default for pwal_options {
             ignore_env: 0,
             segment_bytes: 0,
             env_fields: 0,
+            trace: None,
+            trace_user_data: std::ptr::null_mut(),
         }
     }
 }
@@ -319,6 +423,7 @@ impl pwal_options {
             segment_bytes: self.segment_bytes,
             use_env: self.ignore_env == 0,
             env_fields: self.env_fields,
+            trace: tracer_from_c(self.trace, self.trace_user_data),
             ..Options::default()
         })
     }
@@ -754,7 +859,7 @@ mod tests {
     fn abi_layouts_are_the_documented_ones() {
         // These sizes are part of the ABI of 0.1; a change here breaks
         // compiled callers unless it only appends fields.
-        assert_eq!(size_of::<pwal_options>(), 56);
+        assert_eq!(size_of::<pwal_options>(), 72);
         // The 0.1.0 sizes, frozen as the minimums: every field since is
         // appended after them.
         assert_eq!(

@@ -1477,6 +1477,58 @@ static void case_file_ids(void) {
     printf("file_ids: six transactions of five files in one log\n");
 }
 
+/* The trace callback: each durable epoch once, in order, before pwal_close
+ * returns, with its transactions; a checkpoint event with its mark. */
+typedef struct {
+    uint64_t durable, last_epoch, out_of_order, transactions, checkpoints, mark, segments;
+} trace_seen;
+
+static void on_trace(void *user, const pwal_trace_event *e) {
+    trace_seen *t = (trace_seen *)user;
+    CHECK(e->struct_size >= sizeof *e - PWAL_TEXT_BYTES);
+    switch (e->kind) {
+    case PWAL_TRACE_EPOCH_DURABLE:
+        if (e->epoch != t->last_epoch + 1) t->out_of_order++;
+        t->last_epoch = e->epoch;
+        t->durable++;
+        t->transactions += e->transactions;
+        break;
+    case PWAL_TRACE_CHECKPOINT:
+        t->checkpoints++;
+        t->mark = e->epoch;
+        break;
+    case PWAL_TRACE_SEGMENT_CREATED:
+        t->segments++;
+        CHECK(strstr(e->detail, ".pwseg") != NULL);
+        break;
+    default:
+        break;
+    }
+}
+
+static void case_trace(void) {
+    trace_seen t;
+    memset(&t, 0, sizeof t);
+    pwal_options o = test_options();
+    o.trace = on_trace;
+    o.trace_user_data = &t;
+    pwal *log = NULL;
+    OK(pwal_open(g_db, &o, &log));
+    uint64_t e = 0;
+    commit_range(log, 1, 20, &e);
+    OK(pwal_checkpoint(log, e));
+    commit_range(log, 21, 25, &e);
+    OK(pwal_close(log));
+    CHECK(t.out_of_order == 0);
+    CHECK(t.last_epoch >= e && t.durable == t.last_epoch);
+    CHECK(t.transactions == 25);
+    CHECK(t.checkpoints == 1);
+    CHECK(t.segments >= 1);
+    printf("trace: %llu durable epochs, %llu transactions, checkpoint at %llu\n",
+           (unsigned long long)t.durable, (unsigned long long)t.transactions,
+           (unsigned long long)t.mark);
+}
+
 int main(int argc, char **argv) {
     if (argc < 3) {
         fprintf(stderr, "usage: %s CASE DIR [ARG...]\n", argv[0]);
@@ -1513,6 +1565,7 @@ int main(int argc, char **argv) {
         {"large_txn", case_large_txn},
         {"env_rule", case_env_rule},
         {"file_ids", case_file_ids},
+        {"trace", case_trace},
         {"write_log", case_write_log},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
