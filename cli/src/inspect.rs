@@ -552,6 +552,7 @@ pub fn dump(db: &Path, filter: &DumpFilter, as_json: bool, with_data: bool) -> O
                 "txn_id": r.txn_id,
                 "commit_seq": r.commit_seq,
                 "txn_epoch": r.txn_epoch,
+                "file_id": r.file_id,
                 "page_number": r.page_number,
                 "db_size_if_commit": r.db_size_if_commit,
                 "len": r.data.len(),
@@ -569,11 +570,12 @@ pub fn dump(db: &Path, filter: &DumpFilter, as_json: bool, with_data: bool) -> O
             };
             writeln!(
                 out,
-                "epoch={} txn={} seq={} txn_epoch={} page={} db_size={} len={} crc32c={crc:08x}{data}",
+                "epoch={} txn={} seq={} txn_epoch={} file={} page={} db_size={} len={} crc32c={crc:08x}{data}",
                 r.epoch,
                 r.txn_id,
                 r.commit_seq,
                 r.txn_epoch,
+                r.file_id,
                 r.page_number,
                 r.db_size_if_commit,
                 r.data.len()
