@@ -167,6 +167,12 @@
 #define PWAL_MAX_FLUSH_DELAY_US 10000000
 
 /**
+ * The size of a log's first segment, and of the first after an idle spell
+ * (4 MiB, or `pwal_options.segment_bytes` if smaller).
+ */
+#define PWAL_FIRST_SEGMENT_BYTES 4194304
+
+/**
  * Smallest and largest `pwal_options.segment_bytes` (64 KiB, 1 TiB).
  */
 #define PWAL_MIN_SEGMENT_BYTES 65536
@@ -544,8 +550,11 @@ typedef struct pwal_options {
      */
     uint32_t ignore_env;
     /**
-     * Size each segment file is preallocated to, in bytes
+     * The largest size a segment file is preallocated to, in bytes
      * (`PWAL_MIN_SEGMENT_BYTES` to `PWAL_MAX_SEGMENT_BYTES`); 0 means 64 MiB.
+     * Segments start at `PWAL_FIRST_SEGMENT_BYTES` (or this, if smaller) and
+     * each next one doubles, up to this; after an idle second the next one
+     * starts small again.
      */
     uint64_t segment_bytes;
     /**

@@ -37,6 +37,11 @@ pub const DEFAULT_MAX_BATCH_BYTES: usize = 4 << 20;
 pub const MIN_BATCH_BYTES: usize = 4096;
 pub const DEFAULT_MAX_FLUSH_DELAY: Duration = Duration::from_millis(2);
 pub const DEFAULT_SEGMENT_BYTES: u64 = 64 << 20;
+/// The first segment of a log, and the first after an idle spell, is this
+/// large (or `segment_bytes` if that is smaller); each next one doubles, up
+/// to `segment_bytes`: a small or idle log stays small, a busy one reaches
+/// full-size segments after a few.
+pub const FIRST_SEGMENT_BYTES: u64 = 4 << 20;
 pub const MIN_SEGMENT_BYTES: u64 = 64 << 10;
 pub const MAX_SEGMENT_BYTES: u64 = 1 << 40;
 pub const MAX_FLUSH_DELAY: Duration = Duration::from_secs(10);

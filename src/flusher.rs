@@ -37,6 +37,8 @@ struct ActiveSegment {
     off: u64,
     /// Holds stale frames: each write is followed by an end mark.
     recycled: bool,
+    /// The bytes it may hold (`store::Spare::capacity`).
+    capacity: u64,
 }
 
 enum Action {
@@ -158,6 +160,7 @@ pub(crate) fn run(sh: Arc<Shared>) {
             }
             Action::Trim => {
                 let mut fs = sh.flush.lock();
+                crate::store::trim_spares(&sh);
                 fs.spare_bufs.clear();
                 for lane in &sh.lanes.lanes {
                     let mut g = lane.buf.lock();
@@ -325,7 +328,7 @@ impl FlushState {
             let need = frame_len + if a.recycled { END_MARK_LEN as u64 } else { 0 };
             // A frame larger than a whole segment goes alone into a fresh one,
             // which it extends.
-            a.off + need <= sh.cfg.segment_bytes || a.off == DATA_OFFSET
+            a.off + need <= a.capacity || a.off == DATA_OFFSET
         };
         if !self.active.as_ref().is_some_and(fits) {
             self.rollover(sh, epoch, frame_len >= crate::store::LARGE_FRAME)?;
@@ -407,7 +410,16 @@ impl FlushState {
         st.durable = epoch;
         st.written = epoch;
         st.mark_written = mark;
-        st.trim_due = Some(Instant::now() + IDLE_TRIM_AFTER);
+        // The background flusher may be asleep with no deadline (a committer
+        // led this flush): wake it on the first write after an idle spell so
+        // that it arms the trim timer, or the trim would never come.
+        if st
+            .trim_due
+            .replace(Instant::now() + IDLE_TRIM_AFTER)
+            .is_none()
+        {
+            sh.flusher_cv.notify_one();
+        }
         match sh.cfg.sync {
             SyncPolicy::Full => {
                 st.synced = epoch;
@@ -490,6 +502,7 @@ impl FlushState {
             id,
             salt,
             recycled,
+            capacity,
         } = seg;
         self.active = Some(ActiveSegment {
             file,
@@ -498,6 +511,7 @@ impl FlushState {
             salt,
             off: DATA_OFFSET,
             recycled,
+            capacity,
         });
         Ok(())
     }

@@ -49,6 +49,9 @@ pub(crate) struct Spare {
     pub path: PathBuf,
     /// Holds stale frames from an earlier life.
     pub recycled: bool,
+    /// The bytes the segment may hold (the file's preallocated length, or
+    /// for a file that grows as written, the size it may grow to).
+    pub capacity: u64,
 }
 
 /// The segment files of the log.
@@ -60,6 +63,14 @@ pub(crate) struct Catalog {
     pub next_spare: u64,
     pub preparing: bool,
     pub stop: bool,
+    /// The capacity of the next spare to prepare: segments start small
+    /// (`FIRST_SEGMENT_BYTES`) and double up to `segment_bytes`.
+    pub next_capacity: u64,
+}
+
+/// The capacity of a log's first segment.
+pub(crate) fn first_capacity(cfg: &Resolved) -> u64 {
+    crate::config::FIRST_SEGMENT_BYTES.min(cfg.segment_bytes)
 }
 
 /// Spares kept ready (preallocated or recycled); more recycled files are
@@ -137,10 +148,11 @@ pub(crate) fn open_catalog(
                 .open_read(&path)
                 .and_then(|f| f.len())
                 .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
-            if len == cfg.segment_bytes && spares.len() < SPARES_KEPT {
+            if len > 0 && len <= cfg.segment_bytes && spares.len() < SPARES_KEPT {
                 spares.push_back(Spare {
                     path,
                     recycled: true,
+                    capacity: len,
                 });
             } else {
                 vfs.remove_file(&path)
@@ -157,6 +169,7 @@ pub(crate) fn open_catalog(
         next_spare,
         preparing: false,
         stop: false,
+        next_capacity: first_capacity(cfg),
     })
 }
 
@@ -245,9 +258,18 @@ pub(crate) fn remove_through(sh: &Shared, through: u64) -> Result<()> {
         ));
     }
     for path in recycled {
+        // A file that grew as written may be longer than the segment size;
+        // its length is what it holds without growing.
+        let capacity = sh
+            .vfs
+            .open_read(&path)
+            .and_then(|f| f.len())
+            .unwrap_or(0)
+            .clamp(first_capacity(&sh.cfg), sh.cfg.segment_bytes.max(1));
         cat.spares.push_back(Spare {
             path,
             recycled: true,
+            capacity,
         });
         sh.counters
             .segments_recycled
@@ -265,6 +287,8 @@ pub(crate) struct NewSegment {
     pub salt: u64,
     /// Holds stale frames from an earlier life.
     pub recycled: bool,
+    /// The bytes it may hold (`Spare::capacity`).
+    pub capacity: u64,
 }
 
 /// Makes a spare the segment that `first_epoch` starts: renamed to its
@@ -356,6 +380,7 @@ pub(crate) fn activate(
         id,
         salt,
         recycled: spare.recycled,
+        capacity: spare.capacity,
     })
 }
 
@@ -375,6 +400,7 @@ fn take_spare(sh: &Shared, large: bool) -> std::result::Result<Spare, IoFailure>
             Some(0)
         };
         if let Some(s) = pick.and_then(|i| cat.spares.remove(i)) {
+            cat.next_capacity = doubled(sh, s.capacity);
             // Wake the preparer to replace it.
             sh.catalog_cv.notify_all();
             return Ok(s);
@@ -385,13 +411,49 @@ fn take_spare(sh: &Shared, large: bool) -> std::result::Result<Spare, IoFailure>
         }
         let n = cat.next_spare;
         cat.next_spare += 1;
+        let capacity = cat.next_capacity;
+        cat.next_capacity = doubled(sh, capacity);
         drop(cat);
-        let path = create_spare(sh, n, false, !large)?;
+        let path = create_spare(sh, n, false, !large, capacity)?;
         return Ok(Spare {
             path,
             recycled: false,
+            capacity,
         });
     }
+}
+
+/// After an idle spell (the flusher's trim): spares larger than a first
+/// segment are deleted, and the next segment starts small again, so that an
+/// idle log shrinks back to its active segment and one small spare. Deleting
+/// a spare loses nothing (it holds no epoch); one that cannot be deleted is
+/// kept.
+pub(crate) fn trim_spares(sh: &Shared) {
+    let first = first_capacity(&sh.cfg);
+    let mut cat = sh.catalog.lock();
+    let mut kept = VecDeque::new();
+    let mut removed = false;
+    for s in std::mem::take(&mut cat.spares) {
+        if s.capacity > first && sh.vfs.remove_file(&s.path).is_ok() {
+            removed = true;
+        } else {
+            kept.push_back(s);
+        }
+    }
+    cat.spares = kept;
+    cat.next_capacity = first;
+    if removed {
+        // Wake the preparer to make a small one.
+        sh.catalog_cv.notify_all();
+    }
+}
+
+/// The capacity of the segment after one of `capacity`: twice as large, up
+/// to the segment size.
+fn doubled(sh: &Shared, capacity: u64) -> u64 {
+    capacity
+        .saturating_mul(2)
+        .clamp(first_capacity(&sh.cfg), sh.cfg.segment_bytes)
 }
 
 /// Creates `spare-<n>.tmp`, zero-filled to the segment size (when `fill`)
@@ -402,6 +464,7 @@ fn create_spare(
     n: u64,
     cancellable: bool,
     fill: bool,
+    capacity: u64,
 ) -> std::result::Result<PathBuf, IoFailure> {
     let path = sh.dir.join(format!("spare-{n}.tmp"));
     let ctx = |what: &str| format!("{what} {}", path.display());
@@ -415,7 +478,7 @@ fn create_spare(
     let fill_to = if sh.cfg.sync == SyncPolicy::Off || !fill {
         0
     } else {
-        sh.cfg.segment_bytes
+        capacity
     };
     while off < fill_to {
         if cancellable && sh.closing.load(Ordering::Acquire) {
@@ -425,7 +488,7 @@ fn create_spare(
                 std::io::Error::other("log is closing"),
             ));
         }
-        let len = (sh.cfg.segment_bytes - off).min(CHUNK as u64) as usize;
+        let len = (fill_to - off).min(CHUNK as u64) as usize;
         file.write_all_at(&[&zeros[..len]], off)
             .map_err(|e| (ctx("preallocating"), e))?;
         off += len as u64;
@@ -459,16 +522,24 @@ pub(crate) fn prepare_spares(sh: Arc<Shared>) {
             cat.preparing = true;
             let n = cat.next_spare;
             cat.next_spare += 1;
-            n
+            (n, cat.next_capacity)
         };
-        let r = create_spare(&sh, n, true, true);
+        let (n, capacity) = n;
+        let r = create_spare(&sh, n, true, true, capacity);
         let mut cat = sh.catalog.lock();
         cat.preparing = false;
         sh.catalog_cv.notify_all();
         match r {
+            // An idle trim reset the growth while this one was being made:
+            // it is larger than the log now wants; drop it (it holds no
+            // epoch) and make the small one.
+            Ok(path) if capacity > cat.next_capacity => {
+                let _ = sh.vfs.remove_file(&path);
+            }
             Ok(path) => cat.spares.push_back(Spare {
                 path,
                 recycled: false,
+                capacity,
             }),
             // The flusher will make its own spare when it needs one and meet
             // the error itself, on the path that reports it.

@@ -77,6 +77,9 @@ pub const PWAL_MIN_BATCH_BYTES: u64 = 4096;
 pub const PWAL_MAX_EPOCH_BYTES: u64 = 33554432;
 /// Largest `pwal_options.max_flush_delay_us` (10 s).
 pub const PWAL_MAX_FLUSH_DELAY_US: u64 = 10000000;
+/// The size of a log's first segment, and of the first after an idle spell
+/// (4 MiB, or `pwal_options.segment_bytes` if smaller).
+pub const PWAL_FIRST_SEGMENT_BYTES: u64 = 4194304;
 /// Smallest and largest `pwal_options.segment_bytes` (64 KiB, 1 TiB).
 pub const PWAL_MIN_SEGMENT_BYTES: u64 = 65536;
 pub const PWAL_MAX_SEGMENT_BYTES: u64 = 1099511627776;
@@ -96,6 +99,7 @@ const _: () = assert!(PWAL_MIN_BATCH_BYTES as usize == crate::config::MIN_BATCH_
 const _: () = assert!(PWAL_MAX_EPOCH_BYTES as usize == crate::MAX_EPOCH_BODY_BYTES);
 const _: () = assert!(PWAL_MAX_FLUSH_DELAY_US == crate::config::MAX_FLUSH_DELAY.as_micros() as u64);
 const _: () = assert!(PWAL_MIN_SEGMENT_BYTES == crate::config::MIN_SEGMENT_BYTES);
+const _: () = assert!(PWAL_FIRST_SEGMENT_BYTES == crate::config::FIRST_SEGMENT_BYTES);
 const _: () = assert!(PWAL_MAX_SEGMENT_BYTES == crate::config::MAX_SEGMENT_BYTES);
 const _: () = assert!(PWAL_MAX_LANES as usize == crate::MAX_LANES);
 
@@ -171,8 +175,11 @@ pub struct pwal_options {
     /// `pwal_options_init` filled from them (`env_fields`) and the program
     /// left as filled go back to their defaults.
     pub ignore_env: u32,
-    /// Size each segment file is preallocated to, in bytes
+    /// The largest size a segment file is preallocated to, in bytes
     /// (`PWAL_MIN_SEGMENT_BYTES` to `PWAL_MAX_SEGMENT_BYTES`); 0 means 64 MiB.
+    /// Segments start at `PWAL_FIRST_SEGMENT_BYTES` (or this, if smaller) and
+    /// each next one doubles, up to this; after an idle second the next one
+    /// starts small again.
     pub segment_bytes: u64,
     /// Set by `pwal_options_init`: the `PWAL_ENV_*` bits of the fields it
     /// filled from `PWAL_*` environment variables. The environment fills

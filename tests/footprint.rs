@@ -1,0 +1,154 @@
+//! The disk a log takes: segments start small and double with throughput,
+//! so a fresh log after one small commit stays under 16 MiB, and after an
+//! idle spell the large spares go and the next segment starts small again.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use pwal::{Frame, Log, Options, SyncPolicy, Txn};
+
+const MIB: u64 = 1 << 20;
+
+/// (name, length) of every file in the log directory.
+fn files(db: &Path) -> Vec<(String, u64)> {
+    let mut v: Vec<(String, u64)> = std::fs::read_dir(pwal::log_dir(db))
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                e.metadata().unwrap().len(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+fn total(db: &Path) -> u64 {
+    files(db).iter().map(|f| f.1).sum()
+}
+
+/// Polls `cond` for up to a minute (the background preparer and the idle
+/// trim run on their own schedule); fails with `what` if it never holds.
+fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !cond() {
+        assert!(t.elapsed() < Duration::from_secs(60), "never: {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn opts() -> Options {
+    Options {
+        sync: SyncPolicy::Full,
+        lanes: 2,
+        use_env: false,
+        ..Options::default()
+    }
+}
+
+fn commit(log: &Log, id: u64, pages: usize) -> u64 {
+    let page = vec![id as u8; 16 << 10];
+    let frames: Vec<Frame<'_>> = (0..pages)
+        .map(|i| Frame {
+            page_number: i as u32 + 1,
+            db_size_if_commit: 0,
+            data: &page,
+        })
+        .collect();
+    log.commit(
+        &Txn {
+            txn_id: id,
+            commit_seq: id,
+            txn_epoch: 0,
+            frames: &frames,
+        },
+        None,
+    )
+    .unwrap()
+}
+
+#[test]
+fn a_fresh_log_after_one_small_commit_takes_at_most_16_mib() {
+    let dir = common::scratch("footprint-fresh");
+    let db = dir.join("db");
+    let log = Log::open(&db, &opts()).unwrap();
+    commit(&log, 1, 1);
+    // Once the preparer has made the next spare, nothing more is written.
+    eventually("a spare is prepared", || {
+        files(&db).iter().any(|f| f.0.starts_with("spare-"))
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    let used = total(&db);
+    assert!(used <= 16 * MIB, "{used} bytes: {:?}", files(&db));
+    log.close().unwrap();
+}
+
+#[test]
+fn segments_double_with_throughput_and_an_idle_log_drops_its_large_spares() {
+    let dir = common::scratch("footprint-grow");
+    let db = dir.join("db");
+    let log = Log::open(&db, &opts()).unwrap();
+    // About 40 MiB in commits of 256 KiB.
+    let mut last = 0;
+    for id in 1..=160 {
+        last = commit(&log, id, 16);
+    }
+    let segs: Vec<u64> = files(&db)
+        .into_iter()
+        .filter(|f| f.0.ends_with(".pwseg"))
+        .map(|f| f.1)
+        .collect();
+    assert!(segs.len() >= 3, "{segs:?}");
+    assert_eq!(segs[0], 4 * MIB, "the first segment is small: {segs:?}");
+    for w in segs.windows(2) {
+        assert!(
+            w[1] == (2 * w[0]).min(64 * MIB) || w[1] > 64 * MIB,
+            "each segment doubles the one before: {segs:?}"
+        );
+    }
+    // Checkpoint everything, then leave the log idle: the large spares go,
+    // and what is left is the active segment and at most one small spare.
+    log.checkpoint(last).unwrap();
+    eventually("the idle log drops its large spares", || {
+        let f = files(&db);
+        f.iter()
+            .filter(|f| f.0.starts_with("spare-"))
+            .all(|f| f.1 <= 4 * MIB)
+            && f.iter().any(|f| f.0.starts_with("spare-"))
+    });
+    // The next segment starts small again.
+    let before: Vec<String> = files(&db).into_iter().map(|f| f.0).collect();
+    let active = files(&db)
+        .into_iter()
+        .filter(|f| f.0.ends_with(".pwseg"))
+        .map(|f| f.1)
+        .max()
+        .unwrap();
+    let mut id = 1000;
+    while files(&db)
+        .iter()
+        .filter(|f| f.0.ends_with(".pwseg") && !before.contains(&f.0))
+        .count()
+        == 0
+    {
+        commit(&log, id, 16);
+        id += 1;
+        assert!(id < 1000 + (active / (256 << 10)) + 50, "no rollover");
+    }
+    let newest = files(&db)
+        .into_iter()
+        .filter(|f| f.0.ends_with(".pwseg") && !before.contains(&f.0))
+        .map(|f| f.1)
+        .next()
+        .unwrap();
+    assert_eq!(
+        newest,
+        4 * MIB,
+        "after an idle spell the next segment is small"
+    );
+    log.close().unwrap();
+}
