@@ -748,16 +748,26 @@ static int x_pragma(pfile *p, char **arg) {
         unsigned long long ck = s->ckpt_epoch;
         int broken = s->broken;
         pthread_mutex_unlock(&s->mu);
+        pwal_stats ls;
+        memset(&ls, 0, sizeof ls);
+        ls.struct_size = sizeof ls;
+        pwal_get_stats(s->log, &ls);
         arg[0] = sqlite3_mprintf(
             "commits=%llu frames=%llu frame_bytes=%llu commit_failures=%llu rollbacks=%llu "
             "direct_writes=%llu direct_truncates=%llu syncs=%llu syncs_skipped=%llu "
-            "checkpoints=%llu checkpoint_epoch=%llu replayed_frames=%llu file_id=%u broken=%d",
+            "checkpoints=%llu checkpoint_epoch=%llu replayed_frames=%llu file_id=%u broken=%d "
+            "log_epochs=%llu log_transactions=%llu log_bytes=%llu log_syncs=%llu "
+            "log_segments_created=%llu log_segments_recycled=%llu log_sync_p50_us=%llu",
             (unsigned long long)v.commits, (unsigned long long)v.frames,
             (unsigned long long)v.frame_bytes, (unsigned long long)v.commit_failures,
             (unsigned long long)v.rollbacks, (unsigned long long)v.direct_writes,
             (unsigned long long)v.direct_truncates, (unsigned long long)v.syncs,
             (unsigned long long)v.syncs_skipped, (unsigned long long)v.checkpoints, ck,
-            (unsigned long long)v.replayed_frames, p->e->file_id, broken);
+            (unsigned long long)v.replayed_frames, p->e->file_id, broken,
+            (unsigned long long)ls.epochs, (unsigned long long)ls.transactions,
+            (unsigned long long)ls.bytes_written, (unsigned long long)ls.syncs,
+            (unsigned long long)ls.segments_created, (unsigned long long)ls.segments_recycled,
+            (unsigned long long)ls.sync_latency.p50_us);
         return SQLITE_OK;
     }
     if (sqlite3_stricmp(name, "pwal_checkpoint") == 0) {
