@@ -4,16 +4,20 @@
  * manual: docs/SQLITE.md.
  *
  * A loadable extension (entry point sqlite3_pwalvfs_init) for a SQLite built
- * with SQLITE_ENABLE_BATCH_ATOMIC_WRITE. It wraps the default VFS and
- * registers a VFS named "pwal" (not as the default). For a main database
- * file opened through it:
+ * with SQLITE_ENABLE_BATCH_ATOMIC_WRITE. It wraps the unix VFS in its
+ * "unix-excl" form (one exclusive lock per database file, taken once,
+ * in-process locking between connections in memory: pwal allows one
+ * process per log anyway) and registers a VFS named "pwal" (not as the
+ * default). For a main database file opened through it:
  *
  *  - xDeviceCharacteristics adds SQLITE_IOCAP_BATCH_ATOMIC, so SQLite commits
  *    a transaction that fits in its page cache with no rollback journal:
  *    SQLITE_FCNTL_BEGIN_ATOMIC_WRITE, the dirty pages through xWrite (kept in
  *    memory here), SQLITE_FCNTL_COMMIT_ATOMIC_WRITE. COMMIT makes the pages
  *    one pwal transaction (pwal_commit_file: durable on return), then writes
- *    them into the database file without a sync; ROLLBACK drops them.
+ *    them into the database file without a sync; ROLLBACK drops them. A
+ *    page 1 that changed only in its change counter is written home but not
+ *    logged (page1_counter_only).
  *  - The databases of one directory share one log, in
  *    "<dir>/.pwal-shared-pwal/" (pwal's log of the path "<dir>/.pwal-shared"),
  *    so commits of different databases group into one fdatasync. Each frame
@@ -644,6 +648,34 @@ static void batch_reset(pfile *p) {
     p->n = 0;
 }
 
+/* Writes the batch's pages into the database file (no sync). */
+static int write_home(pfile *p) {
+    int rc = SQLITE_OK;
+    for (uint32_t i = 0; i < p->n && rc == SQLITE_OK; i++)
+        rc = p->real->pMethods->xWrite(p->real, p->data + (size_t)i * p->page_size,
+                                       (int)p->page_size,
+                                       (sqlite3_int64)(p->pgno[i] - 1) * p->page_size);
+    return rc;
+}
+
+/* Whether the new page 1 differs from the file's only in the file change
+ * counter (bytes 24..27) and the version-valid-for number (92..95), which
+ * rollback mode bumps in every commit. Such a page 1 need not be logged:
+ * by induction the file's page 1 differs from the one recovery would
+ * restore only in those bytes, which hold one counter value in both places
+ * (so the in-header database size stays valid), and the counter only
+ * tells connections of a running process that the file changed; after a
+ * crash no connection has a cache to invalidate. It halves what a one-row
+ * commit logs. */
+static int page1_counter_only(pfile *p, const unsigned char *page) {
+    if (p->page_size < 100 || p->page_size > PWAL_MAX_PAGE_BYTES) return 0;
+    unsigned char old[PWAL_MAX_PAGE_BYTES];
+    if (p->real->pMethods->xRead(p->real, old, (int)p->page_size, 0) != SQLITE_OK) return 0;
+    return memcmp(old, page, 24) == 0 && memcmp(old + 28, page + 28, 92 - 28) == 0 &&
+           memcmp(old + 96, page + 96, p->page_size - 96) == 0 &&
+           memcmp(page + 24, page + 92, 4) == 0 && memcmp(old + 24, old + 92, 4) == 0;
+}
+
 /* COMMIT_ATOMIC_WRITE: the batch becomes one pwal transaction, durable on
  * return, then goes home. An error makes SQLite roll the batch back and
  * commit through its rollback journal instead. */
@@ -654,15 +686,19 @@ static int commit_batch(pfile *p) {
     if (p->batch_bad) return SQLITE_IOERR_WRITE;
     sqlite3_int64 fsize = 0;
     if (p->real->pMethods->xFileSize(p->real, &fsize) != SQLITE_OK) fsize = 0;
-    uint32_t db_pages = (uint32_t)(fsize / p->page_size);
+    uint32_t db_pages = (uint32_t)(fsize / p->page_size), nf = 0;
     for (uint32_t i = 0; i < p->n; i++) {
-        p->frames[i].page_number = p->pgno[i];
-        p->frames[i].db_size_if_commit = 0;
-        p->frames[i].data = p->data + (size_t)i * p->page_size;
-        p->frames[i].len = p->page_size;
+        const unsigned char *data = p->data + (size_t)i * p->page_size;
         if (p->pgno[i] > db_pages) db_pages = p->pgno[i];
+        if (p->pgno[i] == 1 && page1_counter_only(p, data)) continue;
+        p->frames[nf].page_number = p->pgno[i];
+        p->frames[nf].db_size_if_commit = 0;
+        p->frames[nf].data = data;
+        p->frames[nf].len = p->page_size;
+        nf++;
     }
-    p->frames[p->n - 1].db_size_if_commit = db_pages;
+    if (nf == 0) return write_home(p) == SQLITE_OK ? SQLITE_OK : SQLITE_IOERR_WRITE;
+    p->frames[nf - 1].db_size_if_commit = db_pages;
 
     pthread_mutex_lock(&s->mu);
     if (s->fail_commits > 0) {
@@ -684,7 +720,7 @@ static int commit_batch(pfile *p) {
     txn.txn_id = ++s->next_seq;
     txn.commit_seq = txn.txn_id;
     txn.frames = p->frames;
-    txn.frame_count = p->n;
+    txn.frame_count = nf;
     txn.txn_epoch = 0;
     pthread_mutex_unlock(&s->mu);
 
@@ -697,9 +733,7 @@ static int commit_batch(pfile *p) {
         mark_broken(s, pwal_last_error());
         rc = SQLITE_IOERR_WRITE;
     } else {
-        for (uint32_t i = 0; i < p->n && rc == SQLITE_OK; i++)
-            rc = p->real->pMethods->xWrite(p->real, p->frames[i].data, (int)p->page_size,
-                                           (sqlite3_int64)(p->pgno[i] - 1) * p->page_size);
+        rc = write_home(p);
         if (rc != SQLITE_OK) {
             /* Durable in the log but not home: the next open replays it. */
             mark_broken(s, "writing a committed page into the database file failed");
@@ -710,7 +744,7 @@ static int commit_batch(pfile *p) {
     if (st == PWAL_OK) {
         if (epoch > e->last_epoch) e->last_epoch = epoch;
         e->needs_sync = 1;
-        s->bytes_since_ckpt += (uint64_t)p->n * p->page_size;
+        s->bytes_since_ckpt += (uint64_t)nf * p->page_size;
     }
     int want_ckpt = s->bytes_since_ckpt >= s->ckpt_every && !s->broken && !s->ckpt_off;
     if (--s->in_flight == 0 && s->ckpt_waiting) pthread_cond_broadcast(&s->cv);
@@ -720,8 +754,8 @@ static int commit_batch(pfile *p) {
         return rc;
     }
     STAT_ADD(s, commits, 1);
-    STAT_ADD(s, frames, p->n);
-    STAT_ADD(s, frame_bytes, (uint64_t)p->n * p->page_size);
+    STAT_ADD(s, frames, nf);
+    STAT_ADD(s, frame_bytes, (uint64_t)nf * p->page_size);
     /* The commit is durable whatever the checkpoint does; a failed one
      * breaks the log and the next write reports it. */
     if (want_ckpt && pthread_mutex_trylock(&s->ckpt_mu) == 0) {
@@ -1031,7 +1065,12 @@ int sqlite3_pwalvfs_init(sqlite3 *db, char **err, const sqlite3_api_routines *ap
     (void)db;
     SQLITE_EXTENSION_INIT2(api);
     if (sqlite3_vfs_find(VFS_NAME)) return SQLITE_OK_LOAD_PERMANENTLY; /* loaded before */
-    g_orig = sqlite3_vfs_find(NULL);
+    /* "unix-excl" is the unix VFS that takes one exclusive lock per
+     * database file, once, and locks between the connections of this
+     * process in memory: pwal allows one process per log anyway, and it
+     * saves the per-transaction fcntl() calls of rollback mode. */
+    g_orig = sqlite3_vfs_find("unix-excl");
+    if (!g_orig) g_orig = sqlite3_vfs_find(NULL);
     if (!g_orig) {
         if (err) *err = sqlite3_mprintf("pwal vfs: no default VFS to wrap");
         return SQLITE_ERROR;
