@@ -56,31 +56,35 @@ static void sleep_s(double s) {
     }
 }
 
-/* pwal zero-fills its next segment (64 MiB by default) in the background
- * after the log opens, a one-off cost of a new log: wait until that spare
- * is whole, as a log that has run for a while has one. */
+/* pwal zero-fills its next segment in the background after the log opens,
+ * a one-off cost of a new log: wait until the spares in the log directory
+ * stop growing (none for 0.3 s), as a log that has run for a while. */
+static long long spare_bytes(const char *logdir) {
+    DIR *d = opendir(logdir);
+    long long total = 0;
+    struct dirent *ent;
+    while (d && (ent = readdir(d)) != NULL) {
+        if (strncmp(ent->d_name, "spare-", 6) != 0) continue;
+        char p[PATH_MAX + 320];
+        struct stat sb;
+        snprintf(p, sizeof p, "%s/%s", logdir, ent->d_name);
+        if (stat(p, &sb) == 0) total += (long long)sb.st_size;
+    }
+    if (d) closedir(d);
+    return total;
+}
+
 static void wait_for_spare(const char *dir) {
     char logdir[PATH_MAX + 32];
     snprintf(logdir, sizeof logdir, "%s/.pwal-shared-pwal", dir);
-    for (int tries = 0; tries < 600; tries++) {
-        DIR *d = opendir(logdir);
-        int whole = 0;
-        struct dirent *ent;
-        while (d && (ent = readdir(d)) != NULL) {
-            if (strncmp(ent->d_name, "spare-", 6) != 0) continue;
-            char p[PATH_MAX + 320];
-            struct stat sb;
-            snprintf(p, sizeof p, "%s/%s", logdir, ent->d_name);
-            if (stat(p, &sb) == 0 && sb.st_size >= (64 << 20)) whole = 1;
-        }
-        if (d) closedir(d);
-        if (whole) {
-            sleep_s(0.2); /* its last MiB's fdatasync */
-            return;
-        }
+    long long last = -1;
+    int steady = 0;
+    for (int tries = 0; tries < 600 && steady < 6; tries++) {
+        long long now = spare_bytes(logdir);
+        steady = now == last ? steady + 1 : 0;
+        last = now;
         sleep_s(0.05);
     }
-    die("no whole spare segment in %s after 30 s", logdir);
 }
 
 int main(int argc, char **argv) {
