@@ -1,0 +1,1086 @@
+/*
+ * pwalvfs.c: a SQLite VFS, "pwal", that commits transactions through a pwal
+ * log instead of a rollback journal. Build: `make -C examples-c sqlite`;
+ * manual: docs/SQLITE.md.
+ *
+ * A loadable extension (entry point sqlite3_pwalvfs_init) for a SQLite built
+ * with SQLITE_ENABLE_BATCH_ATOMIC_WRITE. It wraps the unix VFS in its
+ * "unix-excl" form (one exclusive lock per database file, taken once,
+ * in-process locking between connections in memory: pwal allows one
+ * process per log anyway) and registers a VFS named "pwal" (not as the
+ * default). For a main database file opened through it:
+ *
+ *  - xDeviceCharacteristics adds SQLITE_IOCAP_BATCH_ATOMIC, so SQLite commits
+ *    a transaction that fits in its page cache with no rollback journal:
+ *    SQLITE_FCNTL_BEGIN_ATOMIC_WRITE, the dirty pages through xWrite (kept in
+ *    memory here), SQLITE_FCNTL_COMMIT_ATOMIC_WRITE. COMMIT makes the pages
+ *    one pwal transaction (pwal_commit_file: durable on return), then writes
+ *    them into the database file without a sync; ROLLBACK drops them. A
+ *    page 1 that changed only in its change counter is written home but not
+ *    logged (page1_counter_only).
+ *  - The databases of one directory share one log, in
+ *    "<dir>/.pwal-shared-pwal/" (pwal's log of the path "<dir>/.pwal-shared"),
+ *    so commits of different databases group into one fdatasync. Each frame
+ *    names its database by a file id; "<dir>/.pwal-shared-files" maps ids to
+ *    file names, one line "<id> <name>" per database, appended and fdatasynced
+ *    before the first commit that uses the id.
+ *  - The first open of a database in a directory opens the log, replays
+ *    every frame it recovers into the files it names, fsyncs them and
+ *    checkpoints the log, before SQLite reads anything. The last close in
+ *    the process checkpoints and closes the log (another process may then
+ *    open the databases).
+ *  - Now and then (every PWALVFS_CHECKPOINT_MIB MiB of frames, default 16) a
+ *    committer checkpoints: it waits until no commit is between its
+ *    pwal_commit_file and the end of its write-back, reads the durable epoch,
+ *    fdatasyncs the database files written since the last checkpoint, then
+ *    calls pwal_checkpoint.
+ *  - Any write or truncate of a database file outside a batch (a first
+ *    transaction into an empty database, a transaction larger than the page
+ *    cache, a commit that fell back to the rollback journal, a hot journal's
+ *    rollback, a WAL checkpoint) first checkpoints the log if it holds
+ *    frames of that file, so an older frame can never be replayed over it.
+ *    Such writes are synced by xSync as usual; xSync after a batch commit
+ *    (which the log made durable) is a no-op.
+ *  - No shared memory (xShmMap is NULL): SQLite refuses journal_mode=WAL,
+ *    except under locking_mode=EXCLUSIVE, where its WAL needs no shared
+ *    memory and its checkpoints are writes outside a batch (see above).
+ */
+#define _GNU_SOURCE /* realpath, pread, pwrite, fdatasync */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "sqlite3ext.h"
+SQLITE_EXTENSION_INIT1
+
+#include "pwal.h"
+
+#define VFS_NAME "pwal"
+#define LOG_NAME ".pwal-shared"            /* the log is LOG_NAME "-pwal/" */
+#define MANIFEST_NAME ".pwal-shared-files" /* "<id> <name>\n" per database */
+#define MAX_NAME 512
+
+/* ---- the shared log of a directory ---- */
+
+typedef struct dbent dbent;
+struct dbent {
+    dbent *next;
+    char *name;          /* file name inside the directory */
+    uint32_t file_id;    /* 0 until the manifest names it */
+    int fd;              /* own descriptor, for the checkpoint's fdatasync; -1: none */
+    int needs_sync;      /* written home since the last checkpoint */
+    uint64_t last_epoch; /* epoch of this file's latest commit */
+};
+
+typedef struct {
+    uint64_t commits, frames, frame_bytes, commit_failures, rollbacks;
+    uint64_t direct_writes, direct_truncates, syncs, syncs_skipped;
+    uint64_t checkpoints, replayed_frames, replayed_epoch;
+} vstats;
+
+typedef struct shared shared;
+struct shared {
+    shared *next;      /* in g_logs */
+    char *dir;         /* realpath of the directory */
+    pwal *log;
+    int refs;          /* main database handles open (under g_mu) */
+    pthread_mutex_t mu; /* everything below */
+    pthread_cond_t cv;
+    dbent *files;
+    uint32_t next_id;
+    int manifest_fd;
+    int in_flight;     /* commits between pwal_commit_file and the end of their write-back */
+    int ckpt_waiting;  /* a checkpoint waits for in_flight to drain: new commits wait */
+    uint64_t ckpt_epoch;       /* epochs at or below are checkpointed */
+    uint64_t mark_durable;     /* ... and the log says so durably (never replayed) */
+    uint64_t bytes_since_ckpt; /* frame bytes committed since the last checkpoint */
+    uint64_t ckpt_every;       /* ... that trigger one */
+    uint64_t next_seq;
+    int broken;        /* the files may lag the log: no checkpoint, no write, until reopened */
+    int ckpt_off;      /* test hook: no checkpoint runs (PRAGMA pwal_checkpoints) */
+    int fail_commits;  /* test hook: so many next commits fail (PRAGMA pwal_fail_commits) */
+    char why[256];     /* what broke it */
+    pthread_mutex_t ckpt_mu; /* one checkpoint at a time */
+    vstats st;
+};
+
+static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER; /* g_logs and every refs */
+static shared *g_logs;
+static sqlite3_vfs *g_orig;
+
+#define STAT_ADD(s, field, n) __atomic_add_fetch(&(s)->st.field, (uint64_t)(n), __ATOMIC_RELAXED)
+
+/* ---- the file handle ---- */
+
+typedef struct {
+    sqlite3_file base;
+    shared *s;
+    dbent *e;
+    int in_batch;
+    int batch_bad;    /* a write the log cannot take: COMMIT fails, SQLite falls back */
+    int direct_dirty; /* written outside a batch since the last real xSync */
+    uint32_t page_size;
+    uint32_t n, cap;  /* pages in the batch */
+    uint32_t *pgno;
+    unsigned char *data;
+    pwal_frame *frames;
+    sqlite3_file *real; /* the default VFS's file, right after this struct */
+} pfile;
+
+static int write_all(int fd, const void *buf, size_t len, off_t off) {
+    const char *p = buf;
+    while (len > 0) {
+        ssize_t w = pwrite(fd, p, len, off);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            return -1;
+        }
+        p += w;
+        len -= (size_t)w;
+        off += w;
+    }
+    return 0;
+}
+
+static void mark_broken(shared *s, const char *what) {
+    pthread_mutex_lock(&s->mu);
+    if (!s->broken) {
+        s->broken = 1;
+        snprintf(s->why, sizeof s->why, "%s", what);
+        sqlite3_log(SQLITE_IOERR, "pwal vfs: %s: %s", s->dir, what);
+    }
+    pthread_mutex_unlock(&s->mu);
+}
+
+static char *path_in(const char *dir, const char *name) {
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *p = malloc(n);
+    if (p) snprintf(p, n, "%s/%s", dir, name);
+    return p;
+}
+
+static dbent *find_name(shared *s, const char *name) {
+    for (dbent *e = s->files; e; e = e->next)
+        if (strcmp(e->name, name) == 0) return e;
+    return NULL;
+}
+
+static dbent *find_id(shared *s, uint32_t id) {
+    for (dbent *e = s->files; e; e = e->next)
+        if (e->file_id == id) return e;
+    return NULL;
+}
+
+static dbent *add_ent(shared *s, const char *name, uint32_t id) {
+    dbent *e = calloc(1, sizeof *e);
+    if (!e) return NULL;
+    e->name = strdup(name);
+    if (!e->name) {
+        free(e);
+        return NULL;
+    }
+    e->file_id = id;
+    e->fd = -1;
+    e->next = s->files;
+    s->files = e;
+    return e;
+}
+
+static int sync_dir(const char *dir) {
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    int rc = fsync(fd);
+    close(fd);
+    return rc;
+}
+
+/* Reads the manifest: every whole, well-formed line. A torn last line (a
+ * crash while it was appended, before any frame used its id) is cut off. */
+static int load_manifest(shared *s) {
+    char *path = path_in(s->dir, MANIFEST_NAME);
+    if (!path) return -1;
+    int existed = access(path, F_OK) == 0;
+    s->manifest_fd = open(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    free(path);
+    if (s->manifest_fd < 0) return -1;
+    if (!existed && (fsync(s->manifest_fd) != 0 || sync_dir(s->dir) != 0)) return -1;
+    struct stat sb;
+    if (fstat(s->manifest_fd, &sb) != 0) return -1;
+    size_t len = (size_t)sb.st_size;
+    char *buf = malloc(len + 1);
+    if (!buf) return -1;
+    size_t got = 0;
+    while (got < len) {
+        ssize_t r = pread(s->manifest_fd, buf + got, len - got, (off_t)got);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) {
+            free(buf);
+            return -1;
+        }
+        got += (size_t)r;
+    }
+    buf[len] = 0;
+    size_t good = 0;
+    s->next_id = 1;
+    while (good < len) {
+        char *nl = memchr(buf + good, '\n', len - good);
+        if (!nl) break;
+        *nl = 0;
+        char *line = buf + good, *end;
+        errno = 0;
+        unsigned long id = strtoul(line, &end, 10);
+        if (errno || end == line || *end != ' ' || id == 0 || id > UINT32_MAX || !end[1] ||
+            find_id(s, (uint32_t)id) || find_name(s, end + 1))
+            break;
+        if (!add_ent(s, end + 1, (uint32_t)id)) {
+            free(buf);
+            return -1;
+        }
+        if (id >= s->next_id) s->next_id = (uint32_t)id + 1;
+        good = (size_t)(nl - buf) + 1;
+    }
+    free(buf);
+    if (good < len) {
+        sqlite3_log(SQLITE_NOTICE, "pwal vfs: %s/%s: cutting %zu bytes of a torn last line",
+                    s->dir, MANIFEST_NAME, len - good);
+        if (ftruncate(s->manifest_fd, (off_t)good) != 0 || fdatasync(s->manifest_fd) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* Gives `e` a file id, durably, before its first commit. Under s->mu. */
+static int assign_id(shared *s, dbent *e) {
+    if (e->file_id) return 0;
+    char line[MAX_NAME + 32];
+    int n = snprintf(line, sizeof line, "%u %s\n", s->next_id, e->name);
+    if (n <= 0 || (size_t)n >= sizeof line) return -1;
+    if (write_all(s->manifest_fd, line, (size_t)n, 0) != 0 || fdatasync(s->manifest_fd) != 0)
+        return -1;
+    e->file_id = s->next_id++;
+    return 0;
+}
+
+static int open_ent_fd(shared *s, dbent *e) {
+    if (e->fd >= 0) return 0;
+    char *path = path_in(s->dir, e->name);
+    if (!path) return -1;
+    e->fd = open(path, O_RDWR | O_CLOEXEC);
+    if (e->fd < 0 && errno == EACCES) e->fd = open(path, O_RDONLY | O_CLOEXEC);
+    free(path);
+    return e->fd < 0 ? -1 : 0;
+}
+
+typedef struct {
+    shared *s;
+    char msg[300];
+} replay_ctx;
+
+static int32_t replay_one(void *user, const pwal_record *r) {
+    replay_ctx *c = user;
+    if (r->file_id == 0) return 0; /* a mark frame (make_mark_durable) */
+    dbent *e = find_id(c->s, r->file_id);
+    if (!e) {
+        snprintf(c->msg, sizeof c->msg, "the log has frames of file id %u, which %s does not name",
+                 r->file_id, MANIFEST_NAME);
+        return 1;
+    }
+    if (open_ent_fd(c->s, e) != 0) {
+        if (errno == ENOENT) {
+            /* Deleted after the crash: its frames have nowhere to go. */
+            sqlite3_log(SQLITE_WARNING, "pwal vfs: %s/%s is gone: its logged pages are dropped",
+                        c->s->dir, e->name);
+            return 0;
+        }
+        snprintf(c->msg, sizeof c->msg, "cannot open %s: %s", e->name, strerror(errno));
+        return 1;
+    }
+    if (write_all(e->fd, r->data, r->len, (off_t)(r->page_number - 1) * r->len) != 0) {
+        snprintf(c->msg, sizeof c->msg, "replay into %s: %s", e->name, strerror(errno));
+        return 1;
+    }
+    e->needs_sync = 1;
+    c->s->st.replayed_frames++;
+    return 0;
+}
+
+static void free_shared(shared *s) {
+    while (s->files) {
+        dbent *e = s->files;
+        s->files = e->next;
+        if (e->fd >= 0) close(e->fd);
+        free(e->name);
+        free(e);
+    }
+    if (s->manifest_fd >= 0) close(s->manifest_fd);
+    pthread_mutex_destroy(&s->mu);
+    pthread_mutex_destroy(&s->ckpt_mu);
+    pthread_cond_destroy(&s->cv);
+    free(s->dir);
+    free(s);
+}
+
+/* fdatasyncs the files written home since the last checkpoint; -1 on failure. */
+static int sync_files(dbent **list, int n) {
+    for (int i = 0; i < n; i++)
+        if (list[i]->fd >= 0 && fdatasync(list[i]->fd) != 0) return -1;
+    return 0;
+}
+
+/* The checkpoint: every commit that pwal acknowledged is written home (none
+ * is between pwal_commit_file and the end of its write-back), the files are
+ * synced, then the log may drop what they hold. */
+static int checkpoint(shared *s) {
+    pthread_mutex_lock(&s->ckpt_mu);
+    pthread_mutex_lock(&s->mu);
+    if (s->broken || s->ckpt_off) {
+        pthread_mutex_unlock(&s->mu);
+        pthread_mutex_unlock(&s->ckpt_mu);
+        return SQLITE_IOERR;
+    }
+    s->ckpt_waiting = 1;
+    while (s->in_flight > 0) pthread_cond_wait(&s->cv, &s->mu);
+    uint64_t through = 0;
+    pwal_status st = pwal_durable(s->log, &through, NULL);
+    int n = 0;
+    for (dbent *e = s->files; e; e = e->next) n += e->needs_sync;
+    dbent **list = malloc(sizeof *list * (size_t)(n ? n : 1));
+    int k = 0;
+    if (list)
+        for (dbent *e = s->files; e; e = e->next)
+            if (e->needs_sync) {
+                list[k++] = e;
+                e->needs_sync = 0;
+            }
+    s->bytes_since_ckpt = 0;
+    s->ckpt_waiting = 0;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+
+    int rc = SQLITE_OK;
+    if (!list || st != PWAL_OK) {
+        mark_broken(s, st != PWAL_OK ? pwal_last_error() : "out of memory");
+        rc = SQLITE_IOERR;
+    } else if (sync_files(list, k) != 0) {
+        mark_broken(s, "fdatasync of a database file failed");
+        rc = SQLITE_IOERR_FSYNC;
+    } else if (through > s->ckpt_epoch) {
+        st = pwal_checkpoint(s->log, through);
+        if (st != PWAL_OK) {
+            mark_broken(s, pwal_last_error());
+            rc = SQLITE_IOERR;
+        } else {
+            pthread_mutex_lock(&s->mu);
+            s->ckpt_epoch = through;
+            pthread_mutex_unlock(&s->mu);
+            STAT_ADD(s, checkpoints, 1);
+        }
+    }
+    free(list);
+    pthread_mutex_unlock(&s->ckpt_mu);
+    return rc;
+}
+
+/* pwal_checkpoint records its mark in the frames written after it: until
+ * one is synced, a crash would replay the checkpointed epochs again. That is
+ * harmless while the files change only through the log (the replay rewrites
+ * what they hold), not before a change by another path. This writes and
+ * syncs one frame of file id 0 (which replay skips) carrying the mark. */
+static int make_mark_durable(shared *s) {
+    pthread_mutex_lock(&s->mu);
+    uint64_t mark = s->ckpt_epoch;
+    if (s->mark_durable >= mark) {
+        pthread_mutex_unlock(&s->mu);
+        return SQLITE_OK;
+    }
+    static const unsigned char zero = 0;
+    pwal_frame fr = {.page_number = 1, .db_size_if_commit = 0, .data = &zero, .len = 1};
+    pwal_txn txn = {.txn_id = ++s->next_seq, .frames = &fr, .frame_count = 1, .txn_epoch = 0};
+    txn.commit_seq = txn.txn_id;
+    pthread_mutex_unlock(&s->mu);
+    pwal_status st = pwal_commit_file(s->log, 0, &txn, PWAL_WAIT_FOREVER, NULL);
+    if (st != PWAL_OK) {
+        mark_broken(s, pwal_last_error());
+        return SQLITE_IOERR;
+    }
+    pthread_mutex_lock(&s->mu);
+    if (mark > s->mark_durable) s->mark_durable = mark;
+    pthread_mutex_unlock(&s->mu);
+    return SQLITE_OK;
+}
+
+static int checkpoint_durably(shared *s) {
+    int rc = checkpoint(s);
+    return rc == SQLITE_OK ? make_mark_durable(s) : rc;
+}
+
+/* Opens the log of `dir` (replaying it) or takes another reference to it.
+ * Under g_mu. */
+static shared *acquire(const char *dir, char *err, size_t errlen) {
+    char real[PATH_MAX];
+    if (!realpath(dir, real)) {
+        snprintf(err, errlen, "%s: %s", dir, strerror(errno));
+        return NULL;
+    }
+    for (shared *s = g_logs; s; s = s->next)
+        if (strcmp(s->dir, real) == 0) {
+            s->refs++;
+            return s;
+        }
+    shared *s = calloc(1, sizeof *s);
+    if (!s || !(s->dir = strdup(real))) {
+        free(s);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    s->manifest_fd = -1;
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_mutex_init(&s->ckpt_mu, NULL);
+    pthread_cond_init(&s->cv, NULL);
+    const char *every = getenv("PWALVFS_CHECKPOINT_MIB");
+    s->ckpt_every = (every && atoll(every) > 0 ? (uint64_t)atoll(every) : 16) << 20;
+    if (load_manifest(s) != 0) {
+        snprintf(err, errlen, "%s/%s: %s", real, MANIFEST_NAME, strerror(errno));
+        free_shared(s);
+        return NULL;
+    }
+    char *log_path = path_in(real, LOG_NAME);
+    replay_ctx ctx = {.s = s, .msg = ""};
+    pwal_recovery_report rep;
+    memset(&rep, 0, sizeof rep);
+    rep.struct_size = sizeof rep;
+    pwal_status st = log_path ? pwal_recover_and_open(log_path, NULL, 0, replay_one, &ctx, &rep, &s->log)
+                              : PWAL_ERR_INVALID;
+    free(log_path);
+    if (st != PWAL_OK) {
+        snprintf(err, errlen, "pwal_recover_and_open(%s/%s): %s: %s", real, LOG_NAME,
+                 pwal_status_name(st), ctx.msg[0] ? ctx.msg : pwal_last_error());
+        free_shared(s);
+        return NULL;
+    }
+    s->ckpt_epoch = s->mark_durable = rep.checkpoint_epoch;
+    if (rep.last_epoch > s->ckpt_epoch) {
+        /* The replayed pages are home: sync them, then drop them from the log. */
+        int failed = 0;
+        for (dbent *e = s->files; e; e = e->next) {
+            if (e->needs_sync && e->fd >= 0 && fdatasync(e->fd) != 0) failed = 1;
+            e->needs_sync = 0;
+        }
+        st = failed ? PWAL_ERR_IO : pwal_checkpoint(s->log, rep.last_epoch);
+        if (st != PWAL_OK) {
+            snprintf(err, errlen, "after replaying %s/%s: %s", real, LOG_NAME,
+                     failed ? "fdatasync of a database file failed" : pwal_last_error());
+            pwal_close(s->log);
+            free_shared(s);
+            return NULL;
+        }
+        s->ckpt_epoch = rep.last_epoch;
+        s->st.replayed_epoch = rep.last_epoch;
+        if (make_mark_durable(s) != SQLITE_OK) {
+            snprintf(err, errlen, "after replaying %s/%s: %s", real, LOG_NAME, s->why);
+            pwal_close(s->log);
+            free_shared(s);
+            return NULL;
+        }
+    }
+    if (s->st.replayed_frames)
+        sqlite3_log(SQLITE_NOTICE, "pwal vfs: %s: replayed %llu frames through epoch %llu", real,
+                    (unsigned long long)s->st.replayed_frames, (unsigned long long)rep.last_epoch);
+    s->refs = 1;
+    s->next = g_logs;
+    g_logs = s;
+    return s;
+}
+
+static void release(shared *s) {
+    pthread_mutex_lock(&g_mu);
+    if (--s->refs > 0) {
+        pthread_mutex_unlock(&g_mu);
+        return;
+    }
+    for (shared **pp = &g_logs; *pp; pp = &(*pp)->next)
+        if (*pp == s) {
+            *pp = s->next;
+            break;
+        }
+    /* Still under g_mu, so that an open of the same directory waits until
+     * the log is closed (pwal would refuse to recover a log open here). A
+     * broken log, or one kept whole on purpose (PRAGMA pwal_checkpoints), is
+     * left for the next open to replay. */
+    if (!s->broken && !s->ckpt_off) checkpoint_durably(s);
+    pwal_status st = pwal_close(s->log);
+    if (st != PWAL_OK)
+        sqlite3_log(SQLITE_IOERR, "pwal vfs: closing the log of %s: %s", s->dir, pwal_last_error());
+    free_shared(s);
+    pthread_mutex_unlock(&g_mu);
+}
+
+/* ---- io methods of a main database file ---- */
+
+static int x_close(sqlite3_file *f) {
+    pfile *p = (pfile *)f;
+    int rc = p->real->pMethods ? p->real->pMethods->xClose(p->real) : SQLITE_OK;
+    free(p->pgno);
+    free(p->data);
+    free(p->frames);
+    release(p->s);
+    return rc;
+}
+
+static int x_read(sqlite3_file *f, void *buf, int amt, sqlite3_int64 off) {
+    pfile *p = (pfile *)f;
+    if (p->in_batch && p->n && amt == (int)p->page_size && off % amt == 0) {
+        uint32_t pg = (uint32_t)(off / amt) + 1;
+        for (uint32_t i = p->n; i-- > 0;)
+            if (p->pgno[i] == pg) {
+                memcpy(buf, p->data + (size_t)i * p->page_size, (size_t)amt);
+                return SQLITE_OK;
+            }
+    }
+    return p->real->pMethods->xRead(p->real, buf, amt, off);
+}
+
+/* Before the file changes other than through a batch: no frame of it may
+ * remain in the log above the checkpoint. */
+static int before_direct_change(pfile *p) {
+    shared *s = p->s;
+    pthread_mutex_lock(&s->mu);
+    int broken = s->broken, need = p->e->last_epoch > s->mark_durable;
+    pthread_mutex_unlock(&s->mu);
+    if (broken) return SQLITE_IOERR;
+    if (need) return checkpoint_durably(s);
+    return SQLITE_OK;
+}
+
+static int batch_add(pfile *p, const void *buf, int amt, sqlite3_int64 off) {
+    if (amt < 512 || amt > PWAL_MAX_PAGE_BYTES || (amt & (amt - 1)) || off % amt ||
+        off / amt >= UINT32_MAX || (p->n && (uint32_t)amt != p->page_size)) {
+        p->batch_bad = 1; /* not a page of the batch's size: COMMIT will fail */
+        return SQLITE_OK;
+    }
+    if ((uint32_t)amt != p->page_size) { /* first page, of another size than before */
+        free(p->data);
+        p->data = NULL;
+        p->cap = 0;
+        p->page_size = (uint32_t)amt;
+    }
+    if (p->n == p->cap) {
+        uint32_t cap = p->cap ? p->cap * 2 : 64;
+        uint32_t *pg = realloc(p->pgno, sizeof *pg * cap);
+        if (pg) p->pgno = pg;
+        unsigned char *d = pg ? realloc(p->data, (size_t)cap * p->page_size) : NULL;
+        if (d) p->data = d;
+        pwal_frame *fr = d ? realloc(p->frames, sizeof *fr * cap) : NULL;
+        if (!fr) return SQLITE_IOERR_NOMEM;
+        p->frames = fr;
+        p->cap = cap;
+    }
+    p->pgno[p->n] = (uint32_t)(off / amt) + 1;
+    memcpy(p->data + (size_t)p->n * p->page_size, buf, (size_t)amt);
+    p->n++;
+    return SQLITE_OK;
+}
+
+static int x_write(sqlite3_file *f, const void *buf, int amt, sqlite3_int64 off) {
+    pfile *p = (pfile *)f;
+    if (p->in_batch) return batch_add(p, buf, amt, off);
+    int rc = before_direct_change(p);
+    if (rc != SQLITE_OK) return rc == SQLITE_IOERR ? SQLITE_IOERR_WRITE : rc;
+    p->direct_dirty = 1;
+    STAT_ADD(p->s, direct_writes, 1);
+    return p->real->pMethods->xWrite(p->real, buf, amt, off);
+}
+
+static int x_truncate(sqlite3_file *f, sqlite3_int64 size) {
+    pfile *p = (pfile *)f;
+    if (p->in_batch) return SQLITE_IOERR_TRUNCATE;
+    int rc = before_direct_change(p);
+    if (rc != SQLITE_OK) return rc == SQLITE_IOERR ? SQLITE_IOERR_TRUNCATE : rc;
+    p->direct_dirty = 1;
+    STAT_ADD(p->s, direct_truncates, 1);
+    return p->real->pMethods->xTruncate(p->real, size);
+}
+
+static int x_sync(sqlite3_file *f, int flags) {
+    pfile *p = (pfile *)f;
+    if (!p->direct_dirty) {
+        /* Everything since the last sync came through the log, durable there. */
+        STAT_ADD(p->s, syncs_skipped, 1);
+        return SQLITE_OK;
+    }
+    int rc = p->real->pMethods->xSync(p->real, flags);
+    if (rc == SQLITE_OK) p->direct_dirty = 0;
+    STAT_ADD(p->s, syncs, 1);
+    return rc;
+}
+
+static int x_file_size(sqlite3_file *f, sqlite3_int64 *size) {
+    pfile *p = (pfile *)f;
+    return p->real->pMethods->xFileSize(p->real, size);
+}
+
+static int x_lock(sqlite3_file *f, int lock) {
+    pfile *p = (pfile *)f;
+    return p->real->pMethods->xLock(p->real, lock);
+}
+
+static int x_unlock(sqlite3_file *f, int lock) {
+    pfile *p = (pfile *)f;
+    return p->real->pMethods->xUnlock(p->real, lock);
+}
+
+static int x_check_reserved(sqlite3_file *f, int *out) {
+    pfile *p = (pfile *)f;
+    return p->real->pMethods->xCheckReservedLock(p->real, out);
+}
+
+static void batch_reset(pfile *p) {
+    p->in_batch = 0;
+    p->batch_bad = 0;
+    p->n = 0;
+}
+
+/* Writes the batch's pages into the database file (no sync). */
+static int write_home(pfile *p) {
+    int rc = SQLITE_OK;
+    for (uint32_t i = 0; i < p->n && rc == SQLITE_OK; i++)
+        rc = p->real->pMethods->xWrite(p->real, p->data + (size_t)i * p->page_size,
+                                       (int)p->page_size,
+                                       (sqlite3_int64)(p->pgno[i] - 1) * p->page_size);
+    return rc;
+}
+
+/* Whether the new page 1 differs from the file's only in the file change
+ * counter (bytes 24..27) and the version-valid-for number (92..95), which
+ * rollback mode bumps in every commit. Such a page 1 need not be logged:
+ * by induction the file's page 1 differs from the one recovery would
+ * restore only in those bytes, which hold one counter value in both places
+ * (so the in-header database size stays valid), and the counter only
+ * tells connections of a running process that the file changed; after a
+ * crash no connection has a cache to invalidate. It halves what a one-row
+ * commit logs. */
+static int page1_counter_only(pfile *p, const unsigned char *page) {
+    if (p->page_size < 100 || p->page_size > PWAL_MAX_PAGE_BYTES) return 0;
+    unsigned char old[PWAL_MAX_PAGE_BYTES];
+    if (p->real->pMethods->xRead(p->real, old, (int)p->page_size, 0) != SQLITE_OK) return 0;
+    return memcmp(old, page, 24) == 0 && memcmp(old + 28, page + 28, 92 - 28) == 0 &&
+           memcmp(old + 96, page + 96, p->page_size - 96) == 0 &&
+           memcmp(page + 24, page + 92, 4) == 0 && memcmp(old + 24, old + 92, 4) == 0;
+}
+
+/* COMMIT_ATOMIC_WRITE: the batch becomes one pwal transaction, durable on
+ * return, then goes home. An error makes SQLite roll the batch back and
+ * commit through its rollback journal instead. */
+static int commit_batch(pfile *p) {
+    shared *s = p->s;
+    dbent *e = p->e;
+    if (p->n == 0) return SQLITE_OK;
+    if (p->batch_bad) return SQLITE_IOERR_WRITE;
+    sqlite3_int64 fsize = 0;
+    if (p->real->pMethods->xFileSize(p->real, &fsize) != SQLITE_OK) fsize = 0;
+    uint32_t db_pages = (uint32_t)(fsize / p->page_size), nf = 0;
+    for (uint32_t i = 0; i < p->n; i++) {
+        const unsigned char *data = p->data + (size_t)i * p->page_size;
+        if (p->pgno[i] > db_pages) db_pages = p->pgno[i];
+        if (p->pgno[i] == 1 && page1_counter_only(p, data)) continue;
+        p->frames[nf].page_number = p->pgno[i];
+        p->frames[nf].db_size_if_commit = 0;
+        p->frames[nf].data = data;
+        p->frames[nf].len = p->page_size;
+        nf++;
+    }
+    if (nf == 0) return write_home(p) == SQLITE_OK ? SQLITE_OK : SQLITE_IOERR_WRITE;
+    p->frames[nf - 1].db_size_if_commit = db_pages;
+
+    pthread_mutex_lock(&s->mu);
+    if (s->fail_commits > 0) {
+        s->fail_commits--;
+        pthread_mutex_unlock(&s->mu);
+        STAT_ADD(s, commit_failures, 1);
+        return SQLITE_IOERR_WRITE;
+    }
+    if (s->broken || assign_id(s, e) != 0) {
+        int was_broken = s->broken;
+        pthread_mutex_unlock(&s->mu);
+        if (!was_broken) mark_broken(s, "cannot append to " MANIFEST_NAME);
+        STAT_ADD(s, commit_failures, 1);
+        return SQLITE_IOERR_WRITE;
+    }
+    while (s->ckpt_waiting) pthread_cond_wait(&s->cv, &s->mu);
+    s->in_flight++;
+    pwal_txn txn;
+    txn.txn_id = ++s->next_seq;
+    txn.commit_seq = txn.txn_id;
+    txn.frames = p->frames;
+    txn.frame_count = nf;
+    txn.txn_epoch = 0;
+    pthread_mutex_unlock(&s->mu);
+
+    uint64_t epoch = 0;
+    pwal_status st = pwal_commit_file(s->log, e->file_id, &txn, PWAL_WAIT_FOREVER, &epoch);
+    int rc = SQLITE_OK;
+    if (st != PWAL_OK) {
+        /* Maybe durable, maybe not: the files are no longer known to hold
+         * everything the log does. */
+        mark_broken(s, pwal_last_error());
+        rc = SQLITE_IOERR_WRITE;
+    } else {
+        rc = write_home(p);
+        if (rc != SQLITE_OK) {
+            /* Durable in the log but not home: the next open replays it. */
+            mark_broken(s, "writing a committed page into the database file failed");
+            rc = SQLITE_IOERR_WRITE;
+        }
+    }
+    pthread_mutex_lock(&s->mu);
+    if (st == PWAL_OK) {
+        if (epoch > e->last_epoch) e->last_epoch = epoch;
+        e->needs_sync = 1;
+        s->bytes_since_ckpt += (uint64_t)nf * p->page_size;
+    }
+    int want_ckpt = s->bytes_since_ckpt >= s->ckpt_every && !s->broken && !s->ckpt_off;
+    if (--s->in_flight == 0 && s->ckpt_waiting) pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    if (rc != SQLITE_OK) {
+        STAT_ADD(s, commit_failures, 1);
+        return rc;
+    }
+    STAT_ADD(s, commits, 1);
+    STAT_ADD(s, frames, nf);
+    STAT_ADD(s, frame_bytes, (uint64_t)nf * p->page_size);
+    /* The commit is durable whatever the checkpoint does; a failed one
+     * breaks the log and the next write reports it. */
+    if (want_ckpt && pthread_mutex_trylock(&s->ckpt_mu) == 0) {
+        pthread_mutex_unlock(&s->ckpt_mu);
+        checkpoint(s);
+    }
+    return SQLITE_OK;
+}
+
+static int pragma_bool(const char *v) {
+    return v && (sqlite3_stricmp(v, "on") == 0 || sqlite3_stricmp(v, "1") == 0 ||
+                 sqlite3_stricmp(v, "true") == 0 || sqlite3_stricmp(v, "yes") == 0);
+}
+
+/* PRAGMA pwal_stats, pwal_checkpoint, and the test hooks pwal_checkpoints and
+ * pwal_fail_commits (docs/SQLITE.md). */
+static int x_pragma(pfile *p, char **arg) {
+    shared *s = p->s;
+    const char *name = arg[1], *val = arg[2];
+    if (sqlite3_stricmp(name, "pwal_stats") == 0) {
+        vstats v;
+        pthread_mutex_lock(&s->mu);
+        v = s->st;
+        unsigned long long ck = s->ckpt_epoch;
+        int broken = s->broken;
+        pthread_mutex_unlock(&s->mu);
+        pwal_stats ls;
+        memset(&ls, 0, sizeof ls);
+        ls.struct_size = sizeof ls;
+        pwal_get_stats(s->log, &ls);
+        arg[0] = sqlite3_mprintf(
+            "commits=%llu frames=%llu frame_bytes=%llu commit_failures=%llu rollbacks=%llu "
+            "direct_writes=%llu direct_truncates=%llu syncs=%llu syncs_skipped=%llu "
+            "checkpoints=%llu checkpoint_epoch=%llu replayed_frames=%llu file_id=%u broken=%d "
+            "log_epochs=%llu log_transactions=%llu log_bytes=%llu log_syncs=%llu "
+            "log_segments_created=%llu log_segments_recycled=%llu log_sync_p50_us=%llu",
+            (unsigned long long)v.commits, (unsigned long long)v.frames,
+            (unsigned long long)v.frame_bytes, (unsigned long long)v.commit_failures,
+            (unsigned long long)v.rollbacks, (unsigned long long)v.direct_writes,
+            (unsigned long long)v.direct_truncates, (unsigned long long)v.syncs,
+            (unsigned long long)v.syncs_skipped, (unsigned long long)v.checkpoints, ck,
+            (unsigned long long)v.replayed_frames, p->e->file_id, broken,
+            (unsigned long long)ls.epochs, (unsigned long long)ls.transactions,
+            (unsigned long long)ls.bytes_written, (unsigned long long)ls.syncs,
+            (unsigned long long)ls.segments_created, (unsigned long long)ls.segments_recycled,
+            (unsigned long long)ls.sync_latency.p50_us);
+        return SQLITE_OK;
+    }
+    if (sqlite3_stricmp(name, "pwal_checkpoint") == 0) {
+        int rc = checkpoint(s);
+        if (rc != SQLITE_OK) {
+            pthread_mutex_lock(&s->mu);
+            arg[0] = sqlite3_mprintf("pwal checkpoint failed: %s",
+                                     s->ckpt_off ? "pwal_checkpoints is off" : s->why);
+            pthread_mutex_unlock(&s->mu);
+            return SQLITE_ERROR;
+        }
+        pthread_mutex_lock(&s->mu);
+        arg[0] = sqlite3_mprintf("%llu", (unsigned long long)s->ckpt_epoch);
+        pthread_mutex_unlock(&s->mu);
+        return SQLITE_OK;
+    }
+    if (sqlite3_stricmp(name, "pwal_checkpoints") == 0) {
+        pthread_mutex_lock(&s->mu);
+        if (val) s->ckpt_off = !pragma_bool(val);
+        arg[0] = sqlite3_mprintf("%s", s->ckpt_off ? "off" : "on");
+        pthread_mutex_unlock(&s->mu);
+        return SQLITE_OK;
+    }
+    if (sqlite3_stricmp(name, "pwal_fail_commits") == 0) {
+        pthread_mutex_lock(&s->mu);
+        if (val) s->fail_commits = atoi(val);
+        arg[0] = sqlite3_mprintf("%d", s->fail_commits);
+        pthread_mutex_unlock(&s->mu);
+        return SQLITE_OK;
+    }
+    return SQLITE_NOTFOUND;
+}
+
+static int x_file_control(sqlite3_file *f, int op, void *arg) {
+    pfile *p = (pfile *)f;
+    switch (op) {
+    case SQLITE_FCNTL_BEGIN_ATOMIC_WRITE:
+        batch_reset(p);
+        p->in_batch = 1;
+        return SQLITE_OK;
+    case SQLITE_FCNTL_COMMIT_ATOMIC_WRITE: {
+        int rc = p->in_batch ? commit_batch(p) : SQLITE_MISUSE;
+        batch_reset(p);
+        return rc;
+    }
+    case SQLITE_FCNTL_ROLLBACK_ATOMIC_WRITE:
+        STAT_ADD(p->s, rollbacks, 1);
+        batch_reset(p);
+        return SQLITE_OK;
+    case SQLITE_FCNTL_PRAGMA: {
+        int rc = x_pragma(p, (char **)arg);
+        if (rc != SQLITE_NOTFOUND) return rc;
+        break;
+    }
+    case SQLITE_FCNTL_VFSNAME: {
+        char *inner = NULL;
+        p->real->pMethods->xFileControl(p->real, op, &inner);
+        *(char **)arg = sqlite3_mprintf("%s/%s", VFS_NAME, inner ? inner : g_orig->zName);
+        sqlite3_free(inner);
+        return SQLITE_OK;
+    }
+    default:
+        break;
+    }
+    return p->real->pMethods->xFileControl(p->real, op, arg);
+}
+
+static int x_sector_size(sqlite3_file *f) {
+    pfile *p = (pfile *)f;
+    return p->real->pMethods->xSectorSize(p->real);
+}
+
+static int x_device_characteristics(sqlite3_file *f) {
+    pfile *p = (pfile *)f;
+    return p->real->pMethods->xDeviceCharacteristics(p->real) | SQLITE_IOCAP_BATCH_ATOMIC;
+}
+
+/* No memory mapping: reads go through xRead. */
+static int x_fetch(sqlite3_file *f, sqlite3_int64 off, int amt, void **pp) {
+    (void)f;
+    (void)off;
+    (void)amt;
+    *pp = NULL;
+    return SQLITE_OK;
+}
+
+static int x_unfetch(sqlite3_file *f, sqlite3_int64 off, void *ptr) {
+    (void)f;
+    (void)off;
+    (void)ptr;
+    return SQLITE_OK;
+}
+
+static const sqlite3_io_methods io_methods = {
+    3,
+    x_close,
+    x_read,
+    x_write,
+    x_truncate,
+    x_sync,
+    x_file_size,
+    x_lock,
+    x_unlock,
+    x_check_reserved,
+    x_file_control,
+    x_sector_size,
+    x_device_characteristics,
+    NULL, /* xShmMap: no shared memory, so no WAL (see the top) */
+    NULL,
+    NULL,
+    NULL,
+    x_fetch,
+    x_unfetch,
+};
+
+/* ---- the VFS ---- */
+
+static int v_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *f, int flags, int *out_flags) {
+    (void)vfs;
+    if (!name || !(flags & SQLITE_OPEN_MAIN_DB))
+        return g_orig->xOpen(g_orig, name, f, flags, out_flags); /* journals, temp files */
+    pfile *p = (pfile *)f;
+    memset(p, 0, sizeof *p);
+    p->real = (sqlite3_file *)&p[1];
+    const char *slash = strrchr(name, '/');
+    char dir[PATH_MAX];
+    const char *base;
+    if (!slash) {
+        snprintf(dir, sizeof dir, ".");
+        base = name;
+    } else {
+        size_t n = (size_t)(slash - name);
+        if (n >= sizeof dir) return SQLITE_CANTOPEN;
+        memcpy(dir, name, n ? n : 1);
+        dir[n ? n : 1] = 0;
+        base = slash + 1;
+    }
+    if (!*base || strlen(base) > MAX_NAME || strchr(base, '\n')) {
+        sqlite3_log(SQLITE_CANTOPEN, "pwal vfs: %s: a name the manifest cannot hold", name);
+        return SQLITE_CANTOPEN;
+    }
+    char err[PATH_MAX * 2 + 512];
+    pthread_mutex_lock(&g_mu);
+    shared *s = acquire(dir, err, sizeof err);
+    pthread_mutex_unlock(&g_mu);
+    if (!s) {
+        sqlite3_log(SQLITE_CANTOPEN, "pwal vfs: %s", err);
+        return SQLITE_CANTOPEN;
+    }
+    int rc = g_orig->xOpen(g_orig, name, p->real, flags, out_flags);
+    if (rc != SQLITE_OK) {
+        release(s);
+        return rc;
+    }
+    pthread_mutex_lock(&s->mu);
+    dbent *e = find_name(s, base);
+    if (!e) e = add_ent(s, base, 0);
+    if (e) open_ent_fd(s, e);
+    pthread_mutex_unlock(&s->mu);
+    if (!e || e->fd < 0) {
+        sqlite3_log(SQLITE_CANTOPEN, "pwal vfs: %s: %s", name, e ? strerror(errno) : "no memory");
+        p->real->pMethods->xClose(p->real);
+        release(s);
+        return SQLITE_CANTOPEN;
+    }
+    p->s = s;
+    p->e = e;
+    p->base.pMethods = &io_methods;
+    return SQLITE_OK;
+}
+
+static int v_delete(sqlite3_vfs *v, const char *name, int sync_dir_flag) {
+    (void)v;
+    return g_orig->xDelete(g_orig, name, sync_dir_flag);
+}
+
+static int v_access(sqlite3_vfs *v, const char *name, int flags, int *out) {
+    (void)v;
+    return g_orig->xAccess(g_orig, name, flags, out);
+}
+
+static int v_full_pathname(sqlite3_vfs *v, const char *name, int n, char *out) {
+    (void)v;
+    return g_orig->xFullPathname(g_orig, name, n, out);
+}
+
+static void *v_dlopen(sqlite3_vfs *v, const char *name) {
+    (void)v;
+    return g_orig->xDlOpen(g_orig, name);
+}
+
+static void v_dlerror(sqlite3_vfs *v, int n, char *out) {
+    (void)v;
+    g_orig->xDlError(g_orig, n, out);
+}
+
+static void (*v_dlsym(sqlite3_vfs *v, void *h, const char *sym))(void) {
+    (void)v;
+    return g_orig->xDlSym(g_orig, h, sym);
+}
+
+static void v_dlclose(sqlite3_vfs *v, void *h) {
+    (void)v;
+    g_orig->xDlClose(g_orig, h);
+}
+
+static int v_randomness(sqlite3_vfs *v, int n, char *out) {
+    (void)v;
+    return g_orig->xRandomness(g_orig, n, out);
+}
+
+static int v_sleep(sqlite3_vfs *v, int us) {
+    (void)v;
+    return g_orig->xSleep(g_orig, us);
+}
+
+static int v_current_time(sqlite3_vfs *v, double *out) {
+    (void)v;
+    return g_orig->xCurrentTime(g_orig, out);
+}
+
+static int v_get_last_error(sqlite3_vfs *v, int n, char *out) {
+    (void)v;
+    return g_orig->xGetLastError ? g_orig->xGetLastError(g_orig, n, out) : 0;
+}
+
+static int v_current_time_int64(sqlite3_vfs *v, sqlite3_int64 *out) {
+    (void)v;
+    return g_orig->xCurrentTimeInt64(g_orig, out);
+}
+
+static sqlite3_vfs pwal_vfs = {
+    2,    /* iVersion */
+    0,    /* szOsFile: set at registration */
+    0,    /* mxPathname: set at registration */
+    NULL, /* pNext */
+    VFS_NAME,
+    NULL, /* pAppData */
+    v_open,
+    v_delete,
+    v_access,
+    v_full_pathname,
+    v_dlopen,
+    v_dlerror,
+    v_dlsym,
+    v_dlclose,
+    v_randomness,
+    v_sleep,
+    v_current_time,
+    v_get_last_error,
+    v_current_time_int64,
+    NULL, /* xSetSystemCall ... (version 3): not offered */
+    NULL,
+    NULL,
+};
+
+#ifdef _WIN32
+__declspec(dllexport)
+#endif
+int sqlite3_pwalvfs_init(sqlite3 *db, char **err, const sqlite3_api_routines *api) {
+    (void)db;
+    SQLITE_EXTENSION_INIT2(api);
+    if (sqlite3_vfs_find(VFS_NAME)) return SQLITE_OK_LOAD_PERMANENTLY; /* loaded before */
+    /* "unix-excl" is the unix VFS that takes one exclusive lock per
+     * database file, once, and locks between the connections of this
+     * process in memory: pwal allows one process per log anyway, and it
+     * saves the per-transaction fcntl() calls of rollback mode. */
+    g_orig = sqlite3_vfs_find("unix-excl");
+    if (!g_orig) g_orig = sqlite3_vfs_find(NULL);
+    if (!g_orig) {
+        if (err) *err = sqlite3_mprintf("pwal vfs: no default VFS to wrap");
+        return SQLITE_ERROR;
+    }
+    if (g_orig->iVersion < 2 || !g_orig->xCurrentTimeInt64) {
+        if (err) *err = sqlite3_mprintf("pwal vfs: the default VFS is too old to wrap");
+        return SQLITE_ERROR;
+    }
+    pwal_vfs.szOsFile = (int)sizeof(pfile) + g_orig->szOsFile;
+    pwal_vfs.mxPathname = g_orig->mxPathname;
+    int rc = sqlite3_vfs_register(&pwal_vfs, 0);
+    return rc == SQLITE_OK ? SQLITE_OK_LOAD_PERMANENTLY : rc;
+}

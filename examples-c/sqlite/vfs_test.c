@@ -1,0 +1,431 @@
+/*
+ * vfs_test.c: what SQLite does through the pwal VFS, one case per run.
+ *
+ *     vfs_test CASE DIR        (DIR: an empty scratch directory)
+ *
+ * Each case drives unmodified SQLite through a path where the VFS answers a
+ * file control or a call its own way, and checks both SQLite's behaviour
+ * (results, PRAGMA integrity_check) and the VFS's counters (PRAGMA
+ * pwal_stats). Exits 0 and prints "ok CASE" on success, 1 with a message
+ * otherwise. tests/sqlite_vfs.rs runs every case.
+ */
+#include "testutil.h"
+
+#include <pthread.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+static char g_dir[PATH_MAX];
+
+static char *path_of(const char *name) {
+    static char buf[4][PATH_MAX + 64];
+    static int k;
+    char *p = buf[k++ & 3];
+    snprintf(p, PATH_MAX + 64, "%s/%s", g_dir, name);
+    return p;
+}
+
+static int exists(const char *path) {
+    struct stat sb;
+    return stat(path, &sb) == 0;
+}
+
+static long long file_size(const char *path) {
+    struct stat sb;
+    if (stat(path, &sb) != 0) die("stat %s: %s", path, strerror(errno));
+    return (long long)sb.st_size;
+}
+
+static void copy_file(const char *from, const char *to) {
+    FILE *in = fopen(from, "rb"), *out = fopen(to, "wb");
+    if (!in || !out) die("copy %s to %s: %s", from, to, strerror(errno));
+    char buf[65536];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, in)) > 0)
+        if (fwrite(buf, 1, n, out) != n) die("write %s: %s", to, strerror(errno));
+    fclose(in);
+    if (fclose(out) != 0) die("close %s: %s", to, strerror(errno));
+}
+
+/* Keeps a copy of database `name` as the disk would hold it if the writes
+ * home after this point were lost (they were never synced), ... */
+static void save(const char *name) {
+    char saved[PATH_MAX + 64];
+    snprintf(saved, sizeof saved, "%s.saved", path_of(name));
+    copy_file(path_of(name), saved);
+}
+
+/* ... and puts it back: only the log's replay can bring those commits back. */
+static void lose_unsynced_writes(const char *name) {
+    char saved[PATH_MAX + 64];
+    snprintf(saved, sizeof saved, "%s.saved", path_of(name));
+    copy_file(saved, path_of(name));
+}
+
+#define EXPECT(cond, ...)                                                                          \
+    do {                                                                                           \
+        if (!(cond)) die(__VA_ARGS__);                                                             \
+    } while (0)
+
+static sqlite3 *open_pwal(const char *name) {
+    sqlite3 *db = open_db(path_of(name), "pwal");
+    exec(db, "PRAGMA synchronous=FULL");
+    return db;
+}
+
+static void create_table(sqlite3 *db) {
+    exec(db, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)");
+}
+
+/* A committed small transaction on a non-empty database goes through the
+ * batch: BEGIN/COMMIT_ATOMIC_WRITE, one pwal commit, no journal file, no
+ * real sync of the database; the first transaction of an empty database
+ * has no page to protect, so SQLite journals it and writes directly. */
+static void case_batch(void) {
+    sqlite3 *db = open_pwal("a.db");
+    create_table(db); /* empty database: rollback journal, direct writes */
+    EXPECT(stat_of(db, "commits") == 0, "the first transaction of an empty database was a batch");
+    EXPECT(stat_of(db, "direct_writes") > 0, "the first transaction wrote no page directly");
+    long long direct = stat_of(db, "direct_writes"), skipped = stat_of(db, "syncs_skipped");
+    for (int i = 0; i < 10; i++) execf(db, "INSERT INTO t(v) VALUES('row %d')", i);
+    EXPECT(stat_of(db, "commits") == 10, "10 inserts made %lld pwal commits", stat_of(db, "commits"));
+    EXPECT(stat_of(db, "direct_writes") == direct, "a batch commit wrote a page directly");
+    EXPECT(stat_of(db, "syncs_skipped") >= skipped + 10, "SQLite's xSync after a batch was not skipped");
+    EXPECT(stat_of(db, "file_id") == 1, "the first database is not file id 1");
+    EXPECT(!exists(path_of("a.db-journal")), "a journal file was left behind");
+    EXPECT(query_int(db, "SELECT count(*) FROM t") == 10, "rows missing");
+    /* A rollback never reaches the VFS's batch. */
+    exec(db, "BEGIN; INSERT INTO t(v) VALUES('gone'); ROLLBACK");
+    EXPECT(query_int(db, "SELECT count(*) FROM t") == 10, "a rolled-back row is there");
+    EXPECT(stat_of(db, "commits") == 10, "a rollback made a pwal commit");
+    check_integrity(db, "batch");
+    sqlite3_close(db);
+    /* The manifest names the database; the log directory exists. */
+    FILE *f = fopen(path_of(".pwal-shared-files"), "r");
+    EXPECT(f, "no manifest %s", path_of(".pwal-shared-files"));
+    char line[256] = "";
+    EXPECT(fgets(line, sizeof line, f) && strcmp(line, "1 a.db\n") == 0, "manifest line: %s", line);
+    fclose(f);
+    EXPECT(exists(path_of(".pwal-shared-pwal")), "no log directory");
+}
+
+/* Commits whose writes home were lost (the file is put back as it was
+ * before them, as after a power loss) come back from the log at the next
+ * open, before SQLite reads: the default VFS does not see them, pwal does.
+ * PRAGMA pwal_checkpoints=off keeps the log whole across the close. */
+static void case_replay(void) {
+    sqlite3 *db = open_pwal("r.db");
+    create_table(db);
+    exec(db, "INSERT INTO t(v) VALUES('before')");
+    save("r.db");
+    exec(db, "PRAGMA pwal_checkpoints=off");
+    for (int i = 0; i < 50; i++) execf(db, "INSERT INTO t(v) VALUES('logged %d')", i);
+    exec(db, "UPDATE t SET v='changed' WHERE id=1");
+    EXPECT(query_int(db, "SELECT count(*) FROM t") == 51, "rows missing before the close");
+    sqlite3_close(db);
+    lose_unsynced_writes("r.db");
+
+    db = open_db(path_of("r.db"), NULL); /* the plain file */
+    EXPECT(query_int(db, "SELECT count(*) FROM t") == 1, "the file holds %lld rows, not 1",
+           query_int(db, "SELECT count(*) FROM t"));
+    sqlite3_close(db);
+
+    db = open_pwal("r.db");
+    EXPECT(stat_of(db, "replayed_frames") > 0, "nothing replayed");
+    EXPECT(query_int(db, "SELECT count(*) FROM t") == 51, "%lld rows after replay, not 51",
+           query_int(db, "SELECT count(*) FROM t"));
+    char *v = query(db, "SELECT v FROM t WHERE id=1");
+    EXPECT(strcmp(v, "changed") == 0, "replayed update lost: %s", v);
+    free(v);
+    check_integrity(db, "replay");
+    sqlite3_close(db);
+    /* The replay was checkpointed durably: a second open replays nothing. */
+    db = open_pwal("r.db");
+    EXPECT(stat_of(db, "replayed_frames") == 0, "replayed twice");
+    EXPECT(query_int(db, "SELECT count(*) FROM t") == 51, "rows lost by the second open");
+    sqlite3_close(db);
+}
+
+/* A transaction larger than the page cache spills: SQLite creates the
+ * rollback journal and writes pages directly. The VFS checkpoints first, so
+ * the older logged frames of those pages can never be replayed over them. */
+static void case_spill(void) {
+    sqlite3 *db = open_pwal("s.db");
+    exec(db, "PRAGMA cache_size=20");
+    create_table(db);
+    for (int i = 0; i < 200; i++) execf(db, "INSERT INTO t(v) VALUES(printf('%%0500d', %d))", i);
+    long long ck = stat_of(db, "checkpoints"), direct = stat_of(db, "direct_writes");
+    EXPECT(stat_of(db, "commits") == 200, "small inserts were not batches");
+    /* Rewrites every page the batches wrote, in one transaction. */
+    exec(db, "UPDATE t SET v=printf('%0600d', id + 1000000)");
+    EXPECT(stat_of(db, "direct_writes") > direct, "the spilled transaction wrote no page directly");
+    EXPECT(stat_of(db, "checkpoints") == ck + 1,
+           "no checkpoint before the spilled transaction's direct writes");
+    EXPECT(stat_of(db, "commits") == 200, "the spilled transaction was a batch");
+    /* Keep the rest in the log and reopen: a replay of the 200 old commits
+     * would bring the old values back. */
+    exec(db, "PRAGMA pwal_checkpoints=off");
+    exec(db, "INSERT INTO t(v) VALUES('after')");
+    sqlite3_close(db);
+    db = open_pwal("s.db");
+    EXPECT(query_int(db, "SELECT count(*) FROM t WHERE v LIKE '0000%'") == 200,
+           "old values came back over the spilled transaction: %lld of 200 rows new",
+           query_int(db, "SELECT count(*) FROM t WHERE v LIKE '0000%'"));
+    EXPECT(query_int(db, "SELECT count(*) FROM t WHERE v='after'") == 1, "lost the last commit");
+    check_integrity(db, "spill");
+    sqlite3_close(db);
+}
+
+/* COMMIT_ATOMIC_WRITE fails (PRAGMA pwal_fail_commits): SQLite sends
+ * ROLLBACK_ATOMIC_WRITE, writes its rollback journal, and commits through
+ * it, which checkpoints first. The commit succeeds all the same. */
+static void case_fallback(void) {
+    sqlite3 *db = open_pwal("f.db");
+    create_table(db);
+    exec(db, "INSERT INTO t(v) VALUES('one')");
+    long long direct = stat_of(db, "direct_writes"), ck = stat_of(db, "checkpoints");
+    exec(db, "PRAGMA pwal_fail_commits=1");
+    exec(db, "INSERT INTO t(v) VALUES('two')");
+    EXPECT(stat_of(db, "commit_failures") == 1, "the injected failure did not happen");
+    EXPECT(stat_of(db, "rollbacks") == 1, "SQLite sent no ROLLBACK_ATOMIC_WRITE");
+    EXPECT(stat_of(db, "direct_writes") > direct, "SQLite did not fall back to direct writes");
+    EXPECT(stat_of(db, "checkpoints") == ck + 1, "no checkpoint before the fallback's writes");
+    EXPECT(stat_of(db, "commits") == 1, "the failed batch counted as a commit");
+    exec(db, "INSERT INTO t(v) VALUES('three')"); /* batches again */
+    EXPECT(stat_of(db, "commits") == 2, "the next transaction was no batch");
+    EXPECT(query_int(db, "SELECT count(*) FROM t") == 3, "rows missing after the fallback");
+    check_integrity(db, "fallback");
+    sqlite3_close(db);
+    db = open_pwal("f.db");
+    EXPECT(query_int(db, "SELECT count(*) FROM t") == 3, "rows missing after reopen");
+    sqlite3_close(db);
+}
+
+/* xTruncate: a VACUUM after a big delete shrinks the file. The truncation
+ * checkpoints first; data and integrity survive, with and without replay. */
+static void case_truncate(void) {
+    sqlite3 *db = open_pwal("v.db");
+    create_table(db);
+    exec(db, "BEGIN");
+    for (int i = 0; i < 2000; i++) execf(db, "INSERT INTO t(v) VALUES(printf('%%0300d', %d))", i);
+    exec(db, "COMMIT");
+    exec(db, "DELETE FROM t WHERE id > 100");
+    long long before = file_size(path_of("v.db"));
+    exec(db, "VACUUM");
+    long long after = file_size(path_of("v.db"));
+    EXPECT(after < before, "VACUUM did not shrink the file (%lld -> %lld)", before, after);
+    EXPECT(stat_of(db, "direct_truncates") > 0, "no xTruncate reached the VFS");
+    EXPECT(query_int(db, "SELECT count(*) FROM t") == 100, "rows lost by VACUUM");
+    check_integrity(db, "truncate");
+    save("v.db");
+    exec(db, "PRAGMA pwal_checkpoints=off");
+    exec(db, "DELETE FROM t WHERE id > 50");
+    sqlite3_close(db);
+    lose_unsynced_writes("v.db");
+    db = open_pwal("v.db");
+    EXPECT(query_int(db, "SELECT count(*) FROM t") == 50, "%lld rows after replay, not 50",
+           query_int(db, "SELECT count(*) FROM t"));
+    check_integrity(db, "truncate after replay");
+    sqlite3_close(db);
+}
+
+/* PRAGMA page_size on a database with data takes effect at VACUUM; later
+ * batches log pages of the new size, and replay puts them where they go. */
+static void case_page_size(void) {
+    sqlite3 *db = open_pwal("p.db");
+    create_table(db);
+    for (int i = 0; i < 30; i++) execf(db, "INSERT INTO t(v) VALUES(printf('%%0700d', %d))", i);
+    EXPECT(query_int(db, "PRAGMA page_size") == 4096, "default page size is not 4096");
+    exec(db, "PRAGMA page_size=8192");
+    exec(db, "VACUUM");
+    EXPECT(query_int(db, "PRAGMA page_size") == 8192, "page size did not change");
+    check_integrity(db, "page size after VACUUM");
+    long long frames = stat_of(db, "frame_bytes");
+    exec(db, "INSERT INTO t(v) VALUES('eight k')");
+    long long grown = stat_of(db, "frame_bytes") - frames;
+    EXPECT(grown > 0 && grown % 8192 == 0, "a commit after the change logged %lld bytes", grown);
+    save("p.db");
+    exec(db, "PRAGMA pwal_checkpoints=off");
+    for (int i = 0; i < 30; i++) execf(db, "INSERT INTO t(v) VALUES(printf('%%0900d', %d))", i);
+    sqlite3_close(db);
+    lose_unsynced_writes("p.db");
+    db = open_pwal("p.db");
+    EXPECT(stat_of(db, "replayed_frames") > 0, "nothing replayed");
+    EXPECT(query_int(db, "PRAGMA page_size") == 8192, "page size lost");
+    EXPECT(query_int(db, "SELECT count(*) FROM t") == 61, "%lld rows, not 61",
+           query_int(db, "SELECT count(*) FROM t"));
+    check_integrity(db, "page size after replay");
+    sqlite3_close(db);
+}
+
+/* journal_mode=WAL needs shared memory, which the VFS does not offer: SQLite
+ * keeps the rollback mode. Under locking_mode=EXCLUSIVE SQLite's WAL needs
+ * none: it works, its checkpoints are direct writes (the log checkpoints
+ * first). */
+static void case_wal(void) {
+    sqlite3 *db = open_pwal("w.db");
+    create_table(db);
+    exec(db, "INSERT INTO t(v) VALUES('x')");
+    char *mode = query(db, "PRAGMA journal_mode=WAL");
+    EXPECT(strcmp(mode, "delete") == 0, "journal_mode=WAL gave %s, not delete", mode);
+    free(mode);
+    exec(db, "INSERT INTO t(v) VALUES('y')");
+    exec(db, "PRAGMA locking_mode=EXCLUSIVE");
+    mode = query(db, "PRAGMA journal_mode=WAL");
+    EXPECT(strcmp(mode, "wal") == 0, "exclusive journal_mode=WAL gave %s", mode);
+    free(mode);
+    for (int i = 0; i < 20; i++) execf(db, "INSERT INTO t(v) VALUES('wal %d')", i);
+    exec(db, "PRAGMA wal_checkpoint(TRUNCATE)");
+    mode = query(db, "PRAGMA journal_mode=DELETE");
+    EXPECT(strcmp(mode, "delete") == 0, "back to delete gave %s", mode);
+    free(mode);
+    check_integrity(db, "wal");
+    sqlite3_close(db);
+    db = open_pwal("w.db");
+    EXPECT(query_int(db, "SELECT count(*) FROM t") == 22, "rows lost through exclusive WAL");
+    exec(db, "INSERT INTO t(v) VALUES('z')");
+    EXPECT(stat_of(db, "commits") >= 1, "no batch after leaving WAL");
+    check_integrity(db, "after wal");
+    sqlite3_close(db);
+}
+
+/* Two connections to one database, each in its own thread, plus a reader:
+ * SQLite's locks serialise the writers; every row commits. */
+typedef struct {
+    const char *name;
+    int who, rows;
+} tharg;
+
+static void *writer_thread(void *p) {
+    tharg *a = p;
+    sqlite3 *db = open_pwal(a->name);
+    for (int i = 0; i < a->rows; i++) {
+        execf(db, "INSERT INTO t(v) VALUES('w%d %d')", a->who, i);
+        if (i % 10 == 0) {
+            long long n = query_int(db, "SELECT count(*) FROM t");
+            if (n < i + 1) die("thread %d sees %lld rows after committing %d", a->who, n, i + 1);
+        }
+    }
+    sqlite3_close(db);
+    return NULL;
+}
+
+static void case_threads(void) {
+    sqlite3 *db = open_pwal("th.db");
+    create_table(db);
+    enum { ROWS = 300 };
+    pthread_t t[2];
+    tharg a[2] = {{"th.db", 0, ROWS}, {"th.db", 1, ROWS}};
+    for (int i = 0; i < 2; i++) pthread_create(&t[i], NULL, writer_thread, &a[i]);
+    for (int i = 0; i < 2; i++) pthread_join(t[i], NULL);
+    EXPECT(query_int(db, "SELECT count(*) FROM t") == 2 * ROWS, "rows lost between threads");
+    EXPECT(stat_of(db, "commits") == 2 * ROWS, "%lld commits, not %d", stat_of(db, "commits"),
+           2 * ROWS);
+    check_integrity(db, "threads");
+    sqlite3_close(db);
+}
+
+/* Several databases of one directory share one log (one manifest, ids 1..n),
+ * each from its own thread; a checkpoint every 1 MiB syncs them all. */
+static void case_shared(void) {
+    enum { N = 4, ROWS = 200 };
+    char names[N][16];
+    pthread_t t[N];
+    tharg a[N];
+    setenv("PWALVFS_CHECKPOINT_MIB", "1", 1);
+    for (int i = 0; i < N; i++) {
+        snprintf(names[i], sizeof names[i], "m%d.db", i);
+        sqlite3 *db = open_pwal(names[i]);
+        create_table(db);
+        exec(db, "INSERT INTO t(v) VALUES('first')");
+        EXPECT(stat_of(db, "file_id") == i + 1, "database %d got file id %lld", i,
+               stat_of(db, "file_id"));
+        sqlite3_close(db);
+    }
+    sqlite3 *keep = open_pwal(names[0]); /* holds the log open throughout */
+    for (int i = 0; i < N; i++) {
+        a[i] = (tharg){names[i], i, ROWS};
+        pthread_create(&t[i], NULL, writer_thread, &a[i]);
+    }
+    for (int i = 0; i < N; i++) pthread_join(t[i], NULL);
+    EXPECT(stat_of(keep, "commits") == N * ROWS, "%lld commits in the shared log, not %d",
+           stat_of(keep, "commits"), N * ROWS);
+    EXPECT(stat_of(keep, "checkpoints") > 0, "no checkpoint after %d commits", N * ROWS);
+    sqlite3_close(keep);
+    for (int i = 0; i < N; i++) {
+        sqlite3 *db = open_pwal(names[i]);
+        EXPECT(query_int(db, "SELECT count(*) FROM t") == ROWS + 1, "rows lost in %s", names[i]);
+        check_integrity(db, names[i]);
+        sqlite3_close(db);
+    }
+}
+
+/* Runs `vfs_test open_once DIR` in a child process: 0 if it could open and
+ * write a database of DIR through pwal, 3 if it could not open it. */
+static int child_open(void) {
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0) die("readlink");
+    exe[n] = 0;
+    pid_t pid = fork();
+    if (pid < 0) die("fork: %s", strerror(errno));
+    if (pid == 0) {
+        execl(exe, exe, "open_once", g_dir, (char *)NULL);
+        _exit(127);
+    }
+    int status;
+    if (waitpid(pid, &status, 0) != pid) die("waitpid");
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+}
+
+static void case_open_once(void) {
+    sqlite3 *db;
+    int rc = sqlite3_open_v2(path_of("o.db"), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, "pwal");
+    if (rc != SQLITE_OK) {
+        fprintf(stderr, "open_once: %s\n", sqlite3_errstr(rc));
+        exit(3);
+    }
+    exec(db, "CREATE TABLE IF NOT EXISTS t(id INTEGER PRIMARY KEY, v TEXT)");
+    exec(db, "INSERT INTO t(v) VALUES('other process')");
+    sqlite3_close(db);
+}
+
+/* One process per log: while a database of the directory is open here,
+ * another process cannot open one; once the last is closed, it can. */
+static void case_process(void) {
+    sqlite3 *db = open_pwal("o.db");
+    create_table(db);
+    exec(db, "INSERT INTO t(v) VALUES('here')");
+    int rc = child_open();
+    EXPECT(rc == 3, "another process opened the directory's log while it was open here (%d)", rc);
+    sqlite3_close(db);
+    rc = child_open();
+    EXPECT(rc == 0, "another process could not open the database after the last close (%d)", rc);
+    db = open_pwal("o.db");
+    EXPECT(query_int(db, "SELECT count(*) FROM t") == 2, "the other process's row is missing");
+    sqlite3_close(db);
+}
+
+int main(int argc, char **argv) {
+    g_prog = "vfs_test";
+    if (argc != 3) die("usage: vfs_test CASE DIR");
+    if (!realpath(argv[2], g_dir)) die("%s: %s", argv[2], strerror(errno));
+    load_pwal_vfs();
+    static const struct {
+        const char *name;
+        void (*run)(void);
+    } cases[] = {
+        {"batch", case_batch},         {"replay", case_replay},   {"spill", case_spill},
+        {"fallback", case_fallback},   {"truncate", case_truncate}, {"page_size", case_page_size},
+        {"wal", case_wal},             {"threads", case_threads}, {"shared", case_shared},
+        {"process", case_process},     {"open_once", case_open_once},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        if (strcmp(cases[i].name, argv[1]) == 0) {
+            cases[i].run();
+            printf("ok %s\n", argv[1]);
+            return 0;
+        }
+    die("unknown case %s", argv[1]);
+    return 1;
+}

@@ -1,0 +1,190 @@
+//! SQLite through the pwal VFS (`examples-c/sqlite/`, docs/SQLITE.md):
+//! builds SQLite's amalgamation, the VFS extension and the C programs with
+//! `make -C examples-c sqlite` (against the libpwal.so of this test run),
+//! then
+//!
+//! - runs each case of `vfs_test` (one per file control or call the VFS
+//!   answers its own way: batch commit, replay, spill to the rollback
+//!   journal, a failed commit's fallback, truncation, a page size change,
+//!   WAL requests, two threads, several databases on one log, one process
+//!   per log), each in a scratch directory of its own;
+//! - runs the SIGKILL loop: `crash_test write` (three writer threads on two
+//!   databases, transactions larger than the page cache now and then,
+//!   checkpoints every MiB) is killed at a random moment, `crash_test check`
+//!   requires `PRAGMA integrity_check` to say ok and every acknowledged row
+//!   to be there, and the next writer goes on in the same directory.
+//!   `PWAL_SQLITE_KILLS=<n>` (default 30), `PWAL_SQLITE_SEED=<seed>`.
+//!
+//! Fetching the amalgamation needs cargo to reach crates.io (or the crate in
+//! its cache); if it cannot, the build fails and so does every test here,
+//! with make's output.
+
+#[path = "c/support.rs"]
+mod support;
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// `examples-c/sqlite/build/`, built once per test run.
+fn build_dir() -> &'static PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let mut make = Command::new("make");
+        make.arg("-C")
+            .arg(support::root().join("examples-c"))
+            .arg("sqlite")
+            .arg(format!("PWAL_SO={}", support::cdylib().display()));
+        support::run(
+            make,
+            "make -C examples-c sqlite (SQLite's amalgamation comes from the crates.io crate \
+             libsqlite3-sys, fetched by cargo)",
+        );
+        support::root().join("examples-c/sqlite/build")
+    })
+}
+
+/// A command for one of the C programs, with the caller's `PWAL_*` and
+/// `PWALVFS_*` variables removed (a test sets what it needs).
+fn program(name: &str) -> Command {
+    let mut cmd = Command::new(build_dir().join(name));
+    for (var, _) in std::env::vars_os() {
+        let v = var.to_string_lossy();
+        if v.starts_with("PWAL_") || v.starts_with("PWALVFS_") {
+            cmd.env_remove(&var);
+        }
+    }
+    cmd
+}
+
+fn vfs_case(case: &str) {
+    let dir = support::scratch(&format!("sqlite-{case}"));
+    let mut cmd = program("vfs_test");
+    cmd.arg(case).arg(&dir);
+    let out = support::run(cmd, &format!("vfs_test {case}"));
+    assert!(
+        out.contains(&format!("ok {case}")),
+        "vfs_test {case} did not report ok:\n{out}"
+    );
+}
+
+macro_rules! vfs_cases {
+    ($($name:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $name() {
+                vfs_case(stringify!($name));
+            }
+        )*
+    };
+}
+
+vfs_cases!(batch, replay, spill, fallback, truncate, page_size, wal, threads, shared, process);
+
+/// splitmix64, for the kill timings.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+}
+
+fn env_u64(var: &str, default: u64) -> u64 {
+    match std::env::var(var) {
+        Ok(v) => v
+            .parse()
+            .unwrap_or_else(|_| panic!("{var}={v} is not a number")),
+        Err(_) => default,
+    }
+}
+
+#[test]
+fn sigkill_loop() {
+    let kills = env_u64("PWAL_SQLITE_KILLS", 30);
+    let seed = env_u64("PWAL_SQLITE_SEED", 0x5117_e5ee_d000_0001);
+    let mut rng = Rng(seed);
+    let dir = support::scratch("sqlite-sigkill");
+    let acks = dir.join("acks");
+    let mut last = String::new();
+    for run in 1..=kills {
+        let mut cmd = program("crash_test");
+        cmd.args(["write"])
+            .arg(&dir)
+            .arg(&acks)
+            .arg(run.to_string())
+            .env("PWALVFS_CHECKPOINT_MIB", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn crash_test write");
+        // One kill in six lands early: during the open, the replay of the
+        // previous run's log, or the first commits. The others land once the
+        // writer reported itself ready ("R" in the ack file), after 20 to
+        // 400 ms of commits.
+        let early = rng.next().is_multiple_of(6);
+        let ready_lines = count_ready(&acks);
+        if early {
+            std::thread::sleep(Duration::from_millis(rng.next() % 40));
+        } else {
+            let deadline = Instant::now() + Duration::from_secs(120);
+            while count_ready(&acks) == ready_lines {
+                if let Some(status) = child.try_wait().unwrap() {
+                    let mut err = String::new();
+                    use std::io::Read;
+                    child.stderr.take().unwrap().read_to_string(&mut err).ok();
+                    panic!("run {run}: the writer exited ({status}) before it was ready:\n{err}");
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "run {run}: the writer was not ready after 120 s"
+                );
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            std::thread::sleep(Duration::from_millis(20 + rng.next() % 380));
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            use std::io::Read;
+            child.stderr.take().unwrap().read_to_string(&mut err).ok();
+            panic!("run {run}: the writer exited ({status}) before it was killed:\n{err}");
+        }
+        child.kill().expect("SIGKILL the writer");
+        child.wait().unwrap();
+
+        let mut check = program("crash_test");
+        check.arg("check").arg(&dir).arg(&acks);
+        last = support::run(
+            check,
+            &format!("crash_test check after kill {run} (seed {seed:#x})"),
+        );
+    }
+    // The checker's last line: "acked rows N, large N, deletes N".
+    let field = |name: &str| -> u64 {
+        last.split(", ")
+            .find_map(|f| f.trim().strip_prefix(name))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in the checker's output: {last}"))
+    };
+    let (rows, large) = (field("acked rows "), field("large "));
+    println!("survived {kills} SIGKILLs: {}", last.trim());
+    assert!(
+        rows > 0,
+        "no row was ever acknowledged: the loop tested nothing"
+    );
+    assert!(
+        kills < 10 || large > 0,
+        "no transaction larger than the page cache was acknowledged in {kills} runs"
+    );
+}
+
+fn count_ready(acks: &std::path::Path) -> usize {
+    std::fs::read_to_string(acks)
+        .map(|s| s.lines().filter(|l| *l == "R").count())
+        .unwrap_or(0)
+}
