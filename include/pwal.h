@@ -57,14 +57,16 @@
  *   exec is unaffected.
  *
  * MEMORY
- *   pwal never keeps a pointer the caller gave it past the call. Strings
- *   returned by pwal are owned by pwal (see each function). Structs with a
- *   struct_size field can grow in later versions: always set struct_size to
- *   sizeof(the struct), or use pwal_options_init().
+ *   pwal never keeps a pointer the caller gave it past the call, except
+ *   pwal_options.trace and trace_user_data, kept until the log is closed.
+ *   Strings returned by pwal are owned by pwal (see each function). Structs
+ *   with a struct_size field can grow in later versions: always set
+ *   struct_size to sizeof(the struct), or use pwal_options_init().
  *
  * ENVIRONMENT
- *   Unless pwal_options.ignore_env is set, these override pwal_options at
- *   pwal_open; a bad value makes pwal_open return PWAL_ERR_INVALID:
+ *   These fill the fields pwal_options_init() returns (what the program sets
+ *   afterwards wins); unless pwal_options.ignore_env is set, a bad value
+ *   makes pwal_open return PWAL_ERR_INVALID:
  *   PWAL_SYNC (full|normal|off), PWAL_MODE (auto|conservative|shadow_compare),
  *   PWAL_LANES, PWAL_MAX_BATCH_BYTES, PWAL_MAX_FLUSH_DELAY_MS,
  *   PWAL_SHADOW_COMPARE_PER_MILLE.
@@ -1398,22 +1400,48 @@ const char *pwal_status_name(int32_t status);
 const char *pwal_last_error(void);
 
 /**
- * Fills `options` with the defaults and sets `options->struct_size`, then
- * fills each field whose `PWAL_*` environment variable is set (`PWAL_SYNC`,
- * `PWAL_MODE`, `PWAL_LANES`, `PWAL_MAX_BATCH_BYTES`,
- * `PWAL_MAX_FLUSH_DELAY_MS`, `PWAL_SHADOW_COMPARE_PER_MILLE`) from it, and
- * says which in `env_fields`. What the program sets afterwards wins: set
- * `sync = PWAL_SYNC_FULL` after this call and `PWAL_SYNC=off` cannot weaken
- * it. A variable that does not parse is left out here; `pwal_open` then
- * fails naming it (unless `ignore_env`). Does nothing if `options` is NULL.
+ * Fills the 0.1.0 part of `options` (`PWAL_OPTIONS_MIN_SIZE` bytes) with
+ * the defaults and sets `options->struct_size` to that size; nothing
+ * beyond it is written. Does nothing if `options` is NULL.
+ *
+ * Programs compiled with this header never call this function directly:
+ * `pwal_options_init` is a macro for `pwal_options_init_sized(options,
+ * sizeof(*(options)))`, which fills the whole struct the program knows and
+ * takes the environment. This symbol stays for programs built against the
+ * 0.1.0 header, whose `pwal_options` is 48 bytes: `pwal_open` then fills
+ * from the `PWAL_*` environment variables each field they left at its
+ * default, as 0.1.0 did.
  *
  * Thread safety: safe from any thread.
  *
  * # Safety
  *
- * `options` is NULL or points to writable memory of `sizeof(pwal_options)`.
+ * `options` is NULL or points to writable memory of at least
+ * `PWAL_OPTIONS_MIN_SIZE` bytes.
  */
 void pwal_options_init(struct pwal_options *options);
+
+/**
+ * Fills `options`, a struct of `size` bytes (pass `sizeof(*options)`; the
+ * `pwal_options_init` macro does), with the defaults, sets
+ * `options->struct_size`, then fills each field whose `PWAL_*` environment
+ * variable is set (`PWAL_SYNC`, `PWAL_MODE`, `PWAL_LANES`,
+ * `PWAL_MAX_BATCH_BYTES`, `PWAL_MAX_FLUSH_DELAY_MS`,
+ * `PWAL_SHADOW_COMPARE_PER_MILLE`) from it, and says which in
+ * `env_fields`. What the program sets afterwards wins: set
+ * `sync = PWAL_SYNC_FULL` after this call and `PWAL_SYNC=off` cannot weaken
+ * it. A variable that does not parse is left out here; `pwal_open` then
+ * fails naming it (unless `ignore_env`). Writes at most `size` bytes (a
+ * program built against an older header passes its smaller size); does
+ * nothing if `options` is NULL or `size` is below `PWAL_OPTIONS_MIN_SIZE`.
+ *
+ * Thread safety: safe from any thread.
+ *
+ * # Safety
+ *
+ * `options` is NULL or points to `size` writable bytes.
+ */
+void pwal_options_init_sized(struct pwal_options *options, size_t size);
 
 /**
  * The name of a `pwal_fallback_reason` ("none", "operator forced",
@@ -1453,3 +1481,13 @@ const char *pwal_version(void);
 #endif  // __cplusplus
 
 #endif  /* PWAL_H */
+
+/**
+ * Initialise a `pwal_options` before setting fields: the defaults, filled
+ * from the `PWAL_*` environment variables (see `pwal_options_init_sized`).
+ * A macro, so that the library learns the size of the struct this program
+ * was compiled with and never writes past it; the function of the same name
+ * serves programs built against the 0.1.0 header. `options` must point to a
+ * `pwal_options` (not NULL).
+ */
+#define pwal_options_init(options) pwal_options_init_sized((options), sizeof(*(options)))

@@ -23,6 +23,7 @@ fn shared_library_exports_only_pwal_symbols() {
     );
     for required in [
         "pwal_options_init",
+        "pwal_options_init_sized",
         "pwal_open",
         "pwal_submit",
         "pwal_wait_durable",

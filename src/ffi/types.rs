@@ -758,29 +758,83 @@ impl From<&crate::RecoveryReport> for pwal_recovery_report {
     }
 }
 
-/// Fills `options` with the defaults and sets `options->struct_size`, then
-/// fills each field whose `PWAL_*` environment variable is set (`PWAL_SYNC`,
-/// `PWAL_MODE`, `PWAL_LANES`, `PWAL_MAX_BATCH_BYTES`,
-/// `PWAL_MAX_FLUSH_DELAY_MS`, `PWAL_SHADOW_COMPARE_PER_MILLE`) from it, and
-/// says which in `env_fields`. What the program sets afterwards wins: set
-/// `sync = PWAL_SYNC_FULL` after this call and `PWAL_SYNC=off` cannot weaken
-/// it. A variable that does not parse is left out here; `pwal_open` then
-/// fails naming it (unless `ignore_env`). Does nothing if `options` is NULL.
+/// Fills the 0.1.0 part of `options` (`PWAL_OPTIONS_MIN_SIZE` bytes) with
+/// the defaults and sets `options->struct_size` to that size; nothing
+/// beyond it is written. Does nothing if `options` is NULL.
+///
+/// Programs compiled with this header never call this function directly:
+/// `pwal_options_init` is a macro for `pwal_options_init_sized(options,
+/// sizeof(*(options)))`, which fills the whole struct the program knows and
+/// takes the environment. This symbol stays for programs built against the
+/// 0.1.0 header, whose `pwal_options` is 48 bytes: `pwal_open` then fills
+/// from the `PWAL_*` environment variables each field they left at its
+/// default, as 0.1.0 did.
 ///
 /// Thread safety: safe from any thread.
 ///
 /// # Safety
 ///
-/// `options` is NULL or points to writable memory of `sizeof(pwal_options)`.
+/// `options` is NULL or points to writable memory of at least
+/// `PWAL_OPTIONS_MIN_SIZE` bytes.
 #[no_mangle]
 pub unsafe extern "C" fn pwal_options_init(options: *mut pwal_options) {
-    if options.is_null() {
+    // SAFETY: the caller's promise, passed on.
+    unsafe { init_options(options, PWAL_OPTIONS_MIN_SIZE as usize, false) }
+}
+
+/// Fills `options`, a struct of `size` bytes (pass `sizeof(*options)`; the
+/// `pwal_options_init` macro does), with the defaults, sets
+/// `options->struct_size`, then fills each field whose `PWAL_*` environment
+/// variable is set (`PWAL_SYNC`, `PWAL_MODE`, `PWAL_LANES`,
+/// `PWAL_MAX_BATCH_BYTES`, `PWAL_MAX_FLUSH_DELAY_MS`,
+/// `PWAL_SHADOW_COMPARE_PER_MILLE`) from it, and says which in
+/// `env_fields`. What the program sets afterwards wins: set
+/// `sync = PWAL_SYNC_FULL` after this call and `PWAL_SYNC=off` cannot weaken
+/// it. A variable that does not parse is left out here; `pwal_open` then
+/// fails naming it (unless `ignore_env`). Writes at most `size` bytes (a
+/// program built against an older header passes its smaller size); does
+/// nothing if `options` is NULL or `size` is below `PWAL_OPTIONS_MIN_SIZE`.
+///
+/// Thread safety: safe from any thread.
+///
+/// # Safety
+///
+/// `options` is NULL or points to `size` writable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn pwal_options_init_sized(options: *mut pwal_options, size: usize) {
+    // SAFETY: the caller's promise, passed on.
+    unsafe { init_options(options, size, true) }
+}
+
+/// Writes the first `min(size, sizeof(pwal_options))` bytes of the
+/// defaults (filled from the environment when `env`), with `struct_size`
+/// set to that many.
+///
+/// # Safety
+///
+/// `options` is NULL or points to `size` writable bytes.
+unsafe fn init_options(options: *mut pwal_options, size: usize, env: bool) {
+    if options.is_null() || size < PWAL_OPTIONS_MIN_SIZE as usize {
         return;
     }
-    let filled = pwal_options::from(&Options::from_env());
-    // SAFETY: non-NULL, and the caller promised it points to a pwal_options;
-    // `write` does not read (or drop) the uninitialised old value.
-    unsafe { options.write(filled) };
+    let mut filled = if env {
+        pwal_options::from(&Options::from_env())
+    } else {
+        pwal_options::default()
+    };
+    let n = size.min(std::mem::size_of::<pwal_options>());
+    filled.struct_size = n as u32;
+    // SAFETY: `options` is valid for `size >= n` writable bytes (the caller's
+    // promise), `filled` is a whole `pwal_options` on the stack, and the two
+    // do not overlap; bytes are copied, so the caller's memory needs no
+    // alignment or initialisation.
+    unsafe {
+        std::ptr::copy_nonoverlapping(
+            (&filled as *const pwal_options).cast::<u8>(),
+            options.cast::<u8>(),
+            n,
+        )
+    };
 }
 
 /// The name of a `pwal_fallback_reason` ("none", "operator forced",

@@ -584,6 +584,25 @@ static void case_min_sizes(void) {
     CHECK(sizeof(pwal_stats) >= PWAL_STATS_MIN_SIZE);
     CHECK(sizeof(pwal_recovery_report) >= PWAL_RECOVERY_REPORT_MIN_SIZE);
 
+    /* A program built against 0.1.0 calls the function pwal_options_init
+     * (the parentheses bypass this header's macro) on its 48-byte struct:
+     * nothing past those bytes is written, and the size says 48. Then the
+     * sized init writes only the size it is given. */
+    unsigned char *ob = malloc(sizeof(pwal_options) + 64);
+    CHECK(ob != NULL);
+    memset(ob, 0xa5, sizeof(pwal_options) + 64);
+    (pwal_options_init)((pwal_options *)ob);
+    CHECK(((pwal_options *)ob)->struct_size == PWAL_OPTIONS_MIN_SIZE);
+    for (size_t i = PWAL_OPTIONS_MIN_SIZE; i < sizeof(pwal_options) + 64; i++) CHECK(ob[i] == 0xa5);
+    memset(ob, 0xa5, sizeof(pwal_options) + 64);
+    pwal_options_init_sized((pwal_options *)ob, PWAL_OPTIONS_MIN_SIZE + 4);
+    CHECK(((pwal_options *)ob)->struct_size == PWAL_OPTIONS_MIN_SIZE + 4);
+    for (size_t i = PWAL_OPTIONS_MIN_SIZE + 4; i < sizeof(pwal_options) + 64; i++) CHECK(ob[i] == 0xa5);
+    pwal_options_init((pwal_options *)ob);
+    CHECK(((pwal_options *)ob)->struct_size == sizeof(pwal_options));
+    CHECK(((pwal_options *)ob)->trace == NULL && ((pwal_options *)ob)->trace_user_data == NULL);
+    free(ob);
+
     pwal_options o = test_options();
     pwal *log = NULL;
     o.struct_size = PWAL_OPTIONS_MIN_SIZE - 1;
