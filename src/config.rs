@@ -212,6 +212,32 @@ impl EnvValues {
         Ok(e)
     }
 
+    /// Every variable that parses, each on its own: one bad variable does
+    /// not hide the others (`read` reports it).
+    pub(crate) fn read_each(lookup: &dyn Fn(&str) -> Option<String>) -> EnvValues {
+        let mut e = EnvValues::default();
+        for name in [
+            "PWAL_SYNC",
+            "PWAL_MODE",
+            "PWAL_LANES",
+            "PWAL_MAX_BATCH_BYTES",
+            "PWAL_MAX_FLUSH_DELAY_MS",
+            "PWAL_SHADOW_COMPARE_PER_MILLE",
+        ] {
+            let only = |n: &str| if n == name { lookup(n) } else { None };
+            if let Ok(one) = EnvValues::read(&only) {
+                e.sync = e.sync.or(one.sync);
+                e.mode = e.mode.or(one.mode);
+                e.lanes = e.lanes.or(one.lanes);
+                e.max_batch_bytes = e.max_batch_bytes.or(one.max_batch_bytes);
+                e.max_flush_delay = e.max_flush_delay.or(one.max_flush_delay);
+                e.shadow_compare_per_mille =
+                    e.shadow_compare_per_mille.or(one.shadow_compare_per_mille);
+            }
+        }
+        e
+    }
+
     /// Sets the fields the environment gives (among `which`) and returns
     /// their bits.
     fn fill(&self, o: &mut Options, which: u32) -> u32 {
@@ -334,23 +360,7 @@ impl Options {
 
     pub(crate) fn from_env_with(lookup: &dyn Fn(&str) -> Option<String>) -> Options {
         let mut o = Options::default();
-        // Each variable on its own: one bad variable does not hide the others.
-        for (name, bit) in [
-            ("PWAL_SYNC", ENV_SYNC),
-            ("PWAL_MODE", ENV_MODE),
-            ("PWAL_LANES", ENV_LANES),
-            ("PWAL_MAX_BATCH_BYTES", ENV_MAX_BATCH_BYTES),
-            ("PWAL_MAX_FLUSH_DELAY_MS", ENV_MAX_FLUSH_DELAY),
-            (
-                "PWAL_SHADOW_COMPARE_PER_MILLE",
-                ENV_SHADOW_COMPARE_PER_MILLE,
-            ),
-        ] {
-            let only = |n: &str| if n == name { lookup(n) } else { None };
-            if let Ok(env) = EnvValues::read(&only) {
-                o.env_fields |= env.fill(&mut o, bit);
-            }
-        }
+        o.env_fields = EnvValues::read_each(lookup).fill(&mut o, u32::MAX);
         o
     }
 
@@ -366,10 +376,10 @@ impl Options {
             let env = EnvValues::read(lookup)?;
             o.env_fields & env.matching(&o)
         } else {
-            if let Ok(env) = EnvValues::read(lookup) {
-                let left = o.env_fields & env.matching(&o);
-                EnvValues::default().reset(&mut o, left);
-            }
+            // What each variable filled, even when another does not parse.
+            let env = EnvValues::read_each(lookup);
+            let left = o.env_fields & env.matching(&o);
+            EnvValues::default().reset(&mut o, left);
             0
         };
         // An operator's `PWAL_MODE=conservative` that the program kept.
@@ -546,6 +556,24 @@ mod tests {
             let names_it = msg.contains(k) || msg.contains(&k[5..].to_ascii_lowercase());
             assert!(names_it, "{k}={v}: message does not name it: {msg}");
         }
+    }
+
+    #[test]
+    fn ignoring_the_environment_undoes_what_it_filled_even_beside_a_bad_variable() {
+        let vars = env(&[("PWAL_SYNC", "off"), ("PWAL_LANES", "abc")]);
+        let filled = Options::from_env_with(&vars);
+        assert_eq!(filled.sync, SyncPolicy::Off, "the good variable fills");
+        assert!(
+            filled.resolve_with(&vars).is_err(),
+            "the bad one fails the open"
+        );
+        let ignored = Options {
+            use_env: false,
+            ..filled
+        };
+        let r = ignored.resolve_with(&vars).unwrap();
+        assert_eq!(r.sync, SyncPolicy::Full);
+        assert_eq!(r.env_fields, 0);
     }
 
     #[test]

@@ -140,6 +140,9 @@ pub(crate) struct Shared {
     pub inject_encoding_fault: AtomicBool,
     /// Test hook: the next flush panics between seal and publish.
     pub inject_flush_panic: AtomicBool,
+    /// Test hook: the next seal pauses this many milliseconds between
+    /// moving `filling` on and swapping the lanes.
+    pub inject_seal_pause_ms: AtomicU64,
     /// Commit sequences of batches waiting inside `submit` for room in a full
     /// epoch: submitted, yet in no lane buffer, so the commit-sequence
     /// watermark must not pass them.
@@ -179,16 +182,25 @@ impl Shared {
     /// Leaves the configured mode for the conservative path, once, recording
     /// why.
     pub fn fall_back(&self, reason: FallbackReason, detail: String) {
-        let mut f = self.fallback.lock();
-        if f.is_none() {
-            crate::trace::emit(&self.cfg.trace, || {
-                let epoch = self.state.lock().filling;
-                Pending::new(TraceKind::Fallback, epoch, detail.clone())
-            });
-            *f = Some((reason, detail));
-        }
+        // No lock is held across the trace: `stats` takes `state` then
+        // `fallback`, so taking `state` under `fallback` would deadlock.
+        let traced = self.cfg.trace.is_some().then(|| detail.clone());
+        let first = {
+            let mut f = self.fallback.lock();
+            let first = f.is_none();
+            if first {
+                *f = Some((reason, detail));
+            }
+            first
+        };
         self.mode
             .store(mode_to_u8(Mode::Conservative), Ordering::Release);
+        if let (true, Some(detail)) = (first, traced) {
+            crate::trace::emit(&self.cfg.trace, || {
+                let epoch = self.state.lock().filling;
+                Pending::new(TraceKind::Fallback, epoch, detail)
+            });
+        }
     }
 
     /// Records a failed write or sync: nothing is acknowledged from `epoch`
@@ -291,8 +303,10 @@ impl Shared {
         }
         self.blocked_seqs.lock().push(txn.commit_seq);
         let _unblock = Unblock(self, txn.commit_seq);
-        // Every part lands in the filling epoch or a later one.
-        let first = self.state.lock().filling;
+        // Every part lands in the filling epoch or a later one, or in the
+        // one before it: a seal moves `filling` on before it swaps the lanes,
+        // and a lane not yet swapped still takes records of the old epoch.
+        let first = self.state.lock().filling.saturating_sub(1).max(1);
         let pin = self.pins.lock().add(first);
         let mut last = 0;
         for (part, (frames, len)) in parts(txn.frames).enumerate() {
@@ -672,11 +686,13 @@ impl Shared {
             .map(|l| l.buf.lock().bytes.len() as u64)
             .collect();
         let durable_commit_seq = self.durable_commit_seq();
-        let st = self.state.lock();
+        // `fallback` before `state`: a thread holding `state` takes no other
+        // lock (the order at the top of this file).
         let (fallback, fallback_detail) = match &*self.fallback.lock() {
             Some((r, d)) => (Some(*r), d.clone()),
             None => (None, String::new()),
         };
+        let st = self.state.lock();
         let c = &self.counters;
         Stats {
             mode: self.mode(),
@@ -816,6 +832,7 @@ pub(crate) fn start(
         shadow_counter: AtomicU64::new(0),
         inject_encoding_fault: AtomicBool::new(false),
         inject_flush_panic: AtomicBool::new(false),
+        inject_seal_pause_ms: AtomicU64::new(0),
         blocked_seqs: Mutex::new(Vec::new()),
         pins: Mutex::new(pins),
         published_seq: AtomicU64::new(0),

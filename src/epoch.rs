@@ -17,12 +17,12 @@ use crate::Txn;
 
 /// "PWEP" read as a little-endian u32.
 pub const EPOCH_MAGIC: u32 = u32::from_le_bytes(*b"PWEP");
-/// Version 3 added the part index and flags to the transaction record
-/// (transactions larger than one record); version 2 added `synced_through`
+/// Version 4 added the file id to the transaction record; version 3 the
+/// part index and flags (transactions larger than one record); version 2 added `synced_through`
 /// and `checkpoint_epoch` to the certificate and `log_start_epoch` to the
 /// segment header. Logs of another version are refused, with an error naming
 /// both versions.
-pub const FORMAT_VERSION: u16 = 3;
+pub const FORMAT_VERSION: u16 = 4;
 /// Bytes of the fixed part of the certificate, before the per-lane counts.
 pub const EPOCH_FIXED_LEN: usize = 80;
 /// The highest epoch number a valid frame or segment header may carry. At a
@@ -540,9 +540,12 @@ pub fn validate_frame(
             cert.first_commit_seq, cert.last_commit_seq
         ));
     }
-    // Replay order: commit sequence, then transaction id, then file, then
-    // part; the sort is stable, so equal keys keep body order.
-    txns.sort_by_key(|t| (t.commit_seq, t.txn_id, t.file_id, t.part));
+    // Replay order: commit sequence, then transaction id, then file; the
+    // sort is stable, so equal keys keep body order: the order one thread
+    // appended them in (an attempt's last part before the next attempt's
+    // part 0 under the same key; an epoch holds at most one part of an
+    // attempt).
+    txns.sort_by_key(|t| (t.commit_seq, t.txn_id, t.file_id));
     Ok((cert, txns))
 }
 

@@ -271,7 +271,15 @@ impl FlushState {
                 return;
             }
             self.spare_bufs.clear();
-            self.spare_bufs.extend(sealed.into_iter().map(Some));
+            // A buffer a part of a large transaction grew past what epochs
+            // normally hold is not kept for reuse: lane memory returns to
+            // the batch size instead of staying at a part's size per lane.
+            let keep = 2 * sh.cfg.max_batch_bytes;
+            self.spare_bufs.extend(
+                sealed
+                    .into_iter()
+                    .map(|b| (b.capacity() <= keep).then_some(b)),
+            );
         }
     }
 
@@ -283,6 +291,10 @@ impl FlushState {
         // Issue epoch + 1 first: a writer that lands in it (its lane already
         // swapped) may wait for it at once.
         sh.state.lock().filling = epoch + 1;
+        if sh.inject_seal_pause_ms.load(Ordering::Relaxed) > 0 {
+            let ms = sh.inject_seal_pause_ms.swap(0, Ordering::Relaxed);
+            std::thread::sleep(std::time::Duration::from_millis(ms));
+        }
         let mut sealed = Vec::with_capacity(sh.lanes.lanes.len());
         for (i, lane) in sh.lanes.lanes.iter().enumerate() {
             let mut fresh = self

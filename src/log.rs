@@ -173,6 +173,16 @@ impl Log {
             .store(true, Ordering::Relaxed);
     }
 
+    /// Test hook: the next seal pauses for `ms` milliseconds after it moved
+    /// the filling epoch on and before it swaps the lanes, as a sealer
+    /// preempted there would.
+    #[doc(hidden)]
+    pub fn debug_inject_seal_pause(&self, ms: u64) {
+        self.shared
+            .inject_seal_pause_ms
+            .store(ms, Ordering::Relaxed);
+    }
+
     /// Test hook: bytes of lane buffer capacity held (in the lanes and in
     /// the flusher's pool of emptied buffers).
     #[doc(hidden)]

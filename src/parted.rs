@@ -61,9 +61,14 @@ pub(crate) struct Parted {
 }
 
 impl Parted {
-    /// The first record of an epoch's `txns` (in replay order) that
-    /// continues a transaction whose preceding part was not read: damage,
-    /// unless the epoch is at or below the checkpoint mark.
+    /// The first record of an epoch's `txns` (in replay order) that commits
+    /// a transaction whose preceding part was not read: its earlier parts
+    /// are lost, which is damage unless the epoch is at or below the
+    /// checkpoint mark. A part with more to follow whose predecessor is
+    /// missing is not damage by itself: it is what an attempt that never
+    /// committed leaves once a checkpoint removed its first parts (nothing
+    /// pins those), and it is dropped; if its transaction did commit, its
+    /// last part is reported here.
     pub fn first_orphan(&self, txns: &[TxnRef]) -> Option<String> {
         let mut next: HashMap<Key, u32> = HashMap::new();
         for t in txns.iter().filter(|t| t.part > 0 || t.more) {
@@ -72,21 +77,22 @@ impl Parted {
                 .get(&k)
                 .copied()
                 .or_else(|| self.open.get(&k).map(|p| p.next));
-            if t.part > 0 && expect != Some(t.part) {
+            let follows = t.part == 0 || expect == Some(t.part);
+            if !follows && !t.more {
                 return Some(match expect {
                     Some(e) if e > 0 => format!(
-                        "transaction {} (commit sequence {}): part {} found where part {e} was expected",
+                        "transaction {} (commit sequence {}): its last part {} found where part {e} was expected",
                         t.txn_id, t.commit_seq, t.part
                     ),
                     _ => format!(
-                        "transaction {} (commit sequence {}): part {} found, but its earlier parts are missing",
+                        "transaction {} (commit sequence {}): its last part {} found, but its earlier parts are missing",
                         t.txn_id, t.commit_seq, t.part
                     ),
                 });
             }
-            // After a last part nothing continues the transaction (0 never
-            // matches a part > 0).
-            next.insert(k, if t.more { t.part + 1 } else { 0 });
+            // After a last part, or a part that does not follow, nothing
+            // continues the transaction (0 never matches a part > 0).
+            next.insert(k, if t.more && follows { t.part + 1 } else { 0 });
         }
         None
     }
@@ -183,10 +189,16 @@ mod tests {
     }
 
     #[test]
-    fn a_gap_or_a_missing_start_is_an_orphan() {
+    fn a_last_part_after_a_gap_or_a_missing_start_is_an_orphan() {
         let mut p = Parted::default();
-        let why = p.first_orphan(&[r(1, 1, true)]).unwrap();
+        let why = p.first_orphan(&[r(1, 1, false)]).unwrap();
         assert!(why.contains("earlier parts are missing"), "{why}");
+        // A part with more to follow and no predecessor is a leftover of an
+        // attempt that never committed: dropped, not reported...
+        assert!(p.first_orphan(&[r(1, 1, true)]).is_none());
+        // ...unless its transaction's last part follows.
+        let why = p.first_orphan(&[r(1, 1, true), r(1, 2, false)]).unwrap();
+        assert!(why.contains("last part 2"), "{why}");
         p.add(&r(1, 0, true), 1, 1, loc(0));
         let why = p.first_orphan(&[r(1, 2, false)]).unwrap();
         assert!(why.contains("part 2 found where part 1"), "{why}");

@@ -1272,7 +1272,7 @@ fn replay(
                         &**at.path,
                         at.frame,
                         format!(
-                            "commit sequence inversion: transaction {} with commit sequence {} in epoch {epoch} comes after commit sequence {seq} in epoch {in_epoch} (refused: the engine submitted a lower sequence later)",
+                            "commit sequence inversion: transaction {} with commit sequence {} in epoch {epoch} comes after commit sequence {seq} in epoch {in_epoch} (refused: a lower sequence reached the log later, submitted after the higher one or written in parts that committed after it)",
                             t.txn_id, t.commit_seq
                         ),
                     );
@@ -1286,6 +1286,11 @@ fn replay(
         for loc in earlier.iter().flat_map(|p| &p.locs) {
             let rec = read_part(vfs, loc, t, &mut rs.part_buf)?;
             deliver_record(cb, epoch, t, rec)?;
+        }
+        if earlier.is_some() {
+            // A part's buffer is up to a record's size: not kept for the rest
+            // of the scan.
+            rs.part_buf = Vec::new();
         }
         deliver_record(cb, epoch, t, &body[t.offset..t.offset + t.len])?;
     }

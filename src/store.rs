@@ -482,7 +482,9 @@ fn create_spare(
     };
     while off < fill_to {
         if cancellable && sh.closing.load(Ordering::Acquire) {
-            // Left short; the next open deletes it.
+            // Left short: the next open keeps it as a spare of the size it
+            // reached (a file holding no epoch, whatever its length), or
+            // deletes it when it is empty.
             return Err((
                 ctx("abandoned preallocating"),
                 std::io::Error::other("log is closing"),

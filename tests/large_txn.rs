@@ -324,3 +324,175 @@ fn a_transaction_over_the_limit_is_refused() {
     assert_eq!(log.stats().bytes_written, 0);
     log.close().unwrap();
 }
+
+/// An attempt that never committed leaves parts behind; once a checkpoint
+/// removed the first of them (nothing pins an attempt that did not commit),
+/// the rest are leftovers, not damage: recovery and open go on, and every
+/// acknowledged transaction is there.
+#[test]
+fn leftover_parts_of_an_attempt_that_never_committed_are_not_damage_after_a_checkpoint() {
+    let vfs = SimVfs::new();
+    let db = Path::new("/sim/db");
+    // The tag of each crash point: how many epochs were durable then.
+    let durable = Arc::new(AtomicU64::new(0));
+    let d = durable.clone();
+    let traced = Options {
+        trace: Some(pwal::Tracer::new(move |e| {
+            if e.kind == pwal::TraceKind::EpochDurable {
+                d.store(e.epoch, Ordering::SeqCst);
+            }
+        })),
+        ..opts()
+    };
+    let d = durable.clone();
+    vfs.set_crash_points(|_| true, move || d.load(Ordering::SeqCst));
+    let log = Log::open_with_vfs(db, &traced, Arc::new(vfs.clone())).unwrap();
+    let e1 = small(&log, 1);
+    let count = (MAX_RECORD_BYTES * 3 + MAX_RECORD_BYTES / 2) / 4096;
+    let big = pages(50, count, 4096);
+    let f = frames(&big);
+    let last = log
+        .commit(
+            &Txn {
+                txn_id: 50,
+                commit_seq: 50,
+                txn_epoch: 0,
+                frames: &f,
+            },
+            None,
+        )
+        .unwrap();
+    log.close().unwrap();
+    let points = vfs.take_crash_points();
+    vfs.clear_crash_points();
+    assert!(
+        last >= e1 + 4,
+        "four parts in their own epochs: {e1}..{last}"
+    );
+    // A process crash once the first two parts were durable, before the last.
+    let p = points
+        .iter()
+        .find(|p| p.tag == e1 + 2)
+        .expect("a crash point with two parts durable");
+    let image = p.frozen.image(CrashMode::KeepAll);
+    let log = Log::open_with_vfs(db, &opts(), Arc::new(image.clone())).unwrap();
+    let a = small(&log, 60);
+    small(&log, 61);
+    // Through the first part's epoch: its segment goes, the second part's
+    // stays.
+    log.checkpoint(e1 + 1).unwrap();
+    log.close().unwrap();
+    let (seen, report) = recover(&image, db).expect("leftover parts are not damage");
+    assert!(report.damage.is_none(), "{:?}", report.damage);
+    assert!(!seen.txns.contains_key(&50), "the attempt never committed");
+    assert_eq!(seen.txns[&60].0, a);
+    assert!(seen.txns.contains_key(&61));
+    // And the log opens.
+    Log::open_with_vfs(db, &opts(), Arc::new(image))
+        .unwrap()
+        .close()
+        .unwrap();
+}
+
+/// Two transactions in parts under the same ids, one after the other from
+/// one thread: the second's first part may share an epoch with the first's
+/// last part, and each is replayed whole, in order, never spliced.
+#[test]
+fn two_transactions_in_parts_under_the_same_ids_stay_two() {
+    let dir = scratch("large-same-ids");
+    let db = dir.join("db");
+    let log = Log::open(&db, &opts()).unwrap();
+    let count = (MAX_RECORD_BYTES * 3 / 2) / 4096;
+    let a = pages(1, count, 4096);
+    let b = pages(2, count, 4096);
+    let mut epochs = Vec::new();
+    for p in [&a, &b] {
+        let f = frames(p);
+        epochs.push(
+            log.submit(&Txn {
+                txn_id: 7,
+                commit_seq: 7,
+                txn_epoch: 0,
+                frames: &f,
+            })
+            .unwrap(),
+        );
+    }
+    log.flush(None).unwrap();
+    log.close().unwrap();
+    let mut got: Vec<(u64, Vec<(u32, u32)>)> = Vec::new();
+    let mut report = pwal::RecoveryReport::default();
+    pwal::recover_with_vfs(
+        &pwal::io::RealVfs,
+        &db,
+        &RecoverOptions::default(),
+        &mut |r| {
+            if r.page_number == 1 {
+                got.push((r.epoch, Vec::new()));
+            }
+            got.last_mut()
+                .unwrap()
+                .1
+                .push((r.page_number, crc32c::crc32c(r.data)));
+            true
+        },
+        &mut report,
+    )
+    .unwrap();
+    assert_eq!(report.transactions, 2);
+    assert_eq!(got.len(), 2);
+    assert_eq!((got[0].0, got[1].0), (epochs[0], epochs[1]));
+    assert!(got[0].1 == expected(&a), "the first whole");
+    assert!(got[1].1 == expected(&b), "the second whole");
+}
+
+/// A writer that starts a transaction in parts while a seal is between
+/// moving the filling epoch on and swapping the lanes appends its first
+/// part to the epoch being sealed, one below the filling one: the pin must
+/// cover it, or a checkpoint through that epoch removes the first part of a
+/// transaction recovery then replays.
+#[test]
+fn the_pin_covers_a_first_part_appended_while_a_seal_swaps_the_lanes() {
+    let dir = scratch("large-pin-race");
+    let db = dir.join("db");
+    let log = Arc::new(Log::open(&db, &Options { lanes: 1, ..opts() }).unwrap());
+    small(&log, 1);
+    // Something in the filling epoch, then a seal that pauses after moving
+    // the filling epoch on.
+    let p = pages(2, 1, 512);
+    let f = frames(&p);
+    let e2 = log
+        .submit(&Txn {
+            txn_id: 2,
+            commit_seq: 2,
+            txn_epoch: 0,
+            frames: &f,
+        })
+        .unwrap();
+    log.debug_inject_seal_pause(300);
+    let sealer = {
+        let log = log.clone();
+        std::thread::spawn(move || log.flush(None).unwrap())
+    };
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let count = (MAX_RECORD_BYTES * 2 + MAX_RECORD_BYTES / 2) / 4096;
+    let big = pages(9, count, 4096);
+    let f = frames(&big);
+    let last = log
+        .commit(
+            &Txn {
+                txn_id: 9,
+                commit_seq: 9,
+                txn_epoch: 0,
+                frames: &f,
+            },
+            None,
+        )
+        .unwrap();
+    sealer.join().unwrap();
+    assert!(last > e2 + 1);
+    log.checkpoint(e2).unwrap();
+    Arc::try_unwrap(log).ok().unwrap().close().unwrap();
+    let (seen, _) = recover(&pwal::io::RealVfs, &db).expect("the first part was kept");
+    assert!(seen.txns.get(&9).is_some_and(|t| t.1 == expected(&big)));
+}

@@ -327,8 +327,8 @@ impl Suite {
             w,
             "- **pwal**: `Log::commit` (submit + wait for durability), default options, one thread checkpointing \
              everything durable every 100 ms (as an engine copying pages home would). The warm-up starts once \
-             pwal's preallocation thread has zero-filled its first spare segment (64 MiB, synced 1 MiB at a \
-             time): until then, about half a second after open, that fill shares the disk with the commits. Page numbers differ per commit.\n\
+             pwal's preallocation thread has zero-filled its first spare segment (segments start at 4 MiB and \
+             double; the fill is synced 1 MiB at a time): until then that fill shares the disk with the commits. Page numbers differ per commit.\n\
              - **SQLite**: WAL mode, one connection per thread, `BEGIN IMMEDIATE`, one `INSERT` of a page-sized \
              blob per page, `COMMIT`; `busy_timeout` 10 s and retry on `SQLITE_BUSY`. Default page size and \
              auto-checkpoint.\n\

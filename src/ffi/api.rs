@@ -330,7 +330,11 @@ pub unsafe extern "C" fn pwal_submit(
 /// each transaction belongs to. pwal stores the number with the transaction
 /// and gives it back in `pwal_record.file_id`; it does not interpret it.
 /// `pwal_submit` is file 0. Keep the numbering stable across restarts (the
-/// log does not record which name a number stands for).
+/// log does not record which name a number stands for). `commit_seq` stays
+/// one sequence for the whole log, across files: the commit-sequence
+/// watermark (`pwal_durable`) and the inversion count compare sequences of
+/// every file; and `(file_id, txn_id, commit_seq)` must not be reused by two
+/// transactions in flight at once.
 ///
 /// Returns, and is safe to call, as `pwal_submit`.
 ///

@@ -1,4 +1,4 @@
-//! The version-3 byte layout, written out independently of the library so
+//! The version-4 byte layout, written out independently of the library so
 //! that tests can find, damage and forge frames and headers.
 
 use std::path::{Path, PathBuf};
@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use pwal::io::SimVfs;
 
 /// The on-disk format version these tests write and expect.
-pub const FORMAT_VERSION: u16 = 3;
+pub const FORMAT_VERSION: u16 = 4;
 pub const EPOCH_FIXED_LEN: usize = 80;
 pub const DATA_OFFSET: usize = 4096;
 /// The bound on epoch numbers (`epoch::MAX_EPOCH`).
