@@ -140,7 +140,8 @@
 
 /**
  * Most frames in one transaction (`pwal_txn.frame_count`): enough for a
- * transaction of `PWAL_MAX_TXN_BYTES` in 512-byte pages.
+ * transaction of `PWAL_MAX_TXN_BYTES` in 512-byte pages. An array of this
+ * many `pwal_frame`s is 48 MiB: allocate large frame arrays on the heap.
  */
 #define PWAL_MAX_TXN_FRAMES 2097152
 
@@ -1329,6 +1330,12 @@ pwal_status pwal_recover_and_open(const char *path, const struct pwal_options *o
  * `PWAL_ERR_INVALID` (NULL or empty `path`, NULL `callback`, unknown `flags`
  * bits, `report->struct_size` below `PWAL_RECOVERY_REPORT_MIN_SIZE`, the log
  * on a network file system: see FILE SYSTEMS at the top).
+ *
+ * On any status but `PWAL_OK` the callback may have been given the first
+ * frames of the transaction that was being delivered (a transaction in
+ * parts is delivered part by part, each part read again and checked as it
+ * goes): discard what the callback received of the last transaction, or
+ * treat the whole replay as failed.
  *
  * Thread safety: safe from any thread; the callback runs on the calling
  * thread. The usual place is before `pwal_open` (or use

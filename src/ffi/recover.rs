@@ -153,6 +153,12 @@ pub(crate) unsafe fn c_callback(
 /// bits, `report->struct_size` below `PWAL_RECOVERY_REPORT_MIN_SIZE`, the log
 /// on a network file system: see FILE SYSTEMS at the top).
 ///
+/// On any status but `PWAL_OK` the callback may have been given the first
+/// frames of the transaction that was being delivered (a transaction in
+/// parts is delivered part by part, each part read again and checked as it
+/// goes): discard what the callback received of the last transaction, or
+/// treat the whole replay as failed.
+///
 /// Thread safety: safe from any thread; the callback runs on the calling
 /// thread. The usual place is before `pwal_open` (or use
 /// `pwal_recover_and_open`, which does both with one read of the log); while

@@ -63,7 +63,8 @@ pub const PWAL_RECOVER_REFUSE_SEQ_INVERSIONS: u32 = 2;
 /// Largest page accepted in a frame, in bytes (`pwal_frame.len`).
 pub const PWAL_MAX_PAGE_BYTES: u32 = 65536;
 /// Most frames in one transaction (`pwal_txn.frame_count`): enough for a
-/// transaction of `PWAL_MAX_TXN_BYTES` in 512-byte pages.
+/// transaction of `PWAL_MAX_TXN_BYTES` in 512-byte pages. An array of this
+/// many `pwal_frame`s is 48 MiB: allocate large frame arrays on the heap.
 pub const PWAL_MAX_TXN_FRAMES: u32 = 2097152;
 /// Most page bytes in one transaction: the sum of its frames' `len`, 1 GiB.
 /// A transaction of any size up to it commits atomically (all of it or none
