@@ -66,7 +66,14 @@ impl Parted {
     /// unless the epoch is at or below the checkpoint mark.
     pub fn first_orphan(&self, txns: &[TxnRef]) -> Option<String> {
         let mut next: HashMap<Key, u32> = HashMap::new();
-        for t in txns.iter().filter(|t| t.part > 0 || t.more) {
+        for t in txns {
+            // A whole record is part 0 of its key too: it ends what was read
+            // of the key before it (`commit` drops those parts), so a part
+            // after it continues nothing. It matters only while parts are
+            // being read.
+            if t.part == 0 && !t.more && self.open.is_empty() && next.is_empty() {
+                continue;
+            }
             let k = key(t);
             let expect = next
                 .get(&k)
@@ -84,8 +91,8 @@ impl Parted {
                     ),
                 });
             }
-            // After a last part nothing continues the transaction (0 never
-            // matches a part > 0).
+            // After a last part or a whole record nothing continues the
+            // transaction (0 never matches a part > 0).
             next.insert(k, if t.more { t.part + 1 } else { 0 });
         }
         None
@@ -190,9 +197,13 @@ mod tests {
         p.add(&r(1, 0, true), 1, 1, loc(0));
         let why = p.first_orphan(&[r(1, 2, false)]).unwrap();
         assert!(why.contains("part 2 found where part 1"), "{why}");
-        // Within one epoch: a part after the last part is an orphan too.
+        // Within one epoch: a part after the last part is an orphan too
+        // (nothing is expected once the transaction committed).
         let why = p.first_orphan(&[r(1, 1, false), r(1, 2, false)]).unwrap();
-        assert!(why.contains("part 2"), "{why}");
+        assert!(
+            why.contains("part 2 found, but its earlier parts are missing"),
+            "{why}"
+        );
         p.add(&r(1, 2, true), 2, 1, loc(0));
         assert!(matches!(p.commit(&r(1, 3, false)), Completes::Orphan));
     }
@@ -210,5 +221,34 @@ mod tests {
         p.add(&r(2, 0, true), 1, 1, loc(0));
         assert!(matches!(p.commit(&r(2, 0, false)), Completes::Whole));
         assert!(matches!(p.commit(&r(2, 1, false)), Completes::Orphan));
+    }
+
+    #[test]
+    fn a_part_after_a_whole_record_of_its_key_is_an_orphan_within_an_epoch_too() {
+        // Part 0 of (file 0, transaction 1, sequence 1) read in an earlier
+        // epoch; this epoch holds a whole record of the same key (a part 0
+        // without more: it commits, and replay drops the earlier part), then
+        // part 1. Part 1 continues nothing, as it would in a later epoch.
+        let mut p = Parted::default();
+        p.add(&r(1, 0, true), 1, 1, loc(0));
+        let epoch = [r(1, 0, false), r(1, 1, true)];
+        let why = p.first_orphan(&epoch).expect("part 1 after a whole record");
+        assert!(
+            why.contains("part 1 found, but its earlier parts are missing"),
+            "{why}"
+        );
+        assert!(matches!(p.commit(&epoch[0]), Completes::Whole));
+        let why = p
+            .first_orphan(&epoch[1..])
+            .expect("the same in the next epoch");
+        assert!(why.contains("earlier parts are missing"), "{why}");
+        // Nothing read before: part 0 with more, the whole record, part 1.
+        let p = Parted::default();
+        let epoch = [r(1, 0, true), r(1, 0, false), r(1, 1, true)];
+        assert!(p.first_orphan(&epoch).is_some());
+        // Whole records of other keys change nothing.
+        let mut p = Parted::default();
+        p.add(&r(1, 0, true), 1, 1, loc(0));
+        assert!(p.first_orphan(&[r(2, 0, false), r(1, 1, false)]).is_none());
     }
 }
