@@ -224,6 +224,56 @@ mod tests {
     }
 
     #[test]
+    fn a_part_that_does_not_continue_its_transaction_drops_it() {
+        // Parts 0 and 1 read; part 3 is not the part expected (2): the
+        // transaction cannot complete, not even with the part that was
+        // expected, read afterwards.
+        let mut p = Parted::default();
+        p.add(&r(1, 0, true), 1, 1, loc(0));
+        p.add(&r(1, 1, true), 2, 1, loc(1));
+        assert!(matches!(p.commit(&r(1, 3, false)), Completes::Orphan));
+        p.add(&r(1, 0, true), 1, 1, loc(0));
+        p.add(&r(1, 5, true), 2, 1, loc(1));
+        assert!(matches!(p.commit(&r(1, 1, false)), Completes::Orphan));
+    }
+
+    #[test]
+    fn transactions_are_told_apart_by_file_transaction_and_commit_sequence() {
+        // Four transactions in parts, read interleaved: the same id in two
+        // files, and the same id and file with another commit sequence.
+        let t = |file_id: u32, txn_id: u64, commit_seq: u64, part: u32, more: bool| TxnRef {
+            file_id,
+            commit_seq,
+            ..r(txn_id, part, more)
+        };
+        let keys = [(0, 1, 1), (1, 1, 1), (0, 2, 2), (0, 1, 3)];
+        let mut p = Parted::default();
+        for (n, &(f, id, seq)) in keys.iter().enumerate() {
+            p.add(&t(f, id, seq, 0, true), 1, n as u64 + 1, loc(n as u64));
+        }
+        let ones: Vec<TxnRef> = keys
+            .iter()
+            .map(|&(f, id, seq)| t(f, id, seq, 1, true))
+            .collect();
+        assert!(p.first_orphan(&ones).is_none());
+        for (n, one) in ones.iter().enumerate() {
+            p.add(one, 2, 10, loc(10 + n as u64));
+        }
+        for (n, &(f, id, seq)) in keys.iter().enumerate().rev() {
+            let last = [t(f, id, seq, 2, false)];
+            assert!(p.first_orphan(&last).is_none(), "{n}");
+            match p.commit(&last[0]) {
+                Completes::Parts(x) => {
+                    assert_eq!(x.frames, n as u64 + 11, "{n}");
+                    let offs: Vec<u64> = x.locs.iter().map(|l| l.offset).collect();
+                    assert_eq!(offs, vec![n as u64, 10 + n as u64], "{n}");
+                }
+                _ => panic!("transaction {n} lost its parts"),
+            }
+        }
+    }
+
+    #[test]
     fn a_part_after_a_whole_record_of_its_key_is_an_orphan_within_an_epoch_too() {
         // Part 0 of (file 0, transaction 1, sequence 1) read in an earlier
         // epoch; this epoch holds a whole record of the same key (a part 0
