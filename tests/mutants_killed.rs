@@ -224,6 +224,14 @@ fn every_transaction_limit_admits_its_maximum_and_refuses_one_more() {
 /// Commits the pages of batch `pages_of` as transaction `txn_id` with
 /// commit sequence `seq`, in an epoch of its own; returns the epoch.
 fn commit_as(log: &Log, pages_of: u64, txn_id: u64, seq: u64) -> u64 {
+    let e = submit_as(log, pages_of, txn_id, seq);
+    log.wait_durable(e, None).unwrap();
+    e
+}
+
+/// Submits the pages of batch `pages_of` as transaction `txn_id` with
+/// commit sequence `seq`; returns the epoch.
+fn submit_as(log: &Log, pages_of: u64, txn_id: u64, seq: u64) -> u64 {
     let owned = frames_of(pages_of);
     let frames: Vec<pwal::Frame<'_>> = owned
         .iter()
@@ -233,16 +241,13 @@ fn commit_as(log: &Log, pages_of: u64, txn_id: u64, seq: u64) -> u64 {
             data: b,
         })
         .collect();
-    let e = log
-        .submit(&pwal::Txn {
-            txn_id,
-            commit_seq: seq,
-            txn_epoch: (pages_of % 7) as u32,
-            frames: &frames,
-        })
-        .unwrap();
-    log.wait_durable(e, None).unwrap();
-    e
+    log.submit(&pwal::Txn {
+        txn_id,
+        commit_seq: seq,
+        txn_epoch: (pages_of % 7) as u32,
+        frames: &frames,
+    })
+    .unwrap()
 }
 
 fn rd32(b: &[u8], at: usize) -> u32 {
@@ -615,4 +620,131 @@ fn a_part_changed_on_disk_during_recovery_is_refused() {
             "{what}: a changed part was delivered"
         );
     }
+}
+
+/// An open finds the transactions in parts the log replays and keeps the
+/// segments of their first parts through a checkpoint below their last
+/// part (the writer that wrote them is gone); a checkpoint through the last
+/// part releases them.
+#[test]
+fn an_open_keeps_the_first_parts_of_a_transaction_through_a_checkpoint_below_its_last() {
+    let vfs = SimVfs::new();
+    // Each BIG batch (80 KB) fills a 64 KiB segment: one epoch per segment.
+    let o = Options {
+        segment_bytes: 64 << 10,
+        ..opts()
+    };
+    let log = Log::open_with_vfs(DB, &o, Arc::new(vfs.clone())).unwrap();
+    for (pages, id) in [(BIG | 1, 50), (1, 1), (BIG | 2, 50), (BIG | 3, 50), (2, 2)] {
+        commit_as(&log, pages, id, id);
+    }
+    log.close().unwrap();
+    forge_parts(&vfs, 50, &[(1, 0, true), (3, 1, true), (4, 2, false)]);
+    let whole = frames_of_all(&[BIG | 1, BIG | 2, BIG | 3]);
+    let (got, _) = recover_parts(&vfs).unwrap();
+    assert!(got[&50] == (4, whole.clone()));
+    let before = segments(&vfs, Path::new(DB)).len();
+
+    // A checkpoint through epoch 3, below the last part.
+    let log = Log::open_with_vfs(DB, &o, Arc::new(vfs.clone())).unwrap();
+    commit_as(&log, 3, 3, 3);
+    log.checkpoint(3).unwrap();
+    log.close().unwrap();
+    let (got, report) = recover_parts(&vfs).expect("the first parts were kept");
+    assert_eq!(report.checkpoint_epoch, 3);
+    assert!(
+        got[&50] == (4, whole),
+        "delivered whole after the checkpoint"
+    );
+    assert_eq!(got.keys().copied().collect::<Vec<_>>(), vec![2, 3, 50]);
+
+    // A checkpoint through the last part releases them.
+    let log = Log::open_with_vfs(DB, &o, Arc::new(vfs.clone())).unwrap();
+    log.checkpoint(4).unwrap();
+    log.close().unwrap();
+    let (got, report) = recover_parts(&vfs).unwrap();
+    assert_eq!(report.checkpoint_epoch, 4);
+    assert_eq!(got.keys().copied().collect::<Vec<_>>(), vec![2, 3]);
+    let after = segments(&vfs, Path::new(DB)).len();
+    assert!(
+        after < before,
+        "the released segments were removed ({before} then {after})"
+    );
+}
+
+/// An earlier part is read again from where it lies in its epoch's body,
+/// not only when it is the body's first record.
+#[test]
+fn an_earlier_part_after_another_record_in_its_epoch_is_read_from_its_place() {
+    let o = Options { lanes: 1, ..opts() };
+    for attempt in 0.. {
+        assert!(attempt < 50, "never two records in one epoch");
+        let vfs = SimVfs::new();
+        let log = Log::open_with_vfs(DB, &o, Arc::new(vfs.clone())).unwrap();
+        // One lane: records lie in the body in the order submitted.
+        let e1 = submit_as(&log, 1, 1, 1);
+        let e = submit_as(&log, 101, 50, 50);
+        log.wait_durable(e, None).unwrap();
+        let last = commit_as(&log, 102, 50, 50);
+        log.close().unwrap();
+        if e1 != e {
+            continue;
+        }
+        forge_parts(&vfs, 50, &[(e, 0, true), (last, 1, false)]);
+        let (got, report) = recover_parts(&vfs).unwrap();
+        assert_eq!(got[&1], (e, frames_of(1)));
+        assert!(got[&50] == (last, frames_of_all(&[101, 102])));
+        assert_eq!(report.transactions, 2);
+        return;
+    }
+}
+
+/// A transaction in parts takes its place in the replay order at its last
+/// part: delivered after a higher commit sequence it is a commit sequence
+/// inversion (counted, or refused before it is delivered when asked);
+/// equal sequences are not inversions.
+#[test]
+fn a_transaction_in_parts_is_ordered_by_its_last_part() {
+    let vfs = SimVfs::new();
+    // Epochs: 1 50/0 (sequence 50), 2 60 (60), 3 61 (60), 4 50/1 last (50).
+    let log = Log::open_with_vfs(DB, &opts(), Arc::new(vfs.clone())).unwrap();
+    commit_as(&log, 101, 50, 50);
+    commit_as(&log, 1, 60, 60);
+    commit_as(&log, 2, 61, 60);
+    commit_as(&log, 102, 50, 50);
+    log.close().unwrap();
+    forge_parts(&vfs, 50, &[(1, 0, true), (4, 1, false)]);
+    let (got, report) = recover_parts(&vfs).unwrap();
+    assert!(got[&50] == (4, frames_of_all(&[101, 102])));
+    assert_eq!(report.seq_inversions, 1, "{report:?}");
+
+    let mut o = pwal::ReplayOptions::default();
+    o.refuse_seq_inversions = true;
+    let mut delivered = Vec::new();
+    let mut report = pwal::RecoveryReport::default();
+    let r = pwal::replay_with_vfs(
+        &vfs,
+        Path::new(DB),
+        &o,
+        &mut |rec: &pwal::Record<'_>| {
+            delivered.push(rec.txn_id);
+            true
+        },
+        &mut report,
+    );
+    match r {
+        Err(pwal::Error::Corrupt { what, .. }) => assert!(
+            what.contains(
+                "commit sequence inversion: transaction 50 with commit sequence 50 in epoch 4"
+            ),
+            "{what}"
+        ),
+        other => panic!("expected the inversion refused, got {other:?}"),
+    }
+    delivered.dedup();
+    assert_eq!(
+        delivered,
+        vec![60, 61],
+        "nothing of transaction 50 delivered"
+    );
 }
