@@ -232,9 +232,15 @@ mod tests {
         p.add(&r(1, 0, true), 1, 1, loc(0));
         p.add(&r(1, 1, true), 2, 1, loc(1));
         assert!(matches!(p.commit(&r(1, 3, false)), Completes::Orphan));
-        p.add(&r(1, 0, true), 1, 1, loc(0));
-        p.add(&r(1, 5, true), 2, 1, loc(1));
-        assert!(matches!(p.commit(&r(1, 1, false)), Completes::Orphan));
+        // Whatever part comes after the one that did not continue.
+        for last in [1, 2, 6] {
+            p.add(&r(1, 0, true), 1, 1, loc(0));
+            p.add(&r(1, 5, true), 2, 1, loc(1));
+            assert!(
+                matches!(p.commit(&r(1, last, false)), Completes::Orphan),
+                "{last}"
+            );
+        }
     }
 
     #[test]
