@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Mutation testing of the trust boundary: the code that decides what a log on
-# disk means (src/recovery.rs, src/epoch.rs, src/segment.rs). cargo-mutants
+# disk means (src/recovery.rs, src/epoch.rs, src/segment.rs, and recovery's
+# bookkeeping of transactions in parts and of the epochs a checkpoint keeps,
+# src/parted.rs and src/pins.rs). cargo-mutants
 # changes one thing at a time (a return value, an operator, a match arm) and
 # runs a test selection that should notice (the unit tests, recovery_damage,
 # recovery_format, fuzz_recovery, torture_regressions, mutants_killed: built
@@ -8,9 +10,11 @@
 # ("missed") is either a gap in the tests or an equivalent change, and
 # docs/TESTING.md lists each one with what was done about it.
 #
-#   scripts/mutants.sh                          # all three files
+#   scripts/mutants.sh                          # all five files
 #   scripts/mutants.sh src/epoch.rs             # one file
 #   MUTANTS_SHARD=0/4 scripts/mutants.sh src/recovery.rs   # a quarter of it
+#   MUTANTS_TESTS="large_txn core" scripts/mutants.sh src/parted.rs
+#                                               # more test targets
 #
 # Needs `cargo install --locked cargo-mutants`. Not part of CI. Results go to
 # target/mutants/<file>/mutants.out/ (caught.txt, missed.txt, unviable.txt,
@@ -37,7 +41,7 @@ fi
 
 files=("$@")
 if ((${#files[@]} == 0)); then
-  files=(src/epoch.rs src/segment.rs src/recovery.rs)
+  files=(src/epoch.rs src/segment.rs src/recovery.rs src/parted.rs src/pins.rs)
 fi
 shard=()
 if [[ -n "${MUTANTS_SHARD:-}" ]]; then
@@ -49,8 +53,17 @@ if [[ -n "${MUTANTS_RE:-}" ]]; then
   shard+=(--re "$MUTANTS_RE")
 fi
 
+# MUTANTS_TESTS: more integration test targets to run for each mutant, by
+# name (e.g. large_txn, which writes transactions in parts; contract_recovery,
+# core, c_abi, which reach the recovery wrappers and the checkpoint mark).
+tests=(-C --test=recovery_damage -C --test=recovery_format -C --test=fuzz_recovery
+  -C --test=torture_regressions -C --test=mutants_killed)
+for t in ${MUTANTS_TESTS:-}; do
+  tests+=(-C "--test=$t")
+done
+
 for f in "${files[@]}"; do
-  out="target/mutants/$(basename "$f" .rs)${MUTANTS_SHARD:+-${MUTANTS_SHARD/\//of}}${MUTANTS_RE:+-re}"
+  out="target/mutants/$(basename "$f" .rs)${MUTANTS_SHARD:+-${MUTANTS_SHARD/\//of}}${MUTANTS_RE:+-re}${MUTANTS_TESTS:+-wide}"
   mkdir -p "$out"
   echo "== cargo mutants --file $f ${shard[*]} (results in $out/mutants.out)"
   # Exit status 2 means "some mutants were missed": report, do not stop.
@@ -62,8 +75,7 @@ for f in "${files[@]}"; do
     --copy-target=true \
     --timeout "${MUTANTS_TIMEOUT:-120}" \
     --test-tool cargo \
-    -C --test=recovery_damage -C --test=recovery_format -C --test=fuzz_recovery \
-    -C --test=torture_regressions -C --test=mutants_killed -C --lib || {
+    "${tests[@]}" -C --lib || {
     rc=$?
     [[ $rc == 2 || $rc == 3 ]] || exit $rc
   }

@@ -748,4 +748,321 @@ mod tests {
             .contains("page number 0"));
         assert!(validate_txn(&txn(&[])).is_err());
     }
+
+    /// Raw record bytes: the header fields as given, frames `(page, bytes)`
+    /// (db size 0), then the length and CRC filled in unless `len` forces a
+    /// length (the CRC always covers the bytes as they are).
+    fn raw_record(
+        seq: u64,
+        frame_count: u32,
+        part: u32,
+        flags: u32,
+        frames: &[(u32, &[u8])],
+        len: Option<u32>,
+    ) -> Vec<u8> {
+        let mut r = vec![0u8; TXN_HEADER_LEN];
+        r[8..16].copy_from_slice(&(seq * 10).to_le_bytes());
+        r[16..24].copy_from_slice(&seq.to_le_bytes());
+        r[28..32].copy_from_slice(&frame_count.to_le_bytes());
+        r[32..36].copy_from_slice(&part.to_le_bytes());
+        r[36..40].copy_from_slice(&flags.to_le_bytes());
+        for (page, data) in frames {
+            r.extend_from_slice(&page.to_le_bytes());
+            r.extend_from_slice(&0u32.to_le_bytes());
+            r.extend_from_slice(&(data.len() as u32).to_le_bytes());
+            r.extend_from_slice(data);
+        }
+        let l = len.unwrap_or(r.len() as u32);
+        r[4..8].copy_from_slice(&l.to_le_bytes());
+        let crc = crc32c::crc32c(&r[4..]);
+        r[..4].copy_from_slice(&crc.to_le_bytes());
+        r
+    }
+
+    /// A frame of epoch 5 holding `records` in one lane, its certificate
+    /// filled in from them (commit range over the records without `more`)
+    /// and then changed by `edit`.
+    fn frame_with(records: &[Vec<u8>], edit: impl FnOnce(&mut Certificate)) -> (Vec<u8>, Vec<u8>) {
+        let body = records.concat();
+        let crcs: Vec<u32> = records.iter().map(|r| rd32(r, 0)).collect();
+        let committing = || {
+            records
+                .iter()
+                .filter(|r| r.len() >= 40 && rd32(r, 36) & RECORD_MORE == 0)
+                .map(|r| rd64(r, 16))
+        };
+        let mut cert = Certificate {
+            segment_id: 1,
+            segment_salt: 2,
+            epoch: 5,
+            first_commit_seq: committing().min().unwrap_or(0),
+            last_commit_seq: committing().max().unwrap_or(0),
+            body_len: body.len() as u32,
+            txn_count: records.len() as u32,
+            db_size_pages: 0,
+            page_set_size: records.iter().map(|r| rd32(r, 28)).sum(),
+            synced_through: 4,
+            checkpoint_epoch: 3,
+            lane_counts: vec![records.len() as u32],
+        };
+        edit(&mut cert);
+        (cert.encode(&[&crcs]), body)
+    }
+
+    fn check(
+        records: &[Vec<u8>],
+        edit: impl FnOnce(&mut Certificate),
+    ) -> std::result::Result<Vec<TxnRef>, String> {
+        let (h, b) = frame_with(records, edit);
+        validate_frame(&h, &b).map(|(_, t)| t)
+    }
+
+    fn refused(r: std::result::Result<Vec<TxnRef>, String>, needle: &str) {
+        match r {
+            Err(e) => assert!(e.contains(needle), "{e:?} lacks {needle:?}"),
+            Ok(t) => panic!("accepted ({} records), expected {needle:?}", t.len()),
+        }
+    }
+
+    #[test]
+    fn a_part_of_exactly_a_record_is_one_part_and_one_byte_more_is_two() {
+        // 255 pages of 65,536 bytes and one of 62,420: exactly
+        // MAX_RECORD_BYTES encoded.
+        let page = vec![7u8; MAX_PAGE_BYTES];
+        let mut f: Vec<Frame<'_>> = (0..256)
+            .map(|i| Frame {
+                page_number: i + 1,
+                db_size_if_commit: 0,
+                data: &page,
+            })
+            .collect();
+        f[255].data = &page[..62_420];
+        let len = validate_txn(&txn(&f)).unwrap();
+        assert_eq!(len, MAX_RECORD_BYTES);
+        let p: Vec<_> = parts(&f).collect();
+        assert_eq!(p, vec![(0..256, MAX_RECORD_BYTES)]);
+        // Such a record is valid in a frame.
+        let mut rec = Vec::new();
+        encode_record(&mut rec, &RecordHead::of(&txn(&f), 0, 0, false), &f, len);
+        let t = check(&[rec], |_| ()).expect("a record of exactly MAX_RECORD_BYTES");
+        assert_eq!(t[0].len, MAX_RECORD_BYTES);
+        // One byte more: two parts, the first of 255 frames.
+        f[255].data = &page[..62_421];
+        let p: Vec<_> = parts(&f).collect();
+        assert_eq!(p.len(), 2, "{p:?}");
+        assert_eq!(p[0].0, 0..255);
+        assert_eq!(p[1], (255..256, TXN_HEADER_LEN + FRAME_HEADER_LEN + 62_421));
+    }
+
+    #[test]
+    fn part_index_and_flags_are_checked() {
+        let d = [1u8; 10];
+        let rec = |part, flags| raw_record(1, 1, part, flags, &[(1, &d)], None);
+        let t = check(&[rec(0, RECORD_MORE)], |_| ()).unwrap();
+        assert!(t[0].more && t[0].part == 0);
+        let last = MAX_TXN_FRAMES as u32 - 1;
+        let t = check(&[rec(last, 0)], |_| ()).unwrap();
+        assert!(!t[0].more && t[0].part == last);
+        refused(check(&[rec(last + 1, 0)], |_| ()), "impossible part");
+        refused(
+            check(&[rec(0, 2)], |_| ()),
+            "impossible part 0 or flags 0x2",
+        );
+        refused(check(&[rec(1, 3)], |_| ()), "flags 0x3");
+    }
+
+    #[test]
+    fn the_commit_range_covers_the_committing_records_only() {
+        let d = [1u8; 10];
+        let rec = |seq, flags| raw_record(seq, 1, 0, flags, &[(1, &d)], None);
+        let recs = [
+            rec(1, RECORD_MORE),
+            rec(5, 0),
+            rec(3, 0),
+            rec(9, RECORD_MORE),
+        ];
+        let t = check(&recs, |c| {
+            assert_eq!((c.first_commit_seq, c.last_commit_seq), (3, 5))
+        })
+        .unwrap();
+        let seqs: Vec<u64> = t.iter().map(|t| t.commit_seq).collect();
+        assert_eq!(seqs, vec![1, 3, 5, 9], "replay order");
+        refused(
+            check(&recs, |c| c.first_commit_seq = 1),
+            "commit range 1..=5",
+        );
+        refused(
+            check(&recs, |c| c.last_commit_seq = 9),
+            "commit range 3..=9",
+        );
+        // Parts with more only: no commit range.
+        let parts = [rec(4, RECORD_MORE), rec(6, RECORD_MORE)];
+        check(&parts, |c| {
+            assert_eq!((c.first_commit_seq, c.last_commit_seq), (0, 0))
+        })
+        .unwrap();
+        refused(
+            check(&parts, |c| (c.first_commit_seq, c.last_commit_seq) = (4, 4)),
+            "commit range 4..=4",
+        );
+        refused(
+            check(&parts, |c| c.last_commit_seq = 6),
+            "commit range 0..=6",
+        );
+    }
+
+    #[test]
+    fn impossible_records_are_refused_without_reading_past_them() {
+        let d = [1u8; 10];
+        let one = [9u8];
+        // The smallest record: one frame of one byte.
+        let t = check(&[raw_record(1, 1, 0, 0, &[(1, &one)], None)], |_| ()).unwrap();
+        assert_eq!(t[0].len, TXN_HEADER_LEN + FRAME_HEADER_LEN + 1);
+        // A length below the smallest record (its CRC right), in a body
+        // long enough for a record header.
+        let mut short = raw_record(1, 1, 0, 0, &[], Some(40));
+        short.resize(60, 0);
+        let crc = crc32c::crc32c(&short[4..40]);
+        short[..4].copy_from_slice(&crc.to_le_bytes());
+        refused(check(&[short], |_| ()), "impossible record length 40");
+        // Page 0; a page of 0 bytes (before a good frame); a page longer
+        // than a page may be; a page running past its record.
+        refused(
+            check(&[raw_record(1, 1, 0, 0, &[(0, &d)], None)], |_| ()),
+            "page 0",
+        );
+        let empty: &[u8] = &[];
+        refused(
+            check(
+                &[raw_record(1, 2, 0, 0, &[(1, empty), (2, &d)], None)],
+                |_| (),
+            ),
+            "frame 0 has page 1 and length 0",
+        );
+        let big = vec![1u8; MAX_PAGE_BYTES + 1];
+        refused(
+            check(&[raw_record(1, 1, 0, 0, &[(1, &big)], None)], |_| ()),
+            "length 65537",
+        );
+        let mut over = raw_record(1, 1, 0, 0, &[(1, &d)], None);
+        over[TXN_HEADER_LEN + 8..TXN_HEADER_LEN + 12].copy_from_slice(&11u32.to_le_bytes());
+        over.extend_from_slice(&[0; 40]);
+        over.truncate(TXN_HEADER_LEN + FRAME_HEADER_LEN + 10);
+        let crc = crc32c::crc32c(&over[4..]);
+        over[..4].copy_from_slice(&crc.to_le_bytes());
+        refused(check(&[over], |_| ()), "frame 0 has page 1 and length 11");
+        // Two frames counted, one frame and 1..=11 bytes present: the second
+        // frame's header runs past the record.
+        for extra in [1usize, 5, 11] {
+            let mut r = raw_record(1, 2, 0, 0, &[(1, &d)], None);
+            r.extend(std::iter::repeat_n(3u8, extra));
+            let l = r.len() as u32;
+            r[4..8].copy_from_slice(&l.to_le_bytes());
+            let crc = crc32c::crc32c(&r[4..]);
+            r[..4].copy_from_slice(&crc.to_le_bytes());
+            refused(check(&[r], |_| ()), "frame 1 header runs past the record");
+        }
+        // One more record counted than the body holds, with 1..=43 bytes
+        // after the last record.
+        for extra in [1usize, 7, 43] {
+            let r = raw_record(1, 1, 0, 0, &[(1, &[5u8; 200])], None);
+            let (mut h, mut b) = frame_with(std::slice::from_ref(&r), |c| {
+                c.txn_count = 2;
+                c.lane_counts = vec![2];
+            });
+            b.extend(std::iter::repeat_n(0u8, extra));
+            let blen = (b.len() as u32).to_le_bytes();
+            h[48..52].copy_from_slice(&blen);
+            let err = validate_frame(&h, &b).unwrap_err();
+            assert!(
+                err.contains("record 1") && err.contains("runs past the body"),
+                "{err}"
+            );
+        }
+        // More records counted than any body of this size could hold.
+        let r = raw_record(1, 1, 0, 0, &[(1, &d)], None);
+        refused(
+            check(&[r], |c| {
+                c.txn_count = u32::MAX;
+                c.lane_counts = vec![u32::MAX];
+            }),
+            "records cannot fit",
+        );
+    }
+
+    #[test]
+    fn epochs_and_marks_out_of_range_are_refused() {
+        let d = [1u8; 10];
+        let recs = [raw_record(1, 1, 0, 0, &[(1, &d)], None)];
+        check(&recs, |c| {
+            c.epoch = MAX_EPOCH;
+            c.synced_through = MAX_EPOCH - 1;
+        })
+        .expect("the largest epoch");
+        refused(check(&recs, |c| c.epoch = MAX_EPOCH + 1), "outside");
+        refused(
+            check(&recs, |c| {
+                c.epoch = 0;
+                (c.synced_through, c.checkpoint_epoch) = (0, 0);
+            }),
+            "",
+        );
+        refused(
+            check(&recs, |c| c.synced_through = 5),
+            "synced-through epoch 5",
+        );
+        refused(
+            check(&recs, |c| c.checkpoint_epoch = 5),
+            "checkpoint epoch 5",
+        );
+        check(&recs, |c| (c.synced_through, c.checkpoint_epoch) = (4, 4)).unwrap();
+    }
+
+    #[test]
+    fn fixed_headers_are_classified() {
+        let d = [1u8; 10];
+        let (h, _) = frame_with(&[raw_record(1, 1, 0, 0, &[(1, &d)], None)], |_| ());
+        let fixed = |edit: &dyn Fn(&mut [u8; EPOCH_FIXED_LEN])| {
+            let mut b: [u8; EPOCH_FIXED_LEN] = h[..EPOCH_FIXED_LEN].try_into().unwrap();
+            edit(&mut b);
+            parse_fixed(&b, 1, 2)
+        };
+        assert!(matches!(
+            fixed(&|_| ()),
+            FixedHeader::Plausible { lane_count: 1, .. }
+        ));
+        assert!(matches!(fixed(&|b| b.fill(0)), FixedHeader::Zero));
+        assert!(
+            matches!(fixed(&|b| b[8] ^= 1), FixedHeader::Stale),
+            "another id"
+        );
+        assert!(
+            matches!(fixed(&|b| b[16] ^= 1), FixedHeader::Stale),
+            "another salt"
+        );
+        let bad = |f: FixedHeader, needle: &str| match f {
+            FixedHeader::Bad(why) => assert!(why.contains(needle), "{why}"),
+            _ => panic!("expected Bad({needle})"),
+        };
+        bad(fixed(&|b| b[0] ^= 1), "bad epoch magic");
+        bad(fixed(&|b| b[4] ^= 1), "unsupported format version");
+        let lanes =
+            |n: u16| move |b: &mut [u8; EPOCH_FIXED_LEN]| b[6..8].copy_from_slice(&n.to_le_bytes());
+        bad(fixed(&lanes(0)), "lane count 0");
+        let max = MAX_LANES as u16;
+        assert!(matches!(
+            fixed(&lanes(max)),
+            FixedHeader::Plausible { lane_count, .. } if lane_count == MAX_LANES
+        ));
+        bad(fixed(&lanes(max + 1)), "lane count 257");
+        let body = |n: u32| {
+            move |b: &mut [u8; EPOCH_FIXED_LEN]| b[48..52].copy_from_slice(&n.to_le_bytes())
+        };
+        let most = MAX_EPOCH_BODY_BYTES as u32;
+        assert!(matches!(
+            fixed(&body(most)),
+            FixedHeader::Plausible { body_len, .. } if body_len == MAX_EPOCH_BODY_BYTES
+        ));
+        bad(fixed(&body(most + 1)), "body length");
+    }
 }

@@ -71,7 +71,14 @@ impl Parted {
     /// last part is reported here.
     pub fn first_orphan(&self, txns: &[TxnRef]) -> Option<String> {
         let mut next: HashMap<Key, u32> = HashMap::new();
-        for t in txns.iter().filter(|t| t.part > 0 || t.more) {
+        for t in txns {
+            // A whole record is part 0 of its key too: it ends what was read
+            // of the key before it (`commit` drops those parts), so a part
+            // after it continues nothing. It matters only while parts are
+            // being read.
+            if t.part == 0 && !t.more && self.open.is_empty() && next.is_empty() {
+                continue;
+            }
             let k = key(t);
             let expect = next
                 .get(&k)
@@ -90,8 +97,9 @@ impl Parted {
                     ),
                 });
             }
-            // After a last part, or a part that does not follow, nothing
-            // continues the transaction (0 never matches a part > 0).
+            // After a last part, a whole record, or a part that does not
+            // follow, nothing continues the transaction (0 never matches a
+            // part > 0).
             next.insert(k, if t.more && follows { t.part + 1 } else { 0 });
         }
         None
@@ -202,9 +210,13 @@ mod tests {
         p.add(&r(1, 0, true), 1, 1, loc(0));
         let why = p.first_orphan(&[r(1, 2, false)]).unwrap();
         assert!(why.contains("part 2 found where part 1"), "{why}");
-        // Within one epoch: a part after the last part is an orphan too.
+        // Within one epoch: a part after the last part is an orphan too
+        // (nothing is expected once the transaction committed).
         let why = p.first_orphan(&[r(1, 1, false), r(1, 2, false)]).unwrap();
-        assert!(why.contains("part 2"), "{why}");
+        assert!(
+            why.contains("part 2 found, but its earlier parts are missing"),
+            "{why}"
+        );
         p.add(&r(1, 2, true), 2, 1, loc(0));
         assert!(matches!(p.commit(&r(1, 3, false)), Completes::Orphan));
     }
@@ -222,5 +234,99 @@ mod tests {
         p.add(&r(2, 0, true), 1, 1, loc(0));
         assert!(matches!(p.commit(&r(2, 0, false)), Completes::Whole));
         assert!(matches!(p.commit(&r(2, 1, false)), Completes::Orphan));
+    }
+
+    #[test]
+    fn a_part_that_does_not_continue_its_transaction_drops_it() {
+        // Parts 0 and 1 read; part 3 is not the part expected (2): the
+        // transaction cannot complete, not even with the part that was
+        // expected, read afterwards.
+        let mut p = Parted::default();
+        p.add(&r(1, 0, true), 1, 1, loc(0));
+        p.add(&r(1, 1, true), 2, 1, loc(1));
+        assert!(matches!(p.commit(&r(1, 3, false)), Completes::Orphan));
+        // Whatever part comes after the one that did not continue.
+        for last in [1, 2, 6] {
+            p.add(&r(1, 0, true), 1, 1, loc(0));
+            p.add(&r(1, 5, true), 2, 1, loc(1));
+            assert!(
+                matches!(p.commit(&r(1, last, false)), Completes::Orphan),
+                "{last}"
+            );
+        }
+    }
+
+    #[test]
+    fn transactions_are_told_apart_by_file_transaction_and_commit_sequence() {
+        // Four transactions in parts, read interleaved: the same id in two
+        // files, and the same id and file with another commit sequence.
+        let t = |file_id: u32, txn_id: u64, commit_seq: u64, part: u32, more: bool| TxnRef {
+            file_id,
+            commit_seq,
+            ..r(txn_id, part, more)
+        };
+        let keys = [(0, 1, 1), (1, 1, 1), (0, 2, 2), (0, 1, 3)];
+        let mut p = Parted::default();
+        for (n, &(f, id, seq)) in keys.iter().enumerate() {
+            p.add(&t(f, id, seq, 0, true), 1, n as u64 + 1, loc(n as u64));
+        }
+        let ones: Vec<TxnRef> = keys
+            .iter()
+            .map(|&(f, id, seq)| t(f, id, seq, 1, true))
+            .collect();
+        assert!(p.first_orphan(&ones).is_none());
+        for (n, one) in ones.iter().enumerate() {
+            p.add(one, 2, 10, loc(10 + n as u64));
+        }
+        for (n, &(f, id, seq)) in keys.iter().enumerate().rev() {
+            let last = [t(f, id, seq, 2, false)];
+            assert!(p.first_orphan(&last).is_none(), "{n}");
+            match p.commit(&last[0]) {
+                Completes::Parts(x) => {
+                    assert_eq!(x.frames, n as u64 + 11, "{n}");
+                    let offs: Vec<u64> = x.locs.iter().map(|l| l.offset).collect();
+                    assert_eq!(offs, vec![n as u64, 10 + n as u64], "{n}");
+                }
+                _ => panic!("transaction {n} lost its parts"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_part_after_a_whole_record_of_its_key_is_an_orphan_within_an_epoch_too() {
+        // Part 0 of (file 0, transaction 1, sequence 1) read in an earlier
+        // epoch; this epoch holds a whole record of the same key (a part 0
+        // without more: it commits, and replay drops the earlier part), then
+        // a last part 1. Part 1 continues nothing, as it would in a later
+        // epoch.
+        let mut p = Parted::default();
+        p.add(&r(1, 0, true), 1, 1, loc(0));
+        let epoch = [r(1, 0, false), r(1, 1, false)];
+        let why = p.first_orphan(&epoch).expect("part 1 after a whole record");
+        assert!(
+            why.contains("part 1 found, but its earlier parts are missing"),
+            "{why}"
+        );
+        assert!(matches!(p.commit(&epoch[0]), Completes::Whole));
+        let why = p
+            .first_orphan(&epoch[1..])
+            .expect("the same in the next epoch");
+        assert!(why.contains("earlier parts are missing"), "{why}");
+        // A part 1 with more to follow there is a leftover, dropped; its
+        // last part, if it comes, is the orphan.
+        let mut p = Parted::default();
+        p.add(&r(1, 0, true), 1, 1, loc(0));
+        assert!(p.first_orphan(&[r(1, 0, false), r(1, 1, true)]).is_none());
+        assert!(p
+            .first_orphan(&[r(1, 0, false), r(1, 1, true), r(1, 2, false)])
+            .is_some());
+        // Nothing read before: part 0 with more, the whole record, part 1.
+        let p = Parted::default();
+        let epoch = [r(1, 0, true), r(1, 0, false), r(1, 1, false)];
+        assert!(p.first_orphan(&epoch).is_some());
+        // Whole records of other keys change nothing.
+        let mut p = Parted::default();
+        p.add(&r(1, 0, true), 1, 1, loc(0));
+        assert!(p.first_orphan(&[r(2, 0, false), r(1, 1, false)]).is_none());
     }
 }

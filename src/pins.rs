@@ -74,4 +74,32 @@ mod tests {
         p.remove(b);
         assert_eq!(p.removable_through(25), 25);
     }
+
+    #[test]
+    fn a_transaction_found_committed_at_open_is_pinned_from_its_first_part() {
+        let mut p = Pins::default();
+        p.add_committed(15, 18);
+        assert_eq!(p.removable_through(16), 14, "last part above the mark");
+        assert_eq!(p.removable_through(17), 14);
+        assert_eq!(p.removable_through(18), 18, "covered: released");
+    }
+
+    #[test]
+    fn each_pin_is_committed_and_removed_on_its_own() {
+        let mut p = Pins::default();
+        let a = p.add(3);
+        let b = p.add(7);
+        assert_ne!(a, b);
+        p.commit(b, 9);
+        // `a` is still in flight.
+        assert_eq!(p.removable_through(9), 2);
+        p.remove(a);
+        assert_eq!(p.removable_through(20), 20);
+        let c = p.add(30);
+        let d = p.add(31);
+        p.remove(c);
+        assert_eq!(p.removable_through(40), 30, "d still pinned");
+        p.commit(d, 35);
+        assert_eq!(p.removable_through(35), 35);
+    }
 }

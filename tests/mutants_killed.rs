@@ -212,3 +212,539 @@ fn every_transaction_limit_admits_its_maximum_and_refuses_one_more() {
     sizes.push(1);
     refused(submit_sizes(&sizes), "bytes of pages");
 }
+
+// ---------------------------------------------------------------------------
+// Transactions in parts, forged small. The engine writes a transaction in
+// parts only when it is larger than a record (16 MiB, `tests/large_txn.rs`);
+// the format does not care how large a part is, so a log of small records
+// whose part and flags fields are rewritten (record CRCs, commit ranges and
+// certificates recomputed) is a valid log of transactions in parts, which
+// recovery reads in milliseconds.
+
+/// Commits the pages of batch `pages_of` as transaction `txn_id` with
+/// commit sequence `seq`, in an epoch of its own; returns the epoch.
+fn commit_as(log: &Log, pages_of: u64, txn_id: u64, seq: u64) -> u64 {
+    let e = submit_as(log, pages_of, txn_id, seq);
+    log.wait_durable(e, None).unwrap();
+    e
+}
+
+/// Submits the pages of batch `pages_of` as transaction `txn_id` with
+/// commit sequence `seq`; returns the epoch.
+fn submit_as(log: &Log, pages_of: u64, txn_id: u64, seq: u64) -> u64 {
+    let owned = frames_of(pages_of);
+    let frames: Vec<pwal::Frame<'_>> = owned
+        .iter()
+        .map(|(p, d, b)| pwal::Frame {
+            page_number: *p,
+            db_size_if_commit: *d,
+            data: b,
+        })
+        .collect();
+    log.submit(&pwal::Txn {
+        txn_id,
+        commit_seq: seq,
+        txn_epoch: (pages_of % 7) as u32,
+        frames: &frames,
+    })
+    .unwrap()
+}
+
+fn rd32(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(b[at..at + 4].try_into().unwrap())
+}
+
+fn rd64(b: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(b[at..at + 8].try_into().unwrap())
+}
+
+/// Rewrites, in every frame of the log, the records of transaction `txn_id`
+/// as `(part, more)` by the frame's epoch (records of epochs not named are
+/// left alone), then makes every record, commit range and certificate valid
+/// again: the commit range covers only the records that commit.
+fn forge_parts(vfs: &SimVfs, txn_id: u64, parts: &[(u64, u32, bool)]) {
+    for seg in segments(vfs, Path::new(DB)) {
+        let mut data = vfs.contents(&seg).unwrap();
+        for f in frames_of_segment(&data) {
+            let frame = &mut data[f.start as usize..f.end as usize];
+            let hlen = f.header_len();
+            let (mut lo, mut hi) = (u64::MAX, 0);
+            let mut at = hlen;
+            while at < frame.len() {
+                let len = rd32(frame, at + 4) as usize;
+                let rec = &mut frame[at..at + len];
+                if rd64(rec, 8) == txn_id {
+                    if let Some(&(_, part, more)) = parts.iter().find(|p| p.0 == f.epoch) {
+                        rec[32..36].copy_from_slice(&part.to_le_bytes());
+                        rec[36..40].copy_from_slice(&u32::from(more).to_le_bytes());
+                        let crc = crc32c::crc32c(&rec[4..]);
+                        rec[..4].copy_from_slice(&crc.to_le_bytes());
+                    }
+                }
+                if rd32(rec, 36) == 0 {
+                    lo = lo.min(rd64(rec, 16));
+                    hi = hi.max(rd64(rec, 16));
+                }
+                at += len;
+            }
+            if hi == 0 {
+                lo = 0;
+            }
+            frame[cert::FIRST_SEQ..cert::FIRST_SEQ + 8].copy_from_slice(&lo.to_le_bytes());
+            frame[cert::LAST_SEQ..cert::LAST_SEQ + 8].copy_from_slice(&hi.to_le_bytes());
+            reseal(frame, hlen);
+        }
+        vfs.set_contents(&seg, data);
+    }
+}
+
+/// Frames delivered per transaction id: (epoch, frames in delivery order).
+type Delivered = std::collections::BTreeMap<u64, (u64, Vec<OwnedFrame>)>;
+
+fn recover_parts(vfs: &dyn pwal::io::Vfs) -> pwal::Result<(Delivered, pwal::RecoveryReport)> {
+    let mut got = Delivered::new();
+    let mut report = pwal::RecoveryReport::default();
+    pwal::recover_with_vfs(
+        vfs,
+        Path::new(DB),
+        &pwal::RecoverOptions::default(),
+        &mut |r: &pwal::Record<'_>| {
+            let e = got.entry(r.txn_id).or_insert((r.epoch, Vec::new()));
+            assert_eq!(e.0, r.epoch, "transaction {} in two epochs", r.txn_id);
+            e.1.push((r.page_number, r.db_size_if_commit, r.data.to_vec()));
+            true
+        },
+        &mut report,
+    )?;
+    Ok((got, report))
+}
+
+/// A log of: transaction 50 in three parts (epochs 1, 3, 4: the pages of
+/// batches 101, 102, 103), whole transactions 1 and 2 in epochs 2 and 5.
+/// Returns the epochs written.
+fn three_part_log(vfs: &SimVfs) -> Vec<u64> {
+    let log = Log::open_with_vfs(DB, &opts(), Arc::new(vfs.clone())).unwrap();
+    let epochs = vec![
+        commit_as(&log, 101, 50, 50),
+        commit_as(&log, 1, 1, 1),
+        commit_as(&log, 102, 50, 50),
+        commit_as(&log, 103, 50, 50),
+        commit_as(&log, 2, 2, 2),
+    ];
+    log.close().unwrap();
+    assert_eq!(epochs, vec![1, 2, 3, 4, 5], "one epoch per commit");
+    forge_parts(vfs, 50, &[(1, 0, true), (3, 1, true), (4, 2, false)]);
+    epochs
+}
+
+/// The frames of batches `ids`, concatenated.
+fn frames_of_all(ids: &[u64]) -> Vec<OwnedFrame> {
+    ids.iter().flat_map(|&id| frames_of(id)).collect()
+}
+
+/// A transaction in parts is delivered once, whole, in the epoch of its last
+/// part, its parts' frames in part order, and counted as one transaction
+/// with all its frames as records.
+#[test]
+fn a_transaction_in_parts_is_delivered_whole_in_the_epoch_of_its_last_part() {
+    let vfs = SimVfs::new();
+    three_part_log(&vfs);
+    let (got, report) = recover_parts(&vfs).unwrap();
+    assert_eq!(got.keys().copied().collect::<Vec<_>>(), vec![1, 2, 50]);
+    assert_eq!(got[&50].0, 4, "delivered in the epoch of its last part");
+    assert!(
+        got[&50].1 == frames_of_all(&[101, 102, 103]),
+        "the frames of parts 0, 1, 2 in order"
+    );
+    assert_eq!(got[&1], (2, frames_of(1)));
+    assert_eq!(got[&2], (5, frames_of(2)));
+    assert_eq!(report.transactions, 3, "{report:?}");
+    let frames = frames_of_all(&[101, 102, 103, 1, 2]).len() as u64;
+    assert_eq!(report.records, frames, "{report:?}");
+    assert_eq!(report.epochs, 5);
+}
+
+/// A log of `commits` (pages of batch `.0` as transaction `.1`, commit
+/// sequence `.1`), one epoch each, with a checkpoint through the epoch of
+/// commit `checkpoint_after` (its index) right after it; then the records of
+/// transaction `txn` rewritten as `parts`.
+fn parts_log(
+    vfs: &SimVfs,
+    commits: &[(u64, u64)],
+    checkpoint_after: Option<usize>,
+    txn: u64,
+    parts: &[(u64, u32, bool)],
+) {
+    let log = Log::open_with_vfs(DB, &opts(), Arc::new(vfs.clone())).unwrap();
+    for (i, &(pages, id)) in commits.iter().enumerate() {
+        let e = commit_as(&log, pages, id, id);
+        assert_eq!(e, i as u64 + 1, "one epoch per commit");
+        if checkpoint_after == Some(i) {
+            log.checkpoint(e).unwrap();
+        }
+    }
+    log.close().unwrap();
+    forge_parts(vfs, txn, parts);
+}
+
+/// A transaction whose last part commits above the checkpoint mark is
+/// delivered whole although its first parts lie at or below the mark; one
+/// whose last part is at or below the mark is in the database and is not
+/// delivered.
+#[test]
+fn the_checkpoint_mark_decides_by_the_last_part() {
+    let vfs = SimVfs::new();
+    // Epochs: 1 60/0, 2 50/0, 3 60/1 last, 4 50/1, (mark 4), 5 50/2 last, 6 1.
+    parts_log(
+        &vfs,
+        &[
+            (104, 60),
+            (101, 50),
+            (105, 60),
+            (102, 50),
+            (103, 50),
+            (1, 1),
+        ],
+        Some(3),
+        50,
+        &[(2, 0, true), (4, 1, true), (5, 2, false)],
+    );
+    forge_parts(&vfs, 60, &[(1, 0, true), (3, 1, false)]);
+    let (got, report) = recover_parts(&vfs).unwrap();
+    assert_eq!(report.checkpoint_epoch, 4, "{report:?}");
+    assert_eq!(got.keys().copied().collect::<Vec<_>>(), vec![1, 50]);
+    assert_eq!(got[&50].0, 5);
+    assert!(got[&50].1 == frames_of_all(&[101, 102, 103]));
+    assert_eq!(got[&1], (6, frames_of(1)));
+    assert_eq!(report.transactions, 2, "{report:?}");
+    assert_eq!(
+        report.records,
+        frames_of_all(&[101, 102, 103, 1]).len() as u64,
+        "{report:?}"
+    );
+}
+
+/// A part whose earlier parts are not in the log: above the checkpoint mark
+/// its transaction was acknowledged and is lost, which is corruption (the
+/// durable prefix stops before its epoch); at the mark, its transaction is
+/// in the database and the segments of its first parts may be gone, which
+/// is no damage. Open decides the same way (it reads the mark late).
+#[test]
+fn a_part_without_its_earlier_parts_is_damage_above_the_mark_only() {
+    // Above the mark: part 1 (last) in epoch 3, part 0 never written.
+    let vfs = SimVfs::new();
+    parts_log(
+        &vfs,
+        &[(1, 1), (2, 2), (101, 50), (3, 3)],
+        Some(0),
+        50,
+        &[(3, 1, false)],
+    );
+    match recover_parts(&vfs) {
+        Err(pwal::Error::Corrupt { what: message, .. }) => {
+            assert!(message.contains("earlier parts are missing"), "{message}")
+        }
+        other => panic!("expected Corrupt, got {:?}", other.map(|g| g.1)),
+    }
+    let r = recover_opts(&vfs, Path::new(DB), true).unwrap();
+    assert_eq!(r.batches.keys().copied().collect::<Vec<_>>(), vec![2]);
+    assert_eq!(r.report.damage_epoch, 3, "{:?}", r.report);
+    assert_eq!(r.report.last_epoch, 2);
+    assert!(matches!(
+        Log::open_with_vfs(DB, &opts(), Arc::new(vfs.clone())),
+        Err(pwal::Error::Corrupt { .. })
+    ));
+
+    // A gap between parts, above the mark: part 0 in epoch 1, part 2 in 3.
+    let vfs = SimVfs::new();
+    parts_log(
+        &vfs,
+        &[(101, 50), (1, 1), (102, 50)],
+        None,
+        50,
+        &[(1, 0, true), (3, 2, false)],
+    );
+    match recover_parts(&vfs) {
+        Err(pwal::Error::Corrupt { what: message, .. }) => assert!(
+            message.contains("part 2 found where part 1 was expected"),
+            "{message}"
+        ),
+        other => panic!("expected Corrupt, got {:?}", other.map(|g| g.1)),
+    }
+
+    // At the mark: part 1 (last) in epoch 2, the mark at 2.
+    let vfs = SimVfs::new();
+    parts_log(
+        &vfs,
+        &[(1, 1), (101, 50), (2, 2)],
+        Some(1),
+        50,
+        &[(2, 1, false)],
+    );
+    let (got, report) = recover_parts(&vfs).unwrap();
+    assert_eq!(report.checkpoint_epoch, 2);
+    assert_eq!(got.keys().copied().collect::<Vec<_>>(), vec![2]);
+    assert_eq!(report.transactions, 1);
+    assert!(report.damage.is_none(), "{report:?}");
+    Log::open_with_vfs(DB, &opts(), Arc::new(vfs.clone()))
+        .expect("open accepts an orphan at the mark")
+        .close()
+        .unwrap();
+}
+
+/// The callback can stop recovery while the earlier parts of a transaction
+/// are delivered: recovery stops there, with the epoch being replayed.
+#[test]
+fn a_callback_can_stop_recovery_inside_an_earlier_part() {
+    let vfs = SimVfs::new();
+    three_part_log(&vfs);
+    let first = frames_of(101)[0].2.clone();
+    let mut seen = 0;
+    let mut report = pwal::RecoveryReport::default();
+    let r = pwal::recover_with_vfs(
+        &vfs,
+        Path::new(DB),
+        &pwal::RecoverOptions::default(),
+        &mut |rec: &pwal::Record<'_>| {
+            seen += 1;
+            rec.data != first.as_slice()
+        },
+        &mut report,
+    );
+    assert!(matches!(r, Err(pwal::Error::Aborted { epoch: 4 })), "{r:?}");
+    assert_eq!(seen, frames_of(1).len() + 1, "stopped at once");
+}
+
+/// A file system that, once `armed`, applies `change` to the simulated file
+/// system before the next `open_read` (once): a file changed by someone else
+/// while recovery reads the log.
+struct ChangesUnderfoot {
+    sim: SimVfs,
+    armed: Arc<std::sync::atomic::AtomicBool>,
+    change: Box<dyn Fn(&SimVfs) + Send + Sync>,
+}
+
+impl pwal::io::Vfs for ChangesUnderfoot {
+    fn open(&self, path: &Path, create: bool) -> std::io::Result<Box<dyn pwal::io::VfsFile>> {
+        self.sim.open(path, create)
+    }
+    fn open_read(&self, path: &Path) -> std::io::Result<Box<dyn pwal::io::VfsFile>> {
+        if self.armed.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            (self.change)(&self.sim);
+        }
+        self.sim.open_read(path)
+    }
+    fn create_dir_all(&self, path: &Path) -> std::io::Result<()> {
+        self.sim.create_dir_all(path)
+    }
+    fn list_dir(&self, path: &Path) -> std::io::Result<Vec<String>> {
+        self.sim.list_dir(path)
+    }
+    fn remove_file(&self, path: &Path) -> std::io::Result<()> {
+        self.sim.remove_file(path)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
+        self.sim.rename(from, to)
+    }
+    fn sync_dir(&self, path: &Path) -> std::io::Result<()> {
+        self.sim.sync_dir(path)
+    }
+    fn exists(&self, path: &Path) -> bool {
+        self.sim.exists(path)
+    }
+    fn drop_cache(&self, path: &Path) -> std::io::Result<()> {
+        self.sim.drop_cache(path)
+    }
+    fn evict_cache(&self, path: &Path) -> std::io::Result<()> {
+        self.sim.evict_cache(path)
+    }
+    fn lock(&self, path: &Path) -> std::io::Result<Box<dyn std::any::Any + Send + Sync>> {
+        self.sim.lock(path)
+    }
+    fn instance_id(&self) -> usize {
+        self.sim.instance_id()
+    }
+}
+
+/// Recovery reads the earlier parts of a transaction again when it reaches
+/// the last part; a part whose bytes are no longer those first validated
+/// (its pages, or only its stored checksum) is refused, never delivered.
+#[test]
+fn a_part_changed_on_disk_during_recovery_is_refused() {
+    // (offset in the record, from its start) of the byte changed: a page
+    // byte, then a byte of the record's stored CRC.
+    for (what, at) in [("a page byte", 44 + 12), ("the stored checksum", 0)] {
+        let vfs = SimVfs::new();
+        three_part_log(&vfs);
+        let seg = segments(&vfs, Path::new(DB)).pop().unwrap();
+        let f = frames_of_segment(&vfs.contents(&seg).unwrap())[0].clone();
+        // Epoch 1 holds one record: part 0 of transaction 50.
+        let byte = f.start as usize + f.header_len() + at;
+        let armed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let fs = ChangesUnderfoot {
+            sim: vfs.clone(),
+            armed: armed.clone(),
+            change: Box::new(move |sim: &SimVfs| {
+                let mut data = sim.contents(&seg).unwrap();
+                data[byte] ^= 0x20;
+                sim.set_contents(&seg, data);
+            }),
+        };
+        let mut delivered = Vec::new();
+        let mut report = pwal::RecoveryReport::default();
+        let r = pwal::recover_with_vfs(
+            &fs,
+            Path::new(DB),
+            &pwal::RecoverOptions::default(),
+            &mut |rec: &pwal::Record<'_>| {
+                // Transaction 1 (epoch 2) is delivered after every frame of
+                // the segment was read and validated, before part 0 is
+                // read again.
+                if rec.txn_id == 1 {
+                    armed.store(true, std::sync::atomic::Ordering::SeqCst);
+                }
+                delivered.push(rec.txn_id);
+                true
+            },
+            &mut report,
+        );
+        match r {
+            Err(pwal::Error::Corrupt { what: m, .. }) => assert!(
+                m.contains("part of transaction 50") && m.contains("changed on disk"),
+                "{what}: {m}"
+            ),
+            other => panic!("{what}: expected Corrupt, got {other:?}"),
+        }
+        assert!(
+            !delivered.contains(&50),
+            "{what}: a changed part was delivered"
+        );
+    }
+}
+
+/// An open finds the transactions in parts the log replays and keeps the
+/// segments of their first parts through a checkpoint below their last
+/// part (the writer that wrote them is gone); a checkpoint through the last
+/// part releases them.
+#[test]
+fn an_open_keeps_the_first_parts_of_a_transaction_through_a_checkpoint_below_its_last() {
+    let vfs = SimVfs::new();
+    // Each BIG batch (80 KB) fills a 64 KiB segment: one epoch per segment.
+    let o = Options {
+        segment_bytes: 64 << 10,
+        ..opts()
+    };
+    let log = Log::open_with_vfs(DB, &o, Arc::new(vfs.clone())).unwrap();
+    for (pages, id) in [(BIG | 1, 50), (1, 1), (BIG | 2, 50), (BIG | 3, 50), (2, 2)] {
+        commit_as(&log, pages, id, id);
+    }
+    log.close().unwrap();
+    forge_parts(&vfs, 50, &[(1, 0, true), (3, 1, true), (4, 2, false)]);
+    let whole = frames_of_all(&[BIG | 1, BIG | 2, BIG | 3]);
+    let (got, _) = recover_parts(&vfs).unwrap();
+    assert!(got[&50] == (4, whole.clone()));
+    let before = segments(&vfs, Path::new(DB)).len();
+
+    // A checkpoint through epoch 3, below the last part.
+    let log = Log::open_with_vfs(DB, &o, Arc::new(vfs.clone())).unwrap();
+    commit_as(&log, 3, 3, 3);
+    log.checkpoint(3).unwrap();
+    log.close().unwrap();
+    let (got, report) = recover_parts(&vfs).expect("the first parts were kept");
+    assert_eq!(report.checkpoint_epoch, 3);
+    assert!(
+        got[&50] == (4, whole),
+        "delivered whole after the checkpoint"
+    );
+    assert_eq!(got.keys().copied().collect::<Vec<_>>(), vec![2, 3, 50]);
+
+    // A checkpoint through the last part releases them.
+    let log = Log::open_with_vfs(DB, &o, Arc::new(vfs.clone())).unwrap();
+    log.checkpoint(4).unwrap();
+    log.close().unwrap();
+    let (got, report) = recover_parts(&vfs).unwrap();
+    assert_eq!(report.checkpoint_epoch, 4);
+    assert_eq!(got.keys().copied().collect::<Vec<_>>(), vec![2, 3]);
+    let after = segments(&vfs, Path::new(DB)).len();
+    assert!(
+        after < before,
+        "the released segments were removed ({before} then {after})"
+    );
+}
+
+/// An earlier part is read again from where it lies in its epoch's body,
+/// not only when it is the body's first record.
+#[test]
+fn an_earlier_part_after_another_record_in_its_epoch_is_read_from_its_place() {
+    let o = Options { lanes: 1, ..opts() };
+    for attempt in 0.. {
+        assert!(attempt < 50, "never two records in one epoch");
+        let vfs = SimVfs::new();
+        let log = Log::open_with_vfs(DB, &o, Arc::new(vfs.clone())).unwrap();
+        // One lane: records lie in the body in the order submitted.
+        let e1 = submit_as(&log, 1, 1, 1);
+        let e = submit_as(&log, 101, 50, 50);
+        log.wait_durable(e, None).unwrap();
+        let last = commit_as(&log, 102, 50, 50);
+        log.close().unwrap();
+        if e1 != e {
+            continue;
+        }
+        forge_parts(&vfs, 50, &[(e, 0, true), (last, 1, false)]);
+        let (got, report) = recover_parts(&vfs).unwrap();
+        assert_eq!(got[&1], (e, frames_of(1)));
+        assert!(got[&50] == (last, frames_of_all(&[101, 102])));
+        assert_eq!(report.transactions, 2);
+        return;
+    }
+}
+
+/// A transaction in parts takes its place in the replay order at its last
+/// part: delivered after a higher commit sequence it is a commit sequence
+/// inversion (counted, or refused before it is delivered when asked);
+/// equal sequences are not inversions.
+#[test]
+fn a_transaction_in_parts_is_ordered_by_its_last_part() {
+    let vfs = SimVfs::new();
+    // Epochs: 1 50/0 (sequence 50), 2 60 (60), 3 61 (60), 4 50/1 last (50).
+    let log = Log::open_with_vfs(DB, &opts(), Arc::new(vfs.clone())).unwrap();
+    commit_as(&log, 101, 50, 50);
+    commit_as(&log, 1, 60, 60);
+    commit_as(&log, 2, 61, 60);
+    commit_as(&log, 102, 50, 50);
+    log.close().unwrap();
+    forge_parts(&vfs, 50, &[(1, 0, true), (4, 1, false)]);
+    let (got, report) = recover_parts(&vfs).unwrap();
+    assert!(got[&50] == (4, frames_of_all(&[101, 102])));
+    assert_eq!(report.seq_inversions, 1, "{report:?}");
+
+    let mut o = pwal::ReplayOptions::default();
+    o.refuse_seq_inversions = true;
+    let mut delivered = Vec::new();
+    let mut report = pwal::RecoveryReport::default();
+    let r = pwal::replay_with_vfs(
+        &vfs,
+        Path::new(DB),
+        &o,
+        &mut |rec: &pwal::Record<'_>| {
+            delivered.push(rec.txn_id);
+            true
+        },
+        &mut report,
+    );
+    match r {
+        Err(pwal::Error::Corrupt { what, .. }) => assert!(
+            what.contains(
+                "commit sequence inversion: transaction 50 with commit sequence 50 in epoch 4"
+            ),
+            "{what}"
+        ),
+        other => panic!("expected the inversion refused, got {other:?}"),
+    }
+    delivered.dedup();
+    assert_eq!(
+        delivered,
+        vec![60, 61],
+        "nothing of transaction 50 delivered"
+    );
+}
