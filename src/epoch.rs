@@ -846,8 +846,13 @@ mod tests {
         encode_record(&mut rec, &RecordHead::of(&txn(&f), 0, 0, false), &f, len);
         let t = check(&[rec], |_| ()).expect("a record of exactly MAX_RECORD_BYTES");
         assert_eq!(t[0].len, MAX_RECORD_BYTES);
-        // One byte more: two parts, the first of 255 frames.
+        // One byte more: two parts, the first of 255 frames; as one record
+        // it is refused, though it lies whole in its body.
         f[255].data = &page[..62_421];
+        let mut rec = Vec::new();
+        let over = MAX_RECORD_BYTES + 1;
+        encode_record(&mut rec, &RecordHead::of(&txn(&f), 0, 0, false), &f, over);
+        refused(check(&[rec], |_| ()), "impossible record length 16777217");
         let p: Vec<_> = parts(&f).collect();
         assert_eq!(p.len(), 2, "{p:?}");
         assert_eq!(p[0].0, 0..255);
@@ -979,15 +984,32 @@ mod tests {
                 "{err}"
             );
         }
-        // More records counted than any body of this size could hold.
-        let r = raw_record(1, 1, 0, 0, &[(1, &d)], None);
+        // A second record whose length runs past the body by one byte.
+        let first = raw_record(1, 1, 0, 0, &[(1, &d)], None);
+        let mut second = raw_record(2, 1, 0, 0, &[(2, &d)], None);
+        let l = second.len() as u32 + 1;
+        second[4..8].copy_from_slice(&l.to_le_bytes());
         refused(
-            check(&[r], |c| {
-                c.txn_count = u32::MAX;
-                c.lane_counts = vec![u32::MAX];
-            }),
-            "records cannot fit",
+            check(&[first, second], |_| ()),
+            "record 1 at body offset 66: impossible record length 67",
         );
+        // More records counted than any body of this size could hold: refused
+        // before anything is allocated for them.
+        for (count, pad) in [(u32::MAX, 0), (1 << 24, 1 << 20)] {
+            let r = raw_record(1, 1, 0, 0, &[(1, &d)], None);
+            let (mut h, mut b) = frame_with(&[r], |c| {
+                c.txn_count = count;
+                c.lane_counts = vec![count];
+            });
+            b.resize(b.len() + pad, 0);
+            let blen = (b.len() as u32).to_le_bytes();
+            h[48..52].copy_from_slice(&blen);
+            let err = validate_frame(&h, &b).unwrap_err();
+            assert!(
+                err.contains(&format!("{count} records cannot fit")),
+                "{err}"
+            );
+        }
     }
 
     #[test]
