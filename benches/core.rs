@@ -19,23 +19,12 @@ use harness::contenders::Shared;
 use harness::micro::CoreRatios;
 
 fn main() {
-    let argv: Vec<String> = std::env::args().skip(1).collect();
-    let (mut runs, mut secs, mut warmup) = (5usize, 1.0f64, 0.2f64);
-    let mut it = argv.iter();
-    while let Some(x) = it.next() {
-        let mut val = || {
-            it.next()
-                .unwrap_or_else(|| panic!("{x} needs a value"))
-                .clone()
-        };
-        match x.as_str() {
-            "--bench" => {}
-            "--runs" => runs = val().parse().expect("--runs N"),
-            "--secs" => secs = val().parse().expect("--secs S"),
-            "--warmup" => warmup = val().parse().expect("--warmup S"),
-            other => panic!("unknown argument {other}"),
-        }
-    }
+    let args = harness::args::Args::parse(&["runs", "secs", "warmup"]);
+    let (runs, secs, warmup) = (
+        args.get("runs", 5usize),
+        args.get("secs", 1.0f64),
+        args.get("warmup", 0.2f64),
+    );
     let data_dir = harness::default_data_dir().join("core");
     let shared = Shared::new(&data_dir).expect("benchmark data directory");
     let r = CoreRatios::measure(

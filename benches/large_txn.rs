@@ -147,22 +147,8 @@ fn pwal_round(dir: &Path, data: &[u8]) -> (f64, f64) {
 }
 
 fn main() {
-    let argv: Vec<String> = std::env::args().skip(1).collect();
-    let (mut runs, mut mib) = (5usize, 256usize);
-    let mut it = argv.iter();
-    while let Some(x) = it.next() {
-        let mut val = || {
-            it.next()
-                .unwrap_or_else(|| panic!("{x} needs a value"))
-                .clone()
-        };
-        match x.as_str() {
-            "--bench" => {}
-            "--runs" => runs = val().parse().expect("--runs N"),
-            "--mib" => mib = val().parse().expect("--mib M"),
-            other => panic!("unknown argument {other}"),
-        }
-    }
+    let args = harness::args::Args::parse(&["runs", "mib"]);
+    let (runs, mib) = (args.get("runs", 5usize), args.get("mib", 256usize));
     let dir = harness::default_data_dir().join("large_txn");
     std::fs::create_dir_all(&dir).unwrap();
     let bytes = mib << 20;

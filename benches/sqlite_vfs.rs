@@ -13,6 +13,8 @@
 //! Files go to `PWAL_BENCH_DIR` or `target/bench-data/sqlite_vfs` (the real
 //! disk). Builds SQLite and the VFS with `make -C examples-c sqlite` first.
 
+#[path = "harness/args.rs"]
+mod args;
 #[path = "../tests/c/support.rs"]
 mod support;
 
@@ -60,30 +62,17 @@ fn run_once(exe: &Path, mode: &str, dbs: usize, secs: f64, warmup: f64, dir: &Pa
 }
 
 fn main() {
-    let argv: Vec<String> = std::env::args().skip(1).collect();
-    let (mut runs, mut secs, mut warmup) = (5usize, 3.0f64, 1.0f64);
-    let mut dbs_list = vec![1usize, 16];
-    let mut it = argv.iter();
-    while let Some(x) = it.next() {
-        let mut val = || {
-            it.next()
-                .unwrap_or_else(|| panic!("{x} needs a value"))
-                .clone()
-        };
-        match x.as_str() {
-            "--bench" => {}
-            "--runs" => runs = val().parse().expect("--runs N"),
-            "--secs" => secs = val().parse().expect("--secs S"),
-            "--warmup" => warmup = val().parse().expect("--warmup S"),
-            "--dbs" => {
-                dbs_list = val()
-                    .split(',')
-                    .map(|d| d.parse().expect("--dbs 1,16"))
-                    .collect()
-            }
-            other => panic!("unknown argument {other}"),
-        }
-    }
+    let args = args::Args::parse(&["runs", "secs", "warmup", "dbs"]);
+    let (runs, secs, warmup) = (
+        args.get("runs", 5usize),
+        args.get("secs", 3.0f64),
+        args.get("warmup", 1.0f64),
+    );
+    let dbs_list: Vec<usize> = args.raw("dbs").map_or(vec![1, 16], |v| {
+        v.split(',')
+            .map(|d| d.parse().expect("--dbs 1,16"))
+            .collect()
+    });
     assert!(runs >= 1, "--runs must be at least 1");
 
     let mut make = Command::new("make");
@@ -95,7 +84,7 @@ fn main() {
     let exe = support::root().join("examples-c/sqlite/build/bench");
     let dir = data_dir();
 
-    let shown: Vec<String> = argv.iter().filter(|a| *a != "--bench").cloned().collect();
+    let shown = &args.shown;
     println!(
         "cargo bench --bench sqlite_vfs -- {}",
         if shown.is_empty() {

@@ -8,6 +8,7 @@
 //! take turns (the order rotates between runs), so that drift of the shared
 //! disk hits every contender alike.
 
+pub mod args;
 pub mod contenders;
 pub mod micro;
 pub mod peers;

@@ -1,0 +1,49 @@
+//! The `--name value` arguments of a benchmark's command line, for the
+//! benchmarks of this directory (cargo's own `--bench` is skipped).
+
+use std::collections::HashMap;
+use std::str::FromStr;
+
+pub struct Args {
+    values: HashMap<String, String>,
+    /// The command line as given, without `--bench`.
+    pub shown: Vec<String>,
+}
+
+impl Args {
+    /// Parses the command line; an argument not in `known` (names without
+    /// their `--`), or one without a value, ends the program naming it.
+    pub fn parse(known: &[&str]) -> Args {
+        let shown: Vec<String> = std::env::args()
+            .skip(1)
+            .filter(|a| a != "--bench")
+            .collect();
+        let mut values = HashMap::new();
+        let mut it = shown.iter();
+        while let Some(x) = it.next() {
+            let name = x.strip_prefix("--").unwrap_or(x);
+            if !known.contains(&name) {
+                panic!("unknown argument {x} (known: --{})", known.join(", --"));
+            }
+            let v = it.next().unwrap_or_else(|| panic!("{x} needs a value"));
+            values.insert(name.to_string(), v.clone());
+        }
+        Args { values, shown }
+    }
+
+    /// The value of `--name`, or `default` when absent; a value that does
+    /// not parse ends the program naming it.
+    pub fn get<T: FromStr>(&self, name: &str, default: T) -> T {
+        match self.values.get(name) {
+            None => default,
+            Some(v) => v
+                .parse()
+                .unwrap_or_else(|_| panic!("--{name} {v}: not a valid value")),
+        }
+    }
+
+    /// The raw value of `--name`, if given.
+    pub fn raw(&self, name: &str) -> Option<&str> {
+        self.values.get(name).map(String::as_str)
+    }
+}
