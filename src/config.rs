@@ -167,6 +167,19 @@ pub(crate) struct EnvValues {
     shadow_compare_per_mille: Option<u32>,
 }
 
+/// Calls `$m!(bit, field)` for each option a `PWAL_*` variable can fill:
+/// the one list of them that filling, matching and resetting share.
+macro_rules! for_each_env_field {
+    ($m:ident) => {
+        $m!(ENV_SYNC, sync);
+        $m!(ENV_MODE, mode);
+        $m!(ENV_LANES, lanes);
+        $m!(ENV_MAX_BATCH_BYTES, max_batch_bytes);
+        $m!(ENV_MAX_FLUSH_DELAY, max_flush_delay);
+        $m!(ENV_SHADOW_COMPARE_PER_MILLE, shadow_compare_per_mille);
+    };
+}
+
 impl EnvValues {
     /// Reads and parses every variable; the first that does not parse is an
     /// error naming it.
@@ -252,12 +265,7 @@ impl EnvValues {
                 }
             };
         }
-        fill!(ENV_SYNC, sync);
-        fill!(ENV_MODE, mode);
-        fill!(ENV_LANES, lanes);
-        fill!(ENV_MAX_BATCH_BYTES, max_batch_bytes);
-        fill!(ENV_MAX_FLUSH_DELAY, max_flush_delay);
-        fill!(ENV_SHADOW_COMPARE_PER_MILLE, shadow_compare_per_mille);
+        for_each_env_field!(fill);
         bits
     }
 
@@ -271,12 +279,7 @@ impl EnvValues {
                 }
             };
         }
-        m!(ENV_SYNC, sync);
-        m!(ENV_MODE, mode);
-        m!(ENV_LANES, lanes);
-        m!(ENV_MAX_BATCH_BYTES, max_batch_bytes);
-        m!(ENV_MAX_FLUSH_DELAY, max_flush_delay);
-        m!(ENV_SHADOW_COMPARE_PER_MILLE, shadow_compare_per_mille);
+        for_each_env_field!(m);
         bits
     }
 }
@@ -328,24 +331,32 @@ fn env_u64(name: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Option
     }
 }
 
-impl EnvValues {
-    /// Puts the fields of `which` back to their defaults.
-    fn reset(&self, o: &mut Options, which: u32) {
-        let d = Options::default();
-        macro_rules! r {
-            ($bit:expr, $field:ident) => {
-                if which & $bit != 0 {
-                    o.$field = d.$field;
-                }
-            };
-        }
-        r!(ENV_SYNC, sync);
-        r!(ENV_MODE, mode);
-        r!(ENV_LANES, lanes);
-        r!(ENV_MAX_BATCH_BYTES, max_batch_bytes);
-        r!(ENV_MAX_FLUSH_DELAY, max_flush_delay);
-        r!(ENV_SHADOW_COMPARE_PER_MILLE, shadow_compare_per_mille);
+/// The bits of the fields of `o` that hold their default values.
+fn at_defaults(o: &Options) -> u32 {
+    let d = Options::default();
+    let mut bits = 0;
+    macro_rules! m {
+        ($bit:expr, $field:ident) => {
+            if o.$field == d.$field {
+                bits |= $bit;
+            }
+        };
     }
+    for_each_env_field!(m);
+    bits
+}
+
+/// Puts the fields of `which` back to their defaults.
+fn reset(o: &mut Options, which: u32) {
+    let d = Options::default();
+    macro_rules! r {
+        ($bit:expr, $field:ident) => {
+            if which & $bit != 0 {
+                o.$field = d.$field;
+            }
+        };
+    }
+    for_each_env_field!(r);
 }
 
 impl Options {
@@ -356,6 +367,15 @@ impl Options {
     /// it (unless `use_env` is false).
     pub fn from_env() -> Options {
         Options::from_env_with(&|name| std::env::var(name).ok())
+    }
+
+    /// Fills from the `PWAL_*` variables every field still at its default,
+    /// and records those in `env_fields`: what an options struct made by
+    /// 0.1.0's init gets (it did not read the environment; open did).
+    pub(crate) fn fill_defaults_from_env(&mut self) {
+        let env = EnvValues::read_each(&|name| std::env::var(name).ok());
+        let which = at_defaults(self);
+        self.env_fields |= env.fill(self, which);
     }
 
     pub(crate) fn from_env_with(lookup: &dyn Fn(&str) -> Option<String>) -> Options {
@@ -379,7 +399,7 @@ impl Options {
             // What each variable filled, even when another does not parse.
             let env = EnvValues::read_each(lookup);
             let left = o.env_fields & env.matching(&o);
-            EnvValues::default().reset(&mut o, left);
+            reset(&mut o, left);
             0
         };
         // An operator's `PWAL_MODE=conservative` that the program kept.

@@ -107,8 +107,14 @@ unsafe fn options_from_c(options: *const pwal_options) -> Result<pwal_options, F
     }?;
     if (o.struct_size as usize) < std::mem::offset_of!(pwal_options, env_fields) + 4 {
         // Built against 0.1.0, whose pwal_options_init did not fill the
-        // options from the environment: fill what it left at the defaults.
-        o.fill_defaults_from_env();
+        // options from the environment: fill what it left at the defaults
+        // (the 0.1.0 part holds no trace pointers to lose on the way).
+        let mut core = o.to_core()?;
+        core.fill_defaults_from_env();
+        o = pwal_options {
+            struct_size: o.struct_size,
+            ..pwal_options::from(&core)
+        };
     }
     Ok(o)
 }

@@ -339,29 +339,6 @@ impl Default for pwal_options {
     }
 }
 
-impl pwal_options {
-    /// Fills each field still at its default from its `PWAL_*` variable, as
-    /// `pwal_options_init` would have, and records it in `env_fields`.
-    pub(crate) fn fill_defaults_from_env(&mut self) {
-        let env = pwal_options::from(&Options::from_env());
-        let d = pwal_options::default();
-        macro_rules! fill {
-            ($bit:expr, $field:ident) => {
-                if env.env_fields & $bit != 0 && self.$field == d.$field {
-                    self.$field = env.$field;
-                    self.env_fields |= $bit;
-                }
-            };
-        }
-        fill!(PWAL_ENV_SYNC, sync);
-        fill!(PWAL_ENV_MODE, mode);
-        fill!(PWAL_ENV_LANES, lanes);
-        fill!(PWAL_ENV_MAX_BATCH_BYTES, max_batch_bytes);
-        fill!(PWAL_ENV_MAX_FLUSH_DELAY, max_flush_delay_us);
-        fill!(PWAL_ENV_SHADOW_COMPARE_PER_MILLE, shadow_compare_per_mille);
-    }
-}
-
 impl From<&Options> for pwal_options {
     fn from(o: &Options) -> pwal_options {
         pwal_options {
