@@ -36,7 +36,7 @@ use crate::lane::{lane_of_current_thread, Lanes};
 use crate::pins::Pins;
 use crate::stats::{Counters, Stats};
 use crate::store::Catalog;
-use crate::trace::{Pending, TraceKind};
+use crate::trace::{TraceEvent, TraceKind};
 use crate::Txn;
 
 /// Epoch bookkeeping shared by writers, waiters and the flusher.
@@ -195,11 +195,9 @@ impl Shared {
         };
         self.mode
             .store(mode_to_u8(Mode::Conservative), Ordering::Release);
-        if let (true, Some(detail)) = (first, traced) {
-            crate::trace::emit(&self.cfg.trace, || {
-                let epoch = self.state.lock().filling;
-                Pending::new(TraceKind::Fallback, epoch, detail)
-            });
+        if let (true, Some(t), Some(detail)) = (first, &self.cfg.trace, traced) {
+            let epoch = self.state.lock().filling;
+            t.emit(&TraceEvent::new(TraceKind::Fallback, epoch, &detail));
         }
     }
 
@@ -218,10 +216,9 @@ impl Shared {
         }
         self.poisoned.store(true, Ordering::Release);
         drop(st);
-        if first {
-            crate::trace::emit(&self.cfg.trace, || {
-                Pending::new(TraceKind::Poisoned, epoch, format!("{context}: {err}"))
-            });
+        if let (true, Some(t)) = (first, &self.cfg.trace) {
+            let detail = format!("{context}: {err}");
+            t.emit(&TraceEvent::new(TraceKind::Poisoned, epoch, &detail));
         }
         self.durable_cv.iter().for_each(|cv| {
             cv.notify_all();
@@ -295,10 +292,7 @@ impl Shared {
         struct Unblock<'a>(&'a Shared, u64);
         impl Drop for Unblock<'_> {
             fn drop(&mut self) {
-                let mut b = self.0.blocked_seqs.lock();
-                if let Some(i) = b.iter().position(|&s| s == self.1) {
-                    b.swap_remove(i);
-                }
+                self.0.unblock(self.1);
             }
         }
         self.blocked_seqs.lock().push(txn.commit_seq);
@@ -327,6 +321,16 @@ impl Shared {
         }
         self.pins.lock().commit(pin, last);
         Ok(last)
+    }
+
+    /// Forgets one registration of `seq` in `blocked_seqs` (a multiset: a
+    /// transaction in parts is registered for its whole submit, and again
+    /// while it waits for room).
+    fn unblock(&self, seq: u64) {
+        let mut b = self.blocked_seqs.lock();
+        if let Some(i) = b.iter().position(|&s| s == seq) {
+            b.swap_remove(i);
+        }
     }
 
     /// Appends one record (a whole transaction or one part of it) to the
@@ -367,10 +371,7 @@ impl Shared {
                 self.request_seal(epoch);
                 self.blocked_seqs.lock().push(head.commit_seq);
                 lane.swapped.wait(&mut g);
-                let mut b = self.blocked_seqs.lock();
-                if let Some(i) = b.iter().position(|&s| s == head.commit_seq) {
-                    b.swap_remove(i);
-                }
+                self.unblock(head.commit_seq);
                 continue;
             }
             let start = g.bytes.len();
@@ -639,10 +640,12 @@ impl Shared {
     pub(crate) fn checkpoint(&self, through: u64) -> Result<()> {
         let start = Instant::now();
         self.checkpoint_steps(through, start)?;
-        crate::trace::emit(&self.cfg.trace, || crate::trace::Pending {
-            duration: start.elapsed(),
-            ..Pending::new(TraceKind::Checkpoint, through, String::new())
-        });
+        if let Some(t) = &self.cfg.trace {
+            t.emit(&TraceEvent {
+                duration: start.elapsed(),
+                ..TraceEvent::new(TraceKind::Checkpoint, through, "")
+            });
+        }
         Ok(())
     }
 

@@ -462,12 +462,14 @@ impl FlushState {
         sh.durable_cv[((epoch + 1) & 1) as usize].notify_one();
         // In epoch order: epochs become durable here only, one at a time
         // under the flush lock.
-        crate::trace::emit(&sh.cfg.trace, || crate::trace::Pending {
-            transactions: commits as u64,
-            bytes: frame_len,
-            duration: sealed_at.elapsed(),
-            ..crate::trace::Pending::new(TraceKind::EpochDurable, epoch, String::new())
-        });
+        if let Some(t) = &sh.cfg.trace {
+            t.emit(&crate::TraceEvent {
+                transactions: commits as u64,
+                bytes: frame_len,
+                duration: sealed_at.elapsed(),
+                ..crate::TraceEvent::new(TraceKind::EpochDurable, epoch, "")
+            });
+        }
         Ok(())
     }
 

@@ -31,7 +31,7 @@ use crate::io::{Vfs, VfsFile};
 use crate::segment::{
     new_salt, parse_segment_name, parse_spare_name, segment_name, FoundSegment, SegmentHeader,
 };
-use crate::trace::{Pending, TraceKind};
+use crate::trace::{TraceEvent, TraceKind};
 
 /// A failed file operation: what was being done, and the OS error.
 pub(crate) type IoFailure = (String, std::io::Error);
@@ -202,10 +202,14 @@ pub(crate) fn remove_through(sh: &Shared, through: u64) -> Result<()> {
             sh.vfs
                 .rename(&seg.path, &to)
                 .map(|()| {
-                    crate::trace::emit(&sh.cfg.trace, || {
+                    if let Some(t) = &sh.cfg.trace {
                         let what = format!("{} -> {}", seg.path.display(), to.display());
-                        Pending::new(TraceKind::SegmentRecycled, seg.first_epoch, what)
-                    });
+                        t.emit(&TraceEvent::new(
+                            TraceKind::SegmentRecycled,
+                            seg.first_epoch,
+                            &what,
+                        ));
+                    }
                     recycled.push(to.clone())
                 })
                 .map_err(|e| {
@@ -217,10 +221,14 @@ pub(crate) fn remove_through(sh: &Shared, through: u64) -> Result<()> {
                 .remove_file(&seg.path)
                 .map(|()| {
                     sh.counters.segments_deleted.fetch_add(1, Ordering::Relaxed);
-                    crate::trace::emit(&sh.cfg.trace, || {
+                    if let Some(t) = &sh.cfg.trace {
                         let what = seg.path.display().to_string();
-                        Pending::new(TraceKind::SegmentDeleted, seg.first_epoch, what)
-                    });
+                        t.emit(&TraceEvent::new(
+                            TraceKind::SegmentDeleted,
+                            seg.first_epoch,
+                            &what,
+                        ));
+                    }
                 })
                 .map_err(|e| (format!("deleting {}", seg.path.display()), e))
         };
@@ -371,9 +379,13 @@ pub(crate) fn activate(
     } else {
         TraceKind::SegmentCreated
     };
-    crate::trace::emit(&sh.cfg.trace, || {
-        Pending::new(kind, first_epoch, path.display().to_string())
-    });
+    if let Some(t) = &sh.cfg.trace {
+        t.emit(&TraceEvent::new(
+            kind,
+            first_epoch,
+            &path.display().to_string(),
+        ));
+    }
     Ok(NewSegment {
         file,
         path,

@@ -66,19 +66,10 @@ impl Tracer {
     }
 }
 
-/// An event to send, built only when a tracer is set.
-pub(crate) struct Pending {
-    pub kind: TraceKind,
-    pub epoch: u64,
-    pub transactions: u64,
-    pub bytes: u64,
-    pub duration: Duration,
-    pub detail: String,
-}
-
-impl Pending {
-    pub(crate) fn new(kind: TraceKind, epoch: u64, detail: String) -> Pending {
-        Pending {
+impl<'a> TraceEvent<'a> {
+    /// An event with no counts and no duration.
+    pub(crate) fn new(kind: TraceKind, epoch: u64, detail: &'a str) -> TraceEvent<'a> {
+        TraceEvent {
             kind,
             epoch,
             transactions: 0,
@@ -89,18 +80,9 @@ impl Pending {
     }
 }
 
-/// Calls the tracer, if any, with the event `make` builds (not called
-/// without a tracer).
-pub(crate) fn emit(tracer: &Option<Tracer>, make: impl FnOnce() -> Pending) {
-    if let Some(t) = tracer {
-        let p = make();
-        (t.0)(&TraceEvent {
-            kind: p.kind,
-            epoch: p.epoch,
-            transactions: p.transactions,
-            bytes: p.bytes,
-            duration: p.duration,
-            detail: &p.detail,
-        });
+impl Tracer {
+    /// Gives `event` to the callback.
+    pub(crate) fn emit(&self, event: &TraceEvent<'_>) {
+        (self.0)(event)
     }
 }

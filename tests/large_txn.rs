@@ -93,19 +93,23 @@ fn expected(p: &[Vec<u8>]) -> Vec<(u32, u32)> {
         .collect()
 }
 
+/// The transaction `id` (its commit sequence too) of the pages `p`.
+fn txn<'a>(id: u64, f: &'a [Frame<'a>]) -> Txn<'a> {
+    Txn {
+        txn_id: id,
+        commit_seq: id,
+        txn_epoch: 0,
+        frames: f,
+    }
+}
+
+/// Commits the pages `p` as transaction `id` and returns its epoch.
+fn commit(log: &Log, id: u64, p: &[Vec<u8>]) -> u64 {
+    log.commit(&txn(id, &frames(p)), None).unwrap()
+}
+
 fn small(log: &Log, id: u64) -> u64 {
-    let p = pages(id, 2, 512);
-    let f = frames(&p);
-    log.commit(
-        &Txn {
-            txn_id: id,
-            commit_seq: id,
-            txn_epoch: 0,
-            frames: &f,
-        },
-        None,
-    )
-    .unwrap()
+    commit(log, id, &pages(id, 2, 512))
 }
 
 #[test]
@@ -179,17 +183,7 @@ fn a_transaction_in_parts_is_all_or_nothing_at_every_crash_point() {
     small(&log, 1);
     let count = (MAX_RECORD_BYTES * 2 + MAX_RECORD_BYTES / 4) / 4096;
     let big = pages(50, count, 4096);
-    let f = frames(&big);
-    log.commit(
-        &Txn {
-            txn_id: 50,
-            commit_seq: 50,
-            txn_epoch: 0,
-            frames: &f,
-        },
-        None,
-    )
-    .unwrap();
+    commit(&log, 50, &big);
     acked.store(1, Ordering::SeqCst);
     small(&log, 2);
     log.close().unwrap();
@@ -245,18 +239,7 @@ fn a_checkpoint_below_the_last_part_keeps_the_first_parts() {
     small(&log, 1);
     let count = (MAX_RECORD_BYTES * 2 + MAX_RECORD_BYTES / 2) / 4096;
     let big = pages(9, count, 4096);
-    let f = frames(&big);
-    let e = log
-        .commit(
-            &Txn {
-                txn_id: 9,
-                commit_seq: 9,
-                txn_epoch: 0,
-                frames: &f,
-            },
-            None,
-        )
-        .unwrap();
+    let e = commit(&log, 9, &big);
     small(&log, 10);
     log.checkpoint(e - 1).unwrap();
     log.close().unwrap();
@@ -350,18 +333,7 @@ fn leftover_parts_of_an_attempt_that_never_committed_are_not_damage_after_a_chec
     let e1 = small(&log, 1);
     let count = (MAX_RECORD_BYTES * 3 + MAX_RECORD_BYTES / 2) / 4096;
     let big = pages(50, count, 4096);
-    let f = frames(&big);
-    let last = log
-        .commit(
-            &Txn {
-                txn_id: 50,
-                commit_seq: 50,
-                txn_epoch: 0,
-                frames: &f,
-            },
-            None,
-        )
-        .unwrap();
+    let last = commit(&log, 50, &big);
     log.close().unwrap();
     let points = vfs.take_crash_points();
     vfs.clear_crash_points();
@@ -477,18 +449,7 @@ fn the_pin_covers_a_first_part_appended_while_a_seal_swaps_the_lanes() {
     std::thread::sleep(std::time::Duration::from_millis(100));
     let count = (MAX_RECORD_BYTES * 2 + MAX_RECORD_BYTES / 2) / 4096;
     let big = pages(9, count, 4096);
-    let f = frames(&big);
-    let last = log
-        .commit(
-            &Txn {
-                txn_id: 9,
-                commit_seq: 9,
-                txn_epoch: 0,
-                frames: &f,
-            },
-            None,
-        )
-        .unwrap();
+    let last = commit(&log, 9, &big);
     sealer.join().unwrap();
     assert!(last > e2 + 1);
     log.checkpoint(e2).unwrap();
