@@ -35,6 +35,11 @@ pub trait Contender: Send + Sync {
     fn pwal_counters(&self) -> Option<PwalWindow> {
         None
     }
+    /// How many commits one call stands for (1 but for the sequential
+    /// floor, whose one write carries many commits' bytes).
+    fn commits_per_call(&self) -> u64 {
+        1
+    }
     fn close(self: Box<Self>) -> Result<(), String>;
 }
 
@@ -80,6 +85,7 @@ impl Drop for Shared {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Kind {
     PwalAutoFull,
+    PwalAutoFullNoCheckpoint,
     PwalConservativeFull,
     PwalAutoNormal,
     SqliteFull,
@@ -87,11 +93,13 @@ pub enum Kind {
     Rocksdb,
     Mutex,
     Floor,
+    SeqFloor,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 8] = [
+    pub const ALL: [Kind; 10] = [
         Kind::PwalAutoFull,
+        Kind::PwalAutoFullNoCheckpoint,
         Kind::PwalConservativeFull,
         Kind::PwalAutoNormal,
         Kind::SqliteFull,
@@ -99,11 +107,13 @@ impl Kind {
         Kind::Rocksdb,
         Kind::Mutex,
         Kind::Floor,
+        Kind::SeqFloor,
     ];
 
     pub fn slug(self) -> &'static str {
         match self {
             Kind::PwalAutoFull => "pwal-auto-full",
+            Kind::PwalAutoFullNoCheckpoint => "pwal-auto-full-nockpt",
             Kind::PwalConservativeFull => "pwal-conservative-full",
             Kind::PwalAutoNormal => "pwal-auto-normal",
             Kind::SqliteFull => "sqlite-full",
@@ -111,6 +121,7 @@ impl Kind {
             Kind::Rocksdb => "rocksdb",
             Kind::Mutex => "mutex",
             Kind::Floor => "floor",
+            Kind::SeqFloor => "seq-floor",
         }
     }
 
@@ -121,6 +132,7 @@ impl Kind {
     pub fn label(self) -> &'static str {
         match self {
             Kind::PwalAutoFull => "pwal auto, full",
+            Kind::PwalAutoFullNoCheckpoint => "pwal auto, full, no checkpoint",
             Kind::PwalConservativeFull => "pwal conservative, full",
             Kind::PwalAutoNormal => "pwal auto, normal (*)",
             Kind::SqliteFull => "SQLite WAL, FULL",
@@ -128,6 +140,7 @@ impl Kind {
             Kind::Rocksdb => "RocksDB, sync=true",
             Kind::Mutex => "mutex + pwrite + fdatasync",
             Kind::Floor => "floor (1 thread)",
+            Kind::SeqFloor => "sequential floor (1 thread, 4 MiB writes)",
         }
     }
 
@@ -136,11 +149,17 @@ impl Kind {
         !matches!(self, Kind::PwalAutoNormal | Kind::SqliteNormal)
     }
 
-    /// The floor always runs one thread, whatever the cell says.
+    /// The floors run one thread, whatever the cell says: they are the
+    /// disk's own figure for the cell's commit size, not a contender.
+    pub fn single_thread(self) -> bool {
+        matches!(self, Kind::Floor | Kind::SeqFloor)
+    }
+
     pub fn effective_cell(self, cell: Cell) -> Cell {
-        match self {
-            Kind::Floor => Cell { threads: 1, ..cell },
-            _ => cell,
+        if self.single_thread() {
+            Cell { threads: 1, ..cell }
+        } else {
+            cell
         }
     }
 
@@ -151,26 +170,44 @@ impl Kind {
         shared: &Shared,
     ) -> Result<Box<dyn Contender>, String> {
         Ok(match self {
-            Kind::PwalAutoFull => Box::new(PwalContender::open(dir, Mode::Auto, SyncPolicy::Full)?),
+            Kind::PwalAutoFull => Box::new(PwalContender::open(
+                dir,
+                Mode::Auto,
+                SyncPolicy::Full,
+                true,
+            )?),
+            Kind::PwalAutoFullNoCheckpoint => Box::new(PwalContender::open(
+                dir,
+                Mode::Auto,
+                SyncPolicy::Full,
+                false,
+            )?),
             Kind::PwalConservativeFull => Box::new(PwalContender::open(
                 dir,
                 Mode::Conservative,
                 SyncPolicy::Full,
+                true,
             )?),
-            Kind::PwalAutoNormal => {
-                Box::new(PwalContender::open(dir, Mode::Auto, SyncPolicy::Normal)?)
-            }
+            Kind::PwalAutoNormal => Box::new(PwalContender::open(
+                dir,
+                Mode::Auto,
+                SyncPolicy::Normal,
+                true,
+            )?),
             Kind::SqliteFull => Box::new(SqliteContender(Sqlite::open(dir, cell.threads, true)?)),
             Kind::SqliteNormal => {
                 Box::new(SqliteContender(Sqlite::open(dir, cell.threads, false)?))
             }
             Kind::Rocksdb => Box::new(RocksContender(Rocks::open(dir)?)),
             Kind::Mutex | Kind::Floor => Box::new(RawWal::open(&shared.prezeroed, cell)?),
+            Kind::SeqFloor => Box::new(SeqFloor::open(&shared.prezeroed, cell)?),
         })
     }
 }
 
-/// pwal through its public Rust API, with a background checkpointer.
+/// pwal through its public Rust API, with a background checkpointer (or,
+/// for the no-checkpoint rows, none: the log only grows, as one nobody
+/// checkpoints does).
 pub struct PwalContender {
     log: Arc<Log>,
     stop: Arc<AtomicBool>,
@@ -178,7 +215,12 @@ pub struct PwalContender {
 }
 
 impl PwalContender {
-    pub fn open(dir: &Path, mode: Mode, sync: SyncPolicy) -> Result<PwalContender, String> {
+    pub fn open(
+        dir: &Path,
+        mode: Mode,
+        sync: SyncPolicy,
+        checkpoints: bool,
+    ) -> Result<PwalContender, String> {
         let opts = Options {
             mode,
             sync,
@@ -193,7 +235,7 @@ impl PwalContender {
         let checkpointer = {
             let (log, stop) = (Arc::clone(&log), Arc::clone(&stop));
             std::thread::spawn(move || {
-                while !stop.load(Ordering::Acquire) {
+                while checkpoints && !stop.load(Ordering::Acquire) {
                     std::thread::sleep(PWAL_CHECKPOINT_EVERY);
                     let durable = log.stats().durable_epoch;
                     if durable > 0 {
@@ -220,32 +262,38 @@ impl PwalContender {
 const SPARE_WAIT: Duration = Duration::from_secs(3);
 
 /// Waits (bounded) until pwal's preallocation thread has zero-filled its
-/// first spare segment (`spare-<n>.tmp` at full size). Right after open that
-/// 64 MiB fill, synced 1 MiB at a time, shares the disk with the commits;
-/// the benchmark measures the steady state, not the first half second.
+/// first spare segment (a `spare-<n>.tmp` that has stopped growing). Right
+/// after open that fill, synced 1 MiB at a time, shares the disk with the
+/// commits; the benchmark measures the steady state, not the first moments.
 fn wait_for_spare(log_dir: &Path) {
-    let t0 = std::time::Instant::now();
-    while t0.elapsed() < SPARE_WAIT {
-        let ready = std::fs::read_dir(log_dir)
+    let spare_len = || {
+        std::fs::read_dir(log_dir)
             .map(|rd| {
-                rd.filter_map(|e| e.ok()).any(|e| {
-                    e.file_name().to_string_lossy().starts_with("spare-")
-                        && e.metadata()
-                            .map(|m| m.len() >= PWAL_SEGMENT_BYTES)
-                            .unwrap_or(false)
-                })
+                rd.filter_map(|e| e.ok())
+                    .filter(|e| e.file_name().to_string_lossy().starts_with("spare-"))
+                    .filter_map(|e| e.metadata().ok())
+                    .map(|m| m.len())
+                    .max()
+                    .unwrap_or(0)
             })
-            .unwrap_or(false);
-        if ready {
+            .unwrap_or(0)
+    };
+    let t0 = std::time::Instant::now();
+    let mut last = 0;
+    while t0.elapsed() < SPARE_WAIT {
+        std::thread::sleep(Duration::from_millis(30));
+        let len = spare_len();
+        if len >= PWAL_FIRST_SEGMENT_BYTES && len == last {
             std::thread::sleep(Duration::from_millis(20)); // its final sync
             return;
         }
-        std::thread::sleep(Duration::from_millis(10));
+        last = len;
     }
 }
 
-/// pwal's default segment size (`Options::segment_bytes` = 0).
-const PWAL_SEGMENT_BYTES: u64 = 64 << 20;
+/// The size of pwal's first segment, and so of its smallest spare
+/// (`PWAL_FIRST_SEGMENT_BYTES`).
+const PWAL_FIRST_SEGMENT_BYTES: u64 = 4 << 20;
 
 /// A transaction of `pages` frames with page numbers derived from `seq` (so
 /// that consecutive commits touch different pages, as an engine's would).
@@ -385,6 +433,60 @@ impl Contender for RawWal {
         g.0.sync_data().map_err(|e| format!("fdatasync: {e}"))?;
         g.1 += len;
         Ok(())
+    }
+    fn close(self: Box<Self>) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// The disk's sequential durable bandwidth: one thread overwrites the
+/// pre-zeroed file (cyclically) in writes of [`SEQ_FLOOR_WRITE`] bytes, each
+/// followed by `fdatasync`. One call stands for as many commits of the cell
+/// as fit in one write, so its commits/s and MB/s compare with the
+/// contenders' directly.
+pub struct SeqFloor {
+    file: Mutex<(File, u64)>,
+    buf: Vec<u8>,
+    per_call: u64,
+}
+
+/// The size of each write of the sequential floor.
+pub const SEQ_FLOOR_WRITE: usize = 4 << 20;
+
+impl SeqFloor {
+    pub fn open(prezeroed: &Path, cell: Cell) -> Result<SeqFloor, String> {
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(prezeroed)
+            .map_err(|e| format!("{}: {e}", prezeroed.display()))?;
+        let per_call = (SEQ_FLOOR_WRITE / cell.commit_bytes()).max(1);
+        let mut buf = super::make_pages(1, per_call * cell.commit_bytes(), 7).remove(0);
+        buf.truncate(per_call * cell.commit_bytes());
+        Ok(SeqFloor {
+            file: Mutex::new((f, 0)),
+            buf,
+            per_call: per_call as u64,
+        })
+    }
+}
+
+impl Contender for SeqFloor {
+    fn commit(&self, _thread: usize, _seq: u64, _pages: &[&[u8]]) -> Result<(), String> {
+        let mut g = self.file.lock().unwrap();
+        let len = self.buf.len() as u64;
+        if g.1 + len > PREZEROED_BYTES {
+            g.1 = 0;
+        }
+        let off = g.1;
+        g.0.write_all_at(&self.buf, off)
+            .map_err(|e| format!("pwrite: {e}"))?;
+        g.0.sync_data().map_err(|e| format!("fdatasync: {e}"))?;
+        g.1 += len;
+        Ok(())
+    }
+    fn commits_per_call(&self) -> u64 {
+        self.per_call
     }
     fn close(self: Box<Self>) -> Result<(), String> {
         Ok(())

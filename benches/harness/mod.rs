@@ -246,7 +246,7 @@ pub fn run_once(
     }
     let mut all: Vec<u64> = lats.into_iter().flatten().collect();
     all.sort_unstable();
-    let commits = all.len() as u64;
+    let commits = all.len() as u64 * c.commits_per_call();
     let pwal = match (pw0, pw1) {
         (Some(a), Some(b)) => Some(PwalWindow {
             epochs: b.epochs - a.epochs,

@@ -54,6 +54,7 @@ pub struct Suite {
 fn color(k: Kind) -> &'static str {
     match k {
         Kind::PwalAutoFull => "#d62728",
+        Kind::PwalAutoFullNoCheckpoint => "#8c564b",
         Kind::PwalConservativeFull => "#ff7f0e",
         Kind::PwalAutoNormal => "#e377c2",
         Kind::SqliteFull => "#1f77b4",
@@ -61,6 +62,7 @@ fn color(k: Kind) -> &'static str {
         Kind::Rocksdb => "#2ca02c",
         Kind::Mutex => "#7f7f7f",
         Kind::Floor => "#000000",
+        Kind::SeqFloor => "#bcbd22",
     }
 }
 
@@ -161,6 +163,32 @@ impl Suite {
                 1.5,
             );
         }
+        // Bandwidth-bound commits on a log nobody checkpoints: the sequential
+        // floor's commits/s is its MB/s over the cell's commit size.
+        let np = Kind::PwalAutoFullNoCheckpoint;
+        for n in [16, 64] {
+            let cell = Cell {
+                threads: n,
+                pages: 8,
+                page_size: 16384,
+            };
+            let cps = |k: Kind| self.get(k, cell).map_or(f64::NAN, |m| m.commits_per_s);
+            for (k, want) in [
+                (Kind::Rocksdb, 1.2),
+                (Kind::SqliteFull, 1.0),
+                (Kind::SeqFloor, 0.8),
+            ] {
+                ratio_row(
+                    format!(
+                        "{n} writers, 8 x 16 KiB pages: pwal, no checkpoint / {}",
+                        k.label()
+                    ),
+                    cps(np),
+                    cps(k),
+                    want,
+                );
+            }
+        }
         let c16 = Cell {
             threads: 16,
             pages: 1,
@@ -228,8 +256,8 @@ impl Suite {
                     fmt_num(r.recover_mb_s()),
                     fmt_num(r.read_mb_s())
                 ),
-                ">= 0.7x".into(),
-                q >= 0.7,
+                ">= 0.9x".into(),
+                q >= 0.9,
             ));
             t.push((
                 format!("recovery peak memory, {} MiB log", r.target_mib),
@@ -347,7 +375,7 @@ impl Suite {
 
         let _ = writeln!(
             w,
-            "\n## Targets, 4 KiB pages, 1 page per commit, ratios in this run\n"
+            "\n## Targets, ratios in this run (4 KiB pages, 1 page per commit, unless the row says otherwise)\n"
         );
         let _ = writeln!(
             w,
@@ -370,7 +398,11 @@ impl Suite {
                 let _ = writeln!(
                     w,
                     "| {l} | {want} | {} |",
-                    if ok { "yes" } else { "**no**" }
+                    match ok {
+                        Some(true) => "yes",
+                        Some(false) => "**no**",
+                        None => "-",
+                    }
                 );
             }
             let _ = writeln!(
@@ -470,7 +502,7 @@ impl Suite {
                         pages,
                         page_size: ps,
                     };
-                    let v = if k == Kind::Floor && t != 1 {
+                    let v = if k.single_thread() && t != 1 {
                         "".to_string()
                     } else {
                         self.get(k, c)
@@ -707,7 +739,7 @@ impl Suite {
                     let series: Vec<Series> = kinds
                         .iter()
                         .map(|&k| {
-                            let points = if k == Kind::Floor {
+                            let points = if k.single_thread() {
                                 let v = self.get(
                                     k,
                                     Cell {
@@ -743,7 +775,7 @@ impl Suite {
                             Series {
                                 label: k.label().to_string(),
                                 color: color(k),
-                                dashed: !k.durable() || k == Kind::Floor,
+                                dashed: !k.durable() || k.single_thread(),
                                 points,
                             }
                         })
