@@ -748,3 +748,477 @@ fn a_transaction_in_parts_is_ordered_by_its_last_part() {
         "nothing of transaction 50 delivered"
     );
 }
+
+// ---------------------------------------------------------------------------
+// Recovery's reading of a segment (src/recovery.rs: `FrameReader::window`,
+// `read_frame`, `search_after`, and the exits of `scan`). The logs of the
+// other tests fit in one read-ahead window (1 MiB) and in one search chunk,
+// and no other test counts a torn tail to the byte.
+
+/// Commits `pages` (page i + 1, the last one committing) as transaction
+/// `id` with commit sequence `id`, in an epoch of its own; returns it.
+fn commit_pages(log: &Log, id: u64, pages: &[Vec<u8>]) -> u64 {
+    let frames: Vec<pwal::Frame<'_>> = pages
+        .iter()
+        .enumerate()
+        .map(|(i, p)| pwal::Frame {
+            page_number: i as u32 + 1,
+            db_size_if_commit: if i + 1 == pages.len() {
+                pages.len() as u32
+            } else {
+                0
+            },
+            data: p,
+        })
+        .collect();
+    let e = log
+        .submit(&pwal::Txn {
+            txn_id: id,
+            commit_seq: id,
+            txn_epoch: 0,
+            frames: &frames,
+        })
+        .unwrap();
+    log.wait_durable(e, None).unwrap();
+    e
+}
+
+/// Pages of the given sizes, each filled with one byte (never 0, so that
+/// the last byte of a frame is not zero, and never one of `PWEP`).
+fn filled_pages(sizes: &[usize], fill: u8) -> Vec<Vec<u8>> {
+    sizes
+        .iter()
+        .enumerate()
+        .map(|(i, &n)| vec![(fill.wrapping_add(i as u8) % 60) + 1; n])
+        .collect()
+}
+
+fn corrupt_what(r: pwal::Result<Recovered>) -> (u64, String) {
+    match r {
+        Err(pwal::Error::Corrupt { offset, what, .. }) => (offset, what),
+        other => panic!("expected Corrupt, got {:?}", other.map(|r| r.report)),
+    }
+}
+
+fn frames_in(vfs: &SimVfs, seg: &Path) -> Vec<FrameLoc> {
+    frames_of_segment(&vfs.contents(seg).unwrap())
+}
+
+/// Small epochs before the large one: 120 frames of about 9 KiB, more than
+/// the read-ahead window holds, so that one of them straddles its end.
+const SMALL_EPOCHS: u64 = 120;
+
+/// A 4 MiB segment: `SMALL_EPOCHS` small epochs, one whose frame is
+/// `big_len` bytes (above the 1 MiB read-ahead window and search chunk),
+/// and a small last one. Returns the file system, the segment and the big
+/// transaction's pages.
+fn big_frame_log(big_len: usize) -> (SimVfs, std::path::PathBuf, Vec<Vec<u8>>) {
+    let o = Options {
+        segment_bytes: 4 << 20,
+        ..opts()
+    };
+    let build = |last: usize| {
+        let vfs = SimVfs::new();
+        let log = Log::open_with_vfs(DB, &o, Arc::new(vfs.clone())).unwrap();
+        let mut sizes = vec![65_536; 15];
+        sizes.push(last);
+        let big = filled_pages(&sizes, 7);
+        for id in 1..=SMALL_EPOCHS {
+            assert_eq!(
+                commit_pages(&log, id, &filled_pages(&[9_000], id as u8)),
+                id
+            );
+        }
+        let e = SMALL_EPOCHS + 1;
+        assert_eq!(commit_pages(&log, e, &big), e);
+        assert_eq!(commit_pages(&log, e + 1, &filled_pages(&[500], 3)), e + 1);
+        log.close().unwrap();
+        let seg = segments(&vfs, Path::new(DB)).pop().unwrap();
+        (vfs, seg, big)
+    };
+    // The frame's overhead over its pages, measured, then the last page
+    // sized for a frame of exactly `big_len` bytes.
+    let b = SMALL_EPOCHS as usize;
+    let (probe, seg, _) = build(60_000);
+    let f = frames_in(&probe, &seg);
+    let overhead = (f[b].end - f[b].start) as usize - (15 * 65_536 + 60_000);
+    let (vfs, seg, big) = build(big_len - overhead - 15 * 65_536);
+    let f = frames_in(&vfs, &seg);
+    assert_eq!(f.len(), b + 2);
+    assert_eq!((f[b].end - f[b].start) as usize, big_len, "{:?}", f[b]);
+    let window_end = 4096 + (1 << 20);
+    assert!(
+        f[..b]
+            .iter()
+            .any(|f| f.start < window_end && f.end > window_end),
+        "a small frame straddles the end of the first window"
+    );
+    (vfs, seg, big)
+}
+
+/// A frame larger than the read-ahead window is read whole, and the frame
+/// after it is read although it lies past the window (the window is
+/// refilled), and is counted; when the large frame is damaged, the walk for
+/// a later frame proving its epoch synced goes on past its first 1 MiB
+/// search chunk, to a frame starting exactly where the second chunk starts.
+/// Kills the `FrameReader::window` mutants that keep a window which does
+/// not cover the range (`<=` to `>`, `+` to `-` and `*`), and in
+/// `search_after` `at_end`'s `+` to `*`, `n - 3` to `n + 3`, `limit == 0`
+/// to `!=`, `pos += limit` to `-=` and `*=`; also `report.bytes += len` and
+/// `report.segments += 1` to `-=`, `*=`.
+#[test]
+fn a_frame_larger_than_the_read_ahead_window_and_the_frames_after_it_are_read() {
+    // The search after a damaged frame at `off` starts at `off + 1` and
+    // reads chunks of 1 MiB + 3 bytes, stepping by 1 MiB: a frame of
+    // 1 MiB + 1 bytes puts the next one at the start of the second chunk.
+    let big_len = (1 << 20) + 1;
+    let (vfs, seg, big) = big_frame_log(big_len);
+    let f = frames_in(&vfs, &seg);
+    let (b, e) = (SMALL_EPOCHS as usize, SMALL_EPOCHS + 1);
+    let got = recover(&vfs, Path::new(DB)).expect("an undamaged log");
+    assert_eq!(
+        got.batches.keys().copied().collect::<Vec<_>>(),
+        (1..=e + 1).collect::<Vec<_>>()
+    );
+    for id in 1..=SMALL_EPOCHS {
+        assert_eq!(
+            got.batches[&id].frames[0].2,
+            filled_pages(&[9_000], id as u8)[0]
+        );
+    }
+    let big_frames: Vec<OwnedFrame> = big
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let commit = if i + 1 == big.len() {
+                big.len() as u32
+            } else {
+                0
+            };
+            (i as u32 + 1, commit, p.clone())
+        })
+        .collect();
+    assert!(
+        got.batches[&e].frames == big_frames,
+        "the large transaction"
+    );
+    assert_eq!(got.batches[&(e + 1)].frames.len(), 1);
+    assert_eq!(
+        got.batches[&(e + 1)].frames[0].2,
+        filled_pages(&[500], 3)[0]
+    );
+    assert_eq!(got.report.epochs, e + 1);
+    assert_eq!(got.report.segments, 1);
+    let bytes: u64 = f.iter().map(|f| f.end - f.start).sum();
+    assert_eq!(got.report.bytes, bytes, "bytes of valid frames");
+
+    // Damage a page byte in the middle of the large frame: the last epoch,
+    // which records it as synced, makes it corruption.
+    let data = vfs.contents(&seg).unwrap();
+    assert!(rd64(&data[f[b + 1].start as usize..], cert::SYNCED_THROUGH) >= e);
+    let mid = (f[b].start + f[b].end) / 2;
+    vfs.poke(&seg, mid, &[data[mid as usize] ^ 0x40]);
+    let (offset, what) = corrupt_what(recover(&vfs, Path::new(DB)));
+    assert_eq!(offset, f[b].start);
+    assert!(
+        what.contains(&format!(
+            "the frame of epoch {} at offset {}",
+            e + 1,
+            f[b + 1].start
+        )),
+        "{what}"
+    );
+}
+
+/// A log of `commits` small epochs in one 1 MiB segment; returns the
+/// segment and its frames.
+fn small_log(vfs: &SimVfs, commits: u64) -> (std::path::PathBuf, Vec<FrameLoc>) {
+    let j = Journal::new();
+    let log = Log::open_with_vfs(DB, &opts(), Arc::new(vfs.clone())).unwrap();
+    for _ in 0..commits {
+        j.commit(&log, j.next_id()).unwrap();
+    }
+    j.close(log).unwrap();
+    let segs = segments(vfs, Path::new(DB));
+    assert_eq!(segs.len(), 1);
+    let f = frames_in(vfs, &segs[0]);
+    assert_eq!(f.len() as u64, commits);
+    (segs[0].clone(), f)
+}
+
+/// A torn tail is counted to the byte: from the missing epoch to the end
+/// of the last valid frame after it (one that does not prove the missing
+/// epoch synced), or, with no valid frame after it, to the last non-zero
+/// byte. Kills in `search_after` `&&` to `||` (every frame header found
+/// taken for a stale one), `pos + last` to `*`, `at + len` to `-` and `*`,
+/// `b != 0` to `==` and `pos + last` to `*` (the end of the non-zero
+/// bytes), and in `scan` `torn_tail_bytes +=` to `-=` and `- off` to `+`.
+#[test]
+fn a_torn_tail_is_counted_to_the_last_byte_written() {
+    let vfs = SimVfs::new();
+    let (seg, f) = small_log(&vfs, 4);
+    let mut data = vfs.contents(&seg).unwrap();
+    // Nothing after epoch 4 (a closed segment may hold an end mark).
+    data[f[3].end as usize..].fill(0);
+    // Epoch 4 does not vouch for epoch 3, whose header is damaged.
+    let f4 = &mut data[f[3].start as usize..f[3].end as usize];
+    f4[cert::SYNCED_THROUGH..cert::SYNCED_THROUGH + 8].copy_from_slice(&2u64.to_le_bytes());
+    reseal(f4, f[3].header_len());
+    data[f[2].start as usize] ^= 0xff;
+    let image = vfs.process_crash();
+    image.set_contents(&seg, data.clone());
+    let got = recover(&image, Path::new(DB)).expect("a torn tail");
+    assert_eq!(got.batches.keys().copied().collect::<Vec<_>>(), vec![1, 2]);
+    assert_eq!(got.report.damage_offset, f[2].start, "{:?}", got.report);
+    assert_eq!(got.report.damage_epoch, 3);
+    assert_eq!(
+        got.report.torn_tail_bytes,
+        f[3].end - f[2].start,
+        "the torn epoch and the frame written after it: {:?}",
+        got.report
+    );
+    assert_eq!(got.report.segments, 1);
+
+    // Epoch 4's header damaged too: no valid frame after epoch 3, and the
+    // tail ends at the last non-zero byte.
+    data[f[3].start as usize] ^= 0xff;
+    let last = data.iter().rposition(|&b| b != 0).unwrap() as u64;
+    assert!(last + 1 < data.len() as u64 && last >= f[3].start);
+    let image = vfs.process_crash();
+    image.set_contents(&seg, data);
+    let got = recover(&image, Path::new(DB)).expect("a torn tail");
+    assert_eq!(got.batches.keys().copied().collect::<Vec<_>>(), vec![1, 2]);
+    assert_eq!(
+        got.report.torn_tail_bytes,
+        last + 1 - f[2].start,
+        "{:?}",
+        got.report
+    );
+}
+
+/// A segment file that ends inside a frame is a torn tail, described as
+/// what it is: a frame header cut short, or a frame running past the end;
+/// a file ending in fewer zero bytes than a frame header is the ordinary
+/// end of the log. Kills in `read_frame` `n < EPOCH_FIXED_LEN` to `>`,
+/// `b == 0` to `!=`, and `file_len - off` to `+`.
+#[test]
+fn a_segment_file_ending_inside_a_frame_is_described_as_such() {
+    let vfs = SimVfs::new();
+    let (seg, f) = small_log(&vfs, 3);
+    let data = vfs.contents(&seg).unwrap();
+    let cut = |len: u64| {
+        let image = vfs.process_crash();
+        let mut d = data[..len as usize].to_vec();
+        d[f[2].end.min(len) as usize..].fill(0);
+        image.set_contents(&seg, d);
+        recover(&image, Path::new(DB)).expect("a torn tail")
+    };
+    let got = cut(f[2].start + 40);
+    let damage = got.report.damage.clone().unwrap_or_default();
+    assert!(
+        damage.contains("frame header cut short by the end of the file (40 of 80 bytes)"),
+        "{damage}"
+    );
+    assert_eq!(got.batches.len(), 2);
+
+    let len = f[2].end - f[2].start;
+    assert!(len > 200, "{len}");
+    let got = cut(f[2].start + 200);
+    let damage = got.report.damage.clone().unwrap_or_default();
+    assert!(
+        damage.contains(&format!(
+            "frame of {len} bytes runs past the end of the file (200 bytes left)"
+        )),
+        "{damage}"
+    );
+
+    let got = cut(f[2].end + 40);
+    assert_eq!(got.batches.len(), 3);
+    assert_eq!(got.report.damage, None);
+    assert_eq!(got.report.torn_tail_bytes, 0);
+}
+
+fn small_segments() -> Options {
+    Options {
+        segment_bytes: 64 << 10,
+        ..opts()
+    }
+}
+
+/// A log of exactly `n` segments of 64 KiB, the last one holding two
+/// epochs; returns the segment files.
+fn segments_log(vfs: &SimVfs, n: usize) -> Vec<std::path::PathBuf> {
+    let j = Journal::new();
+    let log = Log::open_with_vfs(DB, &small_segments(), Arc::new(vfs.clone())).unwrap();
+    while segments(vfs, Path::new(DB)).len() < n {
+        j.commit(&log, j.next_id()).unwrap();
+    }
+    j.commit(&log, j.next_id()).unwrap();
+    j.close(log).unwrap();
+    let segs = segments(vfs, Path::new(DB));
+    assert_eq!(segs.len(), n);
+    assert!(frames_in(vfs, &segs[n - 1]).len() >= 2);
+    segs
+}
+
+/// Rewrites `synced_through` in every frame of `seg`.
+fn set_synced(vfs: &SimVfs, seg: &Path, synced: u64) {
+    let mut data = vfs.contents(seg).unwrap();
+    for f in frames_of_segment(&data) {
+        let fr = &mut data[f.start as usize..f.end as usize];
+        fr[cert::SYNCED_THROUGH..cert::SYNCED_THROUGH + 8].copy_from_slice(&synced.to_le_bytes());
+        reseal(fr, f.header_len());
+    }
+    vfs.set_contents(seg, data);
+}
+
+/// A torn last epoch in one segment, followed by a later segment (an epoch
+/// gap) none of whose frames records it synced: recovery discards the tail
+/// and the later segment, and open refuses to continue behind them. When a
+/// frame of the later segment does record it synced, it is corruption, and
+/// the message names no segment as unreadable. Kills `proof_in` returning
+/// a proof, `n.first_epoch < exp` to `>`, `scan_for_open`'s guard `n > 0` to
+/// `false` and `>` to `<`, and in `unreadable_before` `&&` to `||`.
+#[test]
+fn a_torn_tail_before_a_later_segment_that_does_not_vouch_for_it() {
+    let vfs = SimVfs::new();
+    let segs = segments_log(&vfs, 2);
+    let fa = frames_in(&vfs, &segs[0]);
+    let last = fa.last().unwrap().clone();
+    let b_len = vfs.contents(&segs[1]).unwrap().len() as u64;
+    let b_first = frames_in(&vfs, &segs[1])[0].clone();
+    assert_eq!(b_first.epoch, last.epoch + 1);
+    // The last epoch of the first segment damaged in its body.
+    let mid = (last.start + last.end) / 2;
+    let byte = vfs.contents(&segs[0]).unwrap()[mid as usize];
+    vfs.poke(&segs[0], mid, &[byte ^ 0x40]);
+
+    let proven = vfs.process_crash();
+    set_synced(&vfs, &segs[1], last.epoch - 1);
+    let got = recover(&vfs, Path::new(DB)).expect("a torn tail");
+    assert_eq!(got.report.last_epoch, last.epoch - 1, "{:?}", got.report);
+    assert_eq!(got.report.damage_offset, last.start);
+    assert!(
+        got.report.torn_tail_bytes > b_len - 4096,
+        "{:?}",
+        got.report
+    );
+    assert_eq!(got.report.segments, 1);
+    let damage = got.report.damage.unwrap();
+    assert!(
+        damage.contains("with the 1 later segment files, which no frame shows synced"),
+        "{damage}"
+    );
+    match Log::open_with_vfs(DB, &small_segments(), Arc::new(vfs.clone())) {
+        Err(pwal::Error::Corrupt { what, .. }) => {
+            assert!(what.contains("1 later segment files follow it"), "{what}")
+        }
+        other => panic!("expected Corrupt, got {:?}", other.map(|_| ())),
+    }
+
+    // The later segment as written: its first frame vouches for the epoch.
+    let data = proven.contents(&segs[1]).unwrap();
+    assert!(rd64(&data[b_first.start as usize..], cert::SYNCED_THROUGH) >= last.epoch);
+    let (offset, what) = corrupt_what(recover(&proven, Path::new(DB)));
+    assert_eq!(offset, last.start);
+    assert!(what.contains("(an epoch gap)"), "{what}");
+    assert!(!what.contains("no valid header"), "{what}");
+}
+
+/// A later segment whose header starts at an epoch the segment before it
+/// already holds is an overlap, said so. Kills `n.first_epoch < exp` to
+/// `==`.
+#[test]
+fn a_later_segment_starting_inside_the_epochs_before_it_is_an_overlap() {
+    let vfs = SimVfs::new();
+    let segs = segments_log(&vfs, 2);
+    let last = frames_in(&vfs, &segs[0]).last().unwrap().epoch;
+    let mut data = vfs.contents(&segs[1]).unwrap();
+    let (id, salt, log_start) = (rd64(&data, 8), rd64(&data, 16), rd64(&data, 32));
+    data[..64].copy_from_slice(&segment_header(id, salt, last, log_start));
+    vfs.set_contents(&segs[1], data);
+    let (_, what) = corrupt_what(recover(&vfs, Path::new(DB)));
+    assert!(what.contains("(epochs overlap)"), "{what}");
+}
+
+/// A segment whose header was damaged in front of a valid first frame cuts
+/// the durable prefix there: it and every later segment are skipped, and
+/// their bytes counted. Kills `s.id >= seg.id` to `<` (the segments before
+/// it counted instead) and the `skipped_bytes` mutants (`+=` to `-=`, `*=`,
+/// `+` to `-`, `*`).
+#[test]
+fn a_damaged_segment_header_skips_it_and_every_later_segment() {
+    let vfs = SimVfs::new();
+    let segs = segments_log(&vfs, 3);
+    let len = |p: &Path| vfs.contents(p).unwrap().len() as u64;
+    let a_last = frames_in(&vfs, &segs[0]).last().unwrap().epoch;
+    let mut data = vfs.contents(&segs[1]).unwrap();
+    data[24] ^= 1;
+    vfs.set_contents(&segs[1], data);
+    let (offset, _) = corrupt_what(recover(&vfs, Path::new(DB)));
+    assert_eq!(offset, 0);
+    let got = recover_opts(&vfs, Path::new(DB), true).expect("the durable prefix");
+    assert_eq!(got.report.last_epoch, a_last, "{:?}", got.report);
+    assert_eq!(got.report.skipped_segments, 2, "{:?}", got.report);
+    assert_eq!(
+        got.report.skipped_bytes,
+        len(&segs[1]) + len(&segs[2]) - 4096,
+        "{:?}",
+        got.report
+    );
+}
+
+/// After a checkpoint through the last epoch of the oldest segment, which
+/// removes it, the log begins exactly one epoch after the mark: that is no
+/// lost beginning. Kills `first > must` to `>=`.
+#[test]
+fn a_log_beginning_right_after_its_checkpoint_mark_is_whole() {
+    let vfs = SimVfs::new();
+    let j = Journal::new();
+    let log = Log::open_with_vfs(DB, &small_segments(), Arc::new(vfs.clone())).unwrap();
+    while segments(&vfs, Path::new(DB)).len() < 2 {
+        j.commit(&log, j.next_id()).unwrap();
+    }
+    let segs = segments(&vfs, Path::new(DB));
+    let mark = frames_in(&vfs, &segs[0]).last().unwrap().epoch;
+    log.checkpoint(mark).unwrap();
+    j.commit(&log, j.next_id()).unwrap();
+    j.close(log).unwrap();
+    let now = segments(&vfs, Path::new(DB));
+    assert_eq!(now, segs[1..].to_vec(), "the first segment was removed");
+    let data = vfs.contents(&now[0]).unwrap();
+    assert_eq!(first_epoch(&data), mark + 1);
+    assert!(
+        rd64(&data, 32) < mark + 1,
+        "the header names an older log start"
+    );
+    let got = recover(&vfs, Path::new(DB)).expect("a whole log");
+    assert_eq!(got.report.checkpoint_epoch, mark);
+    assert_eq!(got.report.first_epoch, mark + 1);
+    assert!(got.report.damage.is_none(), "{:?}", got.report);
+}
+
+/// `recover_and_open` on a log this process already has open replays
+/// nothing and must say so instead of returning a handle. Kills the guard
+/// `!ran` to `false` in `recover_and_open_with_vfs`.
+#[test]
+fn recover_and_open_refuses_a_log_already_open_in_this_process() {
+    let vfs = SimVfs::new();
+    let shared: Arc<dyn pwal::io::Vfs> = Arc::new(vfs.clone());
+    let log = Log::open_with_vfs(DB, &opts(), shared.clone()).unwrap();
+    commit_pages(&log, 1, &filled_pages(&[100], 1));
+    let mut report = pwal::RecoveryReport::default();
+    let r = pwal::recover_and_open_with_vfs(
+        shared,
+        Path::new(DB),
+        &opts(),
+        &pwal::ReplayOptions::default(),
+        Box::new(|_: &pwal::Record<'_>| true),
+        &mut report,
+    );
+    match r {
+        Err(pwal::Error::Invalid(m)) => assert!(m.contains("already open"), "{m}"),
+        other => panic!("expected Invalid, got {:?}", other.map(|_| ())),
+    }
+    log.close().unwrap();
+}
