@@ -162,6 +162,8 @@ pub struct EngineResult {
     pub rows: Vec<Row>,
     /// Commits from the start of the busy spell to its end.
     pub busy_commits: u64,
+    /// (name, allocated bytes) of the log's files when idle (pwal only).
+    pub idle_files: Vec<(String, u64)>,
     pub error: Option<String>,
 }
 
@@ -176,6 +178,11 @@ trait Engine: Sync {
     fn commit(&self, thread: usize, seq: u64, page: &[u8]) -> Result<(), String>;
     /// (label, usage) of each measured part.
     fn usage(&self) -> Vec<(String, Usage)>;
+    /// (name, allocated bytes) of each file of the engine's log, for the
+    /// report's listing of the idle state (pwal only).
+    fn listing(&self) -> Vec<(String, u64)> {
+        Vec::new()
+    }
     /// Called once the busy writers have stopped, before the idle spell.
     fn quiesce(&self) -> Result<(), String> {
         Ok(())
@@ -255,6 +262,23 @@ impl Engine for PwalEngine {
     }
     fn usage(&self) -> Vec<(String, Usage)> {
         vec![("log directory".into(), dir_usage_all(&self.dir))]
+    }
+    fn listing(&self) -> Vec<(String, u64)> {
+        let mut v: Vec<(String, u64)> = std::fs::read_dir(&self.dir)
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .filter_map(|e| {
+                        let m = e.metadata().ok()?;
+                        Some((
+                            e.file_name().to_string_lossy().into_owned(),
+                            m.blocks() * 512,
+                        ))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
     }
     fn close(mut self: Box<Self>) -> Result<(), String> {
         let ck = self.checkpointer.take();
@@ -415,6 +439,7 @@ fn drive(e: &dyn Engine, opts: &Opts, out: &mut EngineResult) -> Result<(), Stri
     e.quiesce()?;
     std::thread::sleep(Duration::from_secs_f64(opts.idle_secs));
     record(State::Idle, e.usage());
+    out.idle_files = e.listing();
     Ok(())
 }
 
@@ -423,6 +448,7 @@ fn run_engine(name: &'static str, dir: &Path, opts: &Opts) -> EngineResult {
         engine: name,
         rows: Vec::new(),
         busy_commits: 0,
+        idle_files: Vec::new(),
         error: None,
     };
     let _ = std::fs::remove_dir_all(dir);
@@ -561,6 +587,14 @@ pub fn markdown(r: &FootprintResult) -> String {
                 e.busy_commits,
                 e.busy_commits as f64 / o.busy_secs
             );
+        }
+        if !e.idle_files.is_empty() {
+            let files: Vec<String> = e
+                .idle_files
+                .iter()
+                .map(|(n, b)| format!("`{n}` {:.1} MiB", *b as f64 / MIB))
+                .collect();
+            let _ = writeln!(s, "- {} files when idle: {}", e.engine, files.join(", "));
         }
     }
     let _ = writeln!(s, "\n| target | measured | wanted | met |");
