@@ -13,6 +13,8 @@
 //! Files go to `PWAL_BENCH_DIR` or `target/bench-data/sqlite_vfs` (the real
 //! disk). Builds SQLite and the VFS with `make -C examples-c sqlite` first.
 
+// Its flags (`--quick` and such) are not used here.
+#[allow(dead_code)]
 #[path = "harness/args.rs"]
 mod args;
 #[path = "../tests/c/support.rs"]

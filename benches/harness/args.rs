@@ -6,6 +6,8 @@ use std::str::FromStr;
 
 pub struct Args {
     values: HashMap<String, String>,
+    /// The value-less flags given (names without their `--`).
+    flags: Vec<String>,
     /// The command line as given, without `--bench`.
     pub shown: Vec<String>,
 }
@@ -14,21 +16,42 @@ impl Args {
     /// Parses the command line; an argument not in `known` (names without
     /// their `--`), or one without a value, ends the program naming it.
     pub fn parse(known: &[&str]) -> Args {
+        Args::parse_with_flags(known, &[])
+    }
+
+    /// As [`Args::parse`], with `flags` (names without their `--`) taking
+    /// no value, such as `--quick`.
+    pub fn parse_with_flags(known: &[&str], flags: &[&str]) -> Args {
         let shown: Vec<String> = std::env::args()
             .skip(1)
             .filter(|a| a != "--bench")
             .collect();
         let mut values = HashMap::new();
+        let mut given = Vec::new();
         let mut it = shown.iter();
         while let Some(x) = it.next() {
             let name = x.strip_prefix("--").unwrap_or(x);
+            if flags.contains(&name) {
+                given.push(name.to_string());
+                continue;
+            }
             if !known.contains(&name) {
-                panic!("unknown argument {x} (known: --{})", known.join(", --"));
+                let all: Vec<&str> = known.iter().chain(flags).copied().collect();
+                panic!("unknown argument {x} (known: --{})", all.join(", --"));
             }
             let v = it.next().unwrap_or_else(|| panic!("{x} needs a value"));
             values.insert(name.to_string(), v.clone());
         }
-        Args { values, shown }
+        Args {
+            values,
+            flags: given,
+            shown,
+        }
+    }
+
+    /// Whether the flag `--name` was given.
+    pub fn flag(&self, name: &str) -> bool {
+        self.flags.iter().any(|f| f == name)
     }
 
     /// The value of `--name`, or `default` when absent; a value that does

@@ -10,10 +10,12 @@
 
 pub mod args;
 pub mod contenders;
+pub mod footprint;
 pub mod micro;
 pub mod peers;
 pub mod recovery;
 pub mod report;
+pub mod sustained;
 pub mod sys;
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,543 @@
+//! A sustained run: `threads` writers committing one 4 KiB page each through
+//! `Log::commit` (default options, sync full) for `secs`, twice, on a fresh
+//! log each time: once with a thread checkpointing everything durable every
+//! 100 ms (as the pwal contenders of `compare` have), once with no
+//! checkpoint at all. The commits completed in each one-second interval are
+//! recorded; the report compares the last third of each run with its first
+//! third, and the two runs' last thirds with each other, and gives the disk
+//! the log directory took at the end of each.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use pwal::{Log, Options, SyncPolicy};
+
+use super::contenders::{empty_frames, pwal_txn};
+use super::footprint::{close_pwal, dir_usage_all, spawn_checkpointer, Usage};
+use super::report::Series;
+use super::{make_pages, median, ratio};
+
+const MIB: f64 = (1u64 << 20) as f64;
+
+#[derive(Clone, Debug)]
+pub struct Opts {
+    pub secs: u64,
+    pub threads: usize,
+    pub page_size: usize,
+    /// The command line shown in the report.
+    pub command: String,
+}
+
+impl Opts {
+    pub fn full() -> Opts {
+        Opts {
+            secs: 60,
+            threads: 16,
+            page_size: 4096,
+            command: super::command_line("sustained"),
+        }
+    }
+
+    pub fn quick() -> Opts {
+        Opts {
+            secs: 6,
+            ..Opts::full()
+        }
+    }
+}
+
+/// One run of the log.
+#[derive(Clone, Debug)]
+pub struct Variant {
+    pub checkpoint: bool,
+    /// Commits completed in each one-second interval.
+    pub per_second: Vec<u64>,
+    /// The log directory at the end of the run, before close.
+    pub disk: Usage,
+    pub segments_created: u64,
+    pub segments_recycled: u64,
+    pub segments_deleted: u64,
+    pub error: Option<String>,
+}
+
+impl Variant {
+    pub fn label(&self) -> &'static str {
+        if self.checkpoint {
+            "checkpoint every 100 ms"
+        } else {
+            "no checkpoint"
+        }
+    }
+
+    fn third(&self, which: usize) -> f64 {
+        let n = self.per_second.len();
+        let k = n / 3;
+        if k == 0 {
+            return f64::NAN;
+        }
+        let part = match which {
+            0 => &self.per_second[..k],
+            _ => &self.per_second[n - k..],
+        };
+        median(part.iter().map(|&x| x as f64).collect())
+    }
+
+    /// Median commits/s over the first third of the seconds.
+    pub fn first_third(&self) -> f64 {
+        self.third(0)
+    }
+
+    /// Median commits/s over the last third of the seconds.
+    pub fn last_third(&self) -> f64 {
+        self.third(2)
+    }
+
+    pub fn mean(&self) -> f64 {
+        ratio(
+            self.per_second.iter().sum::<u64>() as f64,
+            self.per_second.len() as f64,
+        )
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct SustainedResult {
+    pub opts: Opts,
+    /// With checkpoints, then without.
+    pub variants: Vec<Variant>,
+}
+
+impl SustainedResult {
+    pub fn with_checkpoints(&self) -> Option<&Variant> {
+        self.variants.iter().find(|v| v.checkpoint)
+    }
+    pub fn without_checkpoints(&self) -> Option<&Variant> {
+        self.variants.iter().find(|v| !v.checkpoint)
+    }
+
+    /// (target, measured, wanted, met).
+    pub fn targets(&self) -> Vec<(String, String, String, bool)> {
+        let (Some(w), Some(n)) = (self.with_checkpoints(), self.without_checkpoints()) else {
+            return Vec::new();
+        };
+        let r1 = ratio(n.last_third(), w.last_third());
+        let r2 = ratio(n.last_third(), n.first_third());
+        vec![
+            (
+                "last third: no checkpoint / checkpoint every 100 ms".into(),
+                format!(
+                    "{r1:.3}x ({:.0} vs {:.0} commits/s)",
+                    n.last_third(),
+                    w.last_third()
+                ),
+                ">= 0.9x".into(),
+                r1 >= 0.9,
+            ),
+            (
+                "no checkpoint: last third / first third".into(),
+                format!(
+                    "{r2:.3}x ({:.0} vs {:.0} commits/s)",
+                    n.last_third(),
+                    n.first_third()
+                ),
+                ">= 0.95x".into(),
+                r2 >= 0.95,
+            ),
+        ]
+    }
+}
+
+/// Waits (bounded) for pwal's preparer to have made its first spare: until
+/// then its zero fill shares the disk with the commits.
+fn wait_for_first_spare(log_dir: &Path) {
+    let t0 = Instant::now();
+    let mut last = (0usize, 0u64);
+    while t0.elapsed() < Duration::from_secs(3) {
+        std::thread::sleep(Duration::from_millis(50));
+        let spares: Vec<u64> = std::fs::read_dir(log_dir)
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .filter(|e| e.file_name().to_string_lossy().starts_with("spare-"))
+                    .filter_map(|e| e.metadata().ok())
+                    .map(|m| {
+                        use std::os::unix::fs::MetadataExt;
+                        m.blocks()
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let now = (spares.len(), spares.iter().sum());
+        if !spares.is_empty() && now == last {
+            return;
+        }
+        last = now;
+    }
+}
+
+fn run_variant(dir: &Path, opts: &Opts, checkpoint: bool) -> Variant {
+    let mut v = Variant {
+        checkpoint,
+        per_second: Vec::new(),
+        disk: Usage::default(),
+        segments_created: 0,
+        segments_recycled: 0,
+        segments_deleted: 0,
+        error: None,
+    };
+    let _ = std::fs::remove_dir_all(dir);
+    if let Err(e) = std::fs::create_dir_all(dir) {
+        v.error = Some(format!("{}: {e}", dir.display()));
+        return v;
+    }
+    let db = dir.join("db");
+    let options = Options {
+        sync: SyncPolicy::Full,
+        use_env: false,
+        ..Options::default()
+    };
+    let log = match Log::open(&db, &options) {
+        Ok(l) => Arc::new(l),
+        Err(e) => {
+            v.error = Some(format!("pwal open: {e}"));
+            return v;
+        }
+    };
+    let log_dir = pwal::log_dir(&db);
+    wait_for_first_spare(&log_dir);
+    let stop_ck = Arc::new(AtomicBool::new(false));
+    let checkpointer =
+        checkpoint.then(|| spawn_checkpointer(Arc::clone(&log), Arc::clone(&stop_ck)));
+
+    let stop = AtomicBool::new(false);
+    let done = AtomicU64::new(0);
+    let seq = AtomicU64::new(1);
+    let error: Mutex<Option<String>> = Mutex::new(None);
+    std::thread::scope(|s| {
+        for t in 0..opts.threads {
+            let (stop, done, seq, error, log) = (&stop, &done, &seq, &error, &log);
+            s.spawn(move || {
+                let mut bufs = make_pages(1, opts.page_size, t as u64 + 1);
+                while !stop.load(Ordering::Acquire) {
+                    let n = seq.fetch_add(1, Ordering::Relaxed);
+                    bufs[0][..8].copy_from_slice(&n.to_le_bytes());
+                    let pages: [&[u8]; 1] = [&bufs[0]];
+                    let mut frames = empty_frames();
+                    let txn = pwal_txn(n, &pages, &mut frames);
+                    if let Err(e) = log.commit(&txn, None) {
+                        error
+                            .lock()
+                            .unwrap()
+                            .get_or_insert(format!("pwal commit: {e}"));
+                        stop.store(true, Ordering::Release);
+                        break;
+                    }
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        }
+        let t0 = Instant::now();
+        let mut prev = 0u64;
+        for k in 1..=opts.secs {
+            let due = t0 + Duration::from_secs(k);
+            while Instant::now() < due && !stop.load(Ordering::Acquire) {
+                std::thread::sleep((due - Instant::now().min(due)).min(Duration::from_millis(20)));
+            }
+            if stop.load(Ordering::Acquire) {
+                break;
+            }
+            let now = done.load(Ordering::Relaxed);
+            v.per_second.push(now - prev);
+            prev = now;
+        }
+        stop.store(true, Ordering::Release);
+    });
+    v.disk = dir_usage_all(&log_dir);
+    let st = log.stats();
+    v.segments_created = st.segments_created;
+    v.segments_recycled = st.segments_recycled;
+    v.segments_deleted = st.segments_deleted;
+    let closed = close_pwal(log, &stop_ck, checkpointer);
+    v.error = error.into_inner().unwrap().or(closed.err());
+    let _ = std::fs::remove_dir_all(dir);
+    v
+}
+
+/// Runs the two variants, with checkpoints first, each on a fresh log under
+/// `data_dir`.
+pub fn measure(data_dir: &Path, opts: &Opts) -> Result<SustainedResult, String> {
+    let mut variants = Vec::new();
+    for checkpoint in [true, false] {
+        let dir = data_dir.join(if checkpoint {
+            "sustained-ckpt"
+        } else {
+            "sustained-no-ckpt"
+        });
+        let v = run_variant(&dir, opts, checkpoint);
+        eprintln!(
+            "sustained, {}: mean {:.0} commits/s, first third {:.0}, last third {:.0}, disk {:.1} MiB{}",
+            v.label(),
+            v.mean(),
+            v.first_third(),
+            v.last_third(),
+            v.disk.allocated as f64 / MIB,
+            v.error
+                .as_deref()
+                .map(|e| format!(", ERROR {e}"))
+                .unwrap_or_default()
+        );
+        variants.push(v);
+    }
+    if variants.iter().all(|v| v.per_second.is_empty()) {
+        return Err(variants
+            .iter()
+            .filter_map(|v| v.error.clone())
+            .collect::<Vec<_>>()
+            .join("; "));
+    }
+    Ok(SustainedResult {
+        opts: opts.clone(),
+        variants,
+    })
+}
+
+pub fn markdown(r: &SustainedResult) -> String {
+    let o = &r.opts;
+    let mut s = String::new();
+    let _ = writeln!(s, "## Sustained commits, with and without checkpoints\n");
+    let _ = writeln!(s, "Command: `{}`\n", o.command);
+    let _ = writeln!(
+        s,
+        "{} writers commit one {} KiB page each through `Log::commit` (default options, sync full) for {} s, \
+         twice, each on a fresh log: with one thread checkpointing everything durable every 100 ms, then with no checkpoint at all. \
+         The commits completed in each one-second interval are counted; a third is the median of its seconds. \
+         Disk: the log directory at the end of the run (allocated `st_blocks * 512`, then apparent size and file count).\n",
+        o.threads,
+        o.page_size / 1024,
+        o.secs
+    );
+    let _ = writeln!(
+        s,
+        "| variant | mean commits/s | first third | last third | last / first | log directory at the end | segments created / recycled / deleted |"
+    );
+    let _ = writeln!(s, "| --- | --- | --- | --- | --- | --- | --- |");
+    for v in &r.variants {
+        let _ = writeln!(
+            s,
+            "| {} | {:.0} | {:.0} | {:.0} | {:.3}x | {:.1} MiB ({:.1} MiB, {} files) | {} / {} / {} |",
+            v.label(),
+            v.mean(),
+            v.first_third(),
+            v.last_third(),
+            ratio(v.last_third(), v.first_third()),
+            v.disk.allocated as f64 / MIB,
+            v.disk.apparent as f64 / MIB,
+            v.disk.files,
+            v.segments_created,
+            v.segments_recycled,
+            v.segments_deleted
+        );
+    }
+    for v in &r.variants {
+        if let Some(e) = &v.error {
+            let _ = writeln!(s, "\n- {}: ERROR {e}", v.label());
+        }
+    }
+    let _ = writeln!(s, "\n| target | measured | wanted | met |");
+    let _ = writeln!(s, "| --- | --- | --- | --- |");
+    for (t, m, w, ok) in r.targets() {
+        let _ = writeln!(
+            s,
+            "| {t} | {m} | {w} | {} |",
+            if ok { "yes" } else { "**no**" }
+        );
+    }
+    let _ = writeln!(s, "\nCommits per second, second by second:\n");
+    let _ = writeln!(s, "| variant | commits in each second |");
+    let _ = writeln!(s, "| --- | --- |");
+    for v in &r.variants {
+        let xs: Vec<String> = v.per_second.iter().map(|x| x.to_string()).collect();
+        let _ = writeln!(s, "| {} | {} |", v.label(), xs.join(" "));
+    }
+    s
+}
+
+/// The chart: commits/s over time, one line per variant.
+pub fn chart_svg(r: &SustainedResult) -> String {
+    let series: Vec<Series> = r
+        .variants
+        .iter()
+        .map(|v| Series {
+            label: v.label().to_string(),
+            color: if v.checkpoint { "#1f77b4" } else { "#d62728" },
+            dashed: false,
+            points: v
+                .per_second
+                .iter()
+                .enumerate()
+                .map(|(i, &c)| (i as f64 + 1.0, c as f64))
+                .collect(),
+        })
+        .collect();
+    time_chart(
+        &format!(
+            "pwal, {} writers, {} KiB pages, sync full",
+            r.opts.threads,
+            r.opts.page_size / 1024
+        ),
+        "seconds since start",
+        "commits/s (per 1 s interval)",
+        r.opts.secs as f64,
+        &series,
+    )
+}
+
+/// Writes [`chart_svg`] to `dir/sustained.svg`; returns the file name.
+pub fn write_chart(r: &SustainedResult, dir: &Path) -> std::io::Result<String> {
+    let name = "sustained.svg".to_string();
+    super::sys::write_file(&dir.join(&name), &chart_svg(r))?;
+    Ok(name)
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+fn step_of(range: f64) -> f64 {
+    let raw = (range / 5.0).max(1e-9);
+    let mag = 10f64.powf(raw.log10().floor());
+    let n = raw / mag;
+    mag * if n <= 1.0 {
+        1.0
+    } else if n <= 2.0 {
+        2.0
+    } else if n <= 5.0 {
+        5.0
+    } else {
+        10.0
+    }
+}
+
+/// A line chart with linear axes from 0 (x up to `xmax`), legend on the
+/// right (`report::line_chart` has a log2 axis of thread counts instead).
+fn time_chart(title: &str, xlabel: &str, ylabel: &str, xmax: f64, series: &[Series]) -> String {
+    const W: f64 = 820.0;
+    const H: f64 = 460.0;
+    const L: f64 = 80.0;
+    const R: f64 = 590.0;
+    const T: f64 = 40.0;
+    const B: f64 = 400.0;
+    let ymax = series
+        .iter()
+        .flat_map(|s| s.points.iter().map(|p| p.1))
+        .fold(0.0, f64::max)
+        .max(1.0);
+    let ystep = step_of(ymax);
+    let yhi = (ymax / ystep).ceil() * ystep;
+    let xmax = xmax.max(1.0);
+    let xstep = step_of(xmax);
+    let x_of = |x: f64| L + x / xmax * (R - L);
+    let y_of = |y: f64| B - y / yhi * (B - T);
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" font-family="sans-serif" font-size="12">"#
+    );
+    let _ = writeln!(s, r#"<rect width="{W}" height="{H}" fill="white"/>"#);
+    let _ = writeln!(
+        s,
+        r#"<text x="{}" y="22" text-anchor="middle" font-size="15">{}</text>"#,
+        (L + R) / 2.0,
+        esc(title)
+    );
+    let mut y = 0.0;
+    while y <= yhi + 1e-9 {
+        let py = y_of(y);
+        let _ = writeln!(
+            s,
+            r##"<line x1="{L}" y1="{py:.1}" x2="{R}" y2="{py:.1}" stroke="#ddd"/>"##
+        );
+        let label = if y >= 1000.0 {
+            format!("{}k", y / 1000.0)
+        } else {
+            format!("{y}")
+        };
+        let _ = writeln!(
+            s,
+            r#"<text x="{}" y="{:.1}" text-anchor="end">{label}</text>"#,
+            L - 6.0,
+            py + 4.0
+        );
+        y += ystep;
+    }
+    let mut x = 0.0;
+    while x <= xmax + 1e-9 {
+        let px = x_of(x);
+        let _ = writeln!(
+            s,
+            r##"<line x1="{px:.1}" y1="{T}" x2="{px:.1}" y2="{B}" stroke="#eee"/>"##
+        );
+        let _ = writeln!(
+            s,
+            r#"<text x="{px:.1}" y="{}" text-anchor="middle">{x}</text>"#,
+            B + 18.0
+        );
+        x += xstep;
+    }
+    let _ = writeln!(
+        s,
+        r##"<rect x="{L}" y="{T}" width="{}" height="{}" fill="none" stroke="#333"/>"##,
+        R - L,
+        B - T
+    );
+    let _ = writeln!(
+        s,
+        r#"<text x="{}" y="{}" text-anchor="middle">{}</text>"#,
+        (L + R) / 2.0,
+        B + 42.0,
+        esc(xlabel)
+    );
+    let _ = writeln!(
+        s,
+        r#"<text x="18" y="{}" text-anchor="middle" transform="rotate(-90 18 {})">{}</text>"#,
+        (T + B) / 2.0,
+        (T + B) / 2.0,
+        esc(ylabel)
+    );
+    for (i, se) in series.iter().enumerate() {
+        let (label, color) = (&se.label, se.color);
+        let pts: Vec<String> = se
+            .points
+            .iter()
+            .filter(|p| p.1.is_finite())
+            .map(|p| format!("{:.1},{:.1}", x_of(p.0), y_of(p.1)))
+            .collect();
+        if !pts.is_empty() {
+            let _ = writeln!(
+                s,
+                r#"<polyline points="{}" fill="none" stroke="{color}" stroke-width="2"/>"#,
+                pts.join(" ")
+            );
+        }
+        let ly = T + 10.0 + i as f64 * 20.0;
+        let _ = writeln!(
+            s,
+            r#"<line x1="{}" y1="{ly}" x2="{}" y2="{ly}" stroke="{color}" stroke-width="2"/>"#,
+            R + 15.0,
+            R + 40.0
+        );
+        let _ = writeln!(
+            s,
+            r#"<text x="{}" y="{}">{}</text>"#,
+            R + 46.0,
+            ly + 4.0,
+            esc(label)
+        );
+    }
+    let _ = writeln!(s, "</svg>");
+    s
+}
