@@ -6,7 +6,8 @@
 //! cargo bench --bench compare -- [--quick] [--runs N] [--secs S] [--warmup S]
 //!     [--threads 1,2,4] [--pages 1,8] [--page-sizes 4096,16384]
 //!     [--contenders pwal-auto-full,sqlite-full,...] [--recovery-mib 64,256]
-//!     [--no-recovery] [--no-strace] [--no-write] [--out docs/BENCHMARKS.md]
+//!     [--no-recovery] [--no-strace] [--no-sustained] [--no-footprint]
+//!     [--no-write] [--out docs/BENCHMARKS.md]
 //! ```
 //! Data files go to `PWAL_BENCH_DIR` or `target/bench-data` and are removed.
 
@@ -35,6 +36,8 @@ struct Args {
     write: bool,
     out: PathBuf,
     pwal_lanes: usize,
+    sustained: bool,
+    footprint: bool,
 }
 
 fn list<T: std::str::FromStr>(s: &str) -> Vec<T> {
@@ -67,6 +70,8 @@ fn parse_args(argv: &[String]) -> Args {
         write: true,
         out: Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/BENCHMARKS.md"),
         pwal_lanes: 0,
+        sustained: true,
+        footprint: true,
     };
     let mut it = argv.iter();
     while let Some(x) = it.next() {
@@ -93,6 +98,8 @@ fn parse_args(argv: &[String]) -> Args {
             "--no-recovery" => a.recovery_mib.clear(),
             "--no-strace" => a.strace = false,
             "--no-write" => a.write = false,
+            "--no-sustained" => a.sustained = false,
+            "--no-footprint" => a.footprint = false,
             "--pwal-lanes" => {
                 let n: usize = val().parse().expect("--pwal-lanes N");
                 harness::contenders::PWAL_LANES.store(n, std::sync::atomic::Ordering::Relaxed);
@@ -268,6 +275,31 @@ fn main() {
         recovery.push(harness::recovery::measure(&data_dir, mib, a.runs));
     }
 
+    let sustained = a.sustained.then(|| {
+        let o = harness::sustained::Opts {
+            command: format!("{command} (its sustained part)"),
+            ..if a.quick {
+                harness::sustained::Opts::quick()
+            } else {
+                harness::sustained::Opts::full()
+            }
+        };
+        eprintln!("sustained: {} s per variant", o.secs);
+        harness::sustained::measure(&data_dir, &o)
+    });
+    let footprint = a.footprint.then(|| {
+        let o = harness::footprint::Opts {
+            command: format!("{command} (its footprint part)"),
+            ..if a.quick {
+                harness::footprint::Opts::quick()
+            } else {
+                harness::footprint::Opts::full()
+            }
+        };
+        eprintln!("footprint");
+        harness::footprint::measure(&data_dir, &o)
+    });
+
     let mut strace = Vec::new();
     let have_strace = std::process::Command::new("strace")
         .arg("-V")
@@ -306,6 +338,8 @@ fn main() {
         recovery,
         core,
         strace,
+        sustained,
+        footprint,
         data_dir_fs: sys::filesystem_of(&data_dir),
         elapsed_secs: started.elapsed().as_secs_f64(),
         notes,
@@ -341,7 +375,10 @@ fn main() {
         let docs = a.out.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(docs).expect("docs directory");
         sys::write_file(&a.out, &md).expect("write report");
-        let charts = suite.write_charts(docs).expect("write charts");
+        let mut charts = suite.write_charts(docs).expect("write charts");
+        if let Some(Ok(r)) = &suite.sustained {
+            charts.push(harness::sustained::write_chart(r, docs).expect("write chart"));
+        }
         println!("wrote {} and {} charts", a.out.display(), charts.len());
     }
     drop(shared);

@@ -862,7 +862,10 @@ typedef struct pwal_recovery_report {
      * The durable checkpoint mark: the highest `checkpoint_epoch` of any
      * valid frame (0: the log was never checkpointed). Epochs at or below it
      * are in the database already: they are validated (damage there still
-     * fails the call) but never given to the callback.
+     * fails the call) but never given to the callback. It can be above the
+     * last epoch `pwal_checkpoint` was given: an idle log that leaves a
+     * large segment for a small one moves it over epochs holding no
+     * transaction.
      */
     uint64_t checkpoint_epoch;
     /**

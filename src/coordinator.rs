@@ -143,6 +143,11 @@ pub(crate) struct Shared {
     /// Test hook: the next seal pauses this many milliseconds between
     /// moving `filling` on and swapping the lanes.
     pub inject_seal_pause_ms: AtomicU64,
+    /// Test hook: the preparer holds before it makes its next spare (as one
+    /// outrun by the log would be, still filling), and says so in
+    /// `preparer_held`.
+    pub inject_hold_preparer: AtomicBool,
+    pub preparer_held: AtomicBool,
     /// Commit sequences of batches waiting inside `submit` for room in a full
     /// epoch: submitted, yet in no lane buffer, so the commit-sequence
     /// watermark must not pass them.
@@ -823,7 +828,7 @@ pub(crate) fn start(
         seal_lock: Mutex::new(()),
         catalog: Mutex::new(catalog),
         catalog_cv: Condvar::new(),
-        flush: Mutex::new(crate::flusher::FlushState::new()),
+        flush: Mutex::new(crate::flusher::FlushState::new(durable)),
         mode: AtomicU8::new(mode_to_u8(mode)),
         fallback: Mutex::new(cfg.forced_by_operator.then(|| {
             (
@@ -836,6 +841,8 @@ pub(crate) fn start(
         inject_encoding_fault: AtomicBool::new(false),
         inject_flush_panic: AtomicBool::new(false),
         inject_seal_pause_ms: AtomicU64::new(0),
+        inject_hold_preparer: AtomicBool::new(false),
+        preparer_held: AtomicBool::new(false),
         blocked_seqs: Mutex::new(Vec::new()),
         pins: Mutex::new(pins),
         published_seq: AtomicU64::new(0),

@@ -60,14 +60,22 @@ pub(crate) struct FlushState {
     spare_bufs: Vec<Option<LaneBuf>>,
     /// The active segment has writes no `fdatasync` has covered yet.
     unsynced: bool,
+    /// The next epoch starts a new segment whatever room is left
+    /// ([`FlushState::shrink_when_idle`]).
+    roll_next: bool,
+    /// The last epoch written with a record in it (at open: the last epoch
+    /// of the log, as if every epoch recovered held one).
+    last_data_epoch: u64,
 }
 
 impl FlushState {
-    pub fn new() -> FlushState {
+    pub fn new(durable: u64) -> FlushState {
         FlushState {
             active: None,
             spare_bufs: Vec::new(),
             unsynced: false,
+            roll_next: false,
+            last_data_epoch: durable,
         }
     }
 
@@ -167,6 +175,17 @@ pub(crate) fn run(sh: Arc<Shared>) {
                     if g.txns == 0 {
                         g.release();
                     }
+                }
+                let moved = fs.shrink_when_idle(&sh);
+                drop(fs);
+                if let Some(through) = moved {
+                    // The large segment holds only checkpointed or empty
+                    // epochs now: a checkpoint through them removes it (a
+                    // failure poisons the log, as any checkpoint's would).
+                    let _ = sh.checkpoint(through);
+                }
+                if sh.poisoned.load(Ordering::Acquire) {
+                    break;
                 }
             }
             Action::Seal(epoch) => {
@@ -342,7 +361,7 @@ impl FlushState {
             // which it extends.
             a.off + need <= a.capacity || a.off == DATA_OFFSET
         };
-        if !self.active.as_ref().is_some_and(fits) {
+        if std::mem::take(&mut self.roll_next) || !self.active.as_ref().is_some_and(fits) {
             self.rollover(sh, epoch, frame_len >= crate::store::LARGE_FRAME)?;
         }
         let a = self
@@ -416,6 +435,9 @@ impl FlushState {
         c.bytes_written
             .fetch_add(frame_len + extra, Ordering::Relaxed);
         c.txns_per_epoch.record(commits as u64);
+        if cert.txn_count > 0 {
+            self.last_data_epoch = epoch;
+        }
 
         let mut st = sh.state.lock();
         debug_assert_eq!(st.durable + 1, epoch, "epochs become durable in order");
@@ -471,6 +493,43 @@ impl FlushState {
             });
         }
         Ok(())
+    }
+
+    /// After an idle spell: when the active segment is larger than a first
+    /// segment and every epoch holding a record is checkpointed, writes the
+    /// filling epoch (empty but for the checkpoint mark it carries) into a
+    /// new, small segment, and returns the epoch before it, through which a
+    /// checkpoint then removes the large segment: every epoch there is
+    /// checkpointed or holds nothing. An idle log then keeps one small
+    /// segment and small spares, whatever size its segments grew to while
+    /// busy. `None` when there is nothing to do (or the write failed, which
+    /// poisoned the log).
+    fn shrink_when_idle(&mut self, sh: &Shared) -> Option<u64> {
+        let large = self
+            .active
+            .as_ref()
+            .is_some_and(|a| a.capacity > crate::store::first_capacity(&sh.cfg));
+        if !large {
+            return None;
+        }
+        let filling = {
+            let st = sh.state.lock();
+            if st.poison.is_some() || st.checkpoint_mark < self.last_data_epoch {
+                return None;
+            }
+            st.filling
+        };
+        // Nobody else seals while this thread holds the flush lock: the
+        // epochs from the mark to `filling - 1` stay empty.
+        self.roll_next = true;
+        self.flush_through(sh, filling);
+        if sh.cfg.sync != SyncPolicy::Full {
+            if let Err((ctx, e)) = self.sync_active(sh) {
+                let next = sh.state.lock().synced + 1;
+                sh.poison(next, ctx, &e);
+            }
+        }
+        (!sh.poisoned.load(Ordering::Acquire)).then_some(filling - 1)
     }
 
     /// Syncs what was written to the active segment and not yet synced;

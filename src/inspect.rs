@@ -801,6 +801,15 @@ mod tests {
         }
     }
 
+    /// Waits for the preparer's first spare, so that the first commit's
+    /// segment is zero-filled (a commit never waits for one: without it the
+    /// segment would start empty), and the scan meets its zero tail.
+    fn zero_filled_first_segment(log: &Log) {
+        while log.debug_spares_ready() == 0 {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+
     /// Frames the writer appends while the scan runs are either in the image
     /// the scan reads or not: never a later frame proving an earlier one
     /// synced that the scan read as zeros (read in place, this log reads as
@@ -814,6 +823,7 @@ mod tests {
             ..options()
         };
         let log = Arc::new(Log::open_with_vfs(DB, &o, Arc::new(vfs.clone())).unwrap());
+        zero_filled_first_segment(&log);
         for id in 1..=5 {
             commit(&log, id);
         }
@@ -843,6 +853,7 @@ mod tests {
     fn a_segment_started_during_the_scan_is_not_read() {
         let vfs = SimVfs::new();
         let log = Arc::new(Log::open_with_vfs(DB, &options(), Arc::new(vfs.clone())).unwrap());
+        zero_filled_first_segment(&log);
         for id in 1..=5 {
             commit(&log, id);
         }

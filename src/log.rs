@@ -183,6 +183,29 @@ impl Log {
             .store(ms, Ordering::Relaxed);
     }
 
+    /// Test hook: while `hold` is set, the preparation thread stops before
+    /// it makes its next spare, as one still filling when the log needs a
+    /// segment would be; [`Log::debug_preparer_held`] says when it got there.
+    #[doc(hidden)]
+    pub fn debug_hold_preparer(&self, hold: bool) {
+        self.shared
+            .inject_hold_preparer
+            .store(hold, Ordering::Release);
+    }
+
+    /// Test hook: spare segments ready to become segments.
+    #[doc(hidden)]
+    pub fn debug_spares_ready(&self) -> usize {
+        self.shared.catalog.lock().spares.len()
+    }
+
+    /// Test hook: the preparation thread is held by
+    /// [`Log::debug_hold_preparer`].
+    #[doc(hidden)]
+    pub fn debug_preparer_held(&self) -> bool {
+        self.shared.preparer_held.load(Ordering::Acquire)
+    }
+
     /// Test hook: bytes of lane buffer capacity held (in the lanes and in
     /// the flusher's pool of emptied buffers).
     #[doc(hidden)]

@@ -90,6 +90,9 @@ pub struct RecoveryReport {
     pub damage: Option<String>,
     /// The durable checkpoint mark: the highest `checkpoint_epoch` of any
     /// valid frame. Epochs at or below it are validated but not replayed.
+    /// It can be above the last epoch [`crate::Log::checkpoint`] was given:
+    /// an idle log that leaves a large segment for a small one moves it over
+    /// epochs holding no transaction.
     pub checkpoint_epoch: u64,
     /// Transactions replayed after one with a higher commit sequence.
     pub seq_inversions: u64,

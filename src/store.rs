@@ -61,7 +61,6 @@ pub(crate) struct Catalog {
     pub next_id: u64,
     pub spares: VecDeque<Spare>,
     pub next_spare: u64,
-    pub preparing: bool,
     pub stop: bool,
     /// The capacity of the next spare to prepare: segments start small
     /// (`FIRST_SEGMENT_BYTES`) and double up to `segment_bytes`.
@@ -167,7 +166,6 @@ pub(crate) fn open_catalog(
         next_id,
         spares,
         next_spare,
-        preparing: false,
         stop: false,
         next_capacity: first_capacity(cfg),
     })
@@ -179,8 +177,8 @@ pub(crate) fn removable(cat: &Catalog, through: u64) -> bool {
     cat.segments.len() > 1 && cat.segments[1].first_epoch - 1 <= through
 }
 
-/// A frame at least this large starts a segment at once when no spare is
-/// ready ([`activate`]).
+/// A frame at least this large leaves zero-filled spares to smaller ones
+/// ([`activate`]).
 pub(crate) const LARGE_FRAME: u64 = 1 << 20;
 
 /// Removes (recycles up to [`SPARES_KEPT`], deletes the rest) every segment
@@ -303,15 +301,15 @@ pub(crate) struct NewSegment {
 /// segment name, its header written, and both synced (but under `off`)
 /// before it is returned.
 ///
-/// `large`: the frame about to be written is at least [`LARGE_FRAME`]. Then,
-/// when no spare is ready, the segment is started at once as an empty file
-/// that grows as frames are written, instead of waiting for a zero-filled
-/// one: zero-filling exists so that a small commit's `fdatasync` flushes
-/// data only, and for a frame of megabytes the metadata its sync also
-/// flushes costs little next to the data, while the zeros would double the
-/// bytes a bandwidth-bound stream (a transaction written in parts) writes.
-/// Epochs written later into the same segment pay that metadata too, until
-/// the next segment.
+/// `large`: the frame about to be written is at least [`LARGE_FRAME`]; it
+/// takes only a recycled spare, and otherwise starts an empty segment that
+/// grows as frames are written, leaving zero-filled spares to small commits:
+/// zero-filling exists so that a small commit's `fdatasync` flushes data
+/// only, and for a frame of megabytes the metadata its sync also flushes
+/// costs little next to the data, while the zeros would double the bytes a
+/// bandwidth-bound stream writes. Any frame starts an empty segment when no
+/// spare is ready ([`take_spare`]). Epochs written later into an empty-started
+/// segment pay that metadata too, until the next segment.
 pub(crate) fn activate(
     sh: &Shared,
     first_epoch: u64,
@@ -396,43 +394,44 @@ pub(crate) fn activate(
     })
 }
 
-/// Takes a ready spare, waiting for one being prepared, or makes one.
+/// Takes a ready spare, or starts an unfilled segment at once.
+///
+/// No commit ever waits for zeros: when the log outruns the preparer (a log
+/// nobody checkpoints, written faster than the disk can also fill its next
+/// segment), the segment starts empty and grows as frames are written. Its
+/// `fdatasync`s then also flush the file's size until the next segment,
+/// which costs less than stalling every committer behind a fill of up to a
+/// whole segment, and writes each byte once instead of twice.
 fn take_spare(sh: &Shared, large: bool) -> std::result::Result<Spare, IoFailure> {
     let mut cat = sh.catalog.lock();
-    loop {
-        // A large frame takes a recycled file (free to reuse) but leaves a
-        // zero-filled one to the small commits it was made for: taking it
-        // would set the preparer writing zeros beside a stream that is
-        // bound by the disk's bandwidth already.
-        let pick = if large {
-            cat.spares.iter().position(|s| s.recycled)
-        } else if cat.spares.is_empty() {
-            None
-        } else {
-            Some(0)
-        };
-        if let Some(s) = pick.and_then(|i| cat.spares.remove(i)) {
-            cat.next_capacity = doubled(sh, s.capacity);
-            // Wake the preparer to replace it.
-            sh.catalog_cv.notify_all();
-            return Ok(s);
-        }
-        if cat.preparing && !large {
-            sh.catalog_cv.wait(&mut cat);
-            continue;
-        }
-        let n = cat.next_spare;
-        cat.next_spare += 1;
-        let capacity = cat.next_capacity;
-        cat.next_capacity = doubled(sh, capacity);
-        drop(cat);
-        let path = create_spare(sh, n, false, !large, capacity)?;
-        return Ok(Spare {
-            path,
-            recycled: false,
-            capacity,
-        });
+    // A large frame takes a recycled file (free to reuse) but leaves a
+    // zero-filled one to the small commits it was made for: taking it
+    // would set the preparer writing zeros beside a stream that is bound by
+    // the disk's bandwidth already.
+    let pick = if large {
+        cat.spares.iter().position(|s| s.recycled)
+    } else if cat.spares.is_empty() {
+        None
+    } else {
+        Some(0)
+    };
+    if let Some(s) = pick.and_then(|i| cat.spares.remove(i)) {
+        cat.next_capacity = doubled(sh, s.capacity);
+        // Wake the preparer to replace it.
+        sh.catalog_cv.notify_all();
+        return Ok(s);
     }
+    let n = cat.next_spare;
+    cat.next_spare += 1;
+    let capacity = cat.next_capacity;
+    cat.next_capacity = doubled(sh, capacity);
+    drop(cat);
+    let path = create_spare(sh, n, false, false, capacity)?;
+    Ok(Spare {
+        path,
+        recycled: false,
+        capacity,
+    })
 }
 
 /// After an idle spell (the flusher's trim): spares larger than a first
@@ -533,15 +532,19 @@ pub(crate) fn prepare_spares(sh: Arc<Shared>) {
             if cat.stop {
                 return;
             }
-            cat.preparing = true;
             let n = cat.next_spare;
             cat.next_spare += 1;
             (n, cat.next_capacity)
         };
         let (n, capacity) = n;
+        while sh.inject_hold_preparer.load(Ordering::Acquire) && !sh.closing.load(Ordering::Acquire)
+        {
+            sh.preparer_held.store(true, Ordering::Release);
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        sh.preparer_held.store(false, Ordering::Release);
         let r = create_spare(&sh, n, true, true, capacity);
         let mut cat = sh.catalog.lock();
-        cat.preparing = false;
         sh.catalog_cv.notify_all();
         match r {
             // An idle trim reset the growth while this one was being made:

@@ -341,6 +341,67 @@ fn lane_buffers_are_released_after_a_burst() {
     log.close().unwrap();
 }
 
+/// A segment switch with no spare ready used to wait for the preparer's
+/// zero-fill in progress (or zero-fill the whole segment itself), with every
+/// committer stalled behind it: a log written faster than the disk could
+/// also fill its next segment stalled once per segment. Now the switch
+/// starts an empty segment at once. The preparer is held before it makes
+/// its next spare, as one still filling would be: the commits that need
+/// new segments must complete anyway, and be recovered.
+#[test]
+fn a_segment_switch_never_waits_for_a_spare_being_filled() {
+    let vfs = SimVfs::new();
+    let o = opts(SyncPolicy::Full);
+    let log = Arc::new(open(&vfs, &o));
+    let page = vec![7u8; 8192];
+    fn commit(log: &Log, seq: u64) -> u64 {
+        let page = vec![7u8; 8192];
+        let frames = [Frame {
+            page_number: seq as u32,
+            db_size_if_commit: 0,
+            data: &page,
+        }];
+        log.commit(&txn_with_seq(seq, &frames), None).unwrap()
+    }
+    assert!(
+        eventually(Duration::from_secs(30), || log.debug_spares_ready() > 0),
+        "the preparer never made its first spare"
+    );
+    log.debug_hold_preparer(true);
+    // Takes the spare: the preparer starts on the next one, and holds.
+    commit(&log, 1);
+    assert!(
+        eventually(Duration::from_secs(30), || log.debug_preparer_held()),
+        "the preparer never reached its next spare"
+    );
+    let before = log.stats().segments_created;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let writer = {
+        let (log, tx) = (Arc::clone(&log), tx);
+        std::thread::spawn(move || {
+            // 64 KiB segments: 40 commits of 8 KiB need several new ones.
+            for seq in 2..=40 {
+                commit(&log, seq);
+            }
+            tx.send(()).unwrap();
+        })
+    };
+    let done = rx.recv_timeout(Duration::from_secs(60));
+    let created = log.stats().segments_created - before;
+    log.debug_hold_preparer(false);
+    assert!(
+        done.is_ok(),
+        "commits stalled at a segment switch while the preparer was busy"
+    );
+    writer.join().unwrap();
+    assert!(created >= 3, "only {created} segments were needed");
+    Arc::try_unwrap(log).ok().unwrap().close().unwrap();
+    let got = recover(&vfs, Path::new(DB)).unwrap();
+    let seqs: Vec<u64> = got.order.iter().map(|o| o.1).collect();
+    assert_eq!(seqs, (1..=40).collect::<Vec<u64>>());
+    assert!(got.batches.values().all(|b| b.frames[0].2 == page));
+}
+
 /// A panic on the flush path between seal and write used to leave the
 /// sealed epoch unwritten while the next flush acknowledged a later epoch
 /// over the hole. Now the unwinding thread poisons the log.
@@ -609,4 +670,65 @@ fn a_torn_tail_in_a_recycled_segment_counts_only_what_was_torn() {
         file_len - off,
         r.report.damage
     );
+}
+
+/// The idle shrink (a large active segment left for a small one once every
+/// epoch holding a record is checkpointed, then removed) at every crash
+/// point: the log always opens, replays nothing that was checkpointed,
+/// loses nothing that was not, and takes new commits.
+#[test]
+fn the_idle_shrink_loses_nothing_at_any_crash_point() {
+    let vfs = SimVfs::new();
+    let o = Options {
+        segment_bytes: 16 << 20,
+        ..opts(SyncPolicy::Full)
+    };
+    let log = open(&vfs, &o);
+    let page = vec![3u8; 60_000];
+    let frames: Vec<Frame<'_>> = (0..8)
+        .map(|i| Frame {
+            page_number: i + 1,
+            db_size_if_commit: 0,
+            data: &page,
+        })
+        .collect();
+    // About 20 MiB: the active segment is past the first segment's size.
+    let mut last = 0;
+    for seq in 1..=44 {
+        last = log.commit(&txn_with_seq(seq, &frames), None).unwrap();
+    }
+    let segments = segment_count(&vfs);
+    log.checkpoint(last).unwrap();
+    vfs.set_crash_points(|_| true, || 0);
+    assert!(
+        eventually(Duration::from_secs(30), || segment_count(&vfs) == 1
+            && vfs
+                .paths()
+                .iter()
+                .filter(|p| p.extension().is_some_and(|x| x == "pwseg"))
+                .all(|p| vfs.contents(p).map_or(0, |c| c.len()) <= 4 << 20)),
+        "the idle log kept its large segment ({segments} segments before)"
+    );
+    let points = vfs.take_crash_points();
+    vfs.clear_crash_points();
+    log.close().unwrap();
+    assert!(points.len() >= 4, "{} crash points", points.len());
+    for p in &points {
+        for mode in [
+            CrashMode::DropAll,
+            CrashMode::KeepAll,
+            CrashMode::RandomSubset { seed: p.op },
+        ] {
+            let image = p.frozen.image(mode);
+            let got = recover(&image, Path::new(DB))
+                .unwrap_or_else(|e| panic!("before operation {} ({mode:?}): {e}", p.op));
+            assert!(got.batches.is_empty(), "checkpointed epochs replayed");
+            assert!(got.report.checkpoint_epoch >= last, "{:?}", got.report);
+            let log = open(&image, &o);
+            let e = log.commit(&txn_with_seq(100, &frames[..1]), None).unwrap();
+            log.close().unwrap();
+            let got = recover(&image, Path::new(DB)).unwrap();
+            assert_eq!(got.order, vec![(e, 100, 100)], "before operation {}", p.op);
+        }
+    }
 }

@@ -935,6 +935,7 @@ fn a_frame_larger_than_the_read_ahead_window_and_the_frames_after_it_are_read() 
 fn small_log(vfs: &SimVfs, commits: u64) -> (std::path::PathBuf, Vec<FrameLoc>) {
     let j = Journal::new();
     let log = Log::open_with_vfs(DB, &opts(), Arc::new(vfs.clone())).unwrap();
+    wait_for_spare(&log);
     for _ in 0..commits {
         j.commit(&log, j.next_id()).unwrap();
     }

@@ -42,6 +42,9 @@ pub struct Suite {
     pub recovery: Vec<RecoveryResult>,
     pub core: Option<CoreRatios>,
     pub strace: Vec<StraceResult>,
+    /// The sustained run and the disk footprint (`None`: not run).
+    pub sustained: Option<Result<super::sustained::SustainedResult, String>>,
+    pub footprint: Option<Result<super::footprint::FootprintResult, String>>,
     pub data_dir_fs: String,
     pub elapsed_secs: f64,
     pub notes: Vec<String>,
@@ -298,6 +301,12 @@ impl Suite {
                 o <= 64.0,
             ));
         }
+        if let Some(Ok(r)) = &self.sustained {
+            t.extend(r.targets());
+        }
+        if let Some(Ok(r)) = &self.footprint {
+            t.extend(r.targets());
+        }
         t
     }
 
@@ -419,6 +428,30 @@ impl Suite {
         }
         self.pwal_tables(w);
         self.recovery_table(w);
+        for (what, md) in [
+            (
+                "Sustained commits",
+                self.sustained
+                    .as_ref()
+                    .map(|r| r.as_ref().map(super::sustained::markdown)),
+            ),
+            (
+                "Disk footprint",
+                self.footprint
+                    .as_ref()
+                    .map(|r| r.as_ref().map(super::footprint::markdown)),
+            ),
+        ] {
+            match md {
+                Some(Ok(md)) => {
+                    let _ = writeln!(w, "\n{}", md.trim_end());
+                }
+                Some(Err(e)) => {
+                    let _ = writeln!(w, "\n## {what}\n\nerror: {e}");
+                }
+                None => {}
+            }
+        }
         self.strace_table(w);
 
         let _ = writeln!(w, "\n## Analysis\n");

@@ -251,8 +251,16 @@ fn header_first_epoch(seg: &Path) -> u64 {
     u64::from_le_bytes(b[24..32].try_into().unwrap())
 }
 
+/// Changes the bytes of `file` from `offset` on; a segment that started
+/// empty (no spare was ready) ends at its last frame, so the file is first
+/// extended with zeros, as a preallocated one would read, to 4 KiB past
+/// `offset`.
 fn patch(file: &Path, offset: u64, f: impl FnOnce(&mut [u8])) {
     let mut b = std::fs::read(file).unwrap();
+    let want = offset as usize + 4096;
+    if b.len() < want {
+        b.resize(want, 0);
+    }
     f(&mut b[offset as usize..]);
     std::fs::write(file, b).unwrap();
 }

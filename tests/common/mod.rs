@@ -447,3 +447,18 @@ pub fn missing_precondition(test: &str, why: &str) {
     println!("{msg}");
     eprintln!("{msg}");
 }
+
+/// Waits until the log's preparer has a zero-filled spare ready, so that
+/// the next segment the log starts is preallocated (a commit never waits for
+/// one: without it the segment starts empty and grows as frames are
+/// written). For tests about the bytes after the last frame.
+pub fn wait_for_spare(log: &pwal::Log) {
+    let t = std::time::Instant::now();
+    while log.debug_spares_ready() == 0 {
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(60),
+            "no spare was ever prepared"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
