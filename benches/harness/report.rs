@@ -366,6 +366,8 @@ impl Suite {
              everything durable every 100 ms (as an engine copying pages home would). The warm-up starts once \
              pwal's preallocation thread has zero-filled its first spare segment (segments start at 4 MiB and \
              double; the fill is synced 1 MiB at a time): until then that fill shares the disk with the commits. Page numbers differ per commit.\n\
+             - **pwal, no checkpoint**: the same without the checkpointing thread: a log nobody checkpoints, whose \
+             segments are all new (none recycled).\n\
              - **SQLite**: WAL mode, one connection per thread, `BEGIN IMMEDIATE`, one `INSERT` of a page-sized \
              blob per page, `COMMIT`; `busy_timeout` 10 s and retry on `SQLITE_BUSY`. Default page size and \
              auto-checkpoint.\n\
@@ -375,6 +377,9 @@ impl Suite {
              64 MiB file (cyclic).\n\
              - **floor**: the same with one thread: the cost of one overwrite + `fdatasync` per commit; drawn as a \
              flat line.\n\
+             - **sequential floor**: one thread overwriting the same pre-zeroed file in 4 MiB writes, each followed by \
+             `fdatasync`: the disk's sequential durable bandwidth, given as the commits of the cell's size it carries \
+             per second; drawn as a flat line.\n\
              - Rows marked (*) are not durable against power loss (`synchronous=NORMAL` / pwal `normal`: \
              acknowledged once written to the OS).\n"
         );
