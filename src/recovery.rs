@@ -553,8 +553,12 @@ fn read_frame(
             rd.frame = Vec::new();
             rd.frame = frame_buffer(total.max(MAX_FRAME_BYTES));
         }
-        let n = file
-            .read_at(&mut rd.frame[..total], off)
+        // The frame's first bytes are in the window (read for its fixed
+        // header above): copied from there, not read again.
+        let k = rd.ahead.len().saturating_sub(from).min(total);
+        rd.frame[..k].copy_from_slice(&rd.ahead[from..from + k]);
+        let n = k + file
+            .read_at(&mut rd.frame[k..total], off + k as u64)
             .map_err(|e| io_err(path, "reading", e))?;
         rd.held = Held::Own { len: n };
         n
