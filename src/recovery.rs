@@ -546,12 +546,16 @@ fn read_frame(
         rd.held = Held::Window { from, len: n };
         n
     } else {
-        // Allocated once, for the largest frame possible: re-zeroing the
-        // buffer for every frame would be one more pass over up to 32 MiB
-        // (the read overwrites what is kept), and growing it would copy.
+        // Allocated for the largest frame this file can hold (no larger
+        // than the file: a length read from the disk never sizes an
+        // allocation past what is there): re-zeroing the buffer for every
+        // frame would be one more pass over up to 32 MiB (the read
+        // overwrites what is kept), and growing it in place would copy.
         if rd.frame.len() < total {
             rd.frame = Vec::new();
-            rd.frame = frame_buffer(total.max(MAX_FRAME_BYTES));
+            let most =
+                usize::try_from(file_len).map_or(MAX_FRAME_BYTES, |l| l.min(MAX_FRAME_BYTES));
+            rd.frame = frame_buffer(most.max(total));
         }
         // The frame's first bytes are in the window (read for its fixed
         // header above): copied from there, not read again.
