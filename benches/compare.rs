@@ -6,9 +6,11 @@
 //! cargo bench --bench compare -- [--quick] [--runs N] [--secs S] [--warmup S]
 //!     [--threads 1,2,4] [--pages 1,8] [--page-sizes 4096,16384]
 //!     [--contenders pwal-auto-full,sqlite-full,...] [--recovery-mib 64,256]
-//!     [--no-recovery] [--no-strace] [--no-sustained] [--no-footprint]
-//!     [--no-write] [--out docs/BENCHMARKS.md]
+//!     [--no-recovery] [--only-recovery] [--no-strace] [--no-sustained]
+//!     [--no-footprint] [--no-write] [--out docs/BENCHMARKS.md]
 //! ```
+//! `--only-recovery` runs the recovery measurements alone (no contender grid,
+//! no submit path, no strace) and prints them; it implies `--no-write`.
 //! Data files go to `PWAL_BENCH_DIR` or `target/bench-data` and are removed.
 
 #[allow(dead_code)]
@@ -32,6 +34,7 @@ struct Args {
     page_sizes: Vec<usize>,
     kinds: Vec<Kind>,
     recovery_mib: Vec<u64>,
+    only_recovery: bool,
     strace: bool,
     write: bool,
     out: PathBuf,
@@ -66,6 +69,7 @@ fn parse_args(argv: &[String]) -> Args {
         page_sizes: if quick { vec![4096] } else { vec![4096, 16384] },
         kinds: Kind::ALL.to_vec(),
         recovery_mib: if quick { vec![64] } else { vec![64, 256, 1024] },
+        only_recovery: false,
         strace: true,
         write: true,
         out: Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/BENCHMARKS.md"),
@@ -96,6 +100,11 @@ fn parse_args(argv: &[String]) -> Args {
             }
             "--recovery-mib" => a.recovery_mib = list(&val()),
             "--no-recovery" => a.recovery_mib.clear(),
+            "--only-recovery" => {
+                a.only_recovery = true;
+                a.write = false;
+                a.strace = false;
+            }
             "--no-strace" => a.strace = false,
             "--no-write" => a.write = false,
             "--no-sustained" => a.sustained = false,
@@ -234,6 +243,12 @@ fn main() {
                 kinds.retain(|&x| x != k);
             }
         }
+    }
+    if a.only_recovery {
+        only_recovery(&a, &data_dir, &command);
+        drop(shared);
+        let _ = std::fs::remove_dir(&data_dir);
+        return;
     }
     let warmup = Duration::from_secs_f64(a.warmup);
     let secs = Duration::from_secs_f64(a.secs);
@@ -383,4 +398,29 @@ fn main() {
     }
     drop(shared);
     let _ = std::fs::remove_dir(&data_dir);
+}
+
+/// `--only-recovery`: the recovery measurements alone, printed.
+fn only_recovery(a: &Args, data_dir: &Path, command: &str) {
+    println!("\n== {command}");
+    for &mib in &a.recovery_mib {
+        eprintln!("recovery: {mib} MiB");
+        let r = harness::recovery::measure(data_dir, mib, a.runs);
+        if let Some(e) = &r.error {
+            println!("  {mib} MiB: error: {e}");
+            continue;
+        }
+        println!(
+            "  {mib} MiB: {:.3}x (recover {:.3} s, CPU {:.3} s; read {:.3} s, CPU {:.3} s; {} segments, {} epochs; peak {:.1} MiB vs {:.1} MiB)",
+            r.recover_mb_s() / r.read_mb_s(),
+            r.recover_secs,
+            r.recover_cpu_secs,
+            r.read_secs,
+            r.read_cpu_secs,
+            r.segments,
+            r.epochs,
+            r.recover_hwm_kib as f64 / 1024.0,
+            r.read_hwm_kib as f64 / 1024.0,
+        );
+    }
 }

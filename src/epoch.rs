@@ -35,7 +35,7 @@ pub const FRAME_HEADER_LEN: usize = 12;
 /// Record flag: more parts of the same transaction follow in later records.
 pub const RECORD_MORE: u32 = 1;
 
-pub fn header_len(lanes: usize) -> usize {
+pub const fn header_len(lanes: usize) -> usize {
     EPOCH_FIXED_LEN + 4 * lanes + 4
 }
 

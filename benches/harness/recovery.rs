@@ -100,6 +100,18 @@ impl RecoveryResult {
 
 /// Entry point of the child processes; returns true if `args` asked for one.
 pub fn child_main(args: &[String]) -> bool {
+    // `--child-generate <db> <mib>`: writes the log `measure` would and keeps
+    // it, for profiling `--child-recover` by hand.
+    if let [m, p, mib, ..] = args {
+        if m == "--child-generate" {
+            let mib: u64 = mib.parse().expect("--child-generate <db> <mib>");
+            if let Err(e) = generate(Path::new(p), mib << 20) {
+                eprintln!("{m}: {e}");
+                std::process::exit(1);
+            }
+            return true;
+        }
+    }
     let (mode, path) = match args {
         [m, p, ..] if m == "--child-recover" || m == "--child-read" => {
             (m.as_str(), PathBuf::from(p))
