@@ -822,9 +822,10 @@ impl Suite {
                         &format!("{title}: {} KiB pages, {pages} page(s)/commit", ps / 1024),
                         "writer threads (log scale)",
                         ylab,
-                        &self.threads,
+                        XAxis::Threads(&self.threads),
                         &series,
                         log_y,
+                        Some("dashed: not durable (*), floor"),
                     );
                     let name = chart_name(metric, pages, ps);
                     super::sys::write_file(&docs.join(&name), &svg)?;
@@ -881,15 +882,24 @@ fn esc(s: &str) -> String {
         .replace('>', "&gt;")
 }
 
-/// A line chart with a log2 x axis of thread counts and a linear (from 0) or
-/// log10 y axis, legend on the right.
+/// The x axis of [`line_chart`].
+pub enum XAxis<'a> {
+    /// Thread counts on a log2 scale, a tick and a marker at each.
+    Threads(&'a [usize]),
+    /// Linear from 0 to the given value (time), ticks at round steps.
+    Linear(f64),
+}
+
+/// A line chart with a linear (from 0) or log10 y axis, legend on the
+/// right, and `footnote` under the legend.
 pub fn line_chart(
     title: &str,
     xlabel: &str,
     ylabel: &str,
-    xs: &[usize],
+    xaxis: XAxis<'_>,
     series: &[Series],
     log_y: bool,
+    footnote: Option<&str>,
 ) -> String {
     const W: f64 = 820.0;
     const H: f64 = 460.0;
@@ -902,11 +912,26 @@ pub fn line_chart(
         .flat_map(|s| s.points.iter().map(|p| p.1))
         .filter(|y| y.is_finite() && (!log_y || *y > 0.0))
         .collect();
-    let (x0, x1) = (
-        (*xs.first().unwrap_or(&1) as f64).log2(),
-        (*xs.last().unwrap_or(&64) as f64).log2().max(0.5),
-    );
-    let x_of = |x: f64| L + (x.log2() - x0) / (x1 - x0).max(1e-9) * (R - L);
+    let x_of = |x: f64| match xaxis {
+        XAxis::Threads(xs) => {
+            let x0 = (*xs.first().unwrap_or(&1) as f64).log2();
+            let x1 = (*xs.last().unwrap_or(&64) as f64).log2().max(0.5);
+            L + (x.log2() - x0) / (x1 - x0).max(1e-9) * (R - L)
+        }
+        XAxis::Linear(max) => L + x / max.max(1e-9) * (R - L),
+    };
+    let xticks: Vec<(f64, String)> = match xaxis {
+        XAxis::Threads(xs) => xs.iter().map(|&x| (x as f64, x.to_string())).collect(),
+        XAxis::Linear(max) => {
+            let step = nice_step(max.max(1.0));
+            (0..)
+                .map(|i| i as f64 * step)
+                .take_while(|&x| x <= max + 1e-9)
+                .map(|x| (x, axis_label(x)))
+                .collect()
+        }
+    };
+    let markers = matches!(xaxis, XAxis::Threads(_));
     let ymax = ys.iter().cloned().fold(0.0, f64::max);
     let ymin = ys.iter().cloned().fold(f64::INFINITY, f64::min);
     let (lo, hi, step) = if log_y {
@@ -962,15 +987,15 @@ pub fn line_chart(
         );
         v += step;
     }
-    for &x in xs {
-        let px = x_of(x as f64);
+    for (x, label) in &xticks {
+        let px = x_of(*x);
         let _ = writeln!(
             s,
             r##"<line x1="{px:.1}" y1="{T}" x2="{px:.1}" y2="{B}" stroke="#eee"/>"##
         );
         let _ = writeln!(
             s,
-            r#"<text x="{px:.1}" y="{}" text-anchor="middle">{x}</text>"#,
+            r#"<text x="{px:.1}" y="{}" text-anchor="middle">{label}</text>"#,
             B + 18.0
         );
     }
@@ -1013,7 +1038,7 @@ pub fn line_chart(
                 pts.join(" "),
                 se.color
             );
-            for p in &pts {
+            for p in pts.iter().filter(|_| markers) {
                 let (x, y) = p.split_once(',').unwrap();
                 let _ = writeln!(
                     s,
@@ -1038,12 +1063,15 @@ pub fn line_chart(
             esc(&se.label)
         );
     }
-    let _ = writeln!(
-        s,
-        r##"<text x="{}" y="{}" font-size="11" fill="#555">dashed: not durable (*), floor</text>"##,
-        R + 15.0,
-        T + 10.0 + series.len() as f64 * 20.0 + 6.0
-    );
+    if let Some(note) = footnote {
+        let _ = writeln!(
+            s,
+            r##"<text x="{}" y="{}" font-size="11" fill="#555">{}</text>"##,
+            R + 15.0,
+            T + 10.0 + series.len() as f64 * 20.0 + 6.0,
+            esc(note)
+        );
+    }
     let _ = writeln!(s, "</svg>");
     s
 }

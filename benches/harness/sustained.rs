@@ -491,7 +491,7 @@ pub fn chart_svg(r: &SustainedResult) -> String {
                 .collect(),
         })
         .collect();
-    time_chart(
+    super::report::line_chart(
         &format!(
             "pwal, {} writers, {} KiB pages, sync full",
             r.opts.threads,
@@ -499,155 +499,17 @@ pub fn chart_svg(r: &SustainedResult) -> String {
         ),
         "seconds since start",
         "commits/s (per 1 s interval)",
-        r.opts.secs as f64,
+        super::report::XAxis::Linear(r.opts.secs as f64),
         &series,
+        false,
+        None,
     )
 }
 
 /// Writes [`chart_svg`] to `dir/sustained.svg`; returns the file name.
 pub fn write_chart(r: &SustainedResult, dir: &Path) -> std::io::Result<String> {
     let name = "sustained.svg".to_string();
+    std::fs::create_dir_all(dir)?;
     super::sys::write_file(&dir.join(&name), &chart_svg(r))?;
     Ok(name)
-}
-
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-}
-
-fn step_of(range: f64) -> f64 {
-    let raw = (range / 5.0).max(1e-9);
-    let mag = 10f64.powf(raw.log10().floor());
-    let n = raw / mag;
-    mag * if n <= 1.0 {
-        1.0
-    } else if n <= 2.0 {
-        2.0
-    } else if n <= 5.0 {
-        5.0
-    } else {
-        10.0
-    }
-}
-
-/// A line chart with linear axes from 0 (x up to `xmax`), legend on the
-/// right (`report::line_chart` has a log2 axis of thread counts instead).
-fn time_chart(title: &str, xlabel: &str, ylabel: &str, xmax: f64, series: &[Series]) -> String {
-    const W: f64 = 820.0;
-    const H: f64 = 460.0;
-    const L: f64 = 80.0;
-    const R: f64 = 590.0;
-    const T: f64 = 40.0;
-    const B: f64 = 400.0;
-    let ymax = series
-        .iter()
-        .flat_map(|s| s.points.iter().map(|p| p.1))
-        .fold(0.0, f64::max)
-        .max(1.0);
-    let ystep = step_of(ymax);
-    let yhi = (ymax / ystep).ceil() * ystep;
-    let xmax = xmax.max(1.0);
-    let xstep = step_of(xmax);
-    let x_of = |x: f64| L + x / xmax * (R - L);
-    let y_of = |y: f64| B - y / yhi * (B - T);
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" font-family="sans-serif" font-size="12">"#
-    );
-    let _ = writeln!(s, r#"<rect width="{W}" height="{H}" fill="white"/>"#);
-    let _ = writeln!(
-        s,
-        r#"<text x="{}" y="22" text-anchor="middle" font-size="15">{}</text>"#,
-        (L + R) / 2.0,
-        esc(title)
-    );
-    let mut y = 0.0;
-    while y <= yhi + 1e-9 {
-        let py = y_of(y);
-        let _ = writeln!(
-            s,
-            r##"<line x1="{L}" y1="{py:.1}" x2="{R}" y2="{py:.1}" stroke="#ddd"/>"##
-        );
-        let label = if y >= 1000.0 {
-            format!("{}k", y / 1000.0)
-        } else {
-            format!("{y}")
-        };
-        let _ = writeln!(
-            s,
-            r#"<text x="{}" y="{:.1}" text-anchor="end">{label}</text>"#,
-            L - 6.0,
-            py + 4.0
-        );
-        y += ystep;
-    }
-    let mut x = 0.0;
-    while x <= xmax + 1e-9 {
-        let px = x_of(x);
-        let _ = writeln!(
-            s,
-            r##"<line x1="{px:.1}" y1="{T}" x2="{px:.1}" y2="{B}" stroke="#eee"/>"##
-        );
-        let _ = writeln!(
-            s,
-            r#"<text x="{px:.1}" y="{}" text-anchor="middle">{x}</text>"#,
-            B + 18.0
-        );
-        x += xstep;
-    }
-    let _ = writeln!(
-        s,
-        r##"<rect x="{L}" y="{T}" width="{}" height="{}" fill="none" stroke="#333"/>"##,
-        R - L,
-        B - T
-    );
-    let _ = writeln!(
-        s,
-        r#"<text x="{}" y="{}" text-anchor="middle">{}</text>"#,
-        (L + R) / 2.0,
-        B + 42.0,
-        esc(xlabel)
-    );
-    let _ = writeln!(
-        s,
-        r#"<text x="18" y="{}" text-anchor="middle" transform="rotate(-90 18 {})">{}</text>"#,
-        (T + B) / 2.0,
-        (T + B) / 2.0,
-        esc(ylabel)
-    );
-    for (i, se) in series.iter().enumerate() {
-        let (label, color) = (&se.label, se.color);
-        let pts: Vec<String> = se
-            .points
-            .iter()
-            .filter(|p| p.1.is_finite())
-            .map(|p| format!("{:.1},{:.1}", x_of(p.0), y_of(p.1)))
-            .collect();
-        if !pts.is_empty() {
-            let _ = writeln!(
-                s,
-                r#"<polyline points="{}" fill="none" stroke="{color}" stroke-width="2"/>"#,
-                pts.join(" ")
-            );
-        }
-        let ly = T + 10.0 + i as f64 * 20.0;
-        let _ = writeln!(
-            s,
-            r#"<line x1="{}" y1="{ly}" x2="{}" y2="{ly}" stroke="{color}" stroke-width="2"/>"#,
-            R + 15.0,
-            R + 40.0
-        );
-        let _ = writeln!(
-            s,
-            r#"<text x="{}" y="{}">{}</text>"#,
-            R + 46.0,
-            ly + 4.0,
-            esc(label)
-        );
-    }
-    let _ = writeln!(s, "</svg>");
-    s
 }
