@@ -758,3 +758,74 @@ fn the_idle_shrink_loses_nothing_at_any_crash_point() {
         }
     }
 }
+
+/// The idle shrink racing commits: a writer that pauses for about the idle
+/// trim's second (so the shrink runs, or is about to, when it commits
+/// again), with checkpoints between its bursts. After a power loss at the
+/// end, every epoch above the last checkpoint is recovered whole and
+/// nothing at or below it comes back.
+#[test]
+fn commits_racing_the_idle_shrink_lose_nothing() {
+    let vfs = SimVfs::new();
+    let o = Options {
+        segment_bytes: 16 << 20,
+        ..opts(SyncPolicy::Full)
+    };
+    let log = open(&vfs, &o);
+    let page = vec![5u8; 60_000];
+    let frames: Vec<Frame<'_>> = (0..8)
+        .map(|i| Frame {
+            page_number: i + 1,
+            db_size_if_commit: 0,
+            data: &page,
+        })
+        .collect();
+    let mut acked: Vec<(u64, u64)> = Vec::new();
+    let mut seq = 0;
+    let mut mark = 0;
+    // Checkpoints after rounds 0 and 2 only: the last two rounds leave
+    // epochs above the mark in a large segment, the last for longer than
+    // the idle trim's second; they must keep it.
+    let pauses = [1000u64, 950, 1050, 900, 1500];
+    for (round, pause) in pauses.iter().enumerate() {
+        // Enough to grow the active segment past the first one's size.
+        for _ in 0..if round == 0 { 44 } else { 12 } {
+            seq += 1;
+            let e = log.commit(&txn_with_seq(seq, &frames), None).unwrap();
+            acked.push((e, seq));
+        }
+        if round == 0 || round == 2 {
+            mark = acked.last().unwrap().0;
+            log.checkpoint(mark).unwrap();
+        }
+        if round == 0 {
+            // The first shrink happens (the later ones race the commits).
+            let newest = |vfs: &SimVfs| {
+                vfs.paths()
+                    .into_iter()
+                    .filter(|p| p.extension().is_some_and(|x| x == "pwseg"))
+                    .max()
+            };
+            let active = newest(&vfs);
+            assert!(
+                eventually(Duration::from_secs(30), || newest(&vfs) != active),
+                "the idle log never left its large segment"
+            );
+        }
+        std::thread::sleep(Duration::from_millis(*pause));
+    }
+    // No close: a power loss with everything acknowledged under `full`.
+    let image = vfs.crash(CrashMode::DropAll);
+    drop(log);
+    let got = recover(&image, Path::new(DB)).unwrap();
+    let want: Vec<u64> = acked
+        .iter()
+        .filter(|&&(e, _)| e > mark)
+        .map(|&(_, s)| s)
+        .collect();
+    assert_eq!(want.len(), 24);
+    let seqs: Vec<u64> = got.order.iter().map(|o| o.1).collect();
+    assert_eq!(seqs, want, "mark {mark}, report {:?}", got.report);
+    assert!(got.report.checkpoint_epoch >= mark);
+    assert!(got.batches.values().all(|b| b.frames.len() == 8));
+}
