@@ -53,8 +53,9 @@ pub(crate) struct EpochState {
     /// Every epoch up to this one was made durable by an `fdatasync` that
     /// returned. Never ahead of `written`.
     pub synced: u64,
-    /// The highest epoch the engine passed to `checkpoint`: frames written
-    /// from now on carry it.
+    /// The highest epoch the engine passed to `checkpoint`, or above it over
+    /// epochs holding no record (the idle shrink): frames written from now
+    /// on carry it.
     pub checkpoint_mark: u64,
     /// The checkpoint mark carried by the last frame written, and by the last
     /// frame synced: a segment may be removed only once a synced frame
@@ -464,7 +465,7 @@ impl Shared {
     /// the flush lock (at one writer a commit is then one write and one
     /// `fdatasync` on the caller's thread). A waiter with less time left
     /// never leads, since a flush can take longer than a short deadline (a
-    /// segment switch may wait for preallocation): it hands its request to
+    /// segment switch renames, writes a header and syncs twice): it hands its request to
     /// the background flusher and sleeps until the deadline. A zero timeout
     /// only checks: it never writes or syncs.
     pub(crate) fn wait_durable(&self, epoch: u64, timeout: Option<Duration>) -> Result<()> {

@@ -180,9 +180,14 @@ pub(crate) fn run(sh: Arc<Shared>) {
                 drop(fs);
                 if let Some(through) = moved {
                     // The large segment holds only checkpointed or empty
-                    // epochs now: a checkpoint through them removes it (a
-                    // failure poisons the log, as any checkpoint's would).
-                    let _ = sh.checkpoint(through);
+                    // epochs, and a synced frame carries the mark over
+                    // them: remove it as a checkpoint would (the segments of
+                    // a transaction in parts stay pinned; a failure poisons
+                    // the log). Nothing here waits for an epoch.
+                    let limit = sh.pins.lock().removable_through(through);
+                    if crate::store::removable(&sh.catalog.lock(), limit) {
+                        let _ = crate::store::remove_through(&sh, limit);
+                    }
                 }
                 if sh.poisoned.load(Ordering::Acquire) {
                     break;
@@ -523,13 +528,29 @@ impl FlushState {
         // epochs from the mark to `filling - 1` stay empty.
         self.roll_next = true;
         self.flush_through(sh, filling);
+        // The mark over those empty epochs, carried by a frame of its own
+        // and synced before anything is removed (what `checkpoint` does),
+        // written here, under the flush lock this thread holds: the flusher
+        // must never wait for an epoch that another thread leads (nobody
+        // would hand that flush back to it).
+        let through = filling - 1;
+        let next = {
+            let mut st = sh.state.lock();
+            st.checkpoint_mark = st.checkpoint_mark.max(through);
+            st.filling
+        };
+        self.flush_through(sh, next);
         if sh.cfg.sync != SyncPolicy::Full {
             if let Err((ctx, e)) = self.sync_active(sh) {
                 let next = sh.state.lock().synced + 1;
                 sh.poison(next, ctx, &e);
             }
         }
-        (!sh.poisoned.load(Ordering::Acquire)).then_some(filling - 1)
+        if sh.poisoned.load(Ordering::Acquire) {
+            return None;
+        }
+        debug_assert!(sh.state.lock().mark_synced >= through);
+        Some(through)
     }
 
     /// Syncs what was written to the active segment and not yet synced;

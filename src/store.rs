@@ -5,9 +5,11 @@
 //!
 //! The ordering rules, each written once, here:
 //!
-//! * a spare is zero-filled and synced, with its directory entry, before it
-//!   is used (`create_spare`), so that the `fdatasync` after each epoch
-//!   flushes data, not metadata (under `off`: neither);
+//! * a spare the preparer makes is zero-filled and synced, with its
+//!   directory entry, before it is used (`create_spare`), so that the
+//!   `fdatasync` after each epoch flushes data, not metadata (under `off`:
+//!   neither); a segment started with no spare ready is an empty file whose
+//!   syncs flush its size too (`take_spare`);
 //! * a spare becomes a segment by a rename that is made durable, then a
 //!   header that is written and synced, before the first frame is written
 //!   (`activate`): a segment whose header does not validate but whose
