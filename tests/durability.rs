@@ -672,6 +672,35 @@ fn a_torn_tail_in_a_recycled_segment_counts_only_what_was_torn() {
     );
 }
 
+/// Options for the idle-shrink tests: segments that grow past the first
+/// one's size after a few MiB.
+fn shrink_opts() -> Options {
+    Options {
+        segment_bytes: 16 << 20,
+        ..opts(SyncPolicy::Full)
+    }
+}
+
+/// Eight frames of `page`: a commit of about 480 KB, so that a few dozen
+/// take the log past its first segment.
+fn eight_frames(page: &[u8]) -> Vec<Frame<'_>> {
+    (0..8)
+        .map(|i| Frame {
+            page_number: i + 1,
+            db_size_if_commit: 0,
+            data: page,
+        })
+        .collect()
+}
+
+/// The newest segment file (the one being written).
+fn newest_segment(vfs: &SimVfs) -> Option<std::path::PathBuf> {
+    vfs.paths()
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|x| x == "pwseg"))
+        .max()
+}
+
 /// The idle shrink (a large active segment left for a small one once every
 /// epoch holding a record is checkpointed, then removed) at every crash
 /// point: the log always opens, replays nothing that was checkpointed,
@@ -679,32 +708,16 @@ fn a_torn_tail_in_a_recycled_segment_counts_only_what_was_torn() {
 #[test]
 fn the_idle_shrink_loses_nothing_at_any_crash_point() {
     let vfs = SimVfs::new();
-    let o = Options {
-        segment_bytes: 16 << 20,
-        ..opts(SyncPolicy::Full)
-    };
+    let o = shrink_opts();
     let log = open(&vfs, &o);
     let page = vec![3u8; 60_000];
-    let frames: Vec<Frame<'_>> = (0..8)
-        .map(|i| Frame {
-            page_number: i + 1,
-            db_size_if_commit: 0,
-            data: &page,
-        })
-        .collect();
+    let frames = eight_frames(&page);
     // About 20 MiB: the active segment is past the first segment's size.
     let mut last = 0;
     for seq in 1..=44 {
         last = log.commit(&txn_with_seq(seq, &frames), None).unwrap();
     }
-    let newest = || {
-        vfs.paths()
-            .into_iter()
-            .filter(|p| p.extension().is_some_and(|x| x == "pwseg"))
-            .max()
-            .unwrap()
-    };
-    let active = newest();
+    let active = newest_segment(&vfs);
     // Tag 1 once the checkpoint returned: from then on nothing it covered
     // may come back.
     let returned = Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -717,9 +730,8 @@ fn the_idle_shrink_loses_nothing_at_any_crash_point() {
     returned.store(1, std::sync::atomic::Ordering::SeqCst);
     assert!(
         eventually(Duration::from_secs(30), || segment_count(&vfs) == 1
-            && newest() != active),
-        "the idle log kept its large segment {}",
-        active.display()
+            && newest_segment(&vfs) != active),
+        "the idle log kept its large segment {active:?}"
     );
     let points = vfs.take_crash_points();
     vfs.clear_crash_points();
@@ -767,19 +779,10 @@ fn the_idle_shrink_loses_nothing_at_any_crash_point() {
 #[test]
 fn commits_racing_the_idle_shrink_lose_nothing() {
     let vfs = SimVfs::new();
-    let o = Options {
-        segment_bytes: 16 << 20,
-        ..opts(SyncPolicy::Full)
-    };
+    let o = shrink_opts();
     let log = open(&vfs, &o);
     let page = vec![5u8; 60_000];
-    let frames: Vec<Frame<'_>> = (0..8)
-        .map(|i| Frame {
-            page_number: i + 1,
-            db_size_if_commit: 0,
-            data: &page,
-        })
-        .collect();
+    let frames = eight_frames(&page);
     let mut acked: Vec<(u64, u64)> = Vec::new();
     let mut seq = 0;
     let mut mark = 0;
@@ -800,15 +803,9 @@ fn commits_racing_the_idle_shrink_lose_nothing() {
         }
         if round == 0 {
             // The first shrink happens (the later ones race the commits).
-            let newest = |vfs: &SimVfs| {
-                vfs.paths()
-                    .into_iter()
-                    .filter(|p| p.extension().is_some_and(|x| x == "pwseg"))
-                    .max()
-            };
-            let active = newest(&vfs);
+            let active = newest_segment(&vfs);
             assert!(
-                eventually(Duration::from_secs(30), || newest(&vfs) != active),
+                eventually(Duration::from_secs(30), || newest_segment(&vfs) != active),
                 "the idle log never left its large segment"
             );
         }
@@ -843,19 +840,10 @@ fn commits_racing_the_idle_shrink_lose_nothing() {
 fn writers_racing_the_idle_shrink_never_hang_close() {
     for round in 0..2u64 {
         let vfs = SimVfs::new();
-        let o = Options {
-            segment_bytes: 16 << 20,
-            ..opts(SyncPolicy::Full)
-        };
+        let o = shrink_opts();
         let log = Arc::new(open(&vfs, &o));
         let page = vec![9u8; 60_000];
-        let frames: Vec<Frame<'_>> = (0..8)
-            .map(|i| Frame {
-                page_number: i + 1,
-                db_size_if_commit: 0,
-                data: &page,
-            })
-            .collect();
+        let frames = eight_frames(&page);
         let mut last = 0;
         for seq in 1..=44 {
             last = log.commit(&txn_with_seq(seq, &frames), None).unwrap();
