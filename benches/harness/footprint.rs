@@ -597,14 +597,6 @@ pub fn markdown(r: &FootprintResult) -> String {
             let _ = writeln!(s, "- {} files when idle: {}", e.engine, files.join(", "));
         }
     }
-    let _ = writeln!(s, "\n| target | measured | wanted | met |");
-    let _ = writeln!(s, "| --- | --- | --- | --- |");
-    for (t, m, w, ok) in r.targets() {
-        let _ = writeln!(
-            s,
-            "| {t} | {m} | {w} | {} |",
-            if ok { "yes" } else { "**no**" }
-        );
-    }
+    let _ = writeln!(s, "\n{}", super::report::targets_table(&r.targets()));
     s
 }

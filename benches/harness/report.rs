@@ -391,17 +391,7 @@ impl Suite {
             w,
             "\n## Targets, ratios in this run (4 KiB pages, 1 page per commit, unless the row says otherwise)\n"
         );
-        let _ = writeln!(
-            w,
-            "| target | measured | wanted | met |\n| --- | --- | --- | --- |"
-        );
-        for (what, m, want, ok) in self.targets() {
-            let _ = writeln!(
-                w,
-                "| {what} | {m} | {want} | {} |",
-                if ok { "yes" } else { "**no**" }
-            );
-        }
+        w.push_str(&targets_table(&self.targets()));
         if let Some(c) = &self.core {
             let _ = writeln!(
                 w,
@@ -1077,6 +1067,19 @@ pub fn line_chart(
 }
 
 /// The hand-written notes of an existing report, to carry into the new one.
+/// The Markdown table of (target, measured, wanted, met) rows.
+pub fn targets_table(rows: &[(String, String, String, bool)]) -> String {
+    let mut w = String::from("| target | measured | wanted | met |\n| --- | --- | --- | --- |\n");
+    for (what, m, want, ok) in rows {
+        let _ = writeln!(
+            w,
+            "| {what} | {m} | {want} | {} |",
+            if *ok { "yes" } else { "**no**" }
+        );
+    }
+    w
+}
+
 pub fn kept_notes(existing: &str) -> Option<String> {
     let b = existing.find(NOTES_BEGIN)? + NOTES_BEGIN.len();
     let e = existing[b..].find(NOTES_END)? + b;

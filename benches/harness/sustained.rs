@@ -431,15 +431,7 @@ pub fn markdown(r: &SustainedResult) -> String {
             let _ = writeln!(s, "\n- {}: ERROR {e}", v.label());
         }
     }
-    let _ = writeln!(s, "\n| target | measured | wanted | met |");
-    let _ = writeln!(s, "| --- | --- | --- | --- |");
-    for (t, m, w, ok) in r.targets() {
-        let _ = writeln!(
-            s,
-            "| {t} | {m} | {w} | {} |",
-            if ok { "yes" } else { "**no**" }
-        );
-    }
+    let _ = writeln!(s, "\n{}", super::report::targets_table(&r.targets()));
     if let Some(n) = &r.new_space {
         let _ = writeln!(
             s,
