@@ -232,24 +232,12 @@ impl PwalContender {
             Arc::new(Log::open(dir.join("db"), &opts).map_err(|e| format!("pwal open: {e}"))?);
         wait_for_spare(&pwal::log_dir(&dir.join("db")));
         let stop = Arc::new(AtomicBool::new(false));
-        let checkpointer = {
-            let (log, stop) = (Arc::clone(&log), Arc::clone(&stop));
-            std::thread::spawn(move || {
-                while checkpoints && !stop.load(Ordering::Acquire) {
-                    std::thread::sleep(PWAL_CHECKPOINT_EVERY);
-                    let durable = log.stats().durable_epoch;
-                    if durable > 0 {
-                        log.checkpoint(durable)
-                            .map_err(|e| format!("pwal checkpoint: {e}"))?;
-                    }
-                }
-                Ok(())
-            })
-        };
+        let checkpointer =
+            checkpoints.then(|| spawn_checkpointer(Arc::clone(&log), Arc::clone(&stop)));
         Ok(PwalContender {
             log,
             stop,
-            checkpointer: Some(checkpointer),
+            checkpointer,
         })
     }
 
@@ -353,18 +341,48 @@ impl Contender for PwalContender {
         })
     }
 
-    fn close(mut self: Box<Self>) -> Result<(), String> {
-        self.stop.store(true, Ordering::Release);
-        let ck = self
-            .checkpointer
-            .take()
-            .unwrap()
-            .join()
-            .map_err(|_| "checkpointer panicked".to_string())?;
-        let log = Arc::try_unwrap(self.log).map_err(|_| "pwal log still shared".to_string())?;
-        log.close().map_err(|e| format!("pwal close: {e}"))?;
-        ck
+    fn close(self: Box<Self>) -> Result<(), String> {
+        let PwalContender {
+            log,
+            stop,
+            checkpointer,
+        } = *self;
+        close_pwal(log, &stop, checkpointer)
     }
+}
+
+/// A thread checkpointing everything durable every 100 ms until `stop`.
+pub fn spawn_checkpointer(
+    log: Arc<Log>,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<Result<(), String>> {
+    std::thread::spawn(move || {
+        while !stop.load(Ordering::Acquire) {
+            std::thread::sleep(PWAL_CHECKPOINT_EVERY);
+            let durable = log.stats().durable_epoch;
+            if durable > 0 {
+                log.checkpoint(durable)
+                    .map_err(|e| format!("pwal checkpoint: {e}"))?;
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Stops and joins a checkpointer, then closes its log.
+pub fn close_pwal(
+    log: Arc<Log>,
+    stop: &AtomicBool,
+    checkpointer: Option<std::thread::JoinHandle<Result<(), String>>>,
+) -> Result<(), String> {
+    stop.store(true, Ordering::Release);
+    let ck = match checkpointer {
+        Some(h) => h.join().map_err(|_| "checkpointer panicked".to_string())?,
+        None => Ok(()),
+    };
+    let log = Arc::try_unwrap(log).map_err(|_| "pwal log still shared".to_string())?;
+    log.close().map_err(|e| format!("pwal close: {e}"))?;
+    ck
 }
 
 struct SqliteContender(Sqlite);

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use pwal::{Log, Options, SyncPolicy};
 
-use super::contenders::{empty_frames, pwal_txn, PWAL_CHECKPOINT_EVERY};
+use super::contenders::{close_pwal, empty_frames, pwal_txn, spawn_checkpointer};
 use super::make_pages;
 use super::peers::{sqlite_api, Rocks, Sqlite};
 
@@ -215,40 +215,6 @@ impl PwalEngine {
             checkpointer,
         })
     }
-}
-
-/// A thread checkpointing everything durable every 100 ms until `stop`.
-pub fn spawn_checkpointer(
-    log: Arc<Log>,
-    stop: Arc<AtomicBool>,
-) -> std::thread::JoinHandle<Result<(), String>> {
-    std::thread::spawn(move || {
-        while !stop.load(Ordering::Acquire) {
-            std::thread::sleep(PWAL_CHECKPOINT_EVERY);
-            let durable = log.stats().durable_epoch;
-            if durable > 0 {
-                log.checkpoint(durable)
-                    .map_err(|e| format!("pwal checkpoint: {e}"))?;
-            }
-        }
-        Ok(())
-    })
-}
-
-/// Stops and joins a checkpointer, then closes its log.
-pub fn close_pwal(
-    log: Arc<Log>,
-    stop: &AtomicBool,
-    checkpointer: Option<std::thread::JoinHandle<Result<(), String>>>,
-) -> Result<(), String> {
-    stop.store(true, Ordering::Release);
-    let ck = match checkpointer {
-        Some(h) => h.join().map_err(|_| "checkpointer panicked".to_string())?,
-        None => Ok(()),
-    };
-    let log = Arc::try_unwrap(log).map_err(|_| "pwal log still shared".to_string())?;
-    log.close().map_err(|e| format!("pwal close: {e}"))?;
-    ck
 }
 
 impl Engine for PwalEngine {

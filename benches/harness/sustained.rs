@@ -15,8 +15,9 @@ use std::time::{Duration, Instant};
 
 use pwal::{Log, Options, SyncPolicy};
 
+use super::contenders::{close_pwal, spawn_checkpointer};
 use super::contenders::{empty_frames, pwal_txn};
-use super::footprint::{close_pwal, dir_usage_all, spawn_checkpointer, Usage};
+use super::footprint::{dir_usage_all, Usage};
 use super::report::Series;
 use super::{make_pages, median, ratio};
 
