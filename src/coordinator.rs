@@ -465,8 +465,9 @@ impl Shared {
     /// the flush lock (at one writer a commit is then one write and one
     /// `fdatasync` on the caller's thread). A waiter with less time left
     /// never leads, since a flush can take longer than a short deadline (a
-    /// segment switch renames, writes a header and syncs twice): it hands its request to
-    /// the background flusher and sleeps until the deadline. A zero timeout
+    /// segment switch renames, writes a header and syncs twice): it hands
+    /// its request to the background flusher and sleeps until the deadline.
+    /// A zero timeout
     /// only checks: it never writes or syncs.
     pub(crate) fn wait_durable(&self, epoch: u64, timeout: Option<Duration>) -> Result<()> {
         let start = Instant::now();
