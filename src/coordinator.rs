@@ -467,8 +467,7 @@ impl Shared {
     /// never leads, since a flush can take longer than a short deadline (a
     /// segment switch renames, writes a header and syncs twice): it hands
     /// its request to the background flusher and sleeps until the deadline.
-    /// A zero timeout
-    /// only checks: it never writes or syncs.
+    /// A zero timeout only checks: it never writes or syncs.
     pub(crate) fn wait_durable(&self, epoch: u64, timeout: Option<Duration>) -> Result<()> {
         let start = Instant::now();
         let deadline = timeout.map(|t| start + t);
