@@ -503,9 +503,10 @@ impl FlushState {
     /// After an idle spell: when the active segment is larger than a first
     /// segment and every epoch holding a record is checkpointed, writes the
     /// filling epoch (empty but for the checkpoint mark it carries) into a
-    /// new, small segment, and returns the epoch before it, through which a
-    /// checkpoint then removes the large segment: every epoch there is
-    /// checkpointed or holds nothing. An idle log then keeps one small
+    /// new, small segment, raises the mark to the epoch before it and
+    /// writes and syncs a frame carrying that, and returns that epoch,
+    /// through which the caller removes the large segment: every epoch
+    /// there is checkpointed or holds nothing. An idle log then keeps one small
     /// segment and small spares, whatever size its segments grew to while
     /// busy. `None` when there is nothing to do (or the write failed, which
     /// poisoned the log).
