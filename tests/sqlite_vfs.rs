@@ -80,7 +80,9 @@ macro_rules! vfs_cases {
     };
 }
 
-vfs_cases!(batch, replay, spill, fallback, truncate, page_size, wal, threads, shared, process);
+vfs_cases!(
+    batch, home, replay, spill, fallback, truncate, page_size, wal, threads, shared, process
+);
 
 /// splitmix64, for the kill timings.
 struct Rng(u64);

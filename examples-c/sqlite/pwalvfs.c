@@ -14,10 +14,15 @@
  *    a transaction that fits in its page cache with no rollback journal:
  *    SQLITE_FCNTL_BEGIN_ATOMIC_WRITE, the dirty pages through xWrite (kept in
  *    memory here), SQLITE_FCNTL_COMMIT_ATOMIC_WRITE. COMMIT makes the pages
- *    one pwal transaction (pwal_commit_file: durable on return), then writes
- *    them into the database file without a sync; ROLLBACK drops them. A
- *    page 1 that changed only in its change counter is written home but not
+ *    one pwal transaction (pwal_commit_file: durable on return); ROLLBACK
+ *    drops them. A page 1 that changed only in its change counter is not
  *    logged (page1_counter_only).
+ *  - Committed pages go home at the next checkpoint, not at commit: until
+ *    then they wait in memory (a pagemap per database file) and reads and
+ *    the file size see them there. A commit then touches the database file
+ *    not at all, as in SQLite's own WAL mode: no write, no read of page 1,
+ *    and no new modification time, which on Linux would make the log's
+ *    fdatasync write an inode too (see docs/SQLITE.md).
  *  - The databases of one directory share one log, in
  *    "<dir>/.pwal-shared-pwal/" (pwal's log of the path "<dir>/.pwal-shared"),
  *    so commits of different databases group into one fdatasync. Each frame
@@ -31,9 +36,9 @@
  *    open the databases).
  *  - Now and then (every PWALVFS_CHECKPOINT_MIB MiB of frames, default 16) a
  *    committer checkpoints: it waits until no commit is between its
- *    pwal_commit_file and the end of its write-back, reads the durable epoch,
- *    fdatasyncs the database files written since the last checkpoint, then
- *    calls pwal_checkpoint.
+ *    pwal_commit_file and the end of its handover to the pagemap, reads the
+ *    durable epoch, writes the waiting pages home, fdatasyncs the database
+ *    files written since the last checkpoint, then calls pwal_checkpoint.
  *  - Any write or truncate of a database file outside a batch (a first
  *    transaction into an empty database, a transaction larger than the page
  *    cache, a commit that fell back to the rollback journal, a hot journal's
@@ -56,6 +61,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "sqlite3ext.h"
@@ -70,20 +76,35 @@ SQLITE_EXTENSION_INIT1
 
 /* ---- the shared log of a directory ---- */
 
+/* Committed pages of one database file not yet written home: page number
+ * to a malloc'd page, open addressing with linear probing, no deletion
+ * (cleared whole once written home). */
+typedef struct {
+    uint32_t *keys;        /* page numbers; 0: empty slot */
+    unsigned char **pages; /* page_size bytes each, owned */
+    uint32_t cap, n;       /* cap: 0 or a power of two, at least twice n */
+    uint32_t max_pgno;     /* the highest key */
+} pagemap;
+
 typedef struct dbent dbent;
 struct dbent {
     dbent *next;
     char *name;          /* file name inside the directory */
     uint32_t file_id;    /* 0 until the manifest names it */
-    int fd;              /* own descriptor, for the checkpoint's fdatasync; -1: none */
+    int fd;              /* own descriptor, for the checkpoint's writes and fdatasync; -1: none */
     int needs_sync;      /* written home since the last checkpoint */
     uint64_t last_epoch; /* epoch of this file's latest commit */
+    /* Committed pages not yet home. Lock order: shared.mu before ov_mu. */
+    pthread_mutex_t ov_mu;
+    pagemap live;        /* filled by commits */
+    pagemap going;       /* taken by the running checkpoint, being written home */
+    uint32_t ov_page_size; /* the size of every page in live and going */
 };
 
 typedef struct {
     uint64_t commits, frames, frame_bytes, commit_failures, rollbacks;
     uint64_t direct_writes, direct_truncates, syncs, syncs_skipped;
-    uint64_t checkpoints, replayed_frames, replayed_epoch;
+    uint64_t checkpoints, replayed_frames, replayed_epoch, pages_home;
 } vstats;
 
 typedef struct shared shared;
@@ -150,6 +171,137 @@ static int write_all(int fd, const void *buf, size_t len, off_t off) {
     return 0;
 }
 
+/* Writes iov[0..cnt) at off, all of it. */
+static int writev_all(int fd, struct iovec *iov, int cnt, off_t off) {
+    while (cnt > 0) {
+        ssize_t w = pwritev(fd, iov, cnt, off);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            return -1;
+        }
+        if (w == 0) {
+            errno = EIO;
+            return -1;
+        }
+        off += w;
+        while (cnt > 0 && (size_t)w >= iov->iov_len) {
+            w -= (ssize_t)iov->iov_len;
+            iov++;
+            cnt--;
+        }
+        if (cnt > 0) {
+            iov->iov_base = (char *)iov->iov_base + w;
+            iov->iov_len -= (size_t)w;
+        }
+    }
+    return 0;
+}
+
+/* ---- pagemap: committed pages waiting to go home ---- */
+
+static uint32_t pm_slot(const pagemap *m, uint32_t pgno) {
+    return (pgno * 2654435761u) & (m->cap - 1);
+}
+
+/* The page stored for pgno, or NULL. */
+static unsigned char *pm_get(const pagemap *m, uint32_t pgno) {
+    if (!m->n) return NULL;
+    for (uint32_t i = pm_slot(m, pgno);; i = (i + 1) & (m->cap - 1)) {
+        if (m->keys[i] == pgno) return m->pages[i];
+        if (!m->keys[i]) return NULL;
+    }
+}
+
+/* Room for `more` new keys without failing; -1 when out of memory. */
+static int pm_reserve(pagemap *m, uint32_t more) {
+    uint64_t want = (uint64_t)m->n + more;
+    if (want * 2 <= m->cap) return 0;
+    uint64_t cap = m->cap ? m->cap : 64;
+    while (cap < want * 2) cap *= 2;
+    if (cap > (1u << 31)) return -1;
+    uint32_t *keys = calloc((size_t)cap, sizeof *keys);
+    unsigned char **pages = calloc((size_t)cap, sizeof *pages);
+    if (!keys || !pages) {
+        free(keys);
+        free(pages);
+        return -1;
+    }
+    pagemap grown = {keys, pages, (uint32_t)cap, 0, m->max_pgno};
+    for (uint32_t i = 0; i < m->cap; i++)
+        if (m->keys[i]) {
+            uint32_t j = pm_slot(&grown, m->keys[i]);
+            while (grown.keys[j]) j = (j + 1) & (grown.cap - 1);
+            grown.keys[j] = m->keys[i];
+            grown.pages[j] = m->pages[i];
+            grown.n++;
+        }
+    free(m->keys);
+    free(m->pages);
+    *m = grown;
+    return 0;
+}
+
+/* Stores `page` (taking it) for pgno, freeing the page it replaces. Needs
+ * room (pm_reserve). */
+static void pm_put(pagemap *m, uint32_t pgno, unsigned char *page) {
+    uint32_t i = pm_slot(m, pgno);
+    while (m->keys[i] && m->keys[i] != pgno) i = (i + 1) & (m->cap - 1);
+    if (m->keys[i]) {
+        free(m->pages[i]);
+    } else {
+        m->keys[i] = pgno;
+        m->n++;
+    }
+    m->pages[i] = page;
+    if (pgno > m->max_pgno) m->max_pgno = pgno;
+}
+
+static void pm_clear(pagemap *m) {
+    for (uint32_t i = 0; i < m->cap; i++)
+        if (m->keys[i]) free(m->pages[i]);
+    free(m->keys);
+    free(m->pages);
+    memset(m, 0, sizeof *m);
+}
+
+static int pgno_cmp(const void *a, const void *b) {
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Writes every page of m into fd, in page order, runs of consecutive pages
+ * in one pwritev each. No sync. -1 with errno on failure. */
+static int pm_write_home(const pagemap *m, uint32_t page_size, int fd) {
+    if (!m->n) return 0;
+    uint32_t *order = malloc(sizeof *order * m->n);
+    struct iovec *iov = malloc(sizeof *iov * (m->n < IOV_MAX ? m->n : IOV_MAX));
+    if (!order || !iov) {
+        free(order);
+        free(iov);
+        errno = ENOMEM;
+        return -1;
+    }
+    uint32_t k = 0;
+    for (uint32_t i = 0; i < m->cap; i++)
+        if (m->keys[i]) order[k++] = m->keys[i];
+    qsort(order, k, sizeof *order, pgno_cmp);
+    int rc = 0;
+    for (uint32_t i = 0; i < k && rc == 0;) {
+        int cnt = 0;
+        uint32_t first = order[i];
+        while (i < k && cnt < IOV_MAX && order[i] == first + (uint32_t)cnt) {
+            iov[cnt].iov_base = pm_get(m, order[i]);
+            iov[cnt].iov_len = page_size;
+            cnt++;
+            i++;
+        }
+        rc = writev_all(fd, iov, cnt, (off_t)(first - 1) * page_size);
+    }
+    free(order);
+    free(iov);
+    return rc;
+}
+
 static void mark_broken(shared *s, const char *what) {
     pthread_mutex_lock(&s->mu);
     if (!s->broken) {
@@ -189,6 +341,7 @@ static dbent *add_ent(shared *s, const char *name, uint32_t id) {
     }
     e->file_id = id;
     e->fd = -1;
+    pthread_mutex_init(&e->ov_mu, NULL);
     e->next = s->files;
     s->files = e;
     return e;
@@ -317,6 +470,11 @@ static void free_shared(shared *s) {
         dbent *e = s->files;
         s->files = e->next;
         if (e->fd >= 0) close(e->fd);
+        /* Pages still here are durable in the log (the close could not
+         * checkpoint): the next open replays them. */
+        pm_clear(&e->live);
+        pm_clear(&e->going);
+        pthread_mutex_destroy(&e->ov_mu);
         free(e->name);
         free(e);
     }
@@ -336,8 +494,12 @@ static int sync_files(dbent **list, int n) {
 }
 
 /* The checkpoint: every commit that pwal acknowledged is written home (none
- * is between pwal_commit_file and the end of its write-back), the files are
- * synced, then the log may drop what they hold. */
+ * is between pwal_commit_file and the end of its handover to the pagemap),
+ * the files are synced, then the log may drop what they hold.
+ *
+ * Each file's waiting pages move from live to going under the lock that
+ * holds commits back, so that commits go on into a fresh live while they
+ * are written; reads find them in going until they are home. */
 static int checkpoint(shared *s) {
     pthread_mutex_lock(&s->ckpt_mu);
     pthread_mutex_lock(&s->mu);
@@ -351,7 +513,18 @@ static int checkpoint(shared *s) {
     uint64_t through = 0;
     pwal_status st = pwal_durable(s->log, &through, NULL);
     int n = 0;
-    for (dbent *e = s->files; e; e = e->next) n += e->needs_sync;
+    for (dbent *e = s->files; e; e = e->next) {
+        pthread_mutex_lock(&e->ov_mu);
+        /* going is empty here: the checkpoint that filled it emptied it,
+         * or failed and broke the log. */
+        if (e->live.n && !e->going.n) {
+            e->going = e->live;
+            memset(&e->live, 0, sizeof e->live);
+            e->needs_sync = 1;
+        }
+        pthread_mutex_unlock(&e->ov_mu);
+        n += e->needs_sync;
+    }
     dbent **list = malloc(sizeof *list * (size_t)(n ? n : 1));
     int k = 0;
     if (list)
@@ -369,6 +542,27 @@ static int checkpoint(shared *s) {
     if (!list || st != PWAL_OK) {
         mark_broken(s, st != PWAL_OK ? pwal_last_error() : "out of memory");
         rc = SQLITE_IOERR;
+    }
+    /* Only this checkpoint (under ckpt_mu) changes going: it is read here
+     * without ov_mu, and freed under it once home. */
+    for (int i = 0; i < k && rc == SQLITE_OK; i++) {
+        dbent *e = list[i];
+        uint32_t pages = e->going.n;
+        if (!pages) continue;
+        if (e->fd < 0 || pm_write_home(&e->going, e->ov_page_size, e->fd) != 0) {
+            /* Durable in the log, not home: they stay in going, so reads
+             * still see them, and the next open replays them. */
+            mark_broken(s, "writing committed pages into the database file failed");
+            rc = SQLITE_IOERR_WRITE;
+            break;
+        }
+        pthread_mutex_lock(&e->ov_mu);
+        pm_clear(&e->going);
+        pthread_mutex_unlock(&e->ov_mu);
+        STAT_ADD(s, pages_home, pages);
+    }
+    if (rc != SQLITE_OK) {
+        /* reported above */
     } else if (sync_files(list, k) != 0) {
         mark_broken(s, "fdatasync of a database file failed");
         rc = SQLITE_IOERR_FSYNC;
@@ -535,6 +729,57 @@ static int x_close(sqlite3_file *f) {
     return rc;
 }
 
+/* The committed page pgno waiting to go home, or NULL. Under e->ov_mu. */
+static unsigned char *waiting_page(dbent *e, uint32_t pgno) {
+    unsigned char *pg = pm_get(&e->live, pgno);
+    return pg ? pg : pm_get(&e->going, pgno);
+}
+
+/* The end of the furthest page waiting to go home (0: none). Under e->ov_mu. */
+static sqlite3_int64 waiting_end(dbent *e) {
+    uint32_t top = e->live.max_pgno > e->going.max_pgno ? e->live.max_pgno : e->going.max_pgno;
+    return (sqlite3_int64)top * e->ov_page_size;
+}
+
+/* Reads what is committed: the pages waiting to go home over the file.
+ *
+ * A miss in the pagemaps reads the file without ov_mu: a page absent from
+ * both is home already (a checkpoint frees going only once written), and no
+ * commit of this file runs while SQLite reads it (its locks). A read across
+ * pages holds ov_mu through the file's read, so that going cannot be freed
+ * between the read and the patch. */
+static int read_committed(pfile *p, void *buf, int amt, sqlite3_int64 off) {
+    dbent *e = p->e;
+    pthread_mutex_lock(&e->ov_mu);
+    if (!e->live.n && !e->going.n) {
+        pthread_mutex_unlock(&e->ov_mu);
+        return p->real->pMethods->xRead(p->real, buf, amt, off);
+    }
+    sqlite3_int64 ps = e->ov_page_size, first = off / ps, last = (off + amt - 1) / ps;
+    if (first == last) {
+        unsigned char *pg = waiting_page(e, (uint32_t)(first + 1));
+        if (pg) memcpy(buf, pg + (off - first * ps), (size_t)amt);
+        pthread_mutex_unlock(&e->ov_mu);
+        if (pg) return SQLITE_OK;
+        return p->real->pMethods->xRead(p->real, buf, amt, off);
+    }
+    int rc = p->real->pMethods->xRead(p->real, buf, amt, off);
+    if (rc == SQLITE_OK || rc == SQLITE_IOERR_SHORT_READ) {
+        for (sqlite3_int64 i = first; i <= last; i++) {
+            unsigned char *pg = waiting_page(e, (uint32_t)(i + 1));
+            if (!pg) continue;
+            sqlite3_int64 lo = i * ps > off ? i * ps : off;
+            sqlite3_int64 hi = (i + 1) * ps < off + amt ? (i + 1) * ps : off + amt;
+            memcpy((unsigned char *)buf + (lo - off), pg + (lo - i * ps), (size_t)(hi - lo));
+        }
+        /* Bytes past the file's end but before a waiting page's end are a
+         * hole the write home will leave: zeros, as the short read gave. */
+        if (rc == SQLITE_IOERR_SHORT_READ && off + amt <= waiting_end(e)) rc = SQLITE_OK;
+    }
+    pthread_mutex_unlock(&e->ov_mu);
+    return rc;
+}
+
 static int x_read(sqlite3_file *f, void *buf, int amt, sqlite3_int64 off) {
     pfile *p = (pfile *)f;
     if (p->in_batch && p->n && amt == (int)p->page_size && off % amt == 0) {
@@ -545,15 +790,19 @@ static int x_read(sqlite3_file *f, void *buf, int amt, sqlite3_int64 off) {
                 return SQLITE_OK;
             }
     }
-    return p->real->pMethods->xRead(p->real, buf, amt, off);
+    return read_committed(p, buf, amt, off);
 }
 
 /* Before the file changes other than through a batch: no frame of it may
- * remain in the log above the checkpoint. */
+ * remain in the log above the checkpoint, and no page of it may wait to go
+ * home (it would be written over the change). */
 static int before_direct_change(pfile *p) {
     shared *s = p->s;
     pthread_mutex_lock(&s->mu);
     int broken = s->broken, need = p->e->last_epoch > s->mark_durable;
+    pthread_mutex_lock(&p->e->ov_mu);
+    need = need || p->e->live.n || p->e->going.n;
+    pthread_mutex_unlock(&p->e->ov_mu);
     pthread_mutex_unlock(&s->mu);
     if (broken) return SQLITE_IOERR;
     if (need) return checkpoint_durably(s);
@@ -622,9 +871,19 @@ static int x_sync(sqlite3_file *f, int flags) {
     return rc;
 }
 
+/* The file's size once the pages waiting to go home are there. The
+ * pagemaps first, the file second: a checkpoint that writes them home in
+ * between leaves the file as large as they said (read the other way round,
+ * both could look small). */
 static int x_file_size(sqlite3_file *f, sqlite3_int64 *size) {
     pfile *p = (pfile *)f;
-    return p->real->pMethods->xFileSize(p->real, size);
+    pthread_mutex_lock(&p->e->ov_mu);
+    sqlite3_int64 end = waiting_end(p->e);
+    pthread_mutex_unlock(&p->e->ov_mu);
+    int rc = p->real->pMethods->xFileSize(p->real, size);
+    if (rc != SQLITE_OK) return rc;
+    if (end > *size) *size = end;
+    return SQLITE_OK;
 }
 
 static int x_lock(sqlite3_file *f, int lock) {
@@ -648,21 +907,41 @@ static void batch_reset(pfile *p) {
     p->n = 0;
 }
 
-/* Writes the batch's pages into the database file (no sync). */
-static int write_home(pfile *p) {
-    int rc = SQLITE_OK;
-    for (uint32_t i = 0; i < p->n && rc == SQLITE_OK; i++)
-        rc = p->real->pMethods->xWrite(p->real, p->data + (size_t)i * p->page_size,
-                                       (int)p->page_size,
-                                       (sqlite3_int64)(p->pgno[i] - 1) * p->page_size);
-    return rc;
+/* Copies of the batch's pages, for the pagemap; NULL when out of memory.
+ * Made before the commit, so that nothing can fail after it. */
+static unsigned char **copy_batch(pfile *p) {
+    unsigned char **pages = calloc(p->n, sizeof *pages);
+    for (uint32_t i = 0; pages && i < p->n; i++) {
+        pages[i] = malloc(p->page_size);
+        if (!pages[i]) {
+            while (i-- > 0) free(pages[i]);
+            free(pages);
+            return NULL;
+        }
+        memcpy(pages[i], p->data + (size_t)i * p->page_size, p->page_size);
+    }
+    return pages;
+}
+
+/* Hands the batch's pages (copies from copy_batch, taken) to the pagemap,
+ * where reads find them until a checkpoint writes them home. Needs room
+ * (pm_reserve). Under ov_mu. */
+static void hand_over(pfile *p, unsigned char **pages) {
+    for (uint32_t i = 0; i < p->n; i++) pm_put(&p->e->live, p->pgno[i], pages[i]);
+    p->e->ov_page_size = p->page_size;
+    free(pages);
+}
+
+static void free_copies(pfile *p, unsigned char **pages) {
+    for (uint32_t i = 0; i < p->n; i++) free(pages[i]);
+    free(pages);
 }
 
 /* Whether the new page 1 differs from the file's only in the file change
  * counter (bytes 24..27) and the version-valid-for number (92..95), which
  * rollback mode bumps in every commit. Such a page 1 need not be logged:
- * by induction the file's page 1 differs from the one recovery would
- * restore only in those bytes, which hold one counter value in both places
+ * by induction the committed page 1 (in the pagemap or the file) differs
+ * from the one recovery would restore only in those bytes, which hold one counter value in both places
  * (so the in-header database size stays valid), and the counter only
  * tells connections of a running process that the file changed; after a
  * crash no connection has a cache to invalidate. It halves what a one-row
@@ -670,10 +949,29 @@ static int write_home(pfile *p) {
 static int page1_counter_only(pfile *p, const unsigned char *page) {
     if (p->page_size < 100 || p->page_size > PWAL_MAX_PAGE_BYTES) return 0;
     unsigned char old[PWAL_MAX_PAGE_BYTES];
-    if (p->real->pMethods->xRead(p->real, old, (int)p->page_size, 0) != SQLITE_OK) return 0;
+    if (read_committed(p, old, (int)p->page_size, 0) != SQLITE_OK) return 0;
     return memcmp(old, page, 24) == 0 && memcmp(old + 28, page + 28, 92 - 28) == 0 &&
            memcmp(old + 96, page + 96, p->page_size - 96) == 0 &&
            memcmp(page + 24, page + 92, 4) == 0 && memcmp(old + 24, old + 92, 4) == 0;
+}
+
+/* The database's size in pages after the batch, for the commit frame:
+ * page 1's header says it when it is valid (its change counter matches
+ * the version-valid-for number, as rollback mode keeps it), which spares
+ * an fstat per commit; else the file's size. At least the highest page. */
+static uint32_t batch_db_pages(pfile *p) {
+    uint32_t top = 0, header = 0;
+    for (uint32_t i = 0; i < p->n; i++) {
+        if (p->pgno[i] > top) top = p->pgno[i];
+        const unsigned char *h = p->data + (size_t)i * p->page_size;
+        if (p->pgno[i] == 1 && p->page_size >= 100 && memcmp(h + 24, h + 92, 4) == 0)
+            header = (uint32_t)h[28] << 24 | (uint32_t)h[29] << 16 | (uint32_t)h[30] << 8 | h[31];
+    }
+    if (!header) {
+        sqlite3_int64 fsize = 0;
+        if (x_file_size(&p->base, &fsize) == SQLITE_OK) header = (uint32_t)(fsize / p->page_size);
+    }
+    return header > top ? header : top;
 }
 
 /* COMMIT_ATOMIC_WRITE: the batch becomes one pwal transaction, durable on
@@ -684,12 +982,18 @@ static int commit_batch(pfile *p) {
     dbent *e = p->e;
     if (p->n == 0) return SQLITE_OK;
     if (p->batch_bad) return SQLITE_IOERR_WRITE;
-    sqlite3_int64 fsize = 0;
-    if (p->real->pMethods->xFileSize(p->real, &fsize) != SQLITE_OK) fsize = 0;
-    uint32_t db_pages = (uint32_t)(fsize / p->page_size), nf = 0;
+    /* The pagemap holds pages of one size: pages of another (a VACUUM that
+     * changed the page size) wait until the old ones are home. */
+    pthread_mutex_lock(&e->ov_mu);
+    int other_size = (e->live.n || e->going.n) && e->ov_page_size != p->page_size;
+    pthread_mutex_unlock(&e->ov_mu);
+    if (other_size && checkpoint(s) != SQLITE_OK) return SQLITE_IOERR_WRITE;
+    /* Copies for the pagemap, before anything is durable. */
+    unsigned char **pages = copy_batch(p);
+    if (!pages) return SQLITE_IOERR_NOMEM;
+    uint32_t db_pages = batch_db_pages(p), nf = 0;
     for (uint32_t i = 0; i < p->n; i++) {
         const unsigned char *data = p->data + (size_t)i * p->page_size;
-        if (p->pgno[i] > db_pages) db_pages = p->pgno[i];
         if (p->pgno[i] == 1 && page1_counter_only(p, data)) continue;
         p->frames[nf].page_number = p->pgno[i];
         p->frames[nf].db_size_if_commit = 0;
@@ -697,24 +1001,46 @@ static int commit_batch(pfile *p) {
         p->frames[nf].len = p->page_size;
         nf++;
     }
-    if (nf == 0) return write_home(p) == SQLITE_OK ? SQLITE_OK : SQLITE_IOERR_WRITE;
+    if (nf == 0) {
+        /* Nothing to log (page 1's counter only): home with the rest. */
+        pthread_mutex_lock(&e->ov_mu);
+        int room = pm_reserve(&e->live, p->n);
+        if (room == 0) hand_over(p, pages);
+        pthread_mutex_unlock(&e->ov_mu);
+        if (room != 0) free_copies(p, pages);
+        return room == 0 ? SQLITE_OK : SQLITE_IOERR_NOMEM;
+    }
     p->frames[nf - 1].db_size_if_commit = db_pages;
 
     pthread_mutex_lock(&s->mu);
     if (s->fail_commits > 0) {
         s->fail_commits--;
         pthread_mutex_unlock(&s->mu);
+        free_copies(p, pages);
         STAT_ADD(s, commit_failures, 1);
         return SQLITE_IOERR_WRITE;
     }
     if (s->broken || assign_id(s, e) != 0) {
         int was_broken = s->broken;
         pthread_mutex_unlock(&s->mu);
+        free_copies(p, pages);
         if (!was_broken) mark_broken(s, "cannot append to " MANIFEST_NAME);
         STAT_ADD(s, commit_failures, 1);
         return SQLITE_IOERR_WRITE;
     }
     while (s->ckpt_waiting) pthread_cond_wait(&s->cv, &s->mu);
+    /* Room in the pagemap, reserved while no checkpoint can take it away
+     * (one waits for in_flight to drain before it moves live), so that
+     * the handover after the commit cannot fail. */
+    pthread_mutex_lock(&e->ov_mu);
+    int room = pm_reserve(&e->live, p->n);
+    pthread_mutex_unlock(&e->ov_mu);
+    if (room != 0) {
+        pthread_mutex_unlock(&s->mu);
+        free_copies(p, pages);
+        STAT_ADD(s, commit_failures, 1);
+        return SQLITE_IOERR_NOMEM;
+    }
     s->in_flight++;
     pwal_txn txn;
     txn.txn_id = ++s->next_seq;
@@ -731,19 +1057,18 @@ static int commit_batch(pfile *p) {
         /* Maybe durable, maybe not: the files are no longer known to hold
          * everything the log does. */
         mark_broken(s, pwal_last_error());
+        free_copies(p, pages);
         rc = SQLITE_IOERR_WRITE;
     } else {
-        rc = write_home(p);
-        if (rc != SQLITE_OK) {
-            /* Durable in the log but not home: the next open replays it. */
-            mark_broken(s, "writing a committed page into the database file failed");
-            rc = SQLITE_IOERR_WRITE;
-        }
+        /* Before in_flight drops: a checkpoint that waits for it then finds
+         * these pages and writes them home before it moves the mark. */
+        pthread_mutex_lock(&e->ov_mu);
+        hand_over(p, pages);
+        pthread_mutex_unlock(&e->ov_mu);
     }
     pthread_mutex_lock(&s->mu);
     if (st == PWAL_OK) {
         if (epoch > e->last_epoch) e->last_epoch = epoch;
-        e->needs_sync = 1;
         s->bytes_since_ckpt += (uint64_t)nf * p->page_size;
     }
     int want_ckpt = s->bytes_since_ckpt >= s->ckpt_every && !s->broken && !s->ckpt_off;
@@ -782,6 +1107,9 @@ static int x_pragma(pfile *p, char **arg) {
         unsigned long long ck = s->ckpt_epoch;
         int broken = s->broken;
         pthread_mutex_unlock(&s->mu);
+        pthread_mutex_lock(&p->e->ov_mu);
+        unsigned waiting = p->e->live.n + p->e->going.n;
+        pthread_mutex_unlock(&p->e->ov_mu);
         pwal_stats ls;
         memset(&ls, 0, sizeof ls);
         ls.struct_size = sizeof ls;
@@ -790,6 +1118,7 @@ static int x_pragma(pfile *p, char **arg) {
             "commits=%llu frames=%llu frame_bytes=%llu commit_failures=%llu rollbacks=%llu "
             "direct_writes=%llu direct_truncates=%llu syncs=%llu syncs_skipped=%llu "
             "checkpoints=%llu checkpoint_epoch=%llu replayed_frames=%llu file_id=%u broken=%d "
+            "pages_waiting=%u pages_home=%llu "
             "log_epochs=%llu log_transactions=%llu log_bytes=%llu log_syncs=%llu "
             "log_segments_created=%llu log_segments_recycled=%llu log_sync_p50_us=%llu",
             (unsigned long long)v.commits, (unsigned long long)v.frames,
@@ -797,7 +1126,8 @@ static int x_pragma(pfile *p, char **arg) {
             (unsigned long long)v.rollbacks, (unsigned long long)v.direct_writes,
             (unsigned long long)v.direct_truncates, (unsigned long long)v.syncs,
             (unsigned long long)v.syncs_skipped, (unsigned long long)v.checkpoints, ck,
-            (unsigned long long)v.replayed_frames, p->e->file_id, broken,
+            (unsigned long long)v.replayed_frames, p->e->file_id, broken, waiting,
+            (unsigned long long)v.pages_home,
             (unsigned long long)ls.epochs, (unsigned long long)ls.transactions,
             (unsigned long long)ls.bytes_written, (unsigned long long)ls.syncs,
             (unsigned long long)ls.segments_created, (unsigned long long)ls.segments_recycled,

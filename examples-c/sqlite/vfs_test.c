@@ -109,6 +109,72 @@ static void case_batch(void) {
     EXPECT(exists(path_of(".pwal-shared-pwal")), "no log directory");
 }
 
+static int same_bytes(const char *a, const char *b) {
+    FILE *x = fopen(a, "rb"), *y = fopen(b, "rb");
+    if (!x || !y) die("compare %s with %s: %s", a, b, strerror(errno));
+    int same = 1, c;
+    do {
+        c = fgetc(x);
+        if (c != fgetc(y)) same = 0;
+    } while (same && c != EOF);
+    fclose(x);
+    fclose(y);
+    return same;
+}
+
+/* A commit leaves the database file alone: its pages wait in memory (and
+ * in the log) until a checkpoint writes them home. Meanwhile every
+ * connection reads them and the file's size counts them; a checkpoint
+ * writes each page once, however many commits rewrote it. */
+static void case_home(void) {
+    sqlite3 *db = open_pwal("h.db");
+    create_table(db);
+    exec(db, "INSERT INTO t(v) VALUES('seed')");
+    exec(db, "PRAGMA pwal_checkpoint");
+    EXPECT(stat_of(db, "pages_waiting") == 0, "pages wait after a checkpoint");
+    long long home = stat_of(db, "pages_home"), pages0 = query_int(db, "PRAGMA page_count");
+    EXPECT(file_size(path_of("h.db")) == pages0 * 4096, "the file is not its pages after a checkpoint");
+    save("h.db");
+    enum { ROWS = 200 };
+    for (int i = 0; i < ROWS; i++) execf(db, "INSERT INTO t(v) VALUES(printf('%%0500d', %d))", i);
+    EXPECT(stat_of(db, "commits") == ROWS + 1, "the inserts were not batches");
+    char saved[PATH_MAX + 64];
+    snprintf(saved, sizeof saved, "%s.saved", path_of("h.db"));
+    EXPECT(same_bytes(path_of("h.db"), saved), "a commit wrote the database file");
+    long long waiting = stat_of(db, "pages_waiting"), pages = query_int(db, "PRAGMA page_count");
+    EXPECT(pages > pages0 + 10, "%lld pages after %d rows of 500 bytes", pages, ROWS);
+    EXPECT(waiting >= pages - pages0, "%lld pages waiting, the database grew by %lld", waiting,
+           pages - pages0);
+
+    sqlite3 *other = open_pwal("h.db"); /* a second connection sees every commit */
+    EXPECT(query_int(other, "SELECT count(*) FROM t") == ROWS + 1, "the other connection sees %lld rows",
+           query_int(other, "SELECT count(*) FROM t"));
+    EXPECT(query_int(other, "PRAGMA page_count") == pages, "the other connection counts %lld pages",
+           query_int(other, "PRAGMA page_count"));
+    check_integrity(other, "home, before the checkpoint");
+    exec(other, "UPDATE t SET v='other' WHERE id=1"); /* a commit from it, read back by the first */
+    char *v = query(db, "SELECT v FROM t WHERE id=1");
+    EXPECT(strcmp(v, "other") == 0, "the first connection reads %s", v);
+    free(v);
+
+    exec(db, "PRAGMA pwal_checkpoint");
+    EXPECT(stat_of(db, "pages_waiting") == 0, "%lld pages wait after a checkpoint",
+           stat_of(db, "pages_waiting"));
+    long long written = stat_of(db, "pages_home") - home;
+    EXPECT(written == waiting || written == waiting + 1,
+           "the checkpoint wrote %lld pages home, %lld were waiting", written, waiting);
+    EXPECT(written < ROWS, "%lld pages written home for %d commits: not once each", written, ROWS);
+    EXPECT(file_size(path_of("h.db")) == pages * 4096, "the file holds %lld bytes, not %lld pages",
+           file_size(path_of("h.db")), pages);
+    sqlite3_close(other);
+    sqlite3_close(db);
+    db = open_db(path_of("h.db"), NULL); /* the plain file, without the log */
+    EXPECT(query_int(db, "SELECT count(*) FROM t") == ROWS + 1, "the file holds %lld rows",
+           query_int(db, "SELECT count(*) FROM t"));
+    check_integrity(db, "home, the plain file");
+    sqlite3_close(db);
+}
+
 /* Commits whose writes home were lost (the file is put back as it was
  * before them, as after a power loss) come back from the log at the next
  * open, before SQLite reads: the default VFS does not see them, pwal does.
@@ -117,6 +183,7 @@ static void case_replay(void) {
     sqlite3 *db = open_pwal("r.db");
     create_table(db);
     exec(db, "INSERT INTO t(v) VALUES('before')");
+    exec(db, "PRAGMA pwal_checkpoint"); /* committed pages go home at a checkpoint */
     save("r.db");
     exec(db, "PRAGMA pwal_checkpoints=off");
     for (int i = 0; i < 50; i++) execf(db, "INSERT INTO t(v) VALUES('logged %d')", i);
@@ -210,6 +277,7 @@ static void case_truncate(void) {
     for (int i = 0; i < 2000; i++) execf(db, "INSERT INTO t(v) VALUES(printf('%%0300d', %d))", i);
     exec(db, "COMMIT");
     exec(db, "DELETE FROM t WHERE id > 100");
+    exec(db, "PRAGMA pwal_checkpoint"); /* the file's size: its pages home */
     long long before = file_size(path_of("v.db"));
     exec(db, "VACUUM");
     long long after = file_size(path_of("v.db"));
@@ -415,7 +483,7 @@ int main(int argc, char **argv) {
         const char *name;
         void (*run)(void);
     } cases[] = {
-        {"batch", case_batch},         {"replay", case_replay},   {"spill", case_spill},
+        {"batch", case_batch},         {"home", case_home},       {"replay", case_replay},   {"spill", case_spill},
         {"fallback", case_fallback},   {"truncate", case_truncate}, {"page_size", case_page_size},
         {"wal", case_wal},             {"threads", case_threads}, {"shared", case_shared},
         {"process", case_process},     {"open_once", case_open_once},
