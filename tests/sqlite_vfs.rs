@@ -81,7 +81,18 @@ macro_rules! vfs_cases {
 }
 
 vfs_cases!(
-    batch, home, replay, spill, fallback, truncate, page_size, wal, threads, shared, process
+    batch,
+    home,
+    replay,
+    spill,
+    fallback,
+    truncate,
+    page_size,
+    wal,
+    threads,
+    shared,
+    process,
+    hot_journal
 );
 
 /// splitmix64, for the kill timings.

@@ -46,6 +46,8 @@
  *    frames of that file, so an older frame can never be replayed over it.
  *    Such writes are synced by xSync as usual; xSync after a batch commit
  *    (which the log made durable) is a no-op.
+ *  - xAccess remembers that "<db>-journal" and "<db>-wal" do not exist
+ *    (see "what xAccess knows without asking").
  *  - No shared memory (xShmMap is NULL): SQLite refuses journal_mode=WAL,
  *    except under locking_mode=EXCLUSIVE, where its WAL needs no shared
  *    memory and its checkpoints are writes outside a batch (see above).
@@ -151,8 +153,9 @@ typedef struct {
     uint32_t page_size;
     uint32_t n, cap;  /* pages in the batch */
     uint32_t *pgno;
-    unsigned char *data;
+    unsigned char **pages; /* page_size bytes each, owned until handed to the pagemap */
     pwal_frame *frames;
+    char *db_path;      /* the name it was opened by (for sidecar_unref) */
     sqlite3_file *real; /* the default VFS's file, right after this struct */
 } pfile;
 
@@ -717,14 +720,100 @@ static void release(shared *s) {
     pthread_mutex_unlock(&g_mu);
 }
 
+/* ---- what xAccess knows without asking ---- */
+
+/* In rollback mode SQLite asks, before every transaction, whether
+ * "<db>-journal" (a hot journal to roll back) and "<db>-wal" exist: two
+ * failing stat()s per commit, which WAL mode answers from shared memory.
+ * Here a "no" is remembered for the journal and WAL names of every main
+ * database open through this VFS, and forgotten when this VFS opens or
+ * deletes that name, and when the database's last handle closes.
+ *
+ * Sound because SQLite asks only under a lock on the database, and the
+ * "unix-excl" lock is an exclusive fcntl() lock held from the first
+ * transaction until the last handle in this process closes: no other
+ * process can make a journal meanwhile, and every one made here is
+ * opened through this VFS. */
+typedef struct sidecar sidecar;
+struct sidecar {
+    sidecar *next;
+    char *path; /* "<db>-journal" or "<db>-wal" */
+    int refs;   /* main database handles open by the db's name */
+    int absent; /* xAccess(EXISTS) said no, and nothing since could change it */
+};
+
+static pthread_mutex_t g_side_mu = PTHREAD_MUTEX_INITIALIZER;
+static sidecar *g_sides;
+static uint64_t g_access_known; /* xAccess calls answered from memory (PRAGMA pwal_stats) */
+static const char *const SIDE_SUFFIX[2] = {"-journal", "-wal"};
+
+static sidecar *side_find(const char *path) {
+    for (sidecar *c = g_sides; c; c = c->next)
+        if (strcmp(c->path, path) == 0) return c;
+    return NULL;
+}
+
+/* Adds (or removes, with delta -1) a reference to the sidecars of db_path. */
+static void sidecar_ref(const char *db_path, int delta) {
+    size_t n = strlen(db_path);
+    pthread_mutex_lock(&g_side_mu);
+    for (int k = 0; k < 2; k++) {
+        char *path = malloc(n + strlen(SIDE_SUFFIX[k]) + 1);
+        if (!path) continue; /* not remembered: xAccess asks the file system */
+        memcpy(path, db_path, n);
+        strcpy(path + n, SIDE_SUFFIX[k]);
+        sidecar *c = side_find(path);
+        if (delta > 0 && !c && (c = calloc(1, sizeof *c))) {
+            c->path = path;
+            path = NULL;
+            c->next = g_sides;
+            g_sides = c;
+        }
+        free(path);
+        if (!c) continue;
+        c->refs += delta;
+        if (c->refs <= 0) {
+            for (sidecar **pp = &g_sides; *pp; pp = &(*pp)->next)
+                if (*pp == c) {
+                    *pp = c->next;
+                    break;
+                }
+            free(c->path);
+            free(c);
+        }
+    }
+    pthread_mutex_unlock(&g_side_mu);
+}
+
+/* 1: known absent; 0: ask. */
+static int sidecar_absent(const char *path) {
+    pthread_mutex_lock(&g_side_mu);
+    sidecar *c = side_find(path);
+    int absent = c && c->absent;
+    pthread_mutex_unlock(&g_side_mu);
+    return absent;
+}
+
+static void sidecar_note(const char *path, int absent) {
+    pthread_mutex_lock(&g_side_mu);
+    sidecar *c = side_find(path);
+    if (c) c->absent = absent;
+    pthread_mutex_unlock(&g_side_mu);
+}
+
 /* ---- io methods of a main database file ---- */
+
+static void batch_reset(pfile *p);
 
 static int x_close(sqlite3_file *f) {
     pfile *p = (pfile *)f;
     int rc = p->real->pMethods ? p->real->pMethods->xClose(p->real) : SQLITE_OK;
+    batch_reset(p);
     free(p->pgno);
-    free(p->data);
+    free(p->pages);
     free(p->frames);
+    if (p->db_path) sidecar_ref(p->db_path, -1);
+    free(p->db_path);
     release(p->s);
     return rc;
 }
@@ -786,7 +875,7 @@ static int x_read(sqlite3_file *f, void *buf, int amt, sqlite3_int64 off) {
         uint32_t pg = (uint32_t)(off / amt) + 1;
         for (uint32_t i = p->n; i-- > 0;)
             if (p->pgno[i] == pg) {
-                memcpy(buf, p->data + (size_t)i * p->page_size, (size_t)amt);
+                memcpy(buf, p->pages[i], (size_t)amt);
                 return SQLITE_OK;
             }
     }
@@ -815,25 +904,24 @@ static int batch_add(pfile *p, const void *buf, int amt, sqlite3_int64 off) {
         p->batch_bad = 1; /* not a page of the batch's size: COMMIT will fail */
         return SQLITE_OK;
     }
-    if ((uint32_t)amt != p->page_size) { /* first page, of another size than before */
-        free(p->data);
-        p->data = NULL;
-        p->cap = 0;
-        p->page_size = (uint32_t)amt;
-    }
+    p->page_size = (uint32_t)amt; /* the first page's size, or the same */
     if (p->n == p->cap) {
         uint32_t cap = p->cap ? p->cap * 2 : 64;
         uint32_t *pg = realloc(p->pgno, sizeof *pg * cap);
         if (pg) p->pgno = pg;
-        unsigned char *d = pg ? realloc(p->data, (size_t)cap * p->page_size) : NULL;
-        if (d) p->data = d;
+        unsigned char **d = pg ? realloc(p->pages, sizeof *d * cap) : NULL;
+        if (d) p->pages = d;
         pwal_frame *fr = d ? realloc(p->frames, sizeof *fr * cap) : NULL;
         if (!fr) return SQLITE_IOERR_NOMEM;
         p->frames = fr;
         p->cap = cap;
     }
+    /* Its own buffer: a commit hands it to the pagemap without a copy. */
+    unsigned char *page = malloc((size_t)amt);
+    if (!page) return SQLITE_IOERR_NOMEM;
+    memcpy(page, buf, (size_t)amt);
     p->pgno[p->n] = (uint32_t)(off / amt) + 1;
-    memcpy(p->data + (size_t)p->n * p->page_size, buf, (size_t)amt);
+    p->pages[p->n] = page;
     p->n++;
     return SQLITE_OK;
 }
@@ -901,40 +989,22 @@ static int x_check_reserved(sqlite3_file *f, int *out) {
     return p->real->pMethods->xCheckReservedLock(p->real, out);
 }
 
+/* Ends the batch: drops its pages that no commit handed over. */
 static void batch_reset(pfile *p) {
+    for (uint32_t i = 0; i < p->n; i++) free(p->pages[i]);
     p->in_batch = 0;
     p->batch_bad = 0;
     p->n = 0;
 }
 
-/* Copies of the batch's pages, for the pagemap; NULL when out of memory.
- * Made before the commit, so that nothing can fail after it. */
-static unsigned char **copy_batch(pfile *p) {
-    unsigned char **pages = calloc(p->n, sizeof *pages);
-    for (uint32_t i = 0; pages && i < p->n; i++) {
-        pages[i] = malloc(p->page_size);
-        if (!pages[i]) {
-            while (i-- > 0) free(pages[i]);
-            free(pages);
-            return NULL;
-        }
-        memcpy(pages[i], p->data + (size_t)i * p->page_size, p->page_size);
+/* Hands the batch's pages to the pagemap, where reads find them until a
+ * checkpoint writes them home. Needs room (pm_reserve). Under ov_mu. */
+static void hand_over(pfile *p) {
+    for (uint32_t i = 0; i < p->n; i++) {
+        pm_put(&p->e->live, p->pgno[i], p->pages[i]);
+        p->pages[i] = NULL;
     }
-    return pages;
-}
-
-/* Hands the batch's pages (copies from copy_batch, taken) to the pagemap,
- * where reads find them until a checkpoint writes them home. Needs room
- * (pm_reserve). Under ov_mu. */
-static void hand_over(pfile *p, unsigned char **pages) {
-    for (uint32_t i = 0; i < p->n; i++) pm_put(&p->e->live, p->pgno[i], pages[i]);
     p->e->ov_page_size = p->page_size;
-    free(pages);
-}
-
-static void free_copies(pfile *p, unsigned char **pages) {
-    for (uint32_t i = 0; i < p->n; i++) free(pages[i]);
-    free(pages);
 }
 
 /* Whether the new page 1 differs from the file's only in the file change
@@ -963,7 +1033,7 @@ static uint32_t batch_db_pages(pfile *p) {
     uint32_t top = 0, header = 0;
     for (uint32_t i = 0; i < p->n; i++) {
         if (p->pgno[i] > top) top = p->pgno[i];
-        const unsigned char *h = p->data + (size_t)i * p->page_size;
+        const unsigned char *h = p->pages[i];
         if (p->pgno[i] == 1 && p->page_size >= 100 && memcmp(h + 24, h + 92, 4) == 0)
             header = (uint32_t)h[28] << 24 | (uint32_t)h[29] << 16 | (uint32_t)h[30] << 8 | h[31];
     }
@@ -988,12 +1058,9 @@ static int commit_batch(pfile *p) {
     int other_size = (e->live.n || e->going.n) && e->ov_page_size != p->page_size;
     pthread_mutex_unlock(&e->ov_mu);
     if (other_size && checkpoint(s) != SQLITE_OK) return SQLITE_IOERR_WRITE;
-    /* Copies for the pagemap, before anything is durable. */
-    unsigned char **pages = copy_batch(p);
-    if (!pages) return SQLITE_IOERR_NOMEM;
     uint32_t db_pages = batch_db_pages(p), nf = 0;
     for (uint32_t i = 0; i < p->n; i++) {
-        const unsigned char *data = p->data + (size_t)i * p->page_size;
+        const unsigned char *data = p->pages[i];
         if (p->pgno[i] == 1 && page1_counter_only(p, data)) continue;
         p->frames[nf].page_number = p->pgno[i];
         p->frames[nf].db_size_if_commit = 0;
@@ -1005,9 +1072,8 @@ static int commit_batch(pfile *p) {
         /* Nothing to log (page 1's counter only): home with the rest. */
         pthread_mutex_lock(&e->ov_mu);
         int room = pm_reserve(&e->live, p->n);
-        if (room == 0) hand_over(p, pages);
+        if (room == 0) hand_over(p);
         pthread_mutex_unlock(&e->ov_mu);
-        if (room != 0) free_copies(p, pages);
         return room == 0 ? SQLITE_OK : SQLITE_IOERR_NOMEM;
     }
     p->frames[nf - 1].db_size_if_commit = db_pages;
@@ -1016,14 +1082,12 @@ static int commit_batch(pfile *p) {
     if (s->fail_commits > 0) {
         s->fail_commits--;
         pthread_mutex_unlock(&s->mu);
-        free_copies(p, pages);
         STAT_ADD(s, commit_failures, 1);
         return SQLITE_IOERR_WRITE;
     }
     if (s->broken || assign_id(s, e) != 0) {
         int was_broken = s->broken;
         pthread_mutex_unlock(&s->mu);
-        free_copies(p, pages);
         if (!was_broken) mark_broken(s, "cannot append to " MANIFEST_NAME);
         STAT_ADD(s, commit_failures, 1);
         return SQLITE_IOERR_WRITE;
@@ -1037,7 +1101,6 @@ static int commit_batch(pfile *p) {
     pthread_mutex_unlock(&e->ov_mu);
     if (room != 0) {
         pthread_mutex_unlock(&s->mu);
-        free_copies(p, pages);
         STAT_ADD(s, commit_failures, 1);
         return SQLITE_IOERR_NOMEM;
     }
@@ -1057,13 +1120,12 @@ static int commit_batch(pfile *p) {
         /* Maybe durable, maybe not: the files are no longer known to hold
          * everything the log does. */
         mark_broken(s, pwal_last_error());
-        free_copies(p, pages);
         rc = SQLITE_IOERR_WRITE;
     } else {
         /* Before in_flight drops: a checkpoint that waits for it then finds
          * these pages and writes them home before it moves the mark. */
         pthread_mutex_lock(&e->ov_mu);
-        hand_over(p, pages);
+        hand_over(p);
         pthread_mutex_unlock(&e->ov_mu);
     }
     pthread_mutex_lock(&s->mu);
@@ -1118,7 +1180,7 @@ static int x_pragma(pfile *p, char **arg) {
             "commits=%llu frames=%llu frame_bytes=%llu commit_failures=%llu rollbacks=%llu "
             "direct_writes=%llu direct_truncates=%llu syncs=%llu syncs_skipped=%llu "
             "checkpoints=%llu checkpoint_epoch=%llu replayed_frames=%llu file_id=%u broken=%d "
-            "pages_waiting=%u pages_home=%llu "
+            "pages_waiting=%u pages_home=%llu access_known=%llu "
             "log_epochs=%llu log_transactions=%llu log_bytes=%llu log_syncs=%llu "
             "log_segments_created=%llu log_segments_recycled=%llu log_sync_p50_us=%llu",
             (unsigned long long)v.commits, (unsigned long long)v.frames,
@@ -1128,6 +1190,7 @@ static int x_pragma(pfile *p, char **arg) {
             (unsigned long long)v.syncs_skipped, (unsigned long long)v.checkpoints, ck,
             (unsigned long long)v.replayed_frames, p->e->file_id, broken, waiting,
             (unsigned long long)v.pages_home,
+            (unsigned long long)__atomic_load_n(&g_access_known, __ATOMIC_RELAXED),
             (unsigned long long)ls.epochs, (unsigned long long)ls.transactions,
             (unsigned long long)ls.bytes_written, (unsigned long long)ls.syncs,
             (unsigned long long)ls.segments_created, (unsigned long long)ls.segments_recycled,
@@ -1251,6 +1314,7 @@ static const sqlite3_io_methods io_methods = {
 
 static int v_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *f, int flags, int *out_flags) {
     (void)vfs;
+    if (name) sidecar_note(name, 0); /* it may exist from now on */
     if (!name || !(flags & SQLITE_OPEN_MAIN_DB))
         return g_orig->xOpen(g_orig, name, f, flags, out_flags); /* journals, temp files */
     pfile *p = (pfile *)f;
@@ -1299,18 +1363,28 @@ static int v_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *f, int flags
     }
     p->s = s;
     p->e = e;
+    p->db_path = strdup(name); /* without it, xAccess just asks */
+    if (p->db_path) sidecar_ref(p->db_path, 1);
     p->base.pMethods = &io_methods;
     return SQLITE_OK;
 }
 
 static int v_delete(sqlite3_vfs *v, const char *name, int sync_dir_flag) {
     (void)v;
+    sidecar_note(name, 0);
     return g_orig->xDelete(g_orig, name, sync_dir_flag);
 }
 
 static int v_access(sqlite3_vfs *v, const char *name, int flags, int *out) {
     (void)v;
-    return g_orig->xAccess(g_orig, name, flags, out);
+    if (flags == SQLITE_ACCESS_EXISTS && sidecar_absent(name)) {
+        __atomic_add_fetch(&g_access_known, 1, __ATOMIC_RELAXED);
+        *out = 0;
+        return SQLITE_OK;
+    }
+    int rc = g_orig->xAccess(g_orig, name, flags, out);
+    if (rc == SQLITE_OK && flags == SQLITE_ACCESS_EXISTS && !*out) sidecar_note(name, 1);
+    return rc;
 }
 
 static int v_full_pathname(sqlite3_vfs *v, const char *name, int n, char *out) {

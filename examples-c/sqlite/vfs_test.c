@@ -428,6 +428,60 @@ static void case_shared(void) {
     }
 }
 
+/* Runs `vfs_test CASE DIR` in a child process; its exit status. */
+static int child_case(const char *name) {
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0) die("readlink");
+    exe[n] = 0;
+    pid_t pid = fork();
+    if (pid < 0) die("fork: %s", strerror(errno));
+    if (pid == 0) {
+        execl(exe, exe, name, g_dir, (char *)NULL);
+        _exit(127);
+    }
+    int status;
+    if (waitpid(pid, &status, 0) != pid) die("waitpid");
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+}
+
+/* The child of hot_journal: rewrites every row of j.db in one transaction
+ * larger than the page cache (it spills: journal written, pages written
+ * directly), then dies before COMMIT. */
+static void case_die_mid_spill(void) {
+    sqlite3 *db = open_pwal("j.db");
+    exec(db, "PRAGMA cache_size=20");
+    exec(db, "BEGIN");
+    exec(db, "UPDATE t SET v=printf('%0600d', id)");
+    _exit(0);
+}
+
+/* A process that dies inside a spilled transaction leaves a hot journal.
+ * The VFS answers "no journal" from memory once the file system said so
+ * (access_known counts those answers); the next process's open must still
+ * find this journal, and SQLite must roll the transaction back. */
+static void case_hot_journal(void) {
+    sqlite3 *db = open_pwal("j.db");
+    create_table(db);
+    for (int i = 0; i < 100; i++) execf(db, "INSERT INTO t(v) VALUES(printf('%%0500d', %d))", i);
+    EXPECT(stat_of(db, "access_known") > 0,
+           "every xAccess of the journal and WAL names asked the file system");
+    sqlite3_close(db);
+    int rc = child_case("die_mid_spill");
+    EXPECT(rc == 0, "die_mid_spill exited %d", rc);
+    EXPECT(exists(path_of("j.db-journal")) && file_size(path_of("j.db-journal")) > 0,
+           "the dead transaction left no journal");
+    db = open_pwal("j.db");
+    EXPECT(query_int(db, "SELECT count(*) FROM t") == 100, "rows lost");
+    EXPECT(query_int(db, "SELECT count(*) FROM t WHERE length(v) = 600") == 0,
+           "%lld rows of the uncommitted transaction are there",
+           query_int(db, "SELECT count(*) FROM t WHERE length(v) = 600"));
+    check_integrity(db, "hot journal");
+    EXPECT(!exists(path_of("j.db-journal")) || file_size(path_of("j.db-journal")) == 0,
+           "the hot journal was not rolled back");
+    sqlite3_close(db);
+}
+
 /* Runs `vfs_test open_once DIR` in a child process: 0 if it could open and
  * write a database of DIR through pwal, 3 if it could not open it. */
 static int child_open(void) {
@@ -487,6 +541,7 @@ int main(int argc, char **argv) {
         {"fallback", case_fallback},   {"truncate", case_truncate}, {"page_size", case_page_size},
         {"wal", case_wal},             {"threads", case_threads}, {"shared", case_shared},
         {"process", case_process},     {"open_once", case_open_once},
+        {"hot_journal", case_hot_journal}, {"die_mid_spill", case_die_mid_spill},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         if (strcmp(cases[i].name, argv[1]) == 0) {
