@@ -469,6 +469,12 @@ fn doubled(sh: &Shared, capacity: u64) -> u64 {
         .clamp(first_capacity(&sh.cfg), sh.cfg.segment_bytes)
 }
 
+/// The size of each write of zeros into a spare: small enough that the
+/// page cache gives the segment small folios. A kernel sizes a folio by
+/// the write that creates it, and each commit's write into a large folio
+/// (made by a 1 MiB write) walks every block of it.
+const FILL_WRITE: usize = 64 << 10;
+
 /// Creates `spare-<n>.tmp`, zero-filled to the segment size (when `fill`)
 /// and synced with its directory entry, so that later `fdatasync`s of it
 /// flush data only.
@@ -504,8 +510,13 @@ fn create_spare(
             ));
         }
         let len = (fill_to - off).min(CHUNK as u64) as usize;
-        file.write_all_at(&[&zeros[..len]], off)
-            .map_err(|e| (ctx("preallocating"), e))?;
+        let mut at = 0;
+        while at < len {
+            let piece = (len - at).min(FILL_WRITE);
+            file.write_all_at(&[&zeros[..piece]], off + at as u64)
+                .map_err(|e| (ctx("preallocating"), e))?;
+            at += piece;
+        }
         off += len as u64;
         if sh.cfg.sync != SyncPolicy::Off {
             // Flush as we go: one 64 MiB flush at the end would queue every
