@@ -101,6 +101,11 @@ struct dbent {
     pagemap live;        /* filled by commits */
     pagemap going;       /* taken by the running checkpoint, being written home */
     uint32_t ov_page_size; /* the size of every page in live and going */
+    /* The file's own size, as its last fstat gave it, while size_gen has
+     * not moved since: every change to the file's size (a checkpoint's
+     * writes, a direct write or truncation, a file control) bumps it. */
+    sqlite3_int64 real_size;
+    uint64_t real_size_gen, size_gen; /* real_size holds when they are equal and nonzero */
 };
 
 typedef struct {
@@ -344,6 +349,7 @@ static dbent *add_ent(shared *s, const char *name, uint32_t id) {
     }
     e->file_id = id;
     e->fd = -1;
+    e->size_gen = 1;
     pthread_mutex_init(&e->ov_mu, NULL);
     e->next = s->files;
     s->files = e;
@@ -561,6 +567,7 @@ static int checkpoint(shared *s) {
         }
         pthread_mutex_lock(&e->ov_mu);
         pm_clear(&e->going);
+        e->size_gen++;
         pthread_mutex_unlock(&e->ov_mu);
         STAT_ADD(s, pages_home, pages);
     }
@@ -830,6 +837,13 @@ static sqlite3_int64 waiting_end(dbent *e) {
     return (sqlite3_int64)top * e->ov_page_size;
 }
 
+/* The file's size changed (or may have): forget the one fstat gave. */
+static void size_changed(dbent *e) {
+    pthread_mutex_lock(&e->ov_mu);
+    e->size_gen++;
+    pthread_mutex_unlock(&e->ov_mu);
+}
+
 /* Reads what is committed: the pages waiting to go home over the file.
  *
  * A miss in the pagemaps reads the file without ov_mu: a page absent from
@@ -933,7 +947,9 @@ static int x_write(sqlite3_file *f, const void *buf, int amt, sqlite3_int64 off)
     if (rc != SQLITE_OK) return rc == SQLITE_IOERR ? SQLITE_IOERR_WRITE : rc;
     p->direct_dirty = 1;
     STAT_ADD(p->s, direct_writes, 1);
-    return p->real->pMethods->xWrite(p->real, buf, amt, off);
+    rc = p->real->pMethods->xWrite(p->real, buf, amt, off);
+    size_changed(p->e);
+    return rc;
 }
 
 static int x_truncate(sqlite3_file *f, sqlite3_int64 size) {
@@ -943,7 +959,9 @@ static int x_truncate(sqlite3_file *f, sqlite3_int64 size) {
     if (rc != SQLITE_OK) return rc == SQLITE_IOERR ? SQLITE_IOERR_TRUNCATE : rc;
     p->direct_dirty = 1;
     STAT_ADD(p->s, direct_truncates, 1);
-    return p->real->pMethods->xTruncate(p->real, size);
+    rc = p->real->pMethods->xTruncate(p->real, size);
+    size_changed(p->e);
+    return rc;
 }
 
 static int x_sync(sqlite3_file *f, int flags) {
@@ -962,14 +980,28 @@ static int x_sync(sqlite3_file *f, int flags) {
 /* The file's size once the pages waiting to go home are there. The
  * pagemaps first, the file second: a checkpoint that writes them home in
  * between leaves the file as large as they said (read the other way round,
- * both could look small). */
+ * both could look small). The file's own size is remembered until
+ * something changes it (size_changed): SQLite asks before every
+ * transaction, and only this process writes the file while it is open. */
 static int x_file_size(sqlite3_file *f, sqlite3_int64 *size) {
     pfile *p = (pfile *)f;
-    pthread_mutex_lock(&p->e->ov_mu);
-    sqlite3_int64 end = waiting_end(p->e);
-    pthread_mutex_unlock(&p->e->ov_mu);
-    int rc = p->real->pMethods->xFileSize(p->real, size);
-    if (rc != SQLITE_OK) return rc;
+    dbent *e = p->e;
+    pthread_mutex_lock(&e->ov_mu);
+    sqlite3_int64 end = waiting_end(e);
+    uint64_t gen = e->size_gen;
+    int known = e->real_size_gen == gen;
+    *size = e->real_size;
+    pthread_mutex_unlock(&e->ov_mu);
+    if (!known) {
+        int rc = p->real->pMethods->xFileSize(p->real, size);
+        if (rc != SQLITE_OK) return rc;
+        pthread_mutex_lock(&e->ov_mu);
+        if (e->size_gen == gen) { /* nothing changed it meanwhile */
+            e->real_size = *size;
+            e->real_size_gen = gen;
+        }
+        pthread_mutex_unlock(&e->ov_mu);
+    }
     if (end > *size) *size = end;
     return SQLITE_OK;
 }
@@ -1259,7 +1291,24 @@ static int x_file_control(sqlite3_file *f, int op, void *arg) {
     default:
         break;
     }
-    return p->real->pMethods->xFileControl(p->real, op, arg);
+    int rc = p->real->pMethods->xFileControl(p->real, op, arg);
+    switch (op) {
+    /* The ones SQLite sends around every transaction, which leave the
+     * file's size alone. Any other (a size hint, a chunk size, ones this
+     * code does not know) may change it. */
+    case SQLITE_FCNTL_COMMIT_PHASETWO:
+    case SQLITE_FCNTL_HAS_MOVED:
+    case SQLITE_FCNTL_PDB:
+    case SQLITE_FCNTL_SYNC:
+    case SQLITE_FCNTL_LOCKSTATE:
+    case SQLITE_FCNTL_BUSYHANDLER:
+    case SQLITE_FCNTL_DATA_VERSION:
+    case SQLITE_FCNTL_LAST_ERRNO:
+        break;
+    default:
+        size_changed(p->e);
+    }
+    return rc;
 }
 
 static int x_sector_size(sqlite3_file *f) {

@@ -166,6 +166,10 @@ static void case_home(void) {
     EXPECT(written < ROWS, "%lld pages written home for %d commits: not once each", written, ROWS);
     EXPECT(file_size(path_of("h.db")) == pages * 4096, "the file holds %lld bytes, not %lld pages",
            file_size(path_of("h.db")), pages);
+    /* Read through the VFS again: the file's size it reports now comes
+     * from the file, which the checkpoint grew. */
+    EXPECT(query_int(other, "SELECT count(*) FROM t") == ROWS + 1, "rows after the checkpoint");
+    check_integrity(other, "home, after the checkpoint");
     sqlite3_close(other);
     sqlite3_close(db);
     db = open_db(path_of("h.db"), NULL); /* the plain file, without the log */
