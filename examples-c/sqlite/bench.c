@@ -57,14 +57,18 @@ static void sleep_s(double s) {
 }
 
 /* pwal zero-fills its next segment in the background after the log opens,
- * a one-off cost of a new log: wait until the spares in the log directory
- * stop growing (none for 0.3 s), as a log that has run for a while. */
-static long long spare_bytes(const char *logdir) {
+ * and under load it doubles its segments (from a few MiB up to its segment
+ * size), zero-filling each new one: one-off costs of a new log. Before it
+ * measures, bench waits for those, as in a log that has run for a while:
+ * with no writers, until the spares stop growing (wait_for_spare); then
+ * with the writers running, until no new segment is created
+ * (warm_until_steady). */
+static long long log_bytes(const char *logdir, const char *prefix) {
     DIR *d = opendir(logdir);
     long long total = 0;
     struct dirent *ent;
     while (d && (ent = readdir(d)) != NULL) {
-        if (strncmp(ent->d_name, "spare-", 6) != 0) continue;
+        if (ent->d_name[0] == '.' || strncmp(ent->d_name, prefix, strlen(prefix)) != 0) continue;
         char p[PATH_MAX + 320];
         struct stat sb;
         snprintf(p, sizeof p, "%s/%s", logdir, ent->d_name);
@@ -80,11 +84,27 @@ static void wait_for_spare(const char *dir) {
     long long last = -1;
     int steady = 0;
     for (int tries = 0; tries < 600 && steady < 6; tries++) {
-        long long now = spare_bytes(logdir);
+        long long now = log_bytes(logdir, "spare-");
         steady = now == last ? steady + 1 : 0;
         last = now;
         sleep_s(0.05);
     }
+}
+
+/* With the writers running: until the log has created no segment for 3 s
+ * (its segments have reached their full size and are recycled), at most
+ * 30 s; `stats` is a connection of the log, kept for this. Returns the
+ * seconds it waited. */
+static double warm_until_steady(sqlite3 *stats) {
+    long long last = -1;
+    int steady = 0, tries = 0;
+    for (; tries < 300 && steady < 30; tries++) {
+        long long now = stat_of(stats, "log_segments_created");
+        steady = now == last ? steady + 1 : 0;
+        last = now;
+        sleep_s(0.1);
+    }
+    return tries * 0.1;
 }
 
 int main(int argc, char **argv) {
@@ -122,6 +142,19 @@ int main(int argc, char **argv) {
     for (int i = 0; i < n; i++) pthread_create(&t[i], NULL, run, &w[i]);
     pthread_barrier_wait(&g_ready);
     sleep_s(warm);
+    double grown = 0;
+    if (!g_wal) {
+        char path[PATH_MAX + 32];
+        snprintf(path, sizeof path, "%s/bench0.db", dir);
+        sqlite3 *stats = open_db(path, "pwal");
+        grown = warm_until_steady(stats);
+        sqlite3_close(stats);
+    }
+    if (!g_wal && getenv("PWALVFS_BENCH_STATS")) {
+        char *st = query(w[0].db, "PRAGMA pwal_stats");
+        fprintf(stderr, "before measuring: %s\n", st);
+        free(st);
+    }
     uint64_t t0 = now_ns();
     __atomic_store_n(&g_phase, 1, __ATOMIC_RELAXED);
     sleep_s(secs);
@@ -139,7 +172,7 @@ int main(int argc, char **argv) {
     }
     for (int i = 0; i < n; i++) sqlite3_close(w[i].db);
     double s = (double)(t1 - t0) / 1e9;
-    printf("mode=%s dbs=%d commits=%llu seconds=%.3f commits_per_sec=%.1f\n", argv[1], n,
-           (unsigned long long)total, s, (double)total / s);
+    printf("mode=%s dbs=%d commits=%llu seconds=%.3f commits_per_sec=%.1f log_warmup_seconds=%.1f\n",
+           argv[1], n, (unsigned long long)total, s, (double)total / s, grown);
     return 0;
 }
