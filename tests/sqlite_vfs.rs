@@ -92,7 +92,9 @@ vfs_cases!(
     threads,
     shared,
     process,
-    hot_journal
+    hot_journal,
+    replaced,
+    moved
 );
 
 /// splitmix64, for the kill timings.

@@ -94,6 +94,9 @@ struct dbent {
     char *name;          /* file name inside the directory */
     uint32_t file_id;    /* 0 until the manifest names it */
     int fd;              /* own descriptor, for the checkpoint's writes and fdatasync; -1: none */
+    dev_t dev;           /* the file fd opened (SQLITE_FCNTL_HAS_MOVED) */
+    ino_t ino;
+    int opens;           /* main database handles open on it (under shared.mu) */
     int needs_sync;      /* written home since the last checkpoint */
     uint64_t last_epoch; /* epoch of this file's latest commit */
     /* Committed pages not yet home. Lock order: shared.mu before ov_mu. */
@@ -118,6 +121,7 @@ typedef struct shared shared;
 struct shared {
     shared *next;      /* in g_logs */
     char *dir;         /* realpath of the directory */
+    int dir_fd;        /* the directory, for SQLITE_FCNTL_HAS_MOVED; -1: none */
     pwal *log;
     int refs;          /* main database handles open (under g_mu) */
     pthread_mutex_t mu; /* everything below */
@@ -438,7 +442,13 @@ static int open_ent_fd(shared *s, dbent *e) {
     e->fd = open(path, O_RDWR | O_CLOEXEC);
     if (e->fd < 0 && errno == EACCES) e->fd = open(path, O_RDONLY | O_CLOEXEC);
     free(path);
-    return e->fd < 0 ? -1 : 0;
+    if (e->fd < 0) return -1;
+    struct stat sb;
+    if (fstat(e->fd, &sb) == 0) {
+        e->dev = sb.st_dev;
+        e->ino = sb.st_ino;
+    }
+    return 0;
 }
 
 typedef struct {
@@ -488,6 +498,7 @@ static void free_shared(shared *s) {
         free(e);
     }
     if (s->manifest_fd >= 0) close(s->manifest_fd);
+    if (s->dir_fd >= 0) close(s->dir_fd);
     pthread_mutex_destroy(&s->mu);
     pthread_mutex_destroy(&s->ckpt_mu);
     pthread_cond_destroy(&s->cv);
@@ -646,6 +657,7 @@ static shared *acquire(const char *dir, char *err, size_t errlen) {
         return NULL;
     }
     s->manifest_fd = -1;
+    s->dir_fd = open(real, O_PATH | O_DIRECTORY | O_CLOEXEC);
     pthread_mutex_init(&s->mu, NULL);
     pthread_mutex_init(&s->ckpt_mu, NULL);
     pthread_cond_init(&s->cv, NULL);
@@ -815,6 +827,14 @@ static void batch_reset(pfile *p);
 static int x_close(sqlite3_file *f) {
     pfile *p = (pfile *)f;
     int rc = p->real->pMethods ? p->real->pMethods->xClose(p->real) : SQLITE_OK;
+    shared *s = p->s;
+    pthread_mutex_lock(&s->mu);
+    int last = --p->e->opens == 0, quiet = s->broken || s->ckpt_off;
+    pthread_mutex_unlock(&s->mu);
+    /* The database's last handle: its waiting pages go home now, so that
+     * the file is whole once closed (another process may open it with
+     * another VFS while this one keeps the log open for other databases). */
+    if (last && !quiet) checkpoint(s);
     batch_reset(p);
     free(p->pgno);
     free(p->pages);
@@ -1276,6 +1296,20 @@ static int x_file_control(sqlite3_file *f, int op, void *arg) {
         STAT_ADD(p->s, rollbacks, 1);
         batch_reset(p);
         return SQLITE_OK;
+    case SQLITE_FCNTL_HAS_MOVED:
+        /* Whether the database's name in its directory still names the
+         * file this handle has open, as the unix VFS answers it, but
+         * looked up from the directory's descriptor rather than walking
+         * the whole path: SQLite asks before every write transaction. The
+         * name in the directory is what matters here: the manifest maps
+         * file ids to those names, and moves with the directory. */
+        if (p->s->dir_fd >= 0) {
+            struct stat sb;
+            *(int *)arg = fstatat(p->s->dir_fd, p->e->name, &sb, 0) != 0 ||
+                          sb.st_dev != p->e->dev || sb.st_ino != p->e->ino;
+            return SQLITE_OK;
+        }
+        break;
     case SQLITE_FCNTL_PRAGMA: {
         int rc = x_pragma(p, (char **)arg);
         if (rc != SQLITE_NOTFOUND) return rc;
@@ -1402,7 +1436,38 @@ static int v_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *f, int flags
     pthread_mutex_lock(&s->mu);
     dbent *e = find_name(s, base);
     if (!e) e = add_ent(s, base, 0);
+    int replaced = 0;
+    if (e && e->fd >= 0 && e->opens == 0 && s->dir_fd >= 0) {
+        /* Known from before, with no handle open: is the file at the name
+         * still the one the log wrote home to? */
+        struct stat sb;
+        replaced = fstatat(s->dir_fd, base, &sb, 0) == 0 &&
+                   (sb.st_dev != e->dev || sb.st_ino != e->ino);
+    }
+    pthread_mutex_unlock(&s->mu);
+    if (replaced) {
+        /* Deleted and made anew (or renamed over) since: nothing of the
+         * old file may reach the new one, neither a waiting page nor, after
+         * a crash, a replayed frame of its file id. */
+        if (checkpoint_durably(s) != SQLITE_OK) {
+            sqlite3_log(SQLITE_CANTOPEN,
+                        "pwal vfs: %s replaced a database whose frames the log still holds: %s",
+                        name, s->why[0] ? s->why : "checkpoints are off");
+            p->real->pMethods->xClose(p->real);
+            release(s);
+            return SQLITE_CANTOPEN;
+        }
+    }
+    pthread_mutex_lock(&s->mu);
+    if (e && replaced) {
+        close(e->fd);
+        e->fd = -1;
+        pthread_mutex_lock(&e->ov_mu);
+        e->size_gen++;
+        pthread_mutex_unlock(&e->ov_mu);
+    }
     if (e) open_ent_fd(s, e);
+    if (e && e->fd >= 0) e->opens++;
     pthread_mutex_unlock(&s->mu);
     if (!e || e->fd < 0) {
         sqlite3_log(SQLITE_CANTOPEN, "pwal vfs: %s: %s", name, e ? strerror(errno) : "no memory");

@@ -179,6 +179,68 @@ static void case_home(void) {
     sqlite3_close(db);
 }
 
+/* A database closed while another of its directory keeps the log open is
+ * whole in its file (its waiting pages went home at its last close), and
+ * may be read with another VFS. Deleted and made anew under its name, it
+ * gets its own pages, never the old file's: neither waiting pages, nor
+ * writes home to the old file, nor frames replayed at the next open. */
+static void case_replaced(void) {
+    sqlite3 *keep = open_pwal("k.db"); /* holds the log open throughout */
+    create_table(keep);
+    exec(keep, "INSERT INTO t(v) VALUES('keep')");
+    sqlite3 *db = open_pwal("x.db");
+    create_table(db);
+    for (int i = 0; i < 50; i++) execf(db, "INSERT INTO t(v) VALUES(printf('%%0500d', %d))", i);
+    EXPECT(stat_of(db, "pages_waiting") > 0, "no page waits to go home");
+    sqlite3_close(db);
+    db = open_db(path_of("x.db"), NULL); /* the plain file, the log still open */
+    EXPECT(query_int(db, "SELECT count(*) FROM t") == 50, "the closed file holds %lld rows, not 50",
+           query_int(db, "SELECT count(*) FROM t"));
+    check_integrity(db, "replaced, the closed file");
+    sqlite3_close(db);
+
+    if (unlink(path_of("x.db")) != 0) die("unlink: %s", strerror(errno));
+    db = open_pwal("x.db");
+    create_table(db);
+    for (int i = 0; i < 3; i++) execf(db, "INSERT INTO t(v) VALUES('new %d')", i);
+    exec(db, "PRAGMA pwal_checkpoint");
+    EXPECT(query_int(db, "SELECT count(*) FROM t") == 3, "the new database holds %lld rows, not 3",
+           query_int(db, "SELECT count(*) FROM t"));
+    check_integrity(db, "replaced, the new database");
+    sqlite3_close(db);
+    sqlite3_close(keep);
+    db = open_db(path_of("x.db"), NULL);
+    EXPECT(query_int(db, "SELECT count(*) FROM t") == 3, "the new file holds %lld rows, not 3",
+           query_int(db, "SELECT count(*) FROM t"));
+    check_integrity(db, "replaced, the new file");
+    sqlite3_close(db);
+    db = open_pwal("x.db"); /* replays nothing of the old file */
+    EXPECT(query_int(db, "SELECT count(*) FROM t") == 3, "%lld rows after a reopen, not 3",
+           query_int(db, "SELECT count(*) FROM t"));
+    check_integrity(db, "replaced, reopened");
+    sqlite3_close(db);
+}
+
+/* SQLITE_FCNTL_HAS_MOVED, which the VFS answers from the database's
+ * directory: a database renamed while open refuses writes
+ * (SQLITE_READONLY_DBMOVED), as with the unix VFS, since its frames would
+ * be logged under a name that no longer names it. */
+static void case_moved(void) {
+    sqlite3 *db = open_pwal("mv.db");
+    create_table(db);
+    exec(db, "INSERT INTO t(v) VALUES('before')");
+    if (rename(path_of("mv.db"), path_of("mv2.db")) != 0) die("rename: %s", strerror(errno));
+    int rc = sqlite3_exec(db, "INSERT INTO t(v) VALUES('after')", NULL, NULL, NULL);
+    EXPECT(sqlite3_extended_errcode(db) == SQLITE_READONLY_DBMOVED,
+           "a write after the rename gave %d (%s), not SQLITE_READONLY_DBMOVED", rc,
+           sqlite3_errmsg(db));
+    if (rename(path_of("mv2.db"), path_of("mv.db")) != 0) die("rename back: %s", strerror(errno));
+    exec(db, "INSERT INTO t(v) VALUES('back')");
+    EXPECT(query_int(db, "SELECT count(*) FROM t") == 2, "%lld rows, not 2",
+           query_int(db, "SELECT count(*) FROM t"));
+    sqlite3_close(db);
+}
+
 /* Commits whose writes home were lost (the file is put back as it was
  * before them, as after a power loss) come back from the log at the next
  * open, before SQLite reads: the default VFS does not see them, pwal does.
@@ -545,7 +607,8 @@ int main(int argc, char **argv) {
         {"fallback", case_fallback},   {"truncate", case_truncate}, {"page_size", case_page_size},
         {"wal", case_wal},             {"threads", case_threads}, {"shared", case_shared},
         {"process", case_process},     {"open_once", case_open_once},
-        {"hot_journal", case_hot_journal}, {"die_mid_spill", case_die_mid_spill},
+        {"hot_journal", case_hot_journal}, {"replaced", case_replaced},
+        {"moved", case_moved}, {"die_mid_spill", case_die_mid_spill},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         if (strcmp(cases[i].name, argv[1]) == 0) {
