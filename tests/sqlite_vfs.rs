@@ -94,7 +94,9 @@ vfs_cases!(
     process,
     hot_journal,
     replaced,
-    moved
+    moved,
+    close_durable,
+    readonly
 );
 
 /// splitmix64, for the kill timings.

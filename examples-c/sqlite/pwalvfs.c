@@ -94,9 +94,15 @@ struct dbent {
     char *name;          /* file name inside the directory */
     uint32_t file_id;    /* 0 until the manifest names it */
     int fd;              /* own descriptor, for the checkpoint's writes and fdatasync; -1: none */
-    dev_t dev;           /* the file fd opened (SQLITE_FCNTL_HAS_MOVED) */
+    dev_t dev;           /* the file fd opened (is the file at the name still it?) */
     ino_t ino;
     int opens;           /* main database handles open on it (under shared.mu) */
+    /* A read-write handle has locked the file: "unix-excl" then holds an
+     * exclusive fcntl() lock on it for this process until its last handle
+     * closes, and no other process can change it. Only then may the
+     * caches of its size and of its journal's absence be trusted.
+     * Atomic; cleared at the last close. */
+    int process_locked;
     int needs_sync;      /* written home since the last checkpoint */
     uint64_t last_epoch; /* epoch of this file's latest commit */
     /* Committed pages not yet home. Lock order: shared.mu before ov_mu. */
@@ -121,7 +127,7 @@ typedef struct shared shared;
 struct shared {
     shared *next;      /* in g_logs */
     char *dir;         /* realpath of the directory */
-    int dir_fd;        /* the directory, for SQLITE_FCNTL_HAS_MOVED; -1: none */
+    int dir_fd;        /* the directory, to look names up in (v_open); -1: none */
     pwal *log;
     int refs;          /* main database handles open (under g_mu) */
     pthread_mutex_t mu; /* everything below */
@@ -141,6 +147,7 @@ struct shared {
     int fail_commits;  /* test hook: so many next commits fail (PRAGMA pwal_fail_commits) */
     char why[256];     /* what broke it */
     pthread_mutex_t ckpt_mu; /* one checkpoint at a time */
+    pthread_mutex_t open_mu; /* one open past acquire() at a time (v_open) */
     vstats st;
 };
 
@@ -165,6 +172,7 @@ typedef struct {
     unsigned char **pages; /* page_size bytes each, owned until handed to the pagemap */
     pwal_frame *frames;
     char *db_path;      /* the name it was opened by (for sidecar_unref) */
+    int readonly;       /* opened read-only: its locks are ordinary shared ones */
     sqlite3_file *real; /* the default VFS's file, right after this struct */
 } pfile;
 
@@ -501,6 +509,7 @@ static void free_shared(shared *s) {
     if (s->dir_fd >= 0) close(s->dir_fd);
     pthread_mutex_destroy(&s->mu);
     pthread_mutex_destroy(&s->ckpt_mu);
+    pthread_mutex_destroy(&s->open_mu);
     pthread_cond_destroy(&s->cv);
     free(s->dir);
     free(s);
@@ -660,6 +669,7 @@ static shared *acquire(const char *dir, char *err, size_t errlen) {
     s->dir_fd = open(real, O_PATH | O_DIRECTORY | O_CLOEXEC);
     pthread_mutex_init(&s->mu, NULL);
     pthread_mutex_init(&s->ckpt_mu, NULL);
+    pthread_mutex_init(&s->open_mu, NULL);
     pthread_cond_init(&s->cv, NULL);
     const char *every = getenv("PWALVFS_CHECKPOINT_MIB");
     s->ckpt_every = (every && atoll(every) > 0 ? (uint64_t)atoll(every) : 16) << 20;
@@ -748,17 +758,20 @@ static void release(shared *s) {
  * database open through this VFS, and forgotten when this VFS opens or
  * deletes that name, and when the database's last handle closes.
  *
- * Sound because SQLite asks only under a lock on the database, and the
- * "unix-excl" lock is an exclusive fcntl() lock held from the first
- * transaction until the last handle in this process closes: no other
- * process can make a journal meanwhile, and every one made here is
- * opened through this VFS. */
+ * Answered from memory only while a read-write handle has locked the
+ * database (dbent.process_locked): the "unix-excl" lock is then an
+ * exclusive fcntl() lock held until the last handle in this process
+ * closes, so no other process can make a journal meanwhile, and every one
+ * made here is opened through this VFS. Read-only handles take ordinary
+ * shared locks and register nothing here. */
 typedef struct sidecar sidecar;
 struct sidecar {
     sidecar *next;
     char *path; /* "<db>-journal" or "<db>-wal" */
-    int refs;   /* main database handles open by the db's name */
+    int refs;   /* read-write main database handles open by the db's name */
     int absent; /* xAccess(EXISTS) said no, and nothing since could change it */
+    dbent *e;   /* the database's entry (alive while refs > 0) */
+    uint64_t gen; /* bumped by every open or delete of the name */
 };
 
 static pthread_mutex_t g_side_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -773,7 +786,7 @@ static sidecar *side_find(const char *path) {
 }
 
 /* Adds (or removes, with delta -1) a reference to the sidecars of db_path. */
-static void sidecar_ref(const char *db_path, int delta) {
+static void sidecar_ref(const char *db_path, dbent *e, int delta) {
     size_t n = strlen(db_path);
     pthread_mutex_lock(&g_side_mu);
     for (int k = 0; k < 2; k++) {
@@ -784,6 +797,7 @@ static void sidecar_ref(const char *db_path, int delta) {
         sidecar *c = side_find(path);
         if (delta > 0 && !c && (c = calloc(1, sizeof *c))) {
             c->path = path;
+            c->e = e;
             path = NULL;
             c->next = g_sides;
             g_sides = c;
@@ -804,19 +818,40 @@ static void sidecar_ref(const char *db_path, int delta) {
     pthread_mutex_unlock(&g_side_mu);
 }
 
-/* 1: known absent; 0: ask. */
-static int sidecar_absent(const char *path) {
+/* Whether its database's lock keeps other processes out (see dbent). */
+static int side_trusted(const sidecar *c) {
+    return c && __atomic_load_n(&c->e->process_locked, __ATOMIC_ACQUIRE);
+}
+
+/* 1: known absent; 0: ask, and *gen is the generation to hand to
+ * sidecar_note with the answer. */
+static int sidecar_absent(const char *path, uint64_t *gen) {
     pthread_mutex_lock(&g_side_mu);
     sidecar *c = side_find(path);
-    int absent = c && c->absent;
+    int absent = side_trusted(c) && c->absent;
+    *gen = c ? c->gen : 0;
     pthread_mutex_unlock(&g_side_mu);
     return absent;
 }
 
-static void sidecar_note(const char *path, int absent) {
+/* The name was opened or deleted: ask the file system next time. */
+static void sidecar_forget(const char *path) {
     pthread_mutex_lock(&g_side_mu);
     sidecar *c = side_find(path);
-    if (c) c->absent = absent;
+    if (c) {
+        c->absent = 0;
+        c->gen++;
+    }
+    pthread_mutex_unlock(&g_side_mu);
+}
+
+/* The file system said the name does not exist, when the name's
+ * generation was gen: remembered unless it was opened or deleted since
+ * (an answer from before a journal was created must not stick). */
+static void sidecar_note_absent(const char *path, uint64_t gen) {
+    pthread_mutex_lock(&g_side_mu);
+    sidecar *c = side_find(path);
+    if (c && c->gen == gen && side_trusted(c)) c->absent = 1;
     pthread_mutex_unlock(&g_side_mu);
 }
 
@@ -826,20 +861,26 @@ static void batch_reset(pfile *p);
 
 static int x_close(sqlite3_file *f) {
     pfile *p = (pfile *)f;
-    int rc = p->real->pMethods ? p->real->pMethods->xClose(p->real) : SQLITE_OK;
     shared *s = p->s;
     pthread_mutex_lock(&s->mu);
     int last = --p->e->opens == 0, quiet = s->broken || s->ckpt_off;
+    if (last) __atomic_store_n(&p->e->process_locked, 0, __ATOMIC_RELEASE);
     pthread_mutex_unlock(&s->mu);
-    /* The database's last handle: its waiting pages go home now, so that
-     * the file is whole once closed (another process may open it with
-     * another VFS while this one keeps the log open for other databases). */
-    if (last && !quiet) checkpoint(s);
+    /* The database's last handle: its waiting pages go home now, while its
+     * lock still keeps other processes out, and the checkpoint's mark is
+     * made durable, so that the file is whole once closed and no replay
+     * can ever write an older page over what another process (with
+     * another VFS, while this one keeps the log open for other databases)
+     * commits to it later. */
+    if (last && !quiet && checkpoint_durably(s) != SQLITE_OK)
+        sqlite3_log(SQLITE_IOERR, "pwal vfs: closing %s: its checkpoint failed: %s", p->e->name,
+                    s->why);
+    int rc = p->real->pMethods ? p->real->pMethods->xClose(p->real) : SQLITE_OK;
     batch_reset(p);
     free(p->pgno);
     free(p->pages);
     free(p->frames);
-    if (p->db_path) sidecar_ref(p->db_path, -1);
+    if (p->db_path) sidecar_ref(p->db_path, p->e, -1);
     free(p->db_path);
     release(p->s);
     return rc;
@@ -1009,14 +1050,15 @@ static int x_file_size(sqlite3_file *f, sqlite3_int64 *size) {
     pthread_mutex_lock(&e->ov_mu);
     sqlite3_int64 end = waiting_end(e);
     uint64_t gen = e->size_gen;
-    int known = e->real_size_gen == gen;
+    int trusted = __atomic_load_n(&e->process_locked, __ATOMIC_ACQUIRE);
+    int known = trusted && e->real_size_gen == gen;
     *size = e->real_size;
     pthread_mutex_unlock(&e->ov_mu);
     if (!known) {
         int rc = p->real->pMethods->xFileSize(p->real, size);
         if (rc != SQLITE_OK) return rc;
         pthread_mutex_lock(&e->ov_mu);
-        if (e->size_gen == gen) { /* nothing changed it meanwhile */
+        if (trusted && e->size_gen == gen) { /* nothing changed it meanwhile */
             e->real_size = *size;
             e->real_size_gen = gen;
         }
@@ -1028,7 +1070,10 @@ static int x_file_size(sqlite3_file *f, sqlite3_int64 *size) {
 
 static int x_lock(sqlite3_file *f, int lock) {
     pfile *p = (pfile *)f;
-    return p->real->pMethods->xLock(p->real, lock);
+    int rc = p->real->pMethods->xLock(p->real, lock);
+    if (rc == SQLITE_OK && !p->readonly && !__atomic_load_n(&p->e->process_locked, __ATOMIC_ACQUIRE))
+        __atomic_store_n(&p->e->process_locked, 1, __ATOMIC_RELEASE);
+    return rc;
 }
 
 static int x_unlock(sqlite3_file *f, int lock) {
@@ -1296,20 +1341,6 @@ static int x_file_control(sqlite3_file *f, int op, void *arg) {
         STAT_ADD(p->s, rollbacks, 1);
         batch_reset(p);
         return SQLITE_OK;
-    case SQLITE_FCNTL_HAS_MOVED:
-        /* Whether the database's name in its directory still names the
-         * file this handle has open, as the unix VFS answers it, but
-         * looked up from the directory's descriptor rather than walking
-         * the whole path: SQLite asks before every write transaction. The
-         * name in the directory is what matters here: the manifest maps
-         * file ids to those names, and moves with the directory. */
-        if (p->s->dir_fd >= 0) {
-            struct stat sb;
-            *(int *)arg = fstatat(p->s->dir_fd, p->e->name, &sb, 0) != 0 ||
-                          sb.st_dev != p->e->dev || sb.st_ino != p->e->ino;
-            return SQLITE_OK;
-        }
-        break;
     case SQLITE_FCNTL_PRAGMA: {
         int rc = x_pragma(p, (char **)arg);
         if (rc != SQLITE_NOTFOUND) return rc;
@@ -1397,7 +1428,7 @@ static const sqlite3_io_methods io_methods = {
 
 static int v_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *f, int flags, int *out_flags) {
     (void)vfs;
-    if (name) sidecar_note(name, 0); /* it may exist from now on */
+    if (name) sidecar_forget(name); /* it may exist from now on */
     if (!name || !(flags & SQLITE_OPEN_MAIN_DB))
         return g_orig->xOpen(g_orig, name, f, flags, out_flags); /* journals, temp files */
     pfile *p = (pfile *)f;
@@ -1428,47 +1459,65 @@ static int v_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *f, int flags
         sqlite3_log(SQLITE_CANTOPEN, "pwal vfs: %s", err);
         return SQLITE_CANTOPEN;
     }
-    int rc = g_orig->xOpen(g_orig, name, p->real, flags, out_flags);
+    int opened = 0;
+    int rc = g_orig->xOpen(g_orig, name, p->real, flags, &opened);
+    if (out_flags) *out_flags = opened;
     if (rc != SQLITE_OK) {
         release(s);
         return rc;
     }
+    p->readonly = (opened & SQLITE_OPEN_READONLY) != 0;
+    /* One open at a time per directory past this point, so that two opens
+     * of a replaced database do not both swap its descriptor. */
+    pthread_mutex_lock(&s->open_mu);
     pthread_mutex_lock(&s->mu);
     dbent *e = find_name(s, base);
     if (!e) e = add_ent(s, base, 0);
-    int replaced = 0;
-    if (e && e->fd >= 0 && e->opens == 0 && s->dir_fd >= 0) {
-        /* Known from before, with no handle open: is the file at the name
-         * still the one the log wrote home to? */
+    int replaced = 0, busy = 0;
+    if (e && e->fd >= 0 && s->dir_fd >= 0) {
+        /* Known from before: is the file at the name still the one the
+         * log writes home to? */
         struct stat sb;
         replaced = fstatat(s->dir_fd, base, &sb, 0) == 0 &&
                    (sb.st_dev != e->dev || sb.st_ino != e->ino);
+        busy = replaced && e->opens > 0;
     }
     pthread_mutex_unlock(&s->mu);
-    if (replaced) {
+    const char *refused = NULL;
+    if (busy) {
+        /* Its pages in memory, its handles' locks and its checks all
+         * belong to the old file, still open here. */
+        refused = "the file at this name was replaced while a handle to the old one is open";
+    } else if (replaced && checkpoint_durably(s) != SQLITE_OK) {
         /* Deleted and made anew (or renamed over) since: nothing of the
          * old file may reach the new one, neither a waiting page nor, after
          * a crash, a replayed frame of its file id. */
-        if (checkpoint_durably(s) != SQLITE_OK) {
-            sqlite3_log(SQLITE_CANTOPEN,
-                        "pwal vfs: %s replaced a database whose frames the log still holds: %s",
-                        name, s->why[0] ? s->why : "checkpoints are off");
-            p->real->pMethods->xClose(p->real);
-            release(s);
-            return SQLITE_CANTOPEN;
-        }
+        refused = "the log still holds frames of the file this one replaced, and cannot checkpoint";
     }
-    pthread_mutex_lock(&s->mu);
-    if (e && replaced) {
+    if (refused) {
+        pthread_mutex_unlock(&s->open_mu);
+        sqlite3_log(SQLITE_CANTOPEN, "pwal vfs: %s: %s", name, refused);
+        p->real->pMethods->xClose(p->real);
+        release(s);
+        return SQLITE_CANTOPEN;
+    }
+    if (replaced) {
+        /* Under ckpt_mu: no checkpoint is writing through the old one. */
+        pthread_mutex_lock(&s->ckpt_mu);
+        pthread_mutex_lock(&s->mu);
         close(e->fd);
         e->fd = -1;
         pthread_mutex_lock(&e->ov_mu);
         e->size_gen++;
         pthread_mutex_unlock(&e->ov_mu);
+        pthread_mutex_unlock(&s->mu);
+        pthread_mutex_unlock(&s->ckpt_mu);
     }
+    pthread_mutex_lock(&s->mu);
     if (e) open_ent_fd(s, e);
     if (e && e->fd >= 0) e->opens++;
     pthread_mutex_unlock(&s->mu);
+    pthread_mutex_unlock(&s->open_mu);
     if (!e || e->fd < 0) {
         sqlite3_log(SQLITE_CANTOPEN, "pwal vfs: %s: %s", name, e ? strerror(errno) : "no memory");
         p->real->pMethods->xClose(p->real);
@@ -1477,27 +1526,30 @@ static int v_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *f, int flags
     }
     p->s = s;
     p->e = e;
-    p->db_path = strdup(name); /* without it, xAccess just asks */
-    if (p->db_path) sidecar_ref(p->db_path, 1);
+    /* Read-only handles lock the ordinary way: nothing is remembered for
+     * them. Without a name, xAccess just asks. */
+    p->db_path = p->readonly ? NULL : strdup(name);
+    if (p->db_path) sidecar_ref(p->db_path, p->e, 1);
     p->base.pMethods = &io_methods;
     return SQLITE_OK;
 }
 
 static int v_delete(sqlite3_vfs *v, const char *name, int sync_dir_flag) {
     (void)v;
-    sidecar_note(name, 0);
+    sidecar_forget(name);
     return g_orig->xDelete(g_orig, name, sync_dir_flag);
 }
 
 static int v_access(sqlite3_vfs *v, const char *name, int flags, int *out) {
     (void)v;
-    if (flags == SQLITE_ACCESS_EXISTS && sidecar_absent(name)) {
+    uint64_t gen = 0;
+    if (flags == SQLITE_ACCESS_EXISTS && sidecar_absent(name, &gen)) {
         __atomic_add_fetch(&g_access_known, 1, __ATOMIC_RELAXED);
         *out = 0;
         return SQLITE_OK;
     }
     int rc = g_orig->xAccess(g_orig, name, flags, out);
-    if (rc == SQLITE_OK && flags == SQLITE_ACCESS_EXISTS && !*out) sidecar_note(name, 1);
+    if (rc == SQLITE_OK && flags == SQLITE_ACCESS_EXISTS && !*out) sidecar_note_absent(name, gen);
     return rc;
 }
 

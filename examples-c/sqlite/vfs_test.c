@@ -122,6 +122,23 @@ static int same_bytes(const char *a, const char *b) {
     return same;
 }
 
+/* Runs `vfs_test CASE DIR` in a child process; its exit status. */
+static int child_case(const char *name) {
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0) die("readlink");
+    exe[n] = 0;
+    pid_t pid = fork();
+    if (pid < 0) die("fork: %s", strerror(errno));
+    if (pid == 0) {
+        execl(exe, exe, name, g_dir, (char *)NULL);
+        _exit(127);
+    }
+    int status;
+    if (waitpid(pid, &status, 0) != pid) die("waitpid");
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+}
+
 /* A commit leaves the database file alone: its pages wait in memory (and
  * in the log) until a checkpoint writes them home. Meanwhile every
  * connection reads them and the file's size counts them; a checkpoint
@@ -199,6 +216,20 @@ static void case_replaced(void) {
     check_integrity(db, "replaced, the closed file");
     sqlite3_close(db);
 
+    /* Replaced while a handle to the old file is open: refused. */
+    sqlite3 *old = open_pwal("x.db");
+    EXPECT(query_int(old, "SELECT count(*) FROM t") == 50, "the old file reopened holds other rows");
+    if (unlink(path_of("x.db")) != 0) die("unlink: %s", strerror(errno));
+    sqlite3 *other = open_db(path_of("x.db"), NULL); /* made anew, another VFS */
+    exec(other, "CREATE TABLE other(x)");
+    sqlite3_close(other);
+    sqlite3 *refused = NULL;
+    int rc = sqlite3_open_v2(path_of("x.db"), &refused, SQLITE_OPEN_READWRITE, "pwal");
+    EXPECT(rc == SQLITE_CANTOPEN, "opening a file that replaced an open one gave %d, not SQLITE_CANTOPEN",
+           rc);
+    sqlite3_close(refused);
+    sqlite3_close(old);
+
     if (unlink(path_of("x.db")) != 0) die("unlink: %s", strerror(errno));
     db = open_pwal("x.db");
     create_table(db);
@@ -218,6 +249,74 @@ static void case_replaced(void) {
     EXPECT(query_int(db, "SELECT count(*) FROM t") == 3, "%lld rows after a reopen, not 3",
            query_int(db, "SELECT count(*) FROM t"));
     check_integrity(db, "replaced, reopened");
+    sqlite3_close(db);
+}
+
+/* The holder of close_durable: keeps k.db (so the log) open, commits 200
+ * rows into c.db and closes it, lets another process change c.db with the
+ * default VFS (plain_writer), then dies without closing the log. */
+static void case_close_holder(void) {
+    sqlite3 *keep = open_pwal("k.db");
+    create_table(keep);
+    exec(keep, "INSERT INTO t(v) VALUES('keep')");
+    sqlite3 *db = open_pwal("c.db");
+    create_table(db);
+    for (int i = 0; i < 200; i++) execf(db, "INSERT INTO t(v) VALUES(printf('%%0500d', %d))", i);
+    sqlite3_close(db);
+    int rc = child_case("plain_writer");
+    if (rc != 0) die("plain_writer exited %d", rc);
+    _exit(0); /* a crash: the log is not closed */
+}
+
+static void case_plain_writer(void) {
+    sqlite3 *db = open_db(path_of("c.db"), NULL);
+    exec(db, "DELETE FROM t WHERE id % 2 = 0; INSERT INTO t(v) VALUES('plain'); VACUUM");
+    sqlite3_close(db);
+}
+
+/* A database's last close, while another keeps the log open, writes its
+ * pages home and makes the checkpoint durable before its lock goes:
+ * another process may then change the file with another VFS, and a crash
+ * of this one must not replay the older frames over that change. */
+static void case_close_durable(void) {
+    int rc = child_case("close_holder");
+    EXPECT(rc == 0, "close_holder exited %d", rc);
+    sqlite3 *db = open_pwal("c.db");
+    EXPECT(query_int(db, "SELECT count(*) FROM t WHERE v='plain'") == 1,
+           "the other process's commit is gone (%lld frames replayed over it)",
+           stat_of(db, "replayed_frames"));
+    EXPECT(query_int(db, "SELECT count(*) FROM t") == 101, "%lld rows, not 101",
+           query_int(db, "SELECT count(*) FROM t"));
+    check_integrity(db, "close_durable");
+    sqlite3_close(db);
+}
+
+/* A read-only handle locks the ordinary way (shared, between its
+ * transactions only): another process may grow the file meanwhile, and
+ * the VFS must not answer from what it remembered. */
+static void case_readonly(void) {
+    sqlite3 *db = open_pwal("ro.db");
+    create_table(db);
+    exec(db, "INSERT INTO t(v) VALUES('first')");
+    sqlite3_close(db);
+    sqlite3 *ro;
+    if (sqlite3_open_v2(path_of("ro.db"), &ro, SQLITE_OPEN_READONLY, "pwal") != SQLITE_OK)
+        die("read-only open: %s", sqlite3_errmsg(ro));
+    EXPECT(query_int(ro, "SELECT count(*) FROM t") == 1, "the read-only handle sees no row");
+    int rc = child_case("plain_grower");
+    EXPECT(rc == 0, "plain_grower exited %d", rc);
+    EXPECT(query_int(ro, "SELECT count(*) FROM t") == 2001,
+           "the read-only handle sees %lld rows after another process added 2000",
+           query_int(ro, "SELECT count(*) FROM t"));
+    check_integrity(ro, "readonly");
+    sqlite3_close(ro);
+}
+
+static void case_plain_grower(void) {
+    sqlite3 *db = open_db(path_of("ro.db"), NULL);
+    exec(db, "BEGIN");
+    for (int i = 0; i < 2000; i++) execf(db, "INSERT INTO t(v) VALUES(printf('%%0300d', %d))", i);
+    exec(db, "COMMIT");
     sqlite3_close(db);
 }
 
@@ -494,23 +593,6 @@ static void case_shared(void) {
     }
 }
 
-/* Runs `vfs_test CASE DIR` in a child process; its exit status. */
-static int child_case(const char *name) {
-    char exe[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n <= 0) die("readlink");
-    exe[n] = 0;
-    pid_t pid = fork();
-    if (pid < 0) die("fork: %s", strerror(errno));
-    if (pid == 0) {
-        execl(exe, exe, name, g_dir, (char *)NULL);
-        _exit(127);
-    }
-    int status;
-    if (waitpid(pid, &status, 0) != pid) die("waitpid");
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
-}
-
 /* The child of hot_journal: rewrites every row of j.db in one transaction
  * larger than the page cache (it spills: journal written, pages written
  * directly), then dies before COMMIT. */
@@ -608,7 +690,10 @@ int main(int argc, char **argv) {
         {"wal", case_wal},             {"threads", case_threads}, {"shared", case_shared},
         {"process", case_process},     {"open_once", case_open_once},
         {"hot_journal", case_hot_journal}, {"replaced", case_replaced},
-        {"moved", case_moved}, {"die_mid_spill", case_die_mid_spill},
+        {"moved", case_moved},
+        {"close_durable", case_close_durable}, {"close_holder", case_close_holder},
+        {"plain_writer", case_plain_writer}, {"readonly", case_readonly},
+        {"plain_grower", case_plain_grower}, {"die_mid_spill", case_die_mid_spill},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         if (strcmp(cases[i].name, argv[1]) == 0) {
