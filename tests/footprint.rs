@@ -115,7 +115,7 @@ fn segments_double_with_throughput_and_an_idle_log_shrinks_back_to_a_fresh_ones_
     // commit did not fit), anything up to it while active.
     let commit_bytes = 16 * 16384 + 64 * 1024; // the pages, with room for headers
     for (i, &len) in segs.iter().enumerate() {
-        let cap = (4 * MIB << i).min(64 * MIB);
+        let cap = ((4 * MIB) << i).min(64 * MIB);
         let active = i + 1 == segs.len();
         assert!(
             len == cap || len > 64 * MIB || (len < cap && (active || len + commit_bytes > cap)),
