@@ -96,7 +96,8 @@ vfs_cases!(
     replaced,
     moved,
     close_durable,
-    readonly
+    readonly,
+    renamed_dir
 );
 
 /// splitmix64, for the kill timings.

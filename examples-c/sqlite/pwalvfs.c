@@ -172,7 +172,7 @@ typedef struct {
     unsigned char **pages; /* page_size bytes each, owned until handed to the pagemap */
     pwal_frame *frames;
     char *db_path;      /* the name it was opened by (for sidecar_unref) */
-    int readonly;       /* opened read-only: its locks are ordinary shared ones */
+    int readonly;       /* the real file is read-only: its locks are ordinary shared ones */
     sqlite3_file *real; /* the default VFS's file, right after this struct */
 } pfile;
 
@@ -656,6 +656,17 @@ static shared *acquire(const char *dir, char *err, size_t errlen) {
     }
     for (shared *s = g_logs; s; s = s->next)
         if (strcmp(s->dir, real) == 0) {
+            /* The same directory, not another one made at its path after
+             * it was renamed (its log, open here, moved with it). */
+            struct stat now, open_dir;
+            if (s->dir_fd >= 0 && stat(real, &now) == 0 && fstat(s->dir_fd, &open_dir) == 0 &&
+                (now.st_dev != open_dir.st_dev || now.st_ino != open_dir.st_ino)) {
+                snprintf(err, errlen,
+                         "%s is not the directory whose log is open in this process (renamed "
+                         "while open?)",
+                         real);
+                return NULL;
+            }
             s->refs++;
             return s;
         }
@@ -777,6 +788,8 @@ struct sidecar {
 static pthread_mutex_t g_side_mu = PTHREAD_MUTEX_INITIALIZER;
 static sidecar *g_sides;
 static uint64_t g_access_known; /* xAccess calls answered from memory (PRAGMA pwal_stats) */
+static uint64_t g_side_gen;     /* the last generation given to a sidecar (under g_side_mu) */
+#define SIDE_NO_GEN UINT64_MAX  /* sidecar_absent: do not remember the answer */
 static const char *const SIDE_SUFFIX[2] = {"-journal", "-wal"};
 
 static sidecar *side_find(const char *path) {
@@ -798,6 +811,7 @@ static void sidecar_ref(const char *db_path, dbent *e, int delta) {
         if (delta > 0 && !c && (c = calloc(1, sizeof *c))) {
             c->path = path;
             c->e = e;
+            c->gen = ++g_side_gen;
             path = NULL;
             c->next = g_sides;
             g_sides = c;
@@ -828,8 +842,11 @@ static int side_trusted(const sidecar *c) {
 static int sidecar_absent(const char *path, uint64_t *gen) {
     pthread_mutex_lock(&g_side_mu);
     sidecar *c = side_find(path);
-    int absent = side_trusted(c) && c->absent;
-    *gen = c ? c->gen : 0;
+    int trusted = side_trusted(c);
+    int absent = trusted && c->absent;
+    /* Remembered later only if the lock was held when the file system was
+     * asked, and nothing opened or deleted the name meanwhile. */
+    *gen = trusted ? c->gen : SIDE_NO_GEN;
     pthread_mutex_unlock(&g_side_mu);
     return absent;
 }
@@ -840,7 +857,7 @@ static void sidecar_forget(const char *path) {
     sidecar *c = side_find(path);
     if (c) {
         c->absent = 0;
-        c->gen++;
+        c->gen = ++g_side_gen;
     }
     pthread_mutex_unlock(&g_side_mu);
 }
@@ -851,7 +868,7 @@ static void sidecar_forget(const char *path) {
 static void sidecar_note_absent(const char *path, uint64_t gen) {
     pthread_mutex_lock(&g_side_mu);
     sidecar *c = side_find(path);
-    if (c && c->gen == gen && side_trusted(c)) c->absent = 1;
+    if (c && gen != SIDE_NO_GEN && c->gen == gen && side_trusted(c)) c->absent = 1;
     pthread_mutex_unlock(&g_side_mu);
 }
 
@@ -1459,14 +1476,23 @@ static int v_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *f, int flags
         sqlite3_log(SQLITE_CANTOPEN, "pwal vfs: %s", err);
         return SQLITE_CANTOPEN;
     }
-    int opened = 0;
-    int rc = g_orig->xOpen(g_orig, name, p->real, flags, &opened);
-    if (out_flags) *out_flags = opened;
+    /* The file is opened read-write even for a read-only connection (SQLite
+     * is told it is read-only, and never writes through it), because the
+     * unix VFS gives read-only files ordinary fcntl() locks: one read-only
+     * handle's unlock would drop this process's exclusive unix-excl lock
+     * that read-write handles rely on, and that the pages waiting in
+     * memory and the caches below rely on. A file this process cannot
+     * write is opened read-only all the same (then every handle of it is). */
+    int opened = 0, want_ro = (flags & SQLITE_OPEN_READONLY) != 0;
+    int real_flags = want_ro ? (flags & ~SQLITE_OPEN_READONLY) | SQLITE_OPEN_READWRITE : flags;
+    int rc = g_orig->xOpen(g_orig, name, p->real, real_flags, &opened);
     if (rc != SQLITE_OK) {
         release(s);
         return rc;
     }
-    p->readonly = (opened & SQLITE_OPEN_READONLY) != 0;
+    p->readonly = (opened & SQLITE_OPEN_READONLY) != 0; /* the real file's */
+    if (want_ro) opened = (opened & ~SQLITE_OPEN_READWRITE) | SQLITE_OPEN_READONLY;
+    if (out_flags) *out_flags = opened;
     /* One open at a time per directory past this point, so that two opens
      * of a replaced database do not both swap its descriptor. */
     pthread_mutex_lock(&s->open_mu);
@@ -1474,11 +1500,11 @@ static int v_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *f, int flags
     dbent *e = find_name(s, base);
     if (!e) e = add_ent(s, base, 0);
     int replaced = 0, busy = 0;
-    if (e && e->fd >= 0 && s->dir_fd >= 0) {
-        /* Known from before: is the file at the name still the one the
-         * log writes home to? */
+    if (e && e->fd >= 0) {
+        /* Known from before: is the file SQLite just opened (the one at
+         * its path) still the one the log writes home to? */
         struct stat sb;
-        replaced = fstatat(s->dir_fd, base, &sb, 0) == 0 &&
+        replaced = stat(name, &sb) == 0 &&
                    (sb.st_dev != e->dev || sb.st_ino != e->ino);
         busy = replaced && e->opens > 0;
     }
@@ -1542,7 +1568,7 @@ static int v_delete(sqlite3_vfs *v, const char *name, int sync_dir_flag) {
 
 static int v_access(sqlite3_vfs *v, const char *name, int flags, int *out) {
     (void)v;
-    uint64_t gen = 0;
+    uint64_t gen = SIDE_NO_GEN;
     if (flags == SQLITE_ACCESS_EXISTS && sidecar_absent(name, &gen)) {
         __atomic_add_fetch(&g_access_known, 1, __ATOMIC_RELAXED);
         *out = 0;

@@ -291,33 +291,80 @@ static void case_close_durable(void) {
     sqlite3_close(db);
 }
 
-/* A read-only handle locks the ordinary way (shared, between its
- * transactions only): another process may grow the file meanwhile, and
- * the VFS must not answer from what it remembered. */
+/* A read-only connection through pwal locks like a read-write one: the
+ * VFS opens the file read-write underneath (SQLite is told it is
+ * read-only), so the unix-excl lock keeps other processes out. With the
+ * unix VFS's ordinary read-only locks, its first unlock dropped the
+ * process's exclusive lock while pages waited in memory: another process
+ * then committed, and the checkpoint wrote the waiting pages over it. */
 static void case_readonly(void) {
+    sqlite3 *keep = open_pwal("k.db"); /* keeps the log open throughout */
+    create_table(keep);
     sqlite3 *db = open_pwal("ro.db");
     create_table(db);
     exec(db, "INSERT INTO t(v) VALUES('first')");
-    sqlite3_close(db);
+    exec(db, "INSERT INTO t(v) VALUES('second')");
+    EXPECT(stat_of(db, "pages_waiting") > 0, "no page waits to go home");
     sqlite3 *ro;
     if (sqlite3_open_v2(path_of("ro.db"), &ro, SQLITE_OPEN_READONLY, "pwal") != SQLITE_OK)
         die("read-only open: %s", sqlite3_errmsg(ro));
-    EXPECT(query_int(ro, "SELECT count(*) FROM t") == 1, "the read-only handle sees no row");
-    int rc = child_case("plain_grower");
-    EXPECT(rc == 0, "plain_grower exited %d", rc);
-    EXPECT(query_int(ro, "SELECT count(*) FROM t") == 2001,
-           "the read-only handle sees %lld rows after another process added 2000",
+    EXPECT(sqlite3_db_readonly(ro, "main") == 1, "SQLite does not see the connection as read-only");
+    EXPECT(query_int(ro, "SELECT count(*) FROM t") == 2, "the read-only handle sees other rows");
+    int rc = child_case("plain_grower"); /* after the read-only handle's unlock */
+    EXPECT(rc == 2, "another process wrote beside a read-write and a read-only handle (%d)", rc);
+    EXPECT(sqlite3_exec(ro, "INSERT INTO t(v) VALUES('no')", NULL, NULL, NULL) == SQLITE_READONLY,
+           "the read-only connection could write");
+    sqlite3_close(db); /* not the last handle: the read-only one stays */
+    rc = child_case("plain_grower");
+    EXPECT(rc == 2, "another process wrote beside a read-only handle (%d)", rc);
+    EXPECT(query_int(ro, "SELECT count(*) FROM t") == 2, "the read-only handle sees %lld rows",
            query_int(ro, "SELECT count(*) FROM t"));
-    check_integrity(ro, "readonly");
     sqlite3_close(ro);
+    rc = child_case("plain_grower"); /* the last handle closed: now it may */
+    EXPECT(rc == 0, "another process could not write after the last close (%d)", rc);
+    db = open_pwal("ro.db");
+    EXPECT(query_int(db, "SELECT count(*) FROM t") == 2002, "%lld rows, not 2 + 2000",
+           query_int(db, "SELECT count(*) FROM t"));
+    check_integrity(db, "readonly");
+    sqlite3_close(db);
+    sqlite3_close(keep);
 }
 
+/* Another process's writer, with the default VFS: exits 2 if the database
+ * is locked (SQLITE_BUSY), 0 once it added 2000 rows. */
 static void case_plain_grower(void) {
     sqlite3 *db = open_db(path_of("ro.db"), NULL);
-    exec(db, "BEGIN");
+    sqlite3_busy_timeout(db, 0); /* locked means locked: no waiting */
+    if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_BUSY) exit(2);
     for (int i = 0; i < 2000; i++) execf(db, "INSERT INTO t(v) VALUES(printf('%%0300d', %d))", i);
     exec(db, "COMMIT");
     sqlite3_close(db);
+}
+
+/* The directory renamed while a database in it is open, and a new one
+ * made at its path: its log, open here, moved with the old one, so an
+ * open of a database at the path is refused instead of reading the old
+ * file's pages. */
+static void case_renamed_dir(void) {
+    char d[PATH_MAX + 64], d2[PATH_MAX + 64], a[PATH_MAX + 64];
+    snprintf(d, sizeof d, "%s/d", g_dir);
+    snprintf(d2, sizeof d2, "%s/d2", g_dir);
+    snprintf(a, sizeof a, "%s/d/a.db", g_dir);
+    if (mkdir(d, 0755) != 0) die("mkdir: %s", strerror(errno));
+    sqlite3 *h1 = open_db(a, "pwal");
+    create_table(h1);
+    for (int i = 0; i < 20; i++) exec(h1, "INSERT INTO t(v) VALUES('old')");
+    if (rename(d, d2) != 0 || mkdir(d, 0755) != 0) die("rename, mkdir: %s", strerror(errno));
+    sqlite3 *p = open_db(a, NULL);
+    exec(p, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT); INSERT INTO t(v) VALUES('new')");
+    sqlite3_close(p);
+    sqlite3 *h2 = NULL;
+    int rc = sqlite3_open_v2(a, &h2, SQLITE_OPEN_READWRITE, "pwal");
+    EXPECT(rc == SQLITE_CANTOPEN, "a database in a new directory at the renamed one's path opened (%d)",
+           rc);
+    sqlite3_close(h2);
+    EXPECT(query_int(h1, "SELECT count(*) FROM t") == 20, "the open handle lost rows");
+    sqlite3_close(h1);
 }
 
 /* SQLITE_FCNTL_HAS_MOVED, which the VFS answers from the database's
@@ -693,7 +740,7 @@ int main(int argc, char **argv) {
         {"moved", case_moved},
         {"close_durable", case_close_durable}, {"close_holder", case_close_holder},
         {"plain_writer", case_plain_writer}, {"readonly", case_readonly},
-        {"plain_grower", case_plain_grower}, {"die_mid_spill", case_die_mid_spill},
+        {"plain_grower", case_plain_grower}, {"renamed_dir", case_renamed_dir}, {"die_mid_spill", case_die_mid_spill},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         if (strcmp(cases[i].name, argv[1]) == 0) {
