@@ -67,6 +67,12 @@ static void lose_unsynced_writes(const char *name) {
         if (!(cond)) die(__VA_ARGS__);                                                             \
     } while (0)
 
+/* Dies unless the integer `sql` gives is `want`, saying what it gave. */
+static void expect_int(sqlite3 *db, const char *sql, long long want, const char *what) {
+    long long got = query_int(db, sql);
+    EXPECT(got == want, "%s: %s gave %lld, not %lld", what, sql, got, want);
+}
+
 static sqlite3 *open_pwal(const char *name) {
     sqlite3 *db = open_db(path_of(name), "pwal");
     exec(db, "PRAGMA synchronous=FULL");
@@ -93,10 +99,10 @@ static void case_batch(void) {
     EXPECT(stat_of(db, "syncs_skipped") >= skipped + 10, "SQLite's xSync after a batch was not skipped");
     EXPECT(stat_of(db, "file_id") == 1, "the first database is not file id 1");
     EXPECT(!exists(path_of("a.db-journal")), "a journal file was left behind");
-    EXPECT(query_int(db, "SELECT count(*) FROM t") == 10, "rows missing");
+    expect_int(db, "SELECT count(*) FROM t", 10, "rows missing");
     /* A rollback never reaches the VFS's batch. */
     exec(db, "BEGIN; INSERT INTO t(v) VALUES('gone'); ROLLBACK");
-    EXPECT(query_int(db, "SELECT count(*) FROM t") == 10, "a rolled-back row is there");
+    expect_int(db, "SELECT count(*) FROM t", 10, "a rolled-back row is there");
     EXPECT(stat_of(db, "commits") == 10, "a rollback made a pwal commit");
     check_integrity(db, "batch");
     sqlite3_close(db);
@@ -164,10 +170,8 @@ static void case_home(void) {
            pages - pages0);
 
     sqlite3 *other = open_pwal("h.db"); /* a second connection sees every commit */
-    EXPECT(query_int(other, "SELECT count(*) FROM t") == ROWS + 1, "the other connection sees %lld rows",
-           query_int(other, "SELECT count(*) FROM t"));
-    EXPECT(query_int(other, "PRAGMA page_count") == pages, "the other connection counts %lld pages",
-           query_int(other, "PRAGMA page_count"));
+    expect_int(other, "SELECT count(*) FROM t", ROWS + 1, "the other connection sees rows");
+    expect_int(other, "PRAGMA page_count", pages, "the other connection counts pages");
     check_integrity(other, "home, before the checkpoint");
     exec(other, "UPDATE t SET v='other' WHERE id=1"); /* a commit from it, read back by the first */
     char *v = query(db, "SELECT v FROM t WHERE id=1");
@@ -185,13 +189,12 @@ static void case_home(void) {
            file_size(path_of("h.db")), pages);
     /* Read through the VFS again: the file's size it reports now comes
      * from the file, which the checkpoint grew. */
-    EXPECT(query_int(other, "SELECT count(*) FROM t") == ROWS + 1, "rows after the checkpoint");
+    expect_int(other, "SELECT count(*) FROM t", ROWS + 1, "rows after the checkpoint");
     check_integrity(other, "home, after the checkpoint");
     sqlite3_close(other);
     sqlite3_close(db);
     db = open_db(path_of("h.db"), NULL); /* the plain file, without the log */
-    EXPECT(query_int(db, "SELECT count(*) FROM t") == ROWS + 1, "the file holds %lld rows",
-           query_int(db, "SELECT count(*) FROM t"));
+    expect_int(db, "SELECT count(*) FROM t", ROWS + 1, "the file holds rows");
     check_integrity(db, "home, the plain file");
     sqlite3_close(db);
 }
@@ -211,14 +214,13 @@ static void case_replaced(void) {
     EXPECT(stat_of(db, "pages_waiting") > 0, "no page waits to go home");
     sqlite3_close(db);
     db = open_db(path_of("x.db"), NULL); /* the plain file, the log still open */
-    EXPECT(query_int(db, "SELECT count(*) FROM t") == 50, "the closed file holds %lld rows, not 50",
-           query_int(db, "SELECT count(*) FROM t"));
+    expect_int(db, "SELECT count(*) FROM t", 50, "the closed file holds rows");
     check_integrity(db, "replaced, the closed file");
     sqlite3_close(db);
 
     /* Replaced while a handle to the old file is open: refused. */
     sqlite3 *old = open_pwal("x.db");
-    EXPECT(query_int(old, "SELECT count(*) FROM t") == 50, "the old file reopened holds other rows");
+    expect_int(old, "SELECT count(*) FROM t", 50, "the old file reopened holds other rows");
     if (unlink(path_of("x.db")) != 0) die("unlink: %s", strerror(errno));
     sqlite3 *other = open_db(path_of("x.db"), NULL); /* made anew, another VFS */
     exec(other, "CREATE TABLE other(x)");
@@ -235,19 +237,16 @@ static void case_replaced(void) {
     create_table(db);
     for (int i = 0; i < 3; i++) execf(db, "INSERT INTO t(v) VALUES('new %d')", i);
     exec(db, "PRAGMA pwal_checkpoint");
-    EXPECT(query_int(db, "SELECT count(*) FROM t") == 3, "the new database holds %lld rows, not 3",
-           query_int(db, "SELECT count(*) FROM t"));
+    expect_int(db, "SELECT count(*) FROM t", 3, "the new database holds rows");
     check_integrity(db, "replaced, the new database");
     sqlite3_close(db);
     sqlite3_close(keep);
     db = open_db(path_of("x.db"), NULL);
-    EXPECT(query_int(db, "SELECT count(*) FROM t") == 3, "the new file holds %lld rows, not 3",
-           query_int(db, "SELECT count(*) FROM t"));
+    expect_int(db, "SELECT count(*) FROM t", 3, "the new file holds rows");
     check_integrity(db, "replaced, the new file");
     sqlite3_close(db);
     db = open_pwal("x.db"); /* replays nothing of the old file */
-    EXPECT(query_int(db, "SELECT count(*) FROM t") == 3, "%lld rows after a reopen, not 3",
-           query_int(db, "SELECT count(*) FROM t"));
+    expect_int(db, "SELECT count(*) FROM t", 3, "rows after a reopen");
     check_integrity(db, "replaced, reopened");
     sqlite3_close(db);
 }
@@ -285,8 +284,7 @@ static void case_close_durable(void) {
     EXPECT(query_int(db, "SELECT count(*) FROM t WHERE v='plain'") == 1,
            "the other process's commit is gone (%lld frames replayed over it)",
            stat_of(db, "replayed_frames"));
-    EXPECT(query_int(db, "SELECT count(*) FROM t") == 101, "%lld rows, not 101",
-           query_int(db, "SELECT count(*) FROM t"));
+    expect_int(db, "SELECT count(*) FROM t", 101, "rows");
     check_integrity(db, "close_durable");
     sqlite3_close(db);
 }
@@ -309,7 +307,7 @@ static void case_readonly(void) {
     if (sqlite3_open_v2(path_of("ro.db"), &ro, SQLITE_OPEN_READONLY, "pwal") != SQLITE_OK)
         die("read-only open: %s", sqlite3_errmsg(ro));
     EXPECT(sqlite3_db_readonly(ro, "main") == 1, "SQLite does not see the connection as read-only");
-    EXPECT(query_int(ro, "SELECT count(*) FROM t") == 2, "the read-only handle sees other rows");
+    expect_int(ro, "SELECT count(*) FROM t", 2, "the read-only handle sees other rows");
     int rc = child_case("plain_grower"); /* after the read-only handle's unlock */
     EXPECT(rc == 2, "another process wrote beside a read-write and a read-only handle (%d)", rc);
     EXPECT(sqlite3_exec(ro, "INSERT INTO t(v) VALUES('no')", NULL, NULL, NULL) == SQLITE_READONLY,
@@ -317,14 +315,12 @@ static void case_readonly(void) {
     sqlite3_close(db); /* not the last handle: the read-only one stays */
     rc = child_case("plain_grower");
     EXPECT(rc == 2, "another process wrote beside a read-only handle (%d)", rc);
-    EXPECT(query_int(ro, "SELECT count(*) FROM t") == 2, "the read-only handle sees %lld rows",
-           query_int(ro, "SELECT count(*) FROM t"));
+    expect_int(ro, "SELECT count(*) FROM t", 2, "the read-only handle sees rows");
     sqlite3_close(ro);
     rc = child_case("plain_grower"); /* the last handle closed: now it may */
     EXPECT(rc == 0, "another process could not write after the last close (%d)", rc);
     db = open_pwal("ro.db");
-    EXPECT(query_int(db, "SELECT count(*) FROM t") == 2002, "%lld rows, not 2 + 2000",
-           query_int(db, "SELECT count(*) FROM t"));
+    expect_int(db, "SELECT count(*) FROM t", 2002, "rows");
     check_integrity(db, "readonly");
     sqlite3_close(db);
     sqlite3_close(keep);
@@ -363,7 +359,7 @@ static void case_renamed_dir(void) {
     EXPECT(rc == SQLITE_CANTOPEN, "a database in a new directory at the renamed one's path opened (%d)",
            rc);
     sqlite3_close(h2);
-    EXPECT(query_int(h1, "SELECT count(*) FROM t") == 20, "the open handle lost rows");
+    expect_int(h1, "SELECT count(*) FROM t", 20, "the open handle lost rows");
     sqlite3_close(h1);
 }
 
@@ -382,8 +378,7 @@ static void case_moved(void) {
            sqlite3_errmsg(db));
     if (rename(path_of("mv2.db"), path_of("mv.db")) != 0) die("rename back: %s", strerror(errno));
     exec(db, "INSERT INTO t(v) VALUES('back')");
-    EXPECT(query_int(db, "SELECT count(*) FROM t") == 2, "%lld rows, not 2",
-           query_int(db, "SELECT count(*) FROM t"));
+    expect_int(db, "SELECT count(*) FROM t", 2, "rows");
     sqlite3_close(db);
 }
 
@@ -400,19 +395,17 @@ static void case_replay(void) {
     exec(db, "PRAGMA pwal_checkpoints=off");
     for (int i = 0; i < 50; i++) execf(db, "INSERT INTO t(v) VALUES('logged %d')", i);
     exec(db, "UPDATE t SET v='changed' WHERE id=1");
-    EXPECT(query_int(db, "SELECT count(*) FROM t") == 51, "rows missing before the close");
+    expect_int(db, "SELECT count(*) FROM t", 51, "rows missing before the close");
     sqlite3_close(db);
     lose_unsynced_writes("r.db");
 
     db = open_db(path_of("r.db"), NULL); /* the plain file */
-    EXPECT(query_int(db, "SELECT count(*) FROM t") == 1, "the file holds %lld rows, not 1",
-           query_int(db, "SELECT count(*) FROM t"));
+    expect_int(db, "SELECT count(*) FROM t", 1, "the file holds rows");
     sqlite3_close(db);
 
     db = open_pwal("r.db");
     EXPECT(stat_of(db, "replayed_frames") > 0, "nothing replayed");
-    EXPECT(query_int(db, "SELECT count(*) FROM t") == 51, "%lld rows after replay, not 51",
-           query_int(db, "SELECT count(*) FROM t"));
+    expect_int(db, "SELECT count(*) FROM t", 51, "rows after replay");
     char *v = query(db, "SELECT v FROM t WHERE id=1");
     EXPECT(strcmp(v, "changed") == 0, "replayed update lost: %s", v);
     free(v);
@@ -421,7 +414,7 @@ static void case_replay(void) {
     /* The replay was checkpointed durably: a second open replays nothing. */
     db = open_pwal("r.db");
     EXPECT(stat_of(db, "replayed_frames") == 0, "replayed twice");
-    EXPECT(query_int(db, "SELECT count(*) FROM t") == 51, "rows lost by the second open");
+    expect_int(db, "SELECT count(*) FROM t", 51, "rows lost by the second open");
     sqlite3_close(db);
 }
 
@@ -447,10 +440,8 @@ static void case_spill(void) {
     exec(db, "INSERT INTO t(v) VALUES('after')");
     sqlite3_close(db);
     db = open_pwal("s.db");
-    EXPECT(query_int(db, "SELECT count(*) FROM t WHERE v LIKE '0000%'") == 200,
-           "old values came back over the spilled transaction: %lld of 200 rows new",
-           query_int(db, "SELECT count(*) FROM t WHERE v LIKE '0000%'"));
-    EXPECT(query_int(db, "SELECT count(*) FROM t WHERE v='after'") == 1, "lost the last commit");
+    expect_int(db, "SELECT count(*) FROM t WHERE v LIKE '0000%'", 200, "old values came back over the spilled transaction (rows with the new values)");
+    expect_int(db, "SELECT count(*) FROM t WHERE v='after'", 1, "lost the last commit");
     check_integrity(db, "spill");
     sqlite3_close(db);
 }
@@ -472,11 +463,11 @@ static void case_fallback(void) {
     EXPECT(stat_of(db, "commits") == 1, "the failed batch counted as a commit");
     exec(db, "INSERT INTO t(v) VALUES('three')"); /* batches again */
     EXPECT(stat_of(db, "commits") == 2, "the next transaction was no batch");
-    EXPECT(query_int(db, "SELECT count(*) FROM t") == 3, "rows missing after the fallback");
+    expect_int(db, "SELECT count(*) FROM t", 3, "rows missing after the fallback");
     check_integrity(db, "fallback");
     sqlite3_close(db);
     db = open_pwal("f.db");
-    EXPECT(query_int(db, "SELECT count(*) FROM t") == 3, "rows missing after reopen");
+    expect_int(db, "SELECT count(*) FROM t", 3, "rows missing after reopen");
     sqlite3_close(db);
 }
 
@@ -495,7 +486,7 @@ static void case_truncate(void) {
     long long after = file_size(path_of("v.db"));
     EXPECT(after < before, "VACUUM did not shrink the file (%lld -> %lld)", before, after);
     EXPECT(stat_of(db, "direct_truncates") > 0, "no xTruncate reached the VFS");
-    EXPECT(query_int(db, "SELECT count(*) FROM t") == 100, "rows lost by VACUUM");
+    expect_int(db, "SELECT count(*) FROM t", 100, "rows lost by VACUUM");
     check_integrity(db, "truncate");
     save("v.db");
     exec(db, "PRAGMA pwal_checkpoints=off");
@@ -503,8 +494,7 @@ static void case_truncate(void) {
     sqlite3_close(db);
     lose_unsynced_writes("v.db");
     db = open_pwal("v.db");
-    EXPECT(query_int(db, "SELECT count(*) FROM t") == 50, "%lld rows after replay, not 50",
-           query_int(db, "SELECT count(*) FROM t"));
+    expect_int(db, "SELECT count(*) FROM t", 50, "rows after replay");
     check_integrity(db, "truncate after replay");
     sqlite3_close(db);
 }
@@ -515,10 +505,10 @@ static void case_page_size(void) {
     sqlite3 *db = open_pwal("p.db");
     create_table(db);
     for (int i = 0; i < 30; i++) execf(db, "INSERT INTO t(v) VALUES(printf('%%0700d', %d))", i);
-    EXPECT(query_int(db, "PRAGMA page_size") == 4096, "default page size is not 4096");
+    expect_int(db, "PRAGMA page_size", 4096, "the default page size");
     exec(db, "PRAGMA page_size=8192");
     exec(db, "VACUUM");
-    EXPECT(query_int(db, "PRAGMA page_size") == 8192, "page size did not change");
+    expect_int(db, "PRAGMA page_size", 8192, "the page size after VACUUM");
     check_integrity(db, "page size after VACUUM");
     long long frames = stat_of(db, "frame_bytes");
     exec(db, "INSERT INTO t(v) VALUES('eight k')");
@@ -531,9 +521,8 @@ static void case_page_size(void) {
     lose_unsynced_writes("p.db");
     db = open_pwal("p.db");
     EXPECT(stat_of(db, "replayed_frames") > 0, "nothing replayed");
-    EXPECT(query_int(db, "PRAGMA page_size") == 8192, "page size lost");
-    EXPECT(query_int(db, "SELECT count(*) FROM t") == 61, "%lld rows, not 61",
-           query_int(db, "SELECT count(*) FROM t"));
+    expect_int(db, "PRAGMA page_size", 8192, "page size lost");
+    expect_int(db, "SELECT count(*) FROM t", 61, "rows");
     check_integrity(db, "page size after replay");
     sqlite3_close(db);
 }
@@ -562,7 +551,7 @@ static void case_wal(void) {
     check_integrity(db, "wal");
     sqlite3_close(db);
     db = open_pwal("w.db");
-    EXPECT(query_int(db, "SELECT count(*) FROM t") == 22, "rows lost through exclusive WAL");
+    expect_int(db, "SELECT count(*) FROM t", 22, "rows lost through exclusive WAL");
     exec(db, "INSERT INTO t(v) VALUES('z')");
     EXPECT(stat_of(db, "commits") >= 1, "no batch after leaving WAL");
     check_integrity(db, "after wal");
@@ -598,7 +587,7 @@ static void case_threads(void) {
     tharg a[2] = {{"th.db", 0, ROWS}, {"th.db", 1, ROWS}};
     for (int i = 0; i < 2; i++) pthread_create(&t[i], NULL, writer_thread, &a[i]);
     for (int i = 0; i < 2; i++) pthread_join(t[i], NULL);
-    EXPECT(query_int(db, "SELECT count(*) FROM t") == 2 * ROWS, "rows lost between threads");
+    expect_int(db, "SELECT count(*) FROM t", 2 * ROWS, "rows lost between threads");
     EXPECT(stat_of(db, "commits") == 2 * ROWS, "%lld commits, not %d", stat_of(db, "commits"),
            2 * ROWS);
     check_integrity(db, "threads");
@@ -667,34 +656,16 @@ static void case_hot_journal(void) {
     EXPECT(exists(path_of("j.db-journal")) && file_size(path_of("j.db-journal")) > 0,
            "the dead transaction left no journal");
     db = open_pwal("j.db");
-    EXPECT(query_int(db, "SELECT count(*) FROM t") == 100, "rows lost");
-    EXPECT(query_int(db, "SELECT count(*) FROM t WHERE length(v) = 600") == 0,
-           "%lld rows of the uncommitted transaction are there",
-           query_int(db, "SELECT count(*) FROM t WHERE length(v) = 600"));
+    expect_int(db, "SELECT count(*) FROM t", 100, "rows lost");
+    expect_int(db, "SELECT count(*) FROM t WHERE length(v) = 600", 0, "rows of the uncommitted transaction are there");
     check_integrity(db, "hot journal");
     EXPECT(!exists(path_of("j.db-journal")) || file_size(path_of("j.db-journal")) == 0,
            "the hot journal was not rolled back");
     sqlite3_close(db);
 }
 
-/* Runs `vfs_test open_once DIR` in a child process: 0 if it could open and
- * write a database of DIR through pwal, 3 if it could not open it. */
-static int child_open(void) {
-    char exe[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n <= 0) die("readlink");
-    exe[n] = 0;
-    pid_t pid = fork();
-    if (pid < 0) die("fork: %s", strerror(errno));
-    if (pid == 0) {
-        execl(exe, exe, "open_once", g_dir, (char *)NULL);
-        _exit(127);
-    }
-    int status;
-    if (waitpid(pid, &status, 0) != pid) die("waitpid");
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
-}
-
+/* The child of process (run by child_case): exits 0 once it opened and
+ * wrote a database of the directory through pwal, 3 if it could not open. */
 static void case_open_once(void) {
     sqlite3 *db;
     int rc = sqlite3_open_v2(path_of("o.db"), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, "pwal");
@@ -713,13 +684,13 @@ static void case_process(void) {
     sqlite3 *db = open_pwal("o.db");
     create_table(db);
     exec(db, "INSERT INTO t(v) VALUES('here')");
-    int rc = child_open();
+    int rc = child_case("open_once");
     EXPECT(rc == 3, "another process opened the directory's log while it was open here (%d)", rc);
     sqlite3_close(db);
-    rc = child_open();
+    rc = child_case("open_once");
     EXPECT(rc == 0, "another process could not open the database after the last close (%d)", rc);
     db = open_pwal("o.db");
-    EXPECT(query_int(db, "SELECT count(*) FROM t") == 2, "the other process's row is missing");
+    expect_int(db, "SELECT count(*) FROM t", 2, "the other process's row is missing");
     sqlite3_close(db);
 }
 
