@@ -97,10 +97,10 @@ struct dbent {
     dev_t dev;           /* the file fd opened (is the file at the name still it?) */
     ino_t ino;
     int opens;           /* main database handles open on it (under shared.mu) */
-    /* A read-write handle has locked the file: "unix-excl" then holds an
-     * exclusive fcntl() lock on it for this process until its last handle
-     * closes, and no other process can change it. Only then may the
-     * caches of its size and of its journal's absence be trusted.
+    /* A handle of a writable file has locked it: "unix-excl" then holds
+     * an exclusive fcntl() lock on it for this process until its last
+     * handle closes, and no other process can change it. Only then may
+     * the caches of its size and of its journal's absence be trusted.
      * Atomic; cleared at the last close. */
     int process_locked;
     int needs_sync;      /* written home since the last checkpoint */
@@ -120,14 +120,15 @@ struct dbent {
 typedef struct {
     uint64_t commits, frames, frame_bytes, commit_failures, rollbacks;
     uint64_t direct_writes, direct_truncates, syncs, syncs_skipped;
-    uint64_t checkpoints, replayed_frames, replayed_epoch, pages_home;
+    uint64_t checkpoints, replayed_frames, pages_home;
 } vstats;
 
 typedef struct shared shared;
 struct shared {
     shared *next;      /* in g_logs */
     char *dir;         /* realpath of the directory */
-    int dir_fd;        /* the directory, to look names up in (v_open); -1: none */
+    int dir_fd;        /* the directory (O_PATH): is the one at `dir` still it? Held
+                        * open so that its inode cannot be reused; -1: none */
     pwal *log;
     int refs;          /* main database handles open (under g_mu) */
     pthread_mutex_t mu; /* everything below */
@@ -135,7 +136,7 @@ struct shared {
     dbent *files;
     uint32_t next_id;
     int manifest_fd;
-    int in_flight;     /* commits between pwal_commit_file and the end of their write-back */
+    int in_flight;     /* commits between pwal_commit_file and their pages' handover */
     int ckpt_waiting;  /* a checkpoint waits for in_flight to drain: new commits wait */
     uint64_t ckpt_epoch;       /* epochs at or below are checkpointed */
     uint64_t mark_durable;     /* ... and the log says so durably (never replayed) */
@@ -171,27 +172,12 @@ typedef struct {
     uint32_t *pgno;
     unsigned char **pages; /* page_size bytes each, owned until handed to the pagemap */
     pwal_frame *frames;
-    char *db_path;      /* the name it was opened by (for sidecar_unref) */
+    char *db_path;      /* the name it was opened by (sidecars); NULL for a read-only file */
     int readonly;       /* the real file is read-only: its locks are ordinary shared ones */
     sqlite3_file *real; /* the default VFS's file, right after this struct */
 } pfile;
 
-static int write_all(int fd, const void *buf, size_t len, off_t off) {
-    const char *p = buf;
-    while (len > 0) {
-        ssize_t w = pwrite(fd, p, len, off);
-        if (w < 0) {
-            if (errno == EINTR) continue;
-            return -1;
-        }
-        p += w;
-        len -= (size_t)w;
-        off += w;
-    }
-    return 0;
-}
-
-/* Writes iov[0..cnt) at off, all of it. */
+/* Writes iov[0..cnt) at off, all of it; -1 with errno on failure. */
 static int writev_all(int fd, struct iovec *iov, int cnt, off_t off) {
     while (cnt > 0) {
         ssize_t w = pwritev(fd, iov, cnt, off);
@@ -217,6 +203,11 @@ static int writev_all(int fd, struct iovec *iov, int cnt, off_t off) {
     return 0;
 }
 
+static int write_all(int fd, const void *buf, size_t len, off_t off) {
+    struct iovec v = {(void *)buf, len};
+    return writev_all(fd, &v, 1, off);
+}
+
 /* ---- pagemap: committed pages waiting to go home ---- */
 
 static uint32_t pm_slot(const pagemap *m, uint32_t pgno) {
@@ -230,6 +221,21 @@ static unsigned char *pm_get(const pagemap *m, uint32_t pgno) {
         if (m->keys[i] == pgno) return m->pages[i];
         if (!m->keys[i]) return NULL;
     }
+}
+
+/* Stores `page` (taking it) for pgno, freeing the page it replaces. Needs
+ * a free slot (pm_reserve). */
+static void pm_put(pagemap *m, uint32_t pgno, unsigned char *page) {
+    uint32_t i = pm_slot(m, pgno);
+    while (m->keys[i] && m->keys[i] != pgno) i = (i + 1) & (m->cap - 1);
+    if (m->keys[i]) {
+        free(m->pages[i]);
+    } else {
+        m->keys[i] = pgno;
+        m->n++;
+    }
+    m->pages[i] = page;
+    if (pgno > m->max_pgno) m->max_pgno = pgno;
 }
 
 /* Room for `more` new keys without failing; -1 when out of memory. */
@@ -246,34 +252,13 @@ static int pm_reserve(pagemap *m, uint32_t more) {
         free(pages);
         return -1;
     }
-    pagemap grown = {keys, pages, (uint32_t)cap, 0, m->max_pgno};
+    pagemap grown = {keys, pages, (uint32_t)cap, 0, 0};
     for (uint32_t i = 0; i < m->cap; i++)
-        if (m->keys[i]) {
-            uint32_t j = pm_slot(&grown, m->keys[i]);
-            while (grown.keys[j]) j = (j + 1) & (grown.cap - 1);
-            grown.keys[j] = m->keys[i];
-            grown.pages[j] = m->pages[i];
-            grown.n++;
-        }
+        if (m->keys[i]) pm_put(&grown, m->keys[i], m->pages[i]);
     free(m->keys);
     free(m->pages);
     *m = grown;
     return 0;
-}
-
-/* Stores `page` (taking it) for pgno, freeing the page it replaces. Needs
- * room (pm_reserve). */
-static void pm_put(pagemap *m, uint32_t pgno, unsigned char *page) {
-    uint32_t i = pm_slot(m, pgno);
-    while (m->keys[i] && m->keys[i] != pgno) i = (i + 1) & (m->cap - 1);
-    if (m->keys[i]) {
-        free(m->pages[i]);
-    } else {
-        m->keys[i] = pgno;
-        m->n++;
-    }
-    m->pages[i] = page;
-    if (pgno > m->max_pgno) m->max_pgno = pgno;
 }
 
 static void pm_clear(pagemap *m) {
@@ -284,38 +269,46 @@ static void pm_clear(pagemap *m) {
     memset(m, 0, sizeof *m);
 }
 
-static int pgno_cmp(const void *a, const void *b) {
-    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+typedef struct {
+    uint32_t pgno;
+    unsigned char *page;
+} pm_entry;
+
+static int entry_cmp(const void *a, const void *b) {
+    uint32_t x = ((const pm_entry *)a)->pgno, y = ((const pm_entry *)b)->pgno;
     return x < y ? -1 : x > y;
 }
 
 /* Writes every page of m into fd, in page order, runs of consecutive pages
- * in one pwritev each. No sync. -1 with errno on failure. */
-static int pm_write_home(const pagemap *m, uint32_t page_size, int fd) {
+ * in one pwritev each. No sync. -1 with errno and *at (the offset of the
+ * run that failed) on failure. */
+static int pm_write_home(const pagemap *m, uint32_t page_size, int fd, off_t *at) {
     if (!m->n) return 0;
-    uint32_t *order = malloc(sizeof *order * m->n);
+    pm_entry *order = malloc(sizeof *order * m->n);
     struct iovec *iov = malloc(sizeof *iov * (m->n < IOV_MAX ? m->n : IOV_MAX));
     if (!order || !iov) {
         free(order);
         free(iov);
         errno = ENOMEM;
+        *at = 0;
         return -1;
     }
     uint32_t k = 0;
     for (uint32_t i = 0; i < m->cap; i++)
-        if (m->keys[i]) order[k++] = m->keys[i];
-    qsort(order, k, sizeof *order, pgno_cmp);
+        if (m->keys[i]) order[k++] = (pm_entry){m->keys[i], m->pages[i]};
+    qsort(order, k, sizeof *order, entry_cmp);
     int rc = 0;
     for (uint32_t i = 0; i < k && rc == 0;) {
         int cnt = 0;
-        uint32_t first = order[i];
-        while (i < k && cnt < IOV_MAX && order[i] == first + (uint32_t)cnt) {
-            iov[cnt].iov_base = pm_get(m, order[i]);
+        uint32_t first = order[i].pgno;
+        while (i < k && cnt < IOV_MAX && order[i].pgno == first + (uint32_t)cnt) {
+            iov[cnt].iov_base = order[i].page;
             iov[cnt].iov_len = page_size;
             cnt++;
             i++;
         }
-        rc = writev_all(fd, iov, cnt, (off_t)(first - 1) * page_size);
+        *at = (off_t)(first - 1) * page_size;
+        rc = writev_all(fd, iov, cnt, *at);
     }
     free(order);
     free(iov);
@@ -515,11 +508,12 @@ static void free_shared(shared *s) {
     free(s);
 }
 
-/* fdatasyncs the files written home since the last checkpoint; -1 on failure. */
-static int sync_files(dbent **list, int n) {
+/* fdatasyncs the files written home since the last checkpoint: NULL, or
+ * the one whose fdatasync failed (errno says why). */
+static dbent *sync_files(dbent **list, int n) {
     for (int i = 0; i < n; i++)
-        if (list[i]->fd >= 0 && fdatasync(list[i]->fd) != 0) return -1;
-    return 0;
+        if (list[i]->fd >= 0 && fdatasync(list[i]->fd) != 0) return list[i];
+    return NULL;
 }
 
 /* The checkpoint: every commit that pwal acknowledged is written home (none
@@ -578,10 +572,14 @@ static int checkpoint(shared *s) {
         dbent *e = list[i];
         uint32_t pages = e->going.n;
         if (!pages) continue;
-        if (e->fd < 0 || pm_write_home(&e->going, e->ov_page_size, e->fd) != 0) {
+        off_t at = 0;
+        if (e->fd < 0 || pm_write_home(&e->going, e->ov_page_size, e->fd, &at) != 0) {
             /* Durable in the log, not home: they stay in going, so reads
              * still see them, and the next open replays them. */
-            mark_broken(s, "writing committed pages into the database file failed");
+            char why[MAX_NAME + 128];
+            snprintf(why, sizeof why, "writing committed pages into %s at offset %lld: %s",
+                     e->name, (long long)at, e->fd < 0 ? "no descriptor" : strerror(errno));
+            mark_broken(s, why);
             rc = SQLITE_IOERR_WRITE;
             break;
         }
@@ -591,10 +589,13 @@ static int checkpoint(shared *s) {
         pthread_mutex_unlock(&e->ov_mu);
         STAT_ADD(s, pages_home, pages);
     }
+    dbent *unsynced = rc == SQLITE_OK ? sync_files(list, k) : NULL;
     if (rc != SQLITE_OK) {
         /* reported above */
-    } else if (sync_files(list, k) != 0) {
-        mark_broken(s, "fdatasync of a database file failed");
+    } else if (unsynced) {
+        char why[MAX_NAME + 64];
+        snprintf(why, sizeof why, "fdatasync of %s: %s", unsynced->name, strerror(errno));
+        mark_broken(s, why);
         rc = SQLITE_IOERR_FSYNC;
     } else if (through > s->ckpt_epoch) {
         st = pwal_checkpoint(s->log, through);
@@ -706,21 +707,26 @@ static shared *acquire(const char *dir, char *err, size_t errlen) {
     s->ckpt_epoch = s->mark_durable = rep.checkpoint_epoch;
     if (rep.last_epoch > s->ckpt_epoch) {
         /* The replayed pages are home: sync them, then drop them from the log. */
-        int failed = 0;
+        dbent *failed = NULL;
+        int sync_errno = 0;
         for (dbent *e = s->files; e; e = e->next) {
-            if (e->needs_sync && e->fd >= 0 && fdatasync(e->fd) != 0) failed = 1;
+            if (!failed && e->needs_sync && e->fd >= 0 && fdatasync(e->fd) != 0) {
+                failed = e;
+                sync_errno = errno;
+            }
             e->needs_sync = 0;
         }
         st = failed ? PWAL_ERR_IO : pwal_checkpoint(s->log, rep.last_epoch);
         if (st != PWAL_OK) {
+            char why[MAX_NAME + 64];
+            if (failed) snprintf(why, sizeof why, "fdatasync of %s: %s", failed->name, strerror(sync_errno));
             snprintf(err, errlen, "after replaying %s/%s: %s", real, LOG_NAME,
-                     failed ? "fdatasync of a database file failed" : pwal_last_error());
+                     failed ? why : pwal_last_error());
             pwal_close(s->log);
             free_shared(s);
             return NULL;
         }
         s->ckpt_epoch = rep.last_epoch;
-        s->st.replayed_epoch = rep.last_epoch;
         if (make_mark_durable(s) != SQLITE_OK) {
             snprintf(err, errlen, "after replaying %s/%s: %s", real, LOG_NAME, s->why);
             pwal_close(s->log);
@@ -1130,13 +1136,24 @@ static void hand_over(pfile *p) {
  * tells connections of a running process that the file changed; after a
  * crash no connection has a cache to invalidate. It halves what a one-row
  * commit logs. */
+static int counter_only(const unsigned char *old, const unsigned char *page, uint32_t size) {
+    return memcmp(old, page, 24) == 0 && memcmp(old + 28, page + 28, 92 - 28) == 0 &&
+           memcmp(old + 96, page + 96, size - 96) == 0 && memcmp(page + 24, page + 92, 4) == 0 &&
+           memcmp(old + 24, old + 92, 4) == 0;
+}
+
 static int page1_counter_only(pfile *p, const unsigned char *page) {
     if (p->page_size < 100 || p->page_size > PWAL_MAX_PAGE_BYTES) return 0;
+    /* The committed page 1 is usually waiting in memory (every commit
+     * rewrites it): compared there, without a copy. */
+    pthread_mutex_lock(&p->e->ov_mu);
+    unsigned char *waiting = p->e->ov_page_size == p->page_size ? waiting_page(p->e, 1) : NULL;
+    int same = waiting && counter_only(waiting, page, p->page_size);
+    pthread_mutex_unlock(&p->e->ov_mu);
+    if (waiting) return same;
     unsigned char old[PWAL_MAX_PAGE_BYTES];
     if (read_committed(p, old, (int)p->page_size, 0) != SQLITE_OK) return 0;
-    return memcmp(old, page, 24) == 0 && memcmp(old + 28, page + 28, 92 - 28) == 0 &&
-           memcmp(old + 96, page + 96, p->page_size - 96) == 0 &&
-           memcmp(page + 24, page + 92, 4) == 0 && memcmp(old + 24, old + 92, 4) == 0;
+    return counter_only(old, page, p->page_size);
 }
 
 /* The database's size in pages after the batch, for the commit frame:
