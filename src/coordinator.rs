@@ -670,11 +670,9 @@ impl Shared {
             let mut st = self.state.lock();
             st.checkpoint_mark = st.checkpoint_mark.max(through);
         }
-        // The first parts of a transaction that commits above the mark stay.
-        let limit = self.pins.lock().removable_through(through);
-        if !crate::store::removable(&self.catalog.lock(), limit) {
+        let Some(limit) = self.removal_limit(through) else {
             return Ok(());
-        }
+        };
         if self.state.lock().mark_synced < through {
             // Write (and sync) a frame carrying the mark: the filling epoch,
             // empty if nothing is buffered.
@@ -685,6 +683,14 @@ impl Shared {
         debug_assert!(self.state.lock().mark_synced >= through);
 
         crate::store::remove_through(self, limit)
+    }
+
+    /// The epoch through which segments may go once `through` is
+    /// checkpointed (the first parts of a transaction that commits above the
+    /// mark stay), or `None` when no segment would.
+    pub(crate) fn removal_limit(&self, through: u64) -> Option<u64> {
+        let limit = self.pins.lock().removable_through(through);
+        crate::store::removable(&self.catalog.lock(), limit).then_some(limit)
     }
 
     pub(crate) fn stats(&self) -> Stats {

@@ -184,8 +184,7 @@ pub(crate) fn run(sh: Arc<Shared>) {
                     // them: remove it as a checkpoint would (the segments of
                     // a transaction in parts stay pinned; a failure poisons
                     // the log). Nothing here waits for an epoch.
-                    let limit = sh.pins.lock().removable_through(through);
-                    if crate::store::removable(&sh.catalog.lock(), limit) {
+                    if let Some(limit) = sh.removal_limit(through) {
                         let _ = crate::store::remove_through(&sh, limit);
                     }
                 }

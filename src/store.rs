@@ -475,6 +475,9 @@ fn doubled(sh: &Shared, capacity: u64) -> u64 {
 /// (made by a 1 MiB write) walks every block of it.
 const FILL_WRITE: usize = 64 << 10;
 
+/// A spare being zero-filled is synced every this many bytes.
+const FILL_SYNC_EVERY: u64 = 1 << 20;
+
 /// Creates `spare-<n>.tmp`, zero-filled to the segment size (when `fill`)
 /// and synced with its directory entry, so that later `fdatasync`s of it
 /// flush data only.
@@ -488,8 +491,7 @@ fn create_spare(
     let path = sh.dir.join(format!("spare-{n}.tmp"));
     let ctx = |what: &str| format!("{what} {}", path.display());
     let file = sh.vfs.open(&path, true).map_err(|e| (ctx("creating"), e))?;
-    const CHUNK: usize = 1 << 20;
-    let zeros = vec![0u8; CHUNK];
+    let zeros = vec![0u8; FILL_WRITE];
     let mut off = 0u64;
     // Under `off` nothing is ever synced, so zero-filling buys nothing (it
     // exists to keep metadata out of fdatasync) and would double the bytes
@@ -509,20 +511,24 @@ fn create_spare(
                 std::io::Error::other("log is closing"),
             ));
         }
-        let len = (fill_to - off).min(CHUNK as u64) as usize;
-        let mut at = 0;
-        while at < len {
-            let piece = (len - at).min(FILL_WRITE);
-            file.write_all_at(&[&zeros[..piece]], off + at as u64)
-                .map_err(|e| (ctx("preallocating"), e))?;
-            at += piece;
-        }
+        let len = (fill_to - off).min(FILL_WRITE as u64) as usize;
+        file.write_all_at(&[&zeros[..len]], off).map_err(|e| {
+            (
+                format!("preallocating {} at offset {off}", path.display()),
+                e,
+            )
+        })?;
         off += len as u64;
-        if sh.cfg.sync != SyncPolicy::Off {
+        if off.is_multiple_of(FILL_SYNC_EVERY) || off == fill_to {
             // Flush as we go: one 64 MiB flush at the end would queue every
             // commit's fdatasync behind it for the whole transfer (~160 ms
             // at 400 MB/s); 1 MiB at a time bounds that to a few ms.
-            file.sync_data().map_err(|e| (ctx("syncing"), e))?;
+            file.sync_data().map_err(|e| {
+                (
+                    format!("syncing {} through offset {off}", path.display()),
+                    e,
+                )
+            })?;
         }
     }
     if sh.cfg.sync != SyncPolicy::Off {
