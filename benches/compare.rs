@@ -16,6 +16,8 @@
 #[allow(dead_code)]
 mod harness;
 
+use harness::args::parse_list;
+
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -41,16 +43,6 @@ struct Args {
     pwal_lanes: usize,
     sustained: bool,
     footprint: bool,
-}
-
-fn list<T: std::str::FromStr>(s: &str) -> Vec<T> {
-    s.split(',')
-        .map(|x| {
-            x.trim()
-                .parse()
-                .unwrap_or_else(|_| panic!("bad list element {x:?}"))
-        })
-        .collect()
 }
 
 fn parse_args(argv: &[String]) -> Args {
@@ -89,16 +81,16 @@ fn parse_args(argv: &[String]) -> Args {
             "--runs" => a.runs = val().parse().expect("--runs N"),
             "--secs" => a.secs = val().parse().expect("--secs S"),
             "--warmup" => a.warmup = val().parse().expect("--warmup S"),
-            "--threads" => a.threads = list(&val()),
-            "--pages" => a.pages = list(&val()),
-            "--page-sizes" => a.page_sizes = list(&val()),
+            "--threads" => a.threads = parse_list("threads", &val()),
+            "--pages" => a.pages = parse_list("pages", &val()),
+            "--page-sizes" => a.page_sizes = parse_list("page-sizes", &val()),
             "--contenders" => {
                 a.kinds = val()
                     .split(',')
                     .map(|s| Kind::from_slug(s).unwrap_or_else(|| panic!("unknown contender {s}")))
                     .collect()
             }
-            "--recovery-mib" => a.recovery_mib = list(&val()),
+            "--recovery-mib" => a.recovery_mib = parse_list("recovery-mib", &val()),
             "--no-recovery" => a.recovery_mib.clear(),
             "--only-recovery" => {
                 a.only_recovery = true;

@@ -151,16 +151,7 @@ fn pwal_round(dir: &Path, data: &[u8]) -> (f64, f64) {
 fn main() {
     let args = harness::args::Args::parse(&["runs", "mib"]);
     let runs = args.get("runs", 5usize);
-    let sizes: Vec<usize> = args
-        .raw("mib")
-        .unwrap_or("1,16,256")
-        .split(',')
-        .map(|m| {
-            m.trim()
-                .parse()
-                .unwrap_or_else(|_| panic!("--mib {m}: not a number of MiB"))
-        })
-        .collect();
+    let sizes: Vec<usize> = args.list("mib", &[1, 16, 256]);
     let dir = harness::default_data_dir().join("large_txn");
     std::fs::create_dir_all(&dir).unwrap();
     let mut lines = Vec::new();

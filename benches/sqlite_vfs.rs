@@ -70,11 +70,7 @@ fn main() {
         args.get("secs", 3.0f64),
         args.get("warmup", 1.0f64),
     );
-    let dbs_list: Vec<usize> = args.raw("dbs").map_or(vec![1, 16], |v| {
-        v.split(',')
-            .map(|d| d.parse().expect("--dbs 1,16"))
-            .collect()
-    });
+    let dbs_list: Vec<usize> = args.list("dbs", &[1, 16]);
     assert!(runs >= 1, "--runs must be at least 1");
 
     let mut make = Command::new("make");

@@ -65,8 +65,28 @@ impl Args {
         }
     }
 
+    /// The comma-separated list `--name` gives (`1,16,256`), or `default`
+    /// when absent; an element that does not parse ends the program.
+    pub fn list<T: FromStr + Clone>(&self, name: &str, default: &[T]) -> Vec<T> {
+        self.values
+            .get(name)
+            .map_or_else(|| default.to_vec(), |v| parse_list(name, v))
+    }
+
     /// The raw value of `--name`, if given.
     pub fn raw(&self, name: &str) -> Option<&str> {
         self.values.get(name).map(String::as_str)
     }
+}
+
+/// The elements of a comma-separated list given as `--name`; one that does
+/// not parse ends the program naming it.
+pub fn parse_list<T: FromStr>(name: &str, s: &str) -> Vec<T> {
+    s.split(',')
+        .map(|x| {
+            x.trim()
+                .parse()
+                .unwrap_or_else(|_| panic!("--{name} {s}: {x:?} is not a valid element"))
+        })
+        .collect()
 }
