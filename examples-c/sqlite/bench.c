@@ -63,12 +63,12 @@ static void sleep_s(double s) {
  * with no writers, until the spares stop growing (wait_for_spare); then
  * with the writers running, until no new segment is created
  * (warm_until_steady). */
-static long long log_bytes(const char *logdir, const char *prefix) {
+static long long spare_bytes(const char *logdir) {
     DIR *d = opendir(logdir);
     long long total = 0;
     struct dirent *ent;
     while (d && (ent = readdir(d)) != NULL) {
-        if (ent->d_name[0] == '.' || strncmp(ent->d_name, prefix, strlen(prefix)) != 0) continue;
+        if (strncmp(ent->d_name, "spare-", 6) != 0) continue;
         char p[PATH_MAX + 320];
         struct stat sb;
         snprintf(p, sizeof p, "%s/%s", logdir, ent->d_name);
@@ -84,7 +84,7 @@ static void wait_for_spare(const char *dir) {
     long long last = -1;
     int steady = 0;
     for (int tries = 0; tries < 600 && steady < 6; tries++) {
-        long long now = log_bytes(logdir, "spare-");
+        long long now = spare_bytes(logdir);
         steady = now == last ? steady + 1 : 0;
         last = now;
         sleep_s(0.05);
@@ -148,12 +148,12 @@ int main(int argc, char **argv) {
         snprintf(path, sizeof path, "%s/bench0.db", dir);
         sqlite3 *stats = open_db(path, "pwal");
         grown = warm_until_steady(stats);
+        if (getenv("PWALVFS_BENCH_STATS")) {
+            char *st = query(stats, "PRAGMA pwal_stats");
+            fprintf(stderr, "before measuring: %s\n", st);
+            free(st);
+        }
         sqlite3_close(stats);
-    }
-    if (!g_wal && getenv("PWALVFS_BENCH_STATS")) {
-        char *st = query(w[0].db, "PRAGMA pwal_stats");
-        fprintf(stderr, "before measuring: %s\n", st);
-        free(st);
     }
     uint64_t t0 = now_ns();
     __atomic_store_n(&g_phase, 1, __ATOMIC_RELAXED);

@@ -368,10 +368,10 @@ static void case_renamed_dir(void) {
     sqlite3_close(h1);
 }
 
-/* SQLITE_FCNTL_HAS_MOVED, which the VFS answers from the database's
- * directory: a database renamed while open refuses writes
- * (SQLITE_READONLY_DBMOVED), as with the unix VFS, since its frames would
- * be logged under a name that no longer names it. */
+/* SQLITE_FCNTL_HAS_MOVED, which the VFS leaves to the unix VFS: a database
+ * renamed while open refuses writes (SQLITE_READONLY_DBMOVED), which pwal
+ * needs, since its frames would be logged under a name that no longer
+ * names it. */
 static void case_moved(void) {
     sqlite3 *db = open_pwal("mv.db");
     create_table(db);
