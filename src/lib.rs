@@ -30,8 +30,9 @@ mod store;
 mod trace;
 
 pub use config::{
-    FallbackReason, Mode, Options, SyncPolicy, MAX_EPOCH_BODY_BYTES, MAX_LANES, MAX_PAGE_BYTES,
-    MAX_RECORD_BYTES, MAX_TXN_BYTES, MAX_TXN_FRAMES,
+    FallbackReason, Mode, Options, SyncPolicy, DEFAULT_SEGMENT_BYTES, FIRST_SEGMENT_BYTES,
+    MAX_EPOCH_BODY_BYTES, MAX_LANES, MAX_PAGE_BYTES, MAX_RECORD_BYTES, MAX_TXN_BYTES,
+    MAX_TXN_FRAMES,
 };
 pub use error::{Error, Result};
 pub use log::Log;

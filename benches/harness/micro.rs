@@ -37,6 +37,11 @@ pub struct SubmitPath {
     /// pages into a new file, 4 MiB per `pwrite` (as the flusher writes
     /// epochs), no sync; per 4 KiB.
     pub file_write_ns_per_frame: f64,
+    /// The same, with an `fdatasync` wherever the log switches segments
+    /// (segments start at `FIRST_SEGMENT_BYTES` and double up to
+    /// `DEFAULT_SEGMENT_BYTES`): a log under `off` syncs each segment it
+    /// leaves, so these syncs are in the submit path's stretch too.
+    pub file_write_synced_ns_per_frame: f64,
     pub runs: usize,
     pub error: Option<String>,
 }
@@ -47,6 +52,12 @@ impl SubmitPath {
     }
     pub fn file_write_ratio(&self) -> f64 {
         ratio(self.submit_ns_per_frame, self.file_write_ns_per_frame)
+    }
+    pub fn file_write_synced_ratio(&self) -> f64 {
+        ratio(
+            self.submit_ns_per_frame,
+            self.file_write_synced_ns_per_frame,
+        )
     }
     pub fn burst_ratio(&self) -> f64 {
         ratio(self.burst_ns_per_frame, self.memcpy_crc_ns_per_frame)
@@ -148,7 +159,7 @@ fn memcpy_crc_once() -> f64 {
 /// ns per 4 KiB of writing the submit path's bytes (warm-up and measured
 /// frames) into a new file in 4 MiB `pwrite`s, without sync: the page cache's
 /// own cost, which the flusher pays for every byte a writer submits.
-fn file_write_once(dir: &Path) -> Result<f64, String> {
+fn file_write_once(dir: &Path, sync_at_switches: bool) -> Result<f64, String> {
     use std::os::unix::fs::FileExt;
     let _ = std::fs::remove_dir_all(dir);
     std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
@@ -160,11 +171,21 @@ fn file_write_once(dir: &Path) -> Result<f64, String> {
     let total = frames * PAGE as u64;
     let t0 = Instant::now();
     let mut off = 0u64;
+    // Where the log's segments end: 4, 8, 16, 32, 64, 64, ... MiB long.
+    let mut segment = pwal::FIRST_SEGMENT_BYTES;
+    let mut switch_at = segment;
     while off < total {
-        let n = (total - off).min(CHUNK as u64) as usize;
+        let n = (total - off).min(CHUNK as u64).min(switch_at - off) as usize;
         f.write_all_at(&buf[..n], off)
             .map_err(|e| format!("pwrite: {e}"))?;
         off += n as u64;
+        if off == switch_at {
+            if sync_at_switches {
+                f.sync_data().map_err(|e| format!("fdatasync: {e}"))?;
+            }
+            segment = (segment * 2).min(pwal::DEFAULT_SEGMENT_BYTES);
+            switch_at += segment;
+        }
     }
     let ns = t0.elapsed().as_nanos() as f64 / frames as f64;
     drop(f);
@@ -174,7 +195,8 @@ fn file_write_once(dir: &Path) -> Result<f64, String> {
 
 pub fn submit_path(data_dir: &Path, runs: usize) -> SubmitPath {
     let dir = data_dir.join("submit-path");
-    let (mut a, mut b, mut c, mut w) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut a, mut b, mut c) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut w, mut ws) = (Vec::new(), Vec::new());
     let mut out = SubmitPath {
         runs,
         ..Default::default()
@@ -197,8 +219,15 @@ pub fn submit_path(data_dir: &Path, runs: usize) -> SubmitPath {
                 break;
             }
         }
-        match file_write_once(&dir) {
+        match file_write_once(&dir, false) {
             Ok(ns) => w.push(ns),
+            Err(e) => {
+                out.error = Some(e);
+                break;
+            }
+        }
+        match file_write_once(&dir, true) {
+            Ok(ns) => ws.push(ns),
             Err(e) => {
                 out.error = Some(e);
                 break;
@@ -209,6 +238,7 @@ pub fn submit_path(data_dir: &Path, runs: usize) -> SubmitPath {
         }
     }
     out.file_write_ns_per_frame = median(w);
+    out.file_write_synced_ns_per_frame = median(ws);
     out.burst_ns_per_frame = median(c);
     out.submit_ns_per_frame = median(a);
     out.memcpy_crc_ns_per_frame = median(b);
@@ -356,10 +386,13 @@ impl CoreRatios {
             ),
             (
                 format!(
-                    "what bounds it: writing the same bytes into a new file (4 MiB pwrite, no sync) costs {:.0} ns per 4 KiB, {} memcpy+crc32c; the submit path back to back is {} of that",
+                    "what bounds it: writing the same bytes into a new file in 4 MiB pwrites costs {:.0} ns per 4 KiB without a sync ({} memcpy+crc32c; the submit path is {} of it), and {:.0} ns with an fdatasync where the log switches segments, as a log under off does ({} memcpy+crc32c; the submit path is {} of it)",
                     s.file_write_ns_per_frame,
                     f(ratio(s.file_write_ns_per_frame, s.memcpy_crc_ns_per_frame)),
                     f(s.file_write_ratio()),
+                    s.file_write_synced_ns_per_frame,
+                    f(ratio(s.file_write_synced_ns_per_frame, s.memcpy_crc_ns_per_frame)),
+                    f(s.file_write_synced_ratio()),
                 ),
                 "-".into(),
                 None,
