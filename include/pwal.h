@@ -159,8 +159,10 @@
 
 /**
  * Largest epoch body, in bytes, and so the largest
- * `pwal_options.max_batch_bytes` (32 MiB): writers whose records would
- * grow the filling epoch past it wait for the next epoch.
+ * `pwal_options.max_batch_bytes` (32 MiB). Writers whose records would grow
+ * the filling epoch past twice `max_batch_bytes`, or past this if smaller,
+ * wait for the next epoch (a record alone in an epoch may be larger, up to
+ * `PWAL_MAX_RECORD_BYTES`).
  */
 #define PWAL_MAX_EPOCH_BYTES 33554432
 
@@ -532,6 +534,10 @@ typedef struct pwal_options {
     /**
      * Seal an epoch once this many bytes are buffered
      * (`PWAL_MIN_BATCH_BYTES` to `PWAL_MAX_EPOCH_BYTES`); 0 means 4 MiB.
+     * Writers that outrun the disk wait once the filling epoch holds twice
+     * this (at most `PWAL_MAX_EPOCH_BYTES`): lane memory is about four
+     * times this per busy lane (the epoch filling, the one being written,
+     * and their reused buffers).
      */
     uint64_t max_batch_bytes;
     /**

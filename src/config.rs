@@ -103,6 +103,8 @@ pub struct Options {
     /// Lane count; 0 means the number of CPUs.
     pub lanes: usize,
     /// Seal an epoch once this many bytes are buffered; 0 means 4 MiB.
+    /// Writers wait once the filling epoch holds twice this (at most
+    /// [`MAX_EPOCH_BODY_BYTES`]).
     pub max_batch_bytes: usize,
     /// Seal an epoch at the latest this long after its first record;
     /// zero means 2 ms.
@@ -300,6 +302,24 @@ pub(crate) struct Resolved {
     /// The `ENV_*` bits of the values that came from the environment.
     pub env_fields: u32,
     pub trace: Option<crate::Tracer>,
+}
+
+impl Resolved {
+    /// The most bytes of records the filling epoch takes before a writer
+    /// waits for the next one: twice `max_batch_bytes`, at most
+    /// [`MAX_EPOCH_BODY_BYTES`] (a record alone in an epoch may exceed it,
+    /// up to [`MAX_RECORD_BYTES`]). The epoch is asked to seal at
+    /// `max_batch_bytes`; the second half is room for the writers that
+    /// arrive while the epoch before it is still being written. Without it,
+    /// writers that outrun the disk grew each epoch to 32 MiB: lane buffers
+    /// too large to reuse (every epoch faulted in fresh memory), commits
+    /// waiting behind a 32 MiB write and sync, and recovery reading the
+    /// last such frame twice (once for the checkpoint mark).
+    pub fn epoch_body_cap(&self) -> usize {
+        self.max_batch_bytes
+            .saturating_mul(2)
+            .min(MAX_EPOCH_BODY_BYTES)
+    }
 }
 
 pub fn parse_sync(s: &str) -> Option<SyncPolicy> {

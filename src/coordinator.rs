@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
-use crate::config::{FallbackReason, Mode, Resolved, MAX_EPOCH_BODY_BYTES, MAX_RECORD_BYTES};
+use crate::config::{FallbackReason, Mode, Resolved, MAX_RECORD_BYTES};
 use crate::epoch::{encode_record, encode_record_reference, parts, validate_txn, RecordHead};
 use crate::error::{Error, Result};
 use crate::io::Vfs;
@@ -356,6 +356,7 @@ impl Shared {
             lane_of_current_thread(&self.lanes)
         };
         let lane = &self.lanes.lanes[index];
+        let cap = self.cfg.epoch_body_cap();
         let mut g = lane.buf.lock();
         loop {
             if self.poisoned.load(Ordering::Acquire) {
@@ -369,7 +370,7 @@ impl Shared {
             let epoch = g.epoch;
             let slot = &self.epoch_bytes[(epoch & 1) as usize];
             let prev = slot.fetch_add(len as u64, Ordering::AcqRel);
-            if epoch <= after || (prev > 0 && prev + len as u64 > MAX_EPOCH_BODY_BYTES as u64) {
+            if epoch <= after || (prev > 0 && prev + len as u64 > cap as u64) {
                 // The epoch is full (or holds the previous part): wait for
                 // the sealer to move this lane on (bounded memory; a record
                 // is never split).
@@ -381,6 +382,15 @@ impl Shared {
                 continue;
             }
             let start = g.bytes.len();
+            // Grow by doubling, but not past the cap (unless this record
+            // alone needs more): the flusher keeps buffers up to the cap
+            // for reuse, and a doubling from just under it would make one
+            // it drops.
+            let need = start + len;
+            if need > g.bytes.capacity() {
+                let to = (g.bytes.capacity() * 2).clamp(need, cap.max(need));
+                g.bytes.reserve_exact(to - start);
+            }
             let mut crc = encode_record(&mut g.bytes, head, frames, len);
             // A plain load first: a swap on every append would make every
             // writer thread write this shared cache line.

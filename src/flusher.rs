@@ -296,12 +296,12 @@ impl FlushState {
             self.spare_bufs.clear();
             // A buffer a part of a large transaction grew past what epochs
             // normally hold is not kept for reuse: lane memory returns to
-            // the batch size instead of staying at a part's size per lane.
-            let keep = 2 * sh.cfg.max_batch_bytes;
+            // the epoch cap instead of staying at a part's size per lane.
+            let keep = sh.cfg.epoch_body_cap();
             self.spare_bufs.extend(
                 sealed
                     .into_iter()
-                    .map(|b| (b.capacity() <= keep).then_some(b)),
+                    .map(|b| (b.bytes.capacity() <= keep).then_some(b)),
             );
         }
     }

@@ -341,6 +341,58 @@ fn lane_buffers_are_released_after_a_burst() {
     log.close().unwrap();
 }
 
+/// Writers that outran the flusher grew the filling epoch up to 32 MiB
+/// whatever `max_batch_bytes` said: lane buffers too large to be reused
+/// (each epoch faulted in fresh memory), and frames recovery read twice.
+/// An epoch now takes at most twice `max_batch_bytes` of records.
+#[test]
+fn an_epoch_holds_at_most_twice_max_batch_bytes_when_writers_outrun_the_flusher() {
+    const BATCH: usize = 64 << 10;
+    const RECORDS: u64 = 400;
+    let vfs = SimVfs::new();
+    let o = Options {
+        max_batch_bytes: BATCH,
+        segment_bytes: 4 << 20,
+        ..opts(SyncPolicy::Off)
+    };
+    let log = Arc::new(open(&vfs, &o));
+    let page = vec![3u8; 4096];
+    let f = [Frame {
+        page_number: 1,
+        db_size_if_commit: 1,
+        data: &page,
+    }];
+    log.submit(&txn_with_seq(1, &f)).unwrap();
+    // A seal that pauses after issuing the next epoch and before it moves
+    // the lanes on: meanwhile this writer's lane stays in the epoch being
+    // sealed, and every record it submits lands there until the cap.
+    log.debug_inject_seal_pause(300);
+    let sealer = {
+        let log = log.clone();
+        std::thread::spawn(move || log.flush(None).unwrap())
+    };
+    std::thread::sleep(Duration::from_millis(100));
+    for seq in 2..=RECORDS {
+        log.submit(&txn_with_seq(seq, &f)).unwrap();
+    }
+    sealer.join().unwrap();
+    log.flush(None).unwrap();
+    Arc::try_unwrap(log).ok().unwrap().close().unwrap();
+
+    let r = recover(&vfs, Path::new(DB)).unwrap();
+    assert_eq!(r.batches.len() as u64, RECORDS, "a record went missing");
+    let mut per_epoch = std::collections::BTreeMap::<u64, usize>::new();
+    for g in r.batches.values() {
+        // A one-frame record: its header, the frame's header, the page.
+        *per_epoch.entry(g.epoch).or_default() += 44 + 12 + page.len();
+    }
+    let (epoch, most) = per_epoch.iter().max_by_key(|e| e.1).unwrap();
+    assert!(
+        *most <= 2 * BATCH,
+        "epoch {epoch} holds {most} bytes of records, over twice max_batch_bytes ({BATCH})"
+    );
+}
+
 /// A segment switch with no spare ready used to wait for the preparer's
 /// zero-fill in progress (or zero-fill the whole segment itself), with every
 /// committer stalled behind it: a log written faster than the disk could

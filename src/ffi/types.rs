@@ -73,8 +73,10 @@ pub const PWAL_MAX_TXN_BYTES: u32 = 1073741824;
 /// Smallest `pwal_options.max_batch_bytes`.
 pub const PWAL_MIN_BATCH_BYTES: u64 = 4096;
 /// Largest epoch body, in bytes, and so the largest
-/// `pwal_options.max_batch_bytes` (32 MiB): writers whose records would
-/// grow the filling epoch past it wait for the next epoch.
+/// `pwal_options.max_batch_bytes` (32 MiB). Writers whose records would grow
+/// the filling epoch past twice `max_batch_bytes`, or past this if smaller,
+/// wait for the next epoch (a record alone in an epoch may be larger, up to
+/// `PWAL_MAX_RECORD_BYTES`).
 pub const PWAL_MAX_EPOCH_BYTES: u64 = 33554432;
 /// Largest `pwal_options.max_flush_delay_us` (10 s).
 pub const PWAL_MAX_FLUSH_DELAY_US: u64 = 10000000;
@@ -163,6 +165,10 @@ pub struct pwal_options {
     pub lanes: u32,
     /// Seal an epoch once this many bytes are buffered
     /// (`PWAL_MIN_BATCH_BYTES` to `PWAL_MAX_EPOCH_BYTES`); 0 means 4 MiB.
+    /// Writers that outrun the disk wait once the filling epoch holds twice
+    /// this (at most `PWAL_MAX_EPOCH_BYTES`): lane memory is about four
+    /// times this per busy lane (the epoch filling, the one being written,
+    /// and their reused buffers).
     pub max_batch_bytes: u64,
     /// Seal an epoch at the latest this long after its first record, in
     /// microseconds (at most `PWAL_MAX_FLUSH_DELAY_US`); 0 means 2 ms.
