@@ -195,7 +195,19 @@ pub(crate) fn remove_through(sh: &Shared, through: u64) -> Result<()> {
     // log stays a contiguous run of epochs whatever point a crash hits.
     while removable(&cat, through) {
         let seg = cat.segments[0].clone();
-        let done = if cat.spares.len() + recycled.len() < SPARES_KEPT {
+        // A file shorter than the segments the log now grows to is deleted,
+        // not recycled: the small first segments of a log that grew would
+        // otherwise circulate for ever, each used up in a fraction of a
+        // full one's time, so that the spares ran out between checkpoints
+        // and the preparer zero-filled a new full-size file beside the
+        // commits (deleted again at the next checkpoint).
+        let long_enough = || {
+            sh.vfs
+                .open_read(&seg.path)
+                .and_then(|f| f.len())
+                .is_ok_and(|len| len >= cat.next_capacity)
+        };
+        let done = if cat.spares.len() + recycled.len() < SPARES_KEPT && long_enough() {
             let n = cat.next_spare;
             cat.next_spare += 1;
             let to = sh.dir.join(format!("spare-{n}.tmp"));

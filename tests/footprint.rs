@@ -155,3 +155,55 @@ fn segments_double_with_throughput_and_an_idle_log_shrinks_back_to_a_fresh_ones_
     .unwrap();
     assert_eq!(got, vec![(e, 2000)]);
 }
+
+/// A log that grew kept recycling its small first segments for ever. Each
+/// was used up in a fraction of a full segment's time, so the spares ran
+/// out between checkpoints and the preparer zero-filled a new full-size
+/// file beside the commits, deleted again at the next checkpoint: at 16
+/// writers with a checkpoint every 100 ms, that churn put bursts of 2 ms
+/// syncs into the steady state. Once grown, a log recycles only files of
+/// the size it grows to, and the short ones are deleted.
+#[test]
+fn a_grown_log_recycles_only_full_size_segments() {
+    const SEGMENT: u64 = 16 * MIB;
+    let dir = common::scratch("footprint-recycle");
+    let db = dir.join("db");
+    let o = Options {
+        segment_bytes: SEGMENT,
+        ..opts()
+    };
+    let log = Log::open(&db, &o).unwrap();
+    // About 160 MiB in commits of 256 KiB, everything durable checkpointed
+    // every 4 MiB: segments of 4, 8 and 16 MiB, then 16 MiB ones recycled.
+    let mut created_when_grown = None;
+    for id in 1..=640 {
+        let e = commit(&log, id, 16);
+        if id % 16 == 0 {
+            log.checkpoint(e).unwrap();
+        }
+        if id == 320 {
+            created_when_grown = Some(log.stats().segments_created);
+        }
+    }
+    let f = files(&db);
+    let active = f
+        .iter()
+        .filter(|f| f.0.ends_with(".pwseg"))
+        .map(|f| f.0.clone())
+        .max()
+        .unwrap();
+    let short: Vec<_> = f
+        .iter()
+        .filter(|f| f.0 != active && (f.0.ends_with(".pwseg") || f.0.starts_with("spare-")))
+        .filter(|f| f.1 < SEGMENT)
+        .collect();
+    assert!(short.is_empty(), "short files still in circulation: {f:?}");
+    // And no file was created while the recycled ones kept up.
+    let created = log.stats().segments_created;
+    assert_eq!(
+        Some(created),
+        created_when_grown,
+        "segments created in the second half of the run ({f:?})"
+    );
+    log.close().unwrap();
+}
