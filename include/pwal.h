@@ -160,11 +160,19 @@
 /**
  * Largest epoch body, in bytes, and so the largest
  * `pwal_options.max_batch_bytes` (32 MiB). Writers whose records would grow
- * the filling epoch past twice `max_batch_bytes`, or past this if smaller,
- * wait for the next epoch (a record alone in an epoch may be larger, up to
- * `PWAL_MAX_RECORD_BYTES`).
+ * the filling epoch past twice `max_batch_bytes` (but at least
+ * `PWAL_MIN_EPOCH_CAP_BYTES`, at most this) wait for the next epoch; a
+ * record alone in an epoch may be larger, up to `PWAL_MAX_RECORD_BYTES`.
  */
 #define PWAL_MAX_EPOCH_BYTES 33554432
+
+/**
+ * The least the filling epoch takes before writers wait for the next one
+ * (8 MiB), whatever `pwal_options.max_batch_bytes`: a small
+ * `max_batch_bytes` seals early, it does not limit how many commits an
+ * epoch groups.
+ */
+#define PWAL_MIN_EPOCH_CAP_BYTES 8388608
 
 /**
  * Largest `pwal_options.max_flush_delay_us` (10 s).
@@ -535,9 +543,10 @@ typedef struct pwal_options {
      * Seal an epoch once this many bytes are buffered
      * (`PWAL_MIN_BATCH_BYTES` to `PWAL_MAX_EPOCH_BYTES`); 0 means 4 MiB.
      * Writers that outrun the disk wait once the filling epoch holds twice
-     * this (at most `PWAL_MAX_EPOCH_BYTES`): lane memory is about four
-     * times this per busy lane (the epoch filling, the one being written,
-     * and their reused buffers).
+     * this (at least `PWAL_MIN_EPOCH_CAP_BYTES`, at most
+     * `PWAL_MAX_EPOCH_BYTES`): a busy lane holds up to about twice that
+     * (the epoch filling and the one being written, whose buffers are
+     * reused).
      */
     uint64_t max_batch_bytes;
     /**

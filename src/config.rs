@@ -32,6 +32,11 @@ pub const MAX_RECORD_BYTES: usize = 16 << 20;
 pub const MAX_EPOCH_BODY_BYTES: usize = 32 << 20;
 /// Most lanes a log can have (and so most per-lane counts in a certificate).
 pub const MAX_LANES: usize = 256;
+/// The filling epoch takes records up to twice `max_batch_bytes`, but never
+/// less than this (nor more than [`MAX_EPOCH_BODY_BYTES`]) before writers
+/// wait for the next epoch: a small `max_batch_bytes` asks for early seals,
+/// and must not also cap how many commits one epoch groups.
+pub const MIN_EPOCH_CAP_BYTES: usize = 8 << 20;
 
 pub const DEFAULT_MAX_BATCH_BYTES: usize = 4 << 20;
 pub const MIN_BATCH_BYTES: usize = 4096;
@@ -103,8 +108,8 @@ pub struct Options {
     /// Lane count; 0 means the number of CPUs.
     pub lanes: usize,
     /// Seal an epoch once this many bytes are buffered; 0 means 4 MiB.
-    /// Writers wait once the filling epoch holds twice this (at most
-    /// [`MAX_EPOCH_BODY_BYTES`]).
+    /// Writers wait once the filling epoch holds twice this (at least
+    /// [`MIN_EPOCH_CAP_BYTES`], at most [`MAX_EPOCH_BODY_BYTES`]).
     pub max_batch_bytes: usize,
     /// Seal an epoch at the latest this long after its first record;
     /// zero means 2 ms.
@@ -306,11 +311,13 @@ pub(crate) struct Resolved {
 
 impl Resolved {
     /// The most bytes of records the filling epoch takes before a writer
-    /// waits for the next one: twice `max_batch_bytes`, at most
-    /// [`MAX_EPOCH_BODY_BYTES`] (a record alone in an epoch may exceed it,
-    /// up to [`MAX_RECORD_BYTES`]). The epoch is asked to seal at
-    /// `max_batch_bytes`; the second half is room for the writers that
-    /// arrive while the epoch before it is still being written. Without it,
+    /// waits for the next one: twice `max_batch_bytes`, at least
+    /// [`MIN_EPOCH_CAP_BYTES`] and at most [`MAX_EPOCH_BODY_BYTES`] (a
+    /// record alone in an epoch may exceed it, up to [`MAX_RECORD_BYTES`]).
+    /// The epoch is asked to seal at `max_batch_bytes`; the rest is room for
+    /// the writers that arrive while the epoch before it is still being
+    /// written (with a cap of twice a 4 KiB `max_batch_bytes`, every epoch
+    /// held one 4 KiB commit: no group commit at all). Without a cap,
     /// writers that outrun the disk grew each epoch to 32 MiB: lane buffers
     /// too large to reuse (every epoch faulted in fresh memory), commits
     /// waiting behind a 32 MiB write and sync, and recovery reading the
@@ -318,7 +325,7 @@ impl Resolved {
     pub fn epoch_body_cap(&self) -> usize {
         self.max_batch_bytes
             .saturating_mul(2)
-            .min(MAX_EPOCH_BODY_BYTES)
+            .clamp(MIN_EPOCH_CAP_BYTES, MAX_EPOCH_BODY_BYTES)
     }
 }
 

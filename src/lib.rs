@@ -32,7 +32,7 @@ mod trace;
 pub use config::{
     FallbackReason, Mode, Options, SyncPolicy, DEFAULT_SEGMENT_BYTES, FIRST_SEGMENT_BYTES,
     MAX_EPOCH_BODY_BYTES, MAX_LANES, MAX_PAGE_BYTES, MAX_RECORD_BYTES, MAX_TXN_BYTES,
-    MAX_TXN_FRAMES,
+    MAX_TXN_FRAMES, MIN_EPOCH_CAP_BYTES,
 };
 pub use error::{Error, Result};
 pub use log::Log;

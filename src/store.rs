@@ -43,6 +43,10 @@ pub(crate) type IoFailure = (String, std::io::Error);
 pub(crate) struct SegMeta {
     pub first_epoch: u64,
     pub path: PathBuf,
+    /// The bytes it was made to hold (`Spare::capacity`; for a segment
+    /// found at open, its length): a segment that started empty is shorter
+    /// than that on disk.
+    pub capacity: u64,
 }
 
 /// A preallocated (or recycled) file waiting to become a segment.
@@ -111,6 +115,7 @@ pub(crate) fn open_catalog(
             s.header.map(|h| SegMeta {
                 first_epoch: h.first_epoch,
                 path: s.path.clone(),
+                capacity: s.len.clamp(first_capacity(cfg), cfg.segment_bytes.max(1)),
             })
         })
         .collect();
@@ -195,19 +200,17 @@ pub(crate) fn remove_through(sh: &Shared, through: u64) -> Result<()> {
     // log stays a contiguous run of epochs whatever point a crash hits.
     while removable(&cat, through) {
         let seg = cat.segments[0].clone();
-        // A file shorter than the segments the log now grows to is deleted,
-        // not recycled: the small first segments of a log that grew would
-        // otherwise circulate for ever, each used up in a fraction of a
-        // full one's time, so that the spares ran out between checkpoints
-        // and the preparer zero-filled a new full-size file beside the
-        // commits (deleted again at the next checkpoint).
-        let long_enough = || {
-            sh.vfs
-                .open_read(&seg.path)
-                .and_then(|f| f.len())
-                .is_ok_and(|len| len >= cat.next_capacity)
-        };
-        let done = if cat.spares.len() + recycled.len() < SPARES_KEPT && long_enough() {
+        // A segment made smaller than the segments the log now grows to is
+        // deleted, not recycled: the small first segments of a log that
+        // grew would otherwise circulate for ever, each used up in a
+        // fraction of a full one's time, so that the spares ran out between
+        // checkpoints and the preparer zero-filled a new full-size file
+        // beside the commits (deleted again at the next checkpoint). Its
+        // capacity decides, not its length: a segment that started empty
+        // (under `off`, for a large frame, or when the preparer was late)
+        // is a little shorter than its capacity.
+        let full_size = seg.capacity >= cat.next_capacity;
+        let done = if cat.spares.len() + recycled.len() < SPARES_KEPT && full_size {
             let n = cat.next_spare;
             cat.next_spare += 1;
             let to = sh.dir.join(format!("spare-{n}.tmp"));
@@ -222,7 +225,7 @@ pub(crate) fn remove_through(sh: &Shared, through: u64) -> Result<()> {
                             &what,
                         ));
                     }
-                    recycled.push(to.clone())
+                    recycled.push((to.clone(), seg.capacity))
                 })
                 .map_err(|e| {
                     let what = format!("recycling {} as {}", seg.path.display(), to.display());
@@ -277,14 +280,17 @@ pub(crate) fn remove_through(sh: &Shared, through: u64) -> Result<()> {
             e,
         ));
     }
-    for path in recycled {
-        // A file that grew as written may be longer than the segment size;
-        // its length is what it holds without growing.
+    for (path, made_for) in recycled {
+        // A file that grew as written may be longer than the segment size
+        // (its length is what it holds without growing); one that started
+        // empty is a little shorter than the capacity it was made for, and
+        // keeps that capacity (or it would count as a smaller segment).
         let capacity = sh
             .vfs
             .open_read(&path)
             .and_then(|f| f.len())
             .unwrap_or(0)
+            .max(made_for)
             .clamp(first_capacity(&sh.cfg), sh.cfg.segment_bytes.max(1));
         cat.spares.push_back(Spare {
             path,
@@ -382,6 +388,7 @@ pub(crate) fn activate(
     sh.catalog.lock().segments.push(SegMeta {
         first_epoch,
         path: path.clone(),
+        capacity: spare.capacity,
     });
     if !spare.recycled {
         sh.counters.segments_created.fetch_add(1, Ordering::Relaxed);
@@ -489,10 +496,11 @@ const FILL_WRITE: usize = 64 << 10;
 
 /// A spare being zero-filled is synced every this many bytes. Each sync
 /// puts this much writeback in front of the commits' own `fdatasync`s (the
-/// disk queue is shared): 1 MiB made epochs of about 2 ms beside 0.2 ms
-/// ones while a growing log filled its spares; 64 KiB cost commits
-/// throughput.
-const FILL_SYNC_EVERY: u64 = 256 << 10;
+/// disk queue is shared), so epochs written while a growing log fills its
+/// spares take about 2 ms beside 0.2 ms ones. 256 KiB shortened those, but
+/// filled so much slower that a growing log outran the preparer and broke
+/// the doubling of its segments (two 8 MiB segments in a row).
+const FILL_SYNC_EVERY: u64 = 1 << 20;
 
 /// Creates `spare-<n>.tmp`, zero-filled to the segment size (when `fill`)
 /// and synced with its directory entry, so that later `fdatasync`s of it
@@ -538,7 +546,7 @@ fn create_spare(
         if off.is_multiple_of(FILL_SYNC_EVERY) || off == fill_to {
             // Flush as we go: one 64 MiB flush at the end would queue every
             // commit's fdatasync behind it for the whole transfer (~160 ms
-            // at 400 MB/s); 256 KiB at a time bounds that to under 1 ms.
+            // at 400 MB/s); 1 MiB at a time bounds that to a few ms.
             file.sync_data().map_err(|e| {
                 (
                     format!("syncing {} through offset {off}", path.display()),

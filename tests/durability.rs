@@ -341,55 +341,118 @@ fn lane_buffers_are_released_after_a_burst() {
     log.close().unwrap();
 }
 
-/// Writers that outran the flusher grew the filling epoch up to 32 MiB
-/// whatever `max_batch_bytes` said: lane buffers too large to be reused
-/// (each epoch faulted in fresh memory), and frames recovery read twice.
-/// An epoch now takes at most twice `max_batch_bytes` of records.
-#[test]
-fn an_epoch_holds_at_most_twice_max_batch_bytes_when_writers_outrun_the_flusher() {
-    const BATCH: usize = 64 << 10;
-    const RECORDS: u64 = 400;
-    let vfs = SimVfs::new();
+/// Opens a log under `off` with `max_batch_bytes`, submits one record, and
+/// has the seal of its epoch pause after issuing the next epoch and before
+/// it moves the lanes on: until the pause ends, every record submitted lands
+/// in the epoch being sealed, up to the epoch cap. Returns the log, the
+/// sealing thread and that epoch.
+fn log_with_a_paused_seal(
+    vfs: &SimVfs,
+    max_batch_bytes: usize,
+) -> (Arc<Log>, std::thread::JoinHandle<()>, u64) {
     let o = Options {
-        max_batch_bytes: BATCH,
-        segment_bytes: 4 << 20,
+        max_batch_bytes,
+        segment_bytes: 64 << 20,
         ..opts(SyncPolicy::Off)
     };
-    let log = Arc::new(open(&vfs, &o));
+    let log = Arc::new(open(vfs, &o));
     let page = vec![3u8; 4096];
     let f = [Frame {
         page_number: 1,
         db_size_if_commit: 1,
         data: &page,
     }];
-    log.submit(&txn_with_seq(1, &f)).unwrap();
-    // A seal that pauses after issuing the next epoch and before it moves
-    // the lanes on: meanwhile this writer's lane stays in the epoch being
-    // sealed, and every record it submits lands there until the cap.
-    log.debug_inject_seal_pause(300);
+    // Armed first: whichever seal of that epoch comes (this flush, the
+    // background flusher's timer, or a full batch) pauses.
+    log.debug_inject_seal_pause(500);
+    let sealing = log.submit(&txn_with_seq(1, &f)).unwrap();
     let sealer = {
         let log = log.clone();
         std::thread::spawn(move || log.flush(None).unwrap())
     };
+    // Whether the seal has begun its pause by now or begins it later, the
+    // lanes stay in `sealing` until the pause is over: what is submitted
+    // meanwhile lands there (stats() would wait for the seal: no polling).
     std::thread::sleep(Duration::from_millis(100));
-    for seq in 2..=RECORDS {
-        log.submit(&txn_with_seq(seq, &f)).unwrap();
+    (log, sealer, sealing)
+}
+
+/// Writers that outran the flusher grew the filling epoch up to 32 MiB
+/// whatever `max_batch_bytes` said: lane buffers too large to be reused
+/// (each epoch faulted in fresh memory), commits waiting behind a 32 MiB
+/// write, and frames recovery read twice. An epoch now takes at most twice
+/// `max_batch_bytes` (8 MiB by default) of records.
+#[test]
+fn an_epoch_holds_at_most_twice_max_batch_bytes_when_writers_outrun_the_flusher() {
+    const PAGE: usize = 64 << 10;
+    const RECORDS: u64 = 20; // 20 MiB of pages
+    let vfs = SimVfs::new();
+    let (log, sealer, sealing) = log_with_a_paused_seal(&vfs, 4 << 20);
+    let page = vec![5u8; PAGE];
+    let frames: Vec<Frame<'_>> = (1..=16)
+        .map(|i| Frame {
+            page_number: i,
+            db_size_if_commit: 16,
+            data: &page,
+        })
+        .collect();
+    for seq in 2..=1 + RECORDS {
+        log.submit(&txn_with_seq(seq, &frames)).unwrap();
     }
     sealer.join().unwrap();
     log.flush(None).unwrap();
     Arc::try_unwrap(log).ok().unwrap().close().unwrap();
 
     let r = recover(&vfs, Path::new(DB)).unwrap();
-    assert_eq!(r.batches.len() as u64, RECORDS, "a record went missing");
+    assert_eq!(r.batches.len() as u64, 1 + RECORDS, "a record went missing");
     let mut per_epoch = std::collections::BTreeMap::<u64, usize>::new();
     for g in r.batches.values() {
-        // A one-frame record: its header, the frame's header, the page.
-        *per_epoch.entry(g.epoch).or_default() += 44 + 12 + page.len();
+        // The record's header, then each frame's header and page.
+        *per_epoch.entry(g.epoch).or_default() +=
+            44 + g.frames.iter().map(|f| 12 + f.2.len()).sum::<usize>();
     }
+    let held = per_epoch[&sealing];
+    assert!(
+        held > 4 << 20,
+        "the epoch being sealed took only {held} bytes: the test did not fill it"
+    );
     let (epoch, most) = per_epoch.iter().max_by_key(|e| e.1).unwrap();
     assert!(
-        *most <= 2 * BATCH,
-        "epoch {epoch} holds {most} bytes of records, over twice max_batch_bytes ({BATCH})"
+        *most <= 8 << 20,
+        "epoch {epoch} holds {most} bytes of records, over twice max_batch_bytes (4 MiB)"
+    );
+}
+
+/// The cap of twice `max_batch_bytes` alone stopped group commit at small
+/// settings: with `max_batch_bytes` = 4096 every epoch held one 4 KiB
+/// commit. An epoch takes at least `MIN_EPOCH_CAP_BYTES` whatever it says.
+#[test]
+fn a_small_max_batch_bytes_still_groups_commits_into_one_epoch() {
+    const WRITERS: u64 = 8;
+    let vfs = SimVfs::new();
+    let (log, sealer, sealing) = log_with_a_paused_seal(&vfs, 4096);
+    let landed: Vec<u64> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..WRITERS)
+            .map(|t| {
+                let log = &log;
+                s.spawn(move || {
+                    let page = vec![t as u8; 4096];
+                    let f = [Frame {
+                        page_number: 1,
+                        db_size_if_commit: 1,
+                        data: &page,
+                    }];
+                    log.submit(&txn_with_seq(10 + t, &f)).unwrap()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    sealer.join().unwrap();
+    Arc::try_unwrap(log).ok().unwrap().close().unwrap();
+    assert!(
+        landed.iter().all(|&e| e == sealing),
+        "{WRITERS} one-page submits during the seal of epoch {sealing} landed in epochs {landed:?}"
     );
 }
 

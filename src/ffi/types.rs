@@ -74,10 +74,15 @@ pub const PWAL_MAX_TXN_BYTES: u32 = 1073741824;
 pub const PWAL_MIN_BATCH_BYTES: u64 = 4096;
 /// Largest epoch body, in bytes, and so the largest
 /// `pwal_options.max_batch_bytes` (32 MiB). Writers whose records would grow
-/// the filling epoch past twice `max_batch_bytes`, or past this if smaller,
-/// wait for the next epoch (a record alone in an epoch may be larger, up to
-/// `PWAL_MAX_RECORD_BYTES`).
+/// the filling epoch past twice `max_batch_bytes` (but at least
+/// `PWAL_MIN_EPOCH_CAP_BYTES`, at most this) wait for the next epoch; a
+/// record alone in an epoch may be larger, up to `PWAL_MAX_RECORD_BYTES`.
 pub const PWAL_MAX_EPOCH_BYTES: u64 = 33554432;
+/// The least the filling epoch takes before writers wait for the next one
+/// (8 MiB), whatever `pwal_options.max_batch_bytes`: a small
+/// `max_batch_bytes` seals early, it does not limit how many commits an
+/// epoch groups.
+pub const PWAL_MIN_EPOCH_CAP_BYTES: u64 = 8388608;
 /// Largest `pwal_options.max_flush_delay_us` (10 s).
 pub const PWAL_MAX_FLUSH_DELAY_US: u64 = 10000000;
 /// The size of a log's first segment, and of the first after an idle spell
@@ -96,6 +101,7 @@ pub const PWAL_STATS_LANES: usize = 64;
 pub const PWAL_TEXT_BYTES: usize = 256;
 
 const _: () = assert!(PWAL_MAX_PAGE_BYTES as usize == crate::MAX_PAGE_BYTES);
+const _: () = assert!(PWAL_MIN_EPOCH_CAP_BYTES as usize == crate::MIN_EPOCH_CAP_BYTES);
 const _: () = assert!(PWAL_MAX_TXN_FRAMES as usize == crate::MAX_TXN_FRAMES);
 const _: () = assert!(PWAL_MAX_TXN_BYTES as usize == crate::MAX_TXN_BYTES);
 const _: () = assert!(PWAL_MIN_BATCH_BYTES as usize == crate::config::MIN_BATCH_BYTES);
@@ -166,9 +172,10 @@ pub struct pwal_options {
     /// Seal an epoch once this many bytes are buffered
     /// (`PWAL_MIN_BATCH_BYTES` to `PWAL_MAX_EPOCH_BYTES`); 0 means 4 MiB.
     /// Writers that outrun the disk wait once the filling epoch holds twice
-    /// this (at most `PWAL_MAX_EPOCH_BYTES`): lane memory is about four
-    /// times this per busy lane (the epoch filling, the one being written,
-    /// and their reused buffers).
+    /// this (at least `PWAL_MIN_EPOCH_CAP_BYTES`, at most
+    /// `PWAL_MAX_EPOCH_BYTES`): a busy lane holds up to about twice that
+    /// (the epoch filling and the one being written, whose buffers are
+    /// reused).
     pub max_batch_bytes: u64,
     /// Seal an epoch at the latest this long after its first record, in
     /// microseconds (at most `PWAL_MAX_FLUSH_DELAY_US`); 0 means 2 ms.
