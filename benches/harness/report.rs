@@ -226,7 +226,7 @@ impl Suite {
                 })
                 .unwrap_or_default();
             t.push((
-                "16 writers: pwal p99 / p50 commit latency".into(),
+                "16 writers: pwal p99 / p50 commit latency (grid cell: a fresh log, its growth inside the measured seconds)".into(),
                 format!(
                     "{} ({} / {} us{floor}{sync})",
                     fmt_ratio(r),

@@ -61,6 +61,9 @@ pub struct Variant {
     pub segments_created: u64,
     pub segments_recycled: u64,
     pub segments_deleted: u64,
+    /// Commit latency (median, p99) of the commits that began in the last
+    /// third of the run: the log's steady state.
+    pub last_third_latency_us: (f64, f64),
     pub error: Option<String>,
 }
 
@@ -204,7 +207,18 @@ impl SustainedResult {
         };
         let r1 = ratio(n.last_third(), w.last_third());
         let r2 = ratio(n.last_third(), n.first_third());
+        let (p50, p99) = w.last_third_latency_us;
+        let r3 = ratio(p99, p50);
         vec![
+            (
+                format!(
+                    "{} writers, steady state (last third, checkpoint every 100 ms): commit p99 / p50",
+                    self.opts.threads
+                ),
+                format!("{r3:.2}x ({p99:.0} / {p50:.0} us)"),
+                "<= 3x".into(),
+                r3 <= 3.0,
+            ),
             (
                 "last third: no checkpoint / checkpoint every 100 ms".into(),
                 format!(
@@ -264,6 +278,7 @@ fn run_variant(dir: &Path, opts: &Opts, checkpoint: bool) -> Variant {
         segments_created: 0,
         segments_recycled: 0,
         segments_deleted: 0,
+        last_third_latency_us: (f64::NAN, f64::NAN),
         error: None,
     };
     let _ = std::fs::remove_dir_all(dir);
@@ -294,12 +309,17 @@ fn run_variant(dir: &Path, opts: &Opts, checkpoint: bool) -> Variant {
     let done = AtomicU64::new(0);
     let seq = AtomicU64::new(1);
     let error: Mutex<Option<String>> = Mutex::new(None);
+    let latencies: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+    let last_third_from = Instant::now() + Duration::from_secs(opts.secs - opts.secs / 3);
     std::thread::scope(|s| {
         for t in 0..opts.threads {
             let (stop, done, seq, error, log) = (&stop, &done, &seq, &error, &log);
+            let latencies = &latencies;
             s.spawn(move || {
                 let mut bufs = make_pages(1, opts.page_size, t as u64 + 1);
+                let mut mine: Vec<u32> = Vec::new();
                 while !stop.load(Ordering::Acquire) {
+                    let began = Instant::now();
                     let n = seq.fetch_add(1, Ordering::Relaxed);
                     bufs[0][..8].copy_from_slice(&n.to_le_bytes());
                     let pages: [&[u8]; 1] = [&bufs[0]];
@@ -314,7 +334,11 @@ fn run_variant(dir: &Path, opts: &Opts, checkpoint: bool) -> Variant {
                         break;
                     }
                     done.fetch_add(1, Ordering::Relaxed);
+                    if began >= last_third_from && !stop.load(Ordering::Acquire) {
+                        mine.push(began.elapsed().as_micros().min(u32::MAX as u128) as u32);
+                    }
                 }
+                latencies.lock().unwrap().extend(mine);
             });
         }
         let t0 = Instant::now();
@@ -333,6 +357,12 @@ fn run_variant(dir: &Path, opts: &Opts, checkpoint: bool) -> Variant {
         }
         stop.store(true, Ordering::Release);
     });
+    let mut lat = latencies.into_inner().unwrap();
+    lat.sort_unstable();
+    if !lat.is_empty() {
+        let at = |q: f64| lat[((lat.len() as f64 * q) as usize).min(lat.len() - 1)] as f64;
+        v.last_third_latency_us = (at(0.5), at(0.99));
+    }
     v.disk = dir_usage_all(&log_dir);
     let st = log.stats();
     v.segments_created = st.segments_created;
@@ -399,7 +429,8 @@ pub fn markdown(r: &SustainedResult) -> String {
         s,
         "{} writers commit one {} KiB page each through `Log::commit` (default options, sync full) for {} s, \
          twice, each on a fresh log: with one thread checkpointing everything durable every 100 ms, then with no checkpoint at all. \
-         The commits completed in each one-second interval are counted; a third is the median of its seconds. \
+         The commits completed in each one-second interval are counted; a third is the median of its seconds; \
+         the latency columns are over the commits that began in the last third. \
          Disk: the log directory at the end of the run (allocated `st_blocks * 512`, then apparent size and file count).\n",
         o.threads,
         o.page_size / 1024,
@@ -407,18 +438,20 @@ pub fn markdown(r: &SustainedResult) -> String {
     );
     let _ = writeln!(
         s,
-        "| variant | mean commits/s | first third | last third | last / first | log directory at the end | segments created / recycled / deleted |"
+        "| variant | mean commits/s | first third | last third | last / first | last third: commit p50 / p99 | log directory at the end | segments created / recycled / deleted |"
     );
-    let _ = writeln!(s, "| --- | --- | --- | --- | --- | --- | --- |");
+    let _ = writeln!(s, "| --- | --- | --- | --- | --- | --- | --- | --- |");
     for v in &r.variants {
         let _ = writeln!(
             s,
-            "| {} | {:.0} | {:.0} | {:.0} | {:.3}x | {:.1} MiB ({:.1} MiB, {} files) | {} / {} / {} |",
+            "| {} | {:.0} | {:.0} | {:.0} | {:.3}x | {:.0} / {:.0} us | {:.1} MiB ({:.1} MiB, {} files) | {} / {} / {} |",
             v.label(),
             v.mean(),
             v.first_third(),
             v.last_third(),
             ratio(v.last_third(), v.first_third()),
+            v.last_third_latency_us.0,
+            v.last_third_latency_us.1,
             v.disk.allocated as f64 / MIB,
             v.disk.apparent as f64 / MIB,
             v.disk.files,
