@@ -590,10 +590,14 @@ pub(crate) fn prepare_spares(sh: Arc<Shared>) {
         let mut cat = sh.catalog.lock();
         sh.catalog_cv.notify_all();
         match r {
-            // An idle trim reset the growth while this one was being made:
-            // it is larger than the log now wants; drop it (it holds no
-            // epoch) and make the small one.
-            Ok(path) if capacity > cat.next_capacity => {
+            // The log's growth moved while this one was being made: an idle
+            // trim reset it (this spare is larger than the log now wants),
+            // or the flusher, finding no spare ready, started an empty
+            // segment of this size and doubled it (this spare would make
+            // two segments of one size in a row, and be deleted at its
+            // removal as too small). Drop it (it holds no epoch) and make
+            // the one the log wants.
+            Ok(path) if capacity != cat.next_capacity => {
                 let _ = sh.vfs.remove_file(&path);
             }
             Ok(path) => cat.spares.push_back(Spare {
