@@ -18,6 +18,13 @@ mod harness;
 
 use harness::args::parse_list;
 
+/// What `--help` prints: the command line of the header comment.
+const USAGE: &str = "cargo bench --bench compare -- [--quick] [--runs N] [--secs S] [--warmup S]
+    [--threads 1,2,4] [--pages 1,8] [--page-sizes 4096,16384]
+    [--contenders pwal-auto-full,sqlite-full,...] [--recovery-mib 64,256]
+    [--no-recovery] [--only-recovery] [--no-strace] [--no-sustained]
+    [--no-footprint] [--no-write] [--out docs/BENCHMARKS.md] [--pwal-lanes N]";
+
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -107,6 +114,10 @@ fn parse_args(argv: &[String]) -> Args {
                 a.pwal_lanes = n;
             }
             "--out" => a.out = PathBuf::from(val()),
+            "--help" | "-h" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
             other => panic!("unknown argument {other}; see the top of benches/compare.rs"),
         }
     }

@@ -29,15 +29,22 @@ impl Args {
         let mut values = HashMap::new();
         let mut given = Vec::new();
         let mut it = shown.iter();
+        let all = || -> String {
+            let names: Vec<&str> = known.iter().chain(flags).copied().collect();
+            format!("--{}", names.join(", --"))
+        };
         while let Some(x) = it.next() {
             let name = x.strip_prefix("--").unwrap_or(x);
+            if name == "help" || x == "-h" {
+                println!("arguments: {} (each but a flag takes a value; the file's header comment says what each does)", all());
+                std::process::exit(0);
+            }
             if flags.contains(&name) {
                 given.push(name.to_string());
                 continue;
             }
             if !known.contains(&name) {
-                let all: Vec<&str> = known.iter().chain(flags).copied().collect();
-                panic!("unknown argument {x} (known: --{})", all.join(", --"));
+                panic!("unknown argument {x} (known: {})", all());
             }
             let v = it.next().unwrap_or_else(|| panic!("{x} needs a value"));
             values.insert(name.to_string(), v.clone());
