@@ -2,13 +2,7 @@
 //! floor, with recovery, the core ratios and syscall counts; writes
 //! `docs/BENCHMARKS.md` and the SVG charts.
 //!
-//! ```text
-//! cargo bench --bench compare -- [--quick] [--runs N] [--secs S] [--warmup S]
-//!     [--threads 1,2,4] [--pages 1,8] [--page-sizes 4096,16384]
-//!     [--contenders pwal-auto-full,sqlite-full,...] [--recovery-mib 64,256]
-//!     [--no-recovery] [--only-recovery] [--no-strace] [--no-sustained]
-//!     [--no-footprint] [--no-write] [--out docs/BENCHMARKS.md]
-//! ```
+//! The command line is [`USAGE`] (what `--help` prints).
 //! `--only-recovery` runs the recovery measurements alone (no contender grid,
 //! no submit path, no strace) and prints them; it implies `--no-write`.
 //! Data files go to `PWAL_BENCH_DIR` or `target/bench-data` and are removed.
