@@ -277,6 +277,21 @@ fn main() {
     }
     let results = run_grid(&grid, a.runs, &shared, warmup, secs);
 
+    let mut epoch_bounds = Vec::new();
+    for threads in [16, 64] {
+        let cell = Cell {
+            threads,
+            pages: 8,
+            page_size: 16384,
+        };
+        eprintln!("new space: epochs of {threads} writers, 8 x 16 KiB pages");
+        epoch_bounds.extend(harness::new_space::epoch_bound(
+            &results,
+            cell,
+            &data_dir.join("new-space"),
+        ));
+    }
+
     eprintln!("submit path");
     let submit = submit_path(&data_dir, a.runs.max(3));
     let core = CoreRatios::from_results(&results, submit);
@@ -352,6 +367,7 @@ fn main() {
         strace,
         sustained,
         footprint,
+        epoch_bounds,
         data_dir_fs: sys::filesystem_of(&data_dir),
         elapsed_secs: started.elapsed().as_secs_f64(),
         notes,

@@ -12,6 +12,7 @@ pub mod args;
 pub mod contenders;
 pub mod footprint;
 pub mod micro;
+pub mod new_space;
 pub mod peers;
 pub mod recovery;
 pub mod report;

@@ -45,6 +45,9 @@ pub struct Suite {
     /// The sustained run and the disk footprint (`None`: not run).
     pub sustained: Option<Result<super::sustained::SustainedResult, String>>,
     pub footprint: Option<Result<super::footprint::FootprintResult, String>>,
+    /// What bounds the bandwidth-bound no-checkpoint cells (measured right
+    /// after the grid).
+    pub epoch_bounds: Vec<Result<super::new_space::EpochBound, String>>,
     pub data_dir_fs: String,
     pub elapsed_secs: f64,
     pub notes: Vec<String>,
@@ -101,6 +104,29 @@ fn fmt_ratio(x: f64) -> String {
 }
 
 impl Suite {
+    /// "; what bounds it: ..." for the no-checkpoint / sequential floor row
+    /// of `cell`, from its measured [`EpochBound`].
+    fn epoch_bound_text(&self, cell: Cell, pwal_cps: f64, floor_cps: f64) -> Option<String> {
+        let b = self.epoch_bounds.iter().find_map(|b| match b {
+            Ok(b) if b.cell == cell => Some(Ok(b)),
+            Err(e) => Some(Err(e)),
+            _ => None,
+        })?;
+        Some(match b {
+            Err(e) => format!("; its bound not measured: {e}"),
+            Ok(b) => format!(
+                "; what bounds it: its epochs (mean {} KiB, {:.1} commits) written back to back by one thread, each followed by `fdatasync`, carry {} commits/s appended to an empty file ({} the floor; pwal is {} of it) and {} commits/s over a pre-zeroed file ({} the floor)",
+                fmt_num(b.space.write_bytes as f64 / 1024.0),
+                b.txns_per_epoch,
+                fmt_num(b.append_cps()),
+                fmt_ratio(ratio(b.append_cps(), floor_cps)),
+                fmt_ratio(ratio(pwal_cps, b.append_cps())),
+                fmt_num(b.overwrite_cps()),
+                fmt_ratio(ratio(b.overwrite_cps(), floor_cps)),
+            ),
+        })
+    }
+
     pub fn get(&self, kind: Kind, cell: Cell) -> Option<Metrics> {
         let cell = kind.effective_cell(cell);
         self.results
@@ -126,15 +152,16 @@ impl Suite {
     pub fn targets(&self) -> Vec<(String, String, String, bool)> {
         let mut t = Vec::new();
         let pw = Kind::PwalAutoFull;
-        let mut ratio_row = |what: String, a: f64, b: f64, want: f64| {
+        let mut ratio_row = |what: String, a: f64, b: f64, want: f64, then: Option<String>| {
             let r = ratio(a, b);
             t.push((
                 what,
                 format!(
-                    "{} ({} vs {} commits/s)",
+                    "{} ({} vs {} commits/s){}",
                     fmt_ratio(r),
                     fmt_num(a),
-                    fmt_num(b)
+                    fmt_num(b),
+                    then.unwrap_or_default()
                 ),
                 format!(">= {want}x"),
                 r >= want,
@@ -145,12 +172,14 @@ impl Suite {
             self.cps(pw, 1),
             self.cps(Kind::SqliteFull, 1),
             1.0,
+            None,
         );
         ratio_row(
             "1 writer: pwal / floor".into(),
             self.cps(pw, 1),
             self.cps(Kind::Floor, 1),
             0.85,
+            None,
         );
         for (n, s) in [(16, 4.0), (64, 6.0)] {
             ratio_row(
@@ -158,12 +187,14 @@ impl Suite {
                 self.cps(pw, n),
                 self.cps(Kind::SqliteFull, n),
                 s,
+                None,
             );
             ratio_row(
                 format!("{n} writers: pwal / RocksDB"),
                 self.cps(pw, n),
                 self.cps(Kind::Rocksdb, n),
                 1.5,
+                None,
             );
         }
         // Bandwidth-bound commits on a log nobody checkpoints: the sequential
@@ -189,6 +220,9 @@ impl Suite {
                     cps(np),
                     cps(k),
                     want,
+                    (k == Kind::SeqFloor)
+                        .then(|| self.epoch_bound_text(cell, cps(np), cps(k)))
+                        .flatten(),
                 );
             }
         }

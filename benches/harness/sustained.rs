@@ -18,6 +18,7 @@ use pwal::{Log, Options, SyncPolicy};
 use super::contenders::{close_pwal, spawn_checkpointer};
 use super::contenders::{empty_frames, pwal_txn};
 use super::footprint::{dir_usage_all, Usage};
+use super::new_space::{NewSpace, ROUNDS};
 use super::report::Series;
 use super::{make_pages, median, ratio};
 
@@ -117,80 +118,10 @@ pub struct SustainedResult {
     pub new_space: Option<NewSpace>,
 }
 
-/// `fdatasync`s per second of one thread writing 16 KiB at a time, each
-/// write synced: overwriting a pre-zeroed file (what a recycled or
-/// zero-filled segment gives), appending to an empty file (a segment started
-/// empty), and writing into a file allocated by `fallocate` (unwritten
-/// extents). Medians of alternating rounds.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct NewSpace {
-    pub overwrite: f64,
-    pub append: f64,
-    pub fallocated: f64,
-}
-
+/// The write of the new-space measurement: about what the sustained run's
+/// epochs hold (a dozen 4 KiB commits).
 const NEW_SPACE_WRITE: usize = 16 << 10;
 const NEW_SPACE_WRITES: usize = 2000;
-const NEW_SPACE_ROUNDS: usize = 3;
-
-/// Measures [`NewSpace`] in `dir` (created and removed).
-pub fn new_space(dir: &Path) -> Result<NewSpace, String> {
-    use std::os::unix::fs::FileExt;
-    use std::os::unix::io::AsRawFd;
-    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let total = (NEW_SPACE_WRITE * NEW_SPACE_WRITES) as u64;
-    let buf = super::make_pages(1, NEW_SPACE_WRITE, 11).pop().unwrap();
-    let mut rates: [Vec<f64>; 3] = [Vec::new(), Vec::new(), Vec::new()];
-    for _ in 0..NEW_SPACE_ROUNDS {
-        for (mode, out) in rates.iter_mut().enumerate() {
-            let p = dir.join(format!("new-space-{mode}"));
-            let _ = std::fs::remove_file(&p);
-            let f = std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .open(&p)
-                .map_err(|e| format!("{}: {e}", p.display()))?;
-            match mode {
-                0 => {
-                    let zeros = vec![0u8; 1 << 20];
-                    let mut o = 0;
-                    while o < total {
-                        f.write_all_at(&zeros, o).map_err(|e| e.to_string())?;
-                        o += zeros.len() as u64;
-                    }
-                }
-                2 => {
-                    // SAFETY: fallocate on a descriptor this function owns,
-                    // no pointer arguments.
-                    let rc = unsafe { libc::fallocate(f.as_raw_fd(), 0, 0, total as libc::off_t) };
-                    if rc != 0 {
-                        return Err(format!("fallocate: {}", std::io::Error::last_os_error()));
-                    }
-                }
-                _ => {}
-            }
-            f.sync_all().map_err(|e| e.to_string())?;
-            let t0 = Instant::now();
-            for i in 0..NEW_SPACE_WRITES {
-                f.write_all_at(&buf, (i * NEW_SPACE_WRITE) as u64)
-                    .map_err(|e| e.to_string())?;
-                f.sync_data().map_err(|e| e.to_string())?;
-            }
-            out.push(NEW_SPACE_WRITES as f64 / t0.elapsed().as_secs_f64());
-            drop(f);
-            let _ = std::fs::remove_file(&p);
-        }
-    }
-    let _ = std::fs::remove_dir_all(dir);
-    let [a, b, c] = rates;
-    Ok(NewSpace {
-        overwrite: super::median(a),
-        append: super::median(b),
-        fallocated: super::median(c),
-    })
-}
 
 impl SustainedResult {
     pub fn with_checkpoints(&self) -> Option<&Variant> {
@@ -399,7 +330,11 @@ pub fn measure(data_dir: &Path, opts: &Opts) -> Result<SustainedResult, String> 
         );
         variants.push(v);
     }
-    let new_space = match new_space(&data_dir.join("new-space")) {
+    let new_space = match super::new_space::measure(
+        &data_dir.join("new-space"),
+        NEW_SPACE_WRITE,
+        NEW_SPACE_WRITES,
+    ) {
         Ok(n) => Some(n),
         Err(e) => {
             eprintln!("sustained: new-space measurement failed: {e}");
@@ -471,7 +406,7 @@ pub fn markdown(r: &SustainedResult) -> String {
             s,
             "\nWhat a log nobody checkpoints meets: every byte it writes lands on new disk space, under a \
              zero-fill or under the commits themselves. One thread, {} KiB writes each followed by `fdatasync`, \
-             medians of {NEW_SPACE_ROUNDS} alternating rounds of {NEW_SPACE_WRITES} writes, in this run:\n",
+             medians of {ROUNDS} alternating rounds of {NEW_SPACE_WRITES} writes, in this run:\n",
             NEW_SPACE_WRITE / 1024
         );
         let _ = writeln!(s, "| file written | syncs/s | against the overwrite |");

@@ -1,0 +1,139 @@
+//! What writing into new disk space costs, against overwriting: one thread
+//! writing a file front to back, each write followed by `fdatasync`, into a
+//! pre-zeroed file (what a recycled or zero-filled segment gives), an empty
+//! file (a segment started empty, which grows), and a file allocated by
+//! `fallocate` (unwritten extents). A log nobody checkpoints never
+//! overwrites: every byte it writes lands on new space, under a zero-fill
+//! (the byte then reaches the disk twice) or under the commits themselves
+//! (each sync then also commits the file system's metadata).
+
+use std::path::Path;
+use std::time::Instant;
+
+/// Rounds of each kind of file, alternating; each figure is their median.
+pub const ROUNDS: usize = 3;
+
+/// Synced writes per second into each kind of file.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NewSpace {
+    /// The size of each write, in bytes.
+    pub write_bytes: usize,
+    pub overwrite: f64,
+    pub append: f64,
+    pub fallocated: f64,
+}
+
+/// Measures [`NewSpace`] for `writes` writes of `write_bytes` in `dir`
+/// (created and removed).
+pub fn measure(dir: &Path, write_bytes: usize, writes: usize) -> Result<NewSpace, String> {
+    use std::os::unix::fs::FileExt;
+    use std::os::unix::io::AsRawFd;
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let total = (write_bytes * writes) as u64;
+    let buf = super::make_pages(1, write_bytes, 11).pop().unwrap();
+    let mut rates: [Vec<f64>; 3] = [Vec::new(), Vec::new(), Vec::new()];
+    for _ in 0..ROUNDS {
+        for (mode, out) in rates.iter_mut().enumerate() {
+            let p = dir.join(format!("new-space-{mode}"));
+            let _ = std::fs::remove_file(&p);
+            let f = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&p)
+                .map_err(|e| format!("{}: {e}", p.display()))?;
+            match mode {
+                0 => {
+                    let zeros = vec![0u8; 1 << 20];
+                    let mut o = 0;
+                    while o < total {
+                        f.write_all_at(&zeros, o).map_err(|e| e.to_string())?;
+                        o += zeros.len() as u64;
+                    }
+                }
+                2 => {
+                    // SAFETY: fallocate on a descriptor this function owns,
+                    // no pointer arguments.
+                    let rc = unsafe { libc::fallocate(f.as_raw_fd(), 0, 0, total as libc::off_t) };
+                    if rc != 0 {
+                        return Err(format!("fallocate: {}", std::io::Error::last_os_error()));
+                    }
+                }
+                _ => {}
+            }
+            f.sync_all().map_err(|e| e.to_string())?;
+            let t0 = Instant::now();
+            for i in 0..writes {
+                f.write_all_at(&buf, (i * write_bytes) as u64)
+                    .map_err(|e| e.to_string())?;
+                f.sync_data().map_err(|e| e.to_string())?;
+            }
+            out.push(writes as f64 / t0.elapsed().as_secs_f64());
+            drop(f);
+            let _ = std::fs::remove_file(&p);
+        }
+    }
+    let _ = std::fs::remove_dir_all(dir);
+    let [a, b, c] = rates;
+    Ok(NewSpace {
+        write_bytes,
+        overwrite: super::median(a),
+        append: super::median(b),
+        fallocated: super::median(c),
+    })
+}
+
+/// What bounds a no-checkpoint cell against the sequential floor: the same
+/// epochs written back to back by one thread with nothing else to do, each
+/// followed by `fdatasync`, into new space and (for comparison) over a
+/// pre-zeroed file.
+#[derive(Clone, Copy, Debug)]
+pub struct EpochBound {
+    pub cell: super::Cell,
+    /// The cell's mean transactions per epoch (pwal's counters, median run).
+    pub txns_per_epoch: f64,
+    /// Measured with writes of the cell's mean epoch frame.
+    pub space: NewSpace,
+}
+
+impl EpochBound {
+    /// Commits per second the epochs carry when appended to an empty file.
+    pub fn append_cps(&self) -> f64 {
+        self.space.append * self.txns_per_epoch
+    }
+    /// Commits per second the epochs carry when they overwrite a pre-zeroed
+    /// file.
+    pub fn overwrite_cps(&self) -> f64 {
+        self.space.overwrite * self.txns_per_epoch
+    }
+}
+
+/// Bytes written by each kind of file in [`epoch_bound`], at least.
+const EPOCH_BOUND_BYTES: usize = 96 << 20;
+
+/// Measures the [`EpochBound`] of `cell` for the no-checkpoint pwal run in
+/// `results` (`None` when that cell was not run).
+pub fn epoch_bound(
+    results: &[super::CellResult],
+    cell: super::Cell,
+    dir: &Path,
+) -> Option<Result<EpochBound, String>> {
+    let kind = super::contenders::Kind::PwalAutoFullNoCheckpoint;
+    let m = results
+        .iter()
+        .find(|r| r.kind == kind && r.cell == cell)?
+        .median()?;
+    let w = m.pwal?;
+    if w.epochs == 0 {
+        return None;
+    }
+    // The mean epoch frame, written back to back as the log writes them.
+    let frame = (w.bytes_written / w.epochs) as usize;
+    let writes = EPOCH_BOUND_BYTES.div_ceil(frame).max(16);
+    Some(measure(dir, frame, writes).map(|space| EpochBound {
+        cell,
+        txns_per_epoch: w.txns_per_epoch_mean(),
+        space,
+    }))
+}
