@@ -149,6 +149,9 @@ pub(crate) struct Shared {
     /// `preparer_held`.
     pub inject_hold_preparer: AtomicBool,
     pub preparer_held: AtomicBool,
+    /// The preparer is waiting with nothing to do (every spare it should
+    /// make is made, or the log is writing large frames).
+    pub preparer_idle: AtomicBool,
     /// Commit sequences of batches waiting inside `submit` for room in a full
     /// epoch: submitted, yet in no lane buffer, so the commit-sequence
     /// watermark must not pass them.
@@ -860,6 +863,7 @@ pub(crate) fn start(
         inject_seal_pause_ms: AtomicU64::new(0),
         inject_hold_preparer: AtomicBool::new(false),
         preparer_held: AtomicBool::new(false),
+        preparer_idle: AtomicBool::new(false),
         blocked_seqs: Mutex::new(Vec::new()),
         pins: Mutex::new(pins),
         published_seq: AtomicU64::new(0),

@@ -206,6 +206,14 @@ impl Log {
         self.shared.preparer_held.load(Ordering::Acquire)
     }
 
+    /// Test hook: the preparation thread is waiting with no spare to make
+    /// (one is ready, or the log is writing frames of a megabyte or more,
+    /// for which it makes none).
+    #[doc(hidden)]
+    pub fn debug_preparer_idle(&self) -> bool {
+        self.shared.preparer_idle.load(Ordering::Acquire)
+    }
+
     /// Test hook: bytes of lane buffer capacity held (in the lanes and in
     /// the flusher's pool of emptied buffers).
     #[doc(hidden)]

@@ -71,6 +71,14 @@ pub(crate) struct Catalog {
     /// The capacity of the next spare to prepare: segments start small
     /// (`FIRST_SEGMENT_BYTES`) and double up to `segment_bytes`.
     pub next_capacity: u64,
+    /// The last segment was started for a frame of at least
+    /// [`LARGE_FRAME`]: the preparer zero-fills no spare (and abandons the
+    /// one it is filling) until a smaller frame starts a segment. A stream
+    /// of large frames appends to empty segments, and zeros written beside
+    /// it would only double the bytes of a stream bound by the disk's
+    /// bandwidth (while the log grew, every spare the preparer filled was
+    /// outgrown before it was used).
+    pub large_frames: bool,
 }
 
 /// The capacity of a log's first segment.
@@ -169,6 +177,7 @@ pub(crate) fn open_catalog(
         }
     }
     Ok(Catalog {
+        large_frames: false,
         segments,
         next_id,
         spares,
@@ -322,14 +331,16 @@ pub(crate) struct NewSegment {
 /// before it is returned.
 ///
 /// `large`: the frame about to be written is at least [`LARGE_FRAME`]; it
-/// takes only a recycled spare, and otherwise starts an empty segment that
-/// grows as frames are written, leaving zero-filled spares to small commits:
-/// zero-filling exists so that a small commit's `fdatasync` flushes data
-/// only, and for a frame of megabytes the metadata its sync also flushes
-/// costs little next to the data, while the zeros would double the bytes a
-/// bandwidth-bound stream writes. Any frame starts an empty segment when no
-/// spare is ready ([`take_spare`]). Epochs written later into an empty-started
-/// segment pay that metadata too, until the next segment.
+/// takes a ready spare (a recycled one first) and otherwise starts an empty
+/// segment that grows as frames are written, and the preparer stops
+/// zero-filling ([`Catalog::large_frames`]) until a smaller frame starts a
+/// segment: zero-filling exists so that a small commit's `fdatasync`
+/// flushes data only, and for a frame of megabytes the metadata its sync
+/// also flushes costs little next to the data, while the zeros would double
+/// the bytes a bandwidth-bound stream writes. Any frame starts an empty
+/// segment when no spare is ready ([`take_spare`]). Epochs written later
+/// into an empty-started segment pay that metadata too, until the next
+/// segment.
 pub(crate) fn activate(
     sh: &Shared,
     first_epoch: u64,
@@ -425,12 +436,20 @@ pub(crate) fn activate(
 /// whole segment, and writes each byte once instead of twice.
 fn take_spare(sh: &Shared, large: bool) -> std::result::Result<Spare, IoFailure> {
     let mut cat = sh.catalog.lock();
-    // A large frame takes a recycled file (free to reuse) but leaves a
-    // zero-filled one to the small commits it was made for: taking it
-    // would set the preparer writing zeros beside a stream that is bound by
-    // the disk's bandwidth already.
+    if cat.large_frames != large {
+        cat.large_frames = large;
+        // Wake the preparer: a small frame wants spares filled again, and a
+        // fill in progress stops for a large one.
+        sh.catalog_cv.notify_all();
+    }
+    // A large frame takes a recycled file first (free to reuse), or a
+    // zero-filled one (overwriting it costs less than appending); the
+    // preparer then makes no other for it.
     let pick = if large {
-        cat.spares.iter().position(|s| s.recycled)
+        cat.spares
+            .iter()
+            .position(|s| s.recycled)
+            .or((!cat.spares.is_empty()).then_some(0))
     } else if cat.spares.is_empty() {
         None
     } else {
@@ -447,7 +466,8 @@ fn take_spare(sh: &Shared, large: bool) -> std::result::Result<Spare, IoFailure>
     let capacity = cat.next_capacity;
     cat.next_capacity = doubled(sh, capacity);
     drop(cat);
-    let path = create_spare(sh, n, false, false, capacity)?;
+    let path =
+        create_spare(sh, n, false, false, capacity)?.expect("an unfilled spare is never abandoned");
     Ok(Spare {
         path,
         recycled: false,
@@ -504,14 +524,16 @@ const FILL_SYNC_EVERY: u64 = 1 << 20;
 
 /// Creates `spare-<n>.tmp`, zero-filled to the segment size (when `fill`)
 /// and synced with its directory entry, so that later `fdatasync`s of it
-/// flush data only.
+/// flush data only. `cancellable` (the preparer's own fills): the fill is
+/// abandoned when the log closes (an error) or starts a segment for a large
+/// frame (`None`: the file is removed; it holds no epoch).
 fn create_spare(
     sh: &Shared,
     n: u64,
     cancellable: bool,
     fill: bool,
     capacity: u64,
-) -> std::result::Result<PathBuf, IoFailure> {
+) -> std::result::Result<Option<PathBuf>, IoFailure> {
     let path = sh.dir.join(format!("spare-{n}.tmp"));
     let ctx = |what: &str| format!("{what} {}", path.display());
     let file = sh.vfs.open(&path, true).map_err(|e| (ctx("creating"), e))?;
@@ -534,6 +556,11 @@ fn create_spare(
                 ctx("abandoned preallocating"),
                 std::io::Error::other("log is closing"),
             ));
+        }
+        if cancellable && sh.catalog.lock().large_frames {
+            drop(file);
+            let _ = sh.vfs.remove_file(&path);
+            return Ok(None);
         }
         let len = (fill_to - off).min(FILL_WRITE as u64) as usize;
         file.write_all_at(&[&zeros[..len]], off).map_err(|e| {
@@ -561,7 +588,7 @@ fn create_spare(
             .sync_dir(&sh.dir)
             .map_err(|e| (format!("syncing directory {}", sh.dir.display()), e))?;
     }
-    Ok(path)
+    Ok(Some(path))
 }
 
 /// The preallocation thread: keeps one spare ready ahead of the flusher.
@@ -569,9 +596,11 @@ pub(crate) fn prepare_spares(sh: Arc<Shared>) {
     loop {
         let n = {
             let mut cat = sh.catalog.lock();
-            while !cat.stop && !cat.spares.is_empty() {
+            while !cat.stop && (!cat.spares.is_empty() || cat.large_frames) {
+                sh.preparer_idle.store(true, Ordering::Release);
                 sh.catalog_cv.wait(&mut cat);
             }
+            sh.preparer_idle.store(false, Ordering::Release);
             if cat.stop {
                 return;
             }
@@ -597,10 +626,12 @@ pub(crate) fn prepare_spares(sh: Arc<Shared>) {
             // two segments of one size in a row, and be deleted at its
             // removal as too small). Drop it (it holds no epoch) and make
             // the one the log wants.
-            Ok(path) if capacity != cat.next_capacity => {
+            Ok(Some(path)) if capacity != cat.next_capacity => {
                 let _ = sh.vfs.remove_file(&path);
             }
-            Ok(path) => cat.spares.push_back(Spare {
+            // Abandoned for a stream of large frames (and removed).
+            Ok(None) => {}
+            Ok(Some(path)) => cat.spares.push_back(Spare {
                 path,
                 recycled: false,
                 capacity,

@@ -259,3 +259,58 @@ fn a_spare_finished_after_the_log_grew_past_it_is_not_used() {
     );
     log.close().unwrap();
 }
+
+#[test]
+fn a_stream_of_large_frames_stops_the_zero_fill_until_a_small_frame_starts_a_segment() {
+    let dir = common::scratch("footprint-large-frames");
+    let db = dir.join("db");
+    let opts = Options {
+        segment_bytes: 8 * MIB,
+        ..opts()
+    };
+    let log = Log::open(&db, &opts).unwrap();
+    eventually("the first spare is ready", || log.debug_spares_ready() > 0);
+    log.debug_hold_preparer(true);
+    // Takes the 4 MiB spare: the preparer starts on the next one, and holds.
+    commit(&log, 1, 1);
+    eventually("the preparer holds", || log.debug_preparer_held());
+    // Frames of 2 MiB (128 pages of 16 KiB) through several segments, each
+    // started empty (no spare is ready): a stream of large frames.
+    let created = log.stats().segments_created;
+    for id in 2..=12 {
+        commit(&log, id, 128);
+    }
+    assert!(
+        log.stats().segments_created >= created + 2,
+        "the large frames did not start segments: {:?}",
+        files(&db)
+    );
+    // Released, the preparer fills nothing for them: zeros written beside
+    // a bandwidth-bound stream would double its bytes, and while the log
+    // grew every spare it filled was outgrown before it was used.
+    log.debug_hold_preparer(false);
+    eventually("the preparer is idle", || log.debug_preparer_idle());
+    assert_eq!(
+        log.debug_spares_ready(),
+        0,
+        "a spare was zero-filled for a stream of large frames: {:?}",
+        files(&db)
+    );
+    assert!(
+        !files(&db).iter().any(|f| f.0.starts_with("spare-")),
+        "a spare file is left: {:?}",
+        files(&db)
+    );
+    // A small frame starting a segment wants zero-filled spares again.
+    let created = log.stats().segments_created;
+    let mut id = 100;
+    while log.stats().segments_created == created {
+        id += 1;
+        assert!(id < 1000, "small commits never started a segment");
+        commit(&log, id, 16);
+    }
+    eventually("a spare is zero-filled again", || {
+        log.debug_spares_ready() > 0
+    });
+    log.close().unwrap();
+}
