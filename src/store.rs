@@ -463,7 +463,15 @@ fn take_spare(sh: &Shared, large: bool) -> std::result::Result<Spare, IoFailure>
     }
     let n = cat.next_spare;
     cat.next_spare += 1;
-    let capacity = cat.next_capacity;
+    // An empty segment for a large frame is as large as segments get, at
+    // once: it costs nothing before it is written (no zeros), and doubling
+    // up to it would only add segment switches (a rename, a header and two
+    // syncs each) to a fresh log's first seconds.
+    let capacity = if large {
+        sh.cfg.segment_bytes
+    } else {
+        cat.next_capacity
+    };
     cat.next_capacity = doubled(sh, capacity);
     drop(cat);
     let path =
