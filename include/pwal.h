@@ -572,7 +572,9 @@ typedef struct pwal_options {
      * (`PWAL_MIN_SEGMENT_BYTES` to `PWAL_MAX_SEGMENT_BYTES`); 0 means 64 MiB.
      * Segments start at `PWAL_FIRST_SEGMENT_BYTES` (or this, if smaller) and
      * each next one doubles, up to this; after an idle second the next one
-     * starts small again.
+     * starts small again. A segment started for a frame of 1 MiB or more
+     * is not zero-filled (it grows as it is written) and may hold this much
+     * at once.
      */
     uint64_t segment_bytes;
     /**

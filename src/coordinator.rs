@@ -149,6 +149,16 @@ pub(crate) struct Shared {
     /// `preparer_held`.
     pub inject_hold_preparer: AtomicBool,
     pub preparer_held: AtomicBool,
+    /// A spell of large frames: the last segment was started for a frame
+    /// of at least `store::LARGE_FRAME`, and since then small frames have
+    /// not been written for long (`store::SMALL_RUN_BYTES`) and the log has
+    /// not idled. The preparer zero-fills no spare meanwhile, and abandons
+    /// the one it is filling: a stream of large frames appends to empty
+    /// segments, and zeros written beside it would only double the bytes
+    /// of a stream bound by the disk's bandwidth (while the log grew, every
+    /// spare the preparer filled was outgrown before it was used). Changed
+    /// only under the `catalog` lock, where the preparer waits on it.
+    pub large_frames: AtomicBool,
     /// The preparer is waiting with nothing to do (every spare it should
     /// make is made, or the log is writing large frames).
     pub preparer_idle: AtomicBool,
@@ -864,6 +874,7 @@ pub(crate) fn start(
         inject_hold_preparer: AtomicBool::new(false),
         preparer_held: AtomicBool::new(false),
         preparer_idle: AtomicBool::new(false),
+        large_frames: AtomicBool::new(false),
         blocked_seqs: Mutex::new(Vec::new()),
         pins: Mutex::new(pins),
         published_seq: AtomicU64::new(0),

@@ -66,6 +66,9 @@ pub(crate) struct FlushState {
     /// The last epoch written with a record in it (at open: the last epoch
     /// of the log, as if every epoch recovered held one).
     last_data_epoch: u64,
+    /// Bytes of frames smaller than `store::LARGE_FRAME` written since the
+    /// last larger one: a long enough run ends a spell of large frames.
+    small_run: u64,
 }
 
 impl FlushState {
@@ -76,6 +79,7 @@ impl FlushState {
             unsynced: false,
             roll_next: false,
             last_data_epoch: durable,
+            small_run: 0,
         }
     }
 
@@ -441,6 +445,14 @@ impl FlushState {
         c.txns_per_epoch.record(commits as u64);
         if cert.txn_count > 0 {
             self.last_data_epoch = epoch;
+        }
+        if frame_len >= crate::store::LARGE_FRAME {
+            self.small_run = 0;
+        } else {
+            self.small_run += frame_len;
+            if self.small_run >= crate::store::SMALL_RUN_BYTES {
+                crate::store::small_frames_again(sh);
+            }
         }
 
         let mut st = sh.state.lock();

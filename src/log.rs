@@ -214,6 +214,13 @@ impl Log {
         self.shared.preparer_idle.load(Ordering::Acquire)
     }
 
+    /// Test hook: the log is in a spell of large frames, for which the
+    /// preparer makes no spare.
+    #[doc(hidden)]
+    pub fn debug_large_frames(&self) -> bool {
+        self.shared.large_frames.load(Ordering::Acquire)
+    }
+
     /// Test hook: bytes of lane buffer capacity held (in the lanes and in
     /// the flusher's pool of emptied buffers).
     #[doc(hidden)]

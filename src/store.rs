@@ -69,16 +69,9 @@ pub(crate) struct Catalog {
     pub next_spare: u64,
     pub stop: bool,
     /// The capacity of the next spare to prepare: segments start small
-    /// (`FIRST_SEGMENT_BYTES`) and double up to `segment_bytes`.
+    /// (`FIRST_SEGMENT_BYTES`) and double up to `segment_bytes` (a segment
+    /// started empty for a large frame is `segment_bytes` at once).
     pub next_capacity: u64,
-    /// The last segment was started for a frame of at least
-    /// [`LARGE_FRAME`]: the preparer zero-fills no spare (and abandons the
-    /// one it is filling) until a smaller frame starts a segment. A stream
-    /// of large frames appends to empty segments, and zeros written beside
-    /// it would only double the bytes of a stream bound by the disk's
-    /// bandwidth (while the log grew, every spare the preparer filled was
-    /// outgrown before it was used).
-    pub large_frames: bool,
 }
 
 /// The capacity of a log's first segment.
@@ -177,7 +170,6 @@ pub(crate) fn open_catalog(
         }
     }
     Ok(Catalog {
-        large_frames: false,
         segments,
         next_id,
         spares,
@@ -193,9 +185,26 @@ pub(crate) fn removable(cat: &Catalog, through: u64) -> bool {
     cat.segments.len() > 1 && cat.segments[1].first_epoch - 1 <= through
 }
 
-/// A frame at least this large leaves zero-filled spares to smaller ones
-/// ([`activate`]).
+/// A frame at least this large that starts a segment stops the zero-fill
+/// of spares ([`Shared::large_frames`](crate::coordinator::Shared)), and an
+/// empty segment started for it is full size at once ([`activate`]).
 pub(crate) const LARGE_FRAME: u64 = 1 << 20;
+
+/// Frames smaller than [`LARGE_FRAME`] written back to back, this many
+/// bytes of them, end a spell of large frames: the preparer zero-fills
+/// spares again ([`small_frames_again`]).
+pub(crate) const SMALL_RUN_BYTES: u64 = 4 * LARGE_FRAME;
+
+/// Ends a spell of large frames (a run of small ones was written, or the
+/// log went idle): the preparer makes zero-filled spares again.
+pub(crate) fn small_frames_again(sh: &Shared) {
+    if sh.large_frames.load(Ordering::Acquire) {
+        // Under the catalog lock, where the preparer tests it.
+        let _cat = sh.catalog.lock();
+        sh.large_frames.store(false, Ordering::Release);
+        sh.catalog_cv.notify_all();
+    }
+}
 
 /// Removes (recycles up to [`SPARES_KEPT`], deletes the rest) every segment
 /// whose epochs are all at or below `through`, oldest first, so that the log
@@ -333,8 +342,8 @@ pub(crate) struct NewSegment {
 /// `large`: the frame about to be written is at least [`LARGE_FRAME`]; it
 /// takes a ready spare (a recycled one first) and otherwise starts an empty
 /// segment that grows as frames are written, and the preparer stops
-/// zero-filling ([`Catalog::large_frames`]) until a smaller frame starts a
-/// segment: zero-filling exists so that a small commit's `fdatasync`
+/// zero-filling (`Shared::large_frames`) until a smaller frame starts a
+/// segment, small frames have been written for a while, or the log idles: zero-filling exists so that a small commit's `fdatasync`
 /// flushes data only, and for a frame of megabytes the metadata its sync
 /// also flushes costs little next to the data, while the zeros would double
 /// the bytes a bandwidth-bound stream writes. Any frame starts an empty
@@ -436,8 +445,8 @@ pub(crate) fn activate(
 /// whole segment, and writes each byte once instead of twice.
 fn take_spare(sh: &Shared, large: bool) -> std::result::Result<Spare, IoFailure> {
     let mut cat = sh.catalog.lock();
-    if cat.large_frames != large {
-        cat.large_frames = large;
+    if sh.large_frames.load(Ordering::Acquire) != large {
+        sh.large_frames.store(large, Ordering::Release);
         // Wake the preparer: a small frame wants spares filled again, and a
         // fill in progress stops for a large one.
         sh.catalog_cv.notify_all();
@@ -492,7 +501,9 @@ pub(crate) fn trim_spares(sh: &Shared) {
     let first = first_capacity(&sh.cfg);
     let mut cat = sh.catalog.lock();
     let mut kept = VecDeque::new();
-    let mut removed = false;
+    // An idle spell ends a spell of large frames: zero-filling is free now,
+    // and whatever comes next finds a spare.
+    let mut removed = sh.large_frames.swap(false, Ordering::AcqRel);
     for s in std::mem::take(&mut cat.spares) {
         if s.capacity > first && sh.vfs.remove_file(&s.path).is_ok() {
             removed = true;
@@ -503,7 +514,8 @@ pub(crate) fn trim_spares(sh: &Shared) {
     cat.spares = kept;
     cat.next_capacity = first;
     if removed {
-        // Wake the preparer to make a small one.
+        // Wake the preparer to make a small one (or its first after large
+        // frames).
         sh.catalog_cv.notify_all();
     }
 }
@@ -565,7 +577,7 @@ fn create_spare(
                 std::io::Error::other("log is closing"),
             ));
         }
-        if cancellable && sh.catalog.lock().large_frames {
+        if cancellable && sh.large_frames.load(Ordering::Acquire) {
             drop(file);
             let _ = sh.vfs.remove_file(&path);
             return Ok(None);
@@ -604,7 +616,7 @@ pub(crate) fn prepare_spares(sh: Arc<Shared>) {
     loop {
         let n = {
             let mut cat = sh.catalog.lock();
-            while !cat.stop && (!cat.spares.is_empty() || cat.large_frames) {
+            while !cat.stop && (!cat.spares.is_empty() || sh.large_frames.load(Ordering::Acquire)) {
                 sh.preparer_idle.store(true, Ordering::Release);
                 sh.catalog_cv.wait(&mut cat);
             }
@@ -630,9 +642,10 @@ pub(crate) fn prepare_spares(sh: Arc<Shared>) {
             // The log's growth moved while this one was being made: an idle
             // trim reset it (this spare is larger than the log now wants),
             // or the flusher, finding no spare ready, started an empty
-            // segment of this size and doubled it (this spare would make
-            // two segments of one size in a row, and be deleted at its
-            // removal as too small). Drop it (it holds no epoch) and make
+            // segment of this size and doubled it, or a full-size one for a
+            // large frame (this spare would make two segments of one size
+            // in a row, or a smaller one after a larger, and be deleted at
+            // its removal as too small). Drop it (it holds no epoch) and make
             // the one the log wants.
             Ok(Some(path)) if capacity != cat.next_capacity => {
                 let _ = sh.vfs.remove_file(&path);

@@ -342,3 +342,63 @@ fn a_segment_started_empty_for_a_large_frame_is_full_size_at_once() {
     );
     log.close().unwrap();
 }
+
+/// A log at the start of a spell of large frames: 2 MiB frames have started
+/// an empty segment, and the preparer is idle with no spare.
+fn log_in_a_spell_of_large_frames(name: &str) -> (Log, std::path::PathBuf) {
+    let dir = common::scratch(name);
+    let db = dir.join("db");
+    let opts = Options {
+        segment_bytes: 16 * MIB,
+        ..opts()
+    };
+    let log = Log::open(&db, &opts).unwrap();
+    eventually("the first spare is ready", || log.debug_spares_ready() > 0);
+    // The first takes the spare, a later one starts an empty segment.
+    let mut id = 0;
+    while log.stats().segments_created < 2 {
+        id += 1;
+        assert!(id < 10, "large frames never started a segment");
+        commit(&log, id, 128);
+    }
+    eventually("the preparer is idle", || log.debug_preparer_idle());
+    assert_eq!(log.debug_spares_ready(), 0, "{:?}", files(&db));
+    assert!(log.debug_large_frames());
+    (log, db)
+}
+
+#[test]
+fn a_run_of_small_frames_ends_a_spell_of_large_frames() {
+    let (log, db) = log_in_a_spell_of_large_frames("footprint-small-run");
+    let created = log.stats().segments_created;
+    // 5 MiB of 256 KiB frames, all in the segment the large frames started.
+    for id in 100..120 {
+        commit(&log, id, 16);
+    }
+    assert_eq!(
+        log.stats().segments_created,
+        created,
+        "the small frames started a segment: {:?}",
+        files(&db)
+    );
+    // Ended by the run itself (the flusher's write of the frame that
+    // completed it), not by the idle trim a second later.
+    assert!(
+        !log.debug_large_frames(),
+        "5 MiB of small frames did not end the spell of large frames"
+    );
+    eventually("a spare is zero-filled again", || {
+        log.debug_spares_ready() > 0
+    });
+    log.close().unwrap();
+}
+
+#[test]
+fn an_idle_spell_ends_a_spell_of_large_frames() {
+    let (log, _db) = log_in_a_spell_of_large_frames("footprint-large-idle");
+    // Nothing more is written: the idle trim comes after a second.
+    eventually("a spare is zero-filled again", || {
+        log.debug_spares_ready() > 0
+    });
+    log.close().unwrap();
+}

@@ -118,7 +118,7 @@ pub fn epoch_bound(
     results: &[super::CellResult],
     cell: super::Cell,
     dir: &Path,
-) -> Option<Result<EpochBound, String>> {
+) -> Option<Result<EpochBound, (super::Cell, String)>> {
     let kind = super::contenders::Kind::PwalAutoFullNoCheckpoint;
     let m = results
         .iter()
@@ -131,9 +131,13 @@ pub fn epoch_bound(
     // The mean epoch frame, written back to back as the log writes them.
     let frame = (w.bytes_written / w.epochs) as usize;
     let writes = EPOCH_BOUND_BYTES.div_ceil(frame).max(16);
-    Some(measure(dir, frame, writes).map(|space| EpochBound {
-        cell,
-        txns_per_epoch: w.txns_per_epoch_mean(),
-        space,
-    }))
+    Some(
+        measure(dir, frame, writes)
+            .map(|space| EpochBound {
+                cell,
+                txns_per_epoch: w.txns_per_epoch_mean(),
+                space,
+            })
+            .map_err(|e| (cell, e)),
+    )
 }

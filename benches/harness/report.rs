@@ -47,7 +47,7 @@ pub struct Suite {
     pub footprint: Option<Result<super::footprint::FootprintResult, String>>,
     /// What bounds the bandwidth-bound no-checkpoint cells (measured right
     /// after the grid).
-    pub epoch_bounds: Vec<Result<super::new_space::EpochBound, String>>,
+    pub epoch_bounds: Vec<Result<super::new_space::EpochBound, (Cell, String)>>,
     pub data_dir_fs: String,
     pub elapsed_secs: f64,
     pub notes: Vec<String>,
@@ -109,7 +109,7 @@ impl Suite {
     fn epoch_bound_text(&self, cell: Cell, pwal_cps: f64, floor_cps: f64) -> Option<String> {
         let b = self.epoch_bounds.iter().find_map(|b| match b {
             Ok(b) if b.cell == cell => Some(Ok(b)),
-            Err(e) => Some(Err(e)),
+            Err((c, e)) if *c == cell => Some(Err(e)),
             _ => None,
         })?;
         Some(match b {
