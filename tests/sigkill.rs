@@ -6,6 +6,9 @@
 //! epochs are gap-free, every batch is whole. Then the next child reopens the
 //! same log (recovery) and goes on. Most children use sync=full, one in four
 //! sync=normal (a process crash must keep what normal acknowledged too).
+//! One batch in 61 is huge (1.2 MB): its frame starts a segment that is not
+//! zero-filled, and the spare preparer pauses until small frames have been
+//! written for a while, so kills land in and out of such spells.
 //!
 //! `PWAL_SIGKILL_KILLS=<n>` (default 200; scripts/soak.sh: 10 000),
 //! `PWAL_SIGKILL_SEED=<seed>` replays the kill timings.
@@ -57,6 +60,7 @@ fn child(db: &str) -> ! {
         for _ in 0..2 {
             s.spawn(|| loop {
                 let id = next.fetch_add(1, Ordering::SeqCst);
+                let huge = id % 61 == 7;
                 if id.is_multiple_of(40) {
                     let through = log.durable_epoch();
                     // One write(2) per line: a kill leaves whole lines.
@@ -65,6 +69,7 @@ fn child(db: &str) -> ! {
                         .unwrap();
                     log.checkpoint(through).unwrap();
                 }
+                let id = if huge { id | HUGE } else { id };
                 let e = submit(&log, id).unwrap();
                 log.wait_durable(e, None).unwrap();
                 (&acks)
@@ -167,9 +172,10 @@ fn sigkill_at_random_moments_never_loses_an_acknowledged_batch() {
         }
         recovered_batches = got.batches.len();
         max_epoch = max_epoch.max(got.report.last_epoch);
+        // Ids carry the HUGE bit: the next child starts after their bases.
         next = next
-            .max(max_id(&got) + 1)
-            .max(x.acked.keys().max().unwrap_or(&0) + 1);
+            .max(got.batches.keys().map(|&k| base_id(k)).max().unwrap_or(0) + 1)
+            .max(x.acked.keys().map(|&k| base_id(k)).max().unwrap_or(0) + 1);
     }
     println!(
         "sigkill loop: {kills} kills in {:.1} s, {} batches acknowledged, {} in the last recovered log, up to epoch {max_epoch}",

@@ -34,16 +34,27 @@ pub type OwnedFrame = (u32, u32, Vec<u8>);
 /// a 64 KiB segment holds, so their frame goes alone into a segment it
 /// extends.
 pub const BIG: u64 = 1 << 40;
+/// Ids with this bit set are "huge" batches: twenty 60 000-byte pages,
+/// 1.2 MB, a frame large enough that the segment it starts is not
+/// zero-filled and the preparer pauses (a spell of large frames).
+pub const HUGE: u64 = 1 << 41;
+/// The id without its [`BIG`] and [`HUGE`] bits.
+pub fn base_id(id: u64) -> u64 {
+    id & !(BIG | HUGE)
+}
 
 fn mix(x: u64) -> u64 {
     SplitMix(x ^ 0x5151_7a7a).next_u64()
 }
 
 /// The frames of batch `id`: 1 to 3 pages of 1 to ~3 000 bytes (two pages of
-/// 40 000 bytes for [`BIG`] ids), deterministic.
+/// 40 000 bytes for [`BIG`] ids, twenty of 60 000 for [`HUGE`] ones),
+/// deterministic.
 pub fn frames_of(id: u64) -> Vec<OwnedFrame> {
     let h = mix(id);
-    let (n, len) = if id & BIG != 0 {
+    let (n, len) = if id & HUGE != 0 {
+        (20, 60_000)
+    } else if id & BIG != 0 {
         (2, 40_000)
     } else {
         (1 + (h % 3) as u32, 1 + ((h >> 8) % 3000) as usize)
