@@ -573,8 +573,7 @@ typedef struct pwal_options {
      * Segments start at `PWAL_FIRST_SEGMENT_BYTES` (or this, if smaller) and
      * each next one doubles, up to this; after an idle second the next one
      * starts small again. A segment started for a frame of 1 MiB or more
-     * is not zero-filled (it grows as it is written) and may hold this much
-     * at once.
+     * is not zero-filled: it grows as it is written.
      */
     uint64_t segment_bytes;
     /**

@@ -45,8 +45,7 @@ pub const DEFAULT_SEGMENT_BYTES: u64 = 64 << 20;
 /// The first segment of a log, and the first after an idle spell, is this
 /// large (or `segment_bytes` if that is smaller); each next one doubles, up
 /// to `segment_bytes`: a small or idle log stays small, a busy one reaches
-/// full-size segments after a few. (A segment started empty for a frame of
-/// a megabyte or more is `segment_bytes` at once: it is not zero-filled.)
+/// full-size segments after a few.
 pub const FIRST_SEGMENT_BYTES: u64 = 4 << 20;
 pub const MIN_SEGMENT_BYTES: u64 = 64 << 10;
 pub const MAX_SEGMENT_BYTES: u64 = 1 << 40;

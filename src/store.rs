@@ -69,8 +69,7 @@ pub(crate) struct Catalog {
     pub next_spare: u64,
     pub stop: bool,
     /// The capacity of the next spare to prepare: segments start small
-    /// (`FIRST_SEGMENT_BYTES`) and double up to `segment_bytes` (a segment
-    /// started empty for a large frame is `segment_bytes` at once).
+    /// (`FIRST_SEGMENT_BYTES`) and double up to `segment_bytes`.
     pub next_capacity: u64,
 }
 
@@ -186,8 +185,8 @@ pub(crate) fn removable(cat: &Catalog, through: u64) -> bool {
 }
 
 /// A frame at least this large that starts a segment stops the zero-fill
-/// of spares ([`Shared::large_frames`](crate::coordinator::Shared)), and an
-/// empty segment started for it is full size at once ([`activate`]).
+/// of spares ([`Shared::large_frames`](crate::coordinator::Shared);
+/// [`activate`]).
 pub(crate) const LARGE_FRAME: u64 = 1 << 20;
 
 /// Frames smaller than [`LARGE_FRAME`] written back to back, this many
@@ -472,15 +471,7 @@ fn take_spare(sh: &Shared, large: bool) -> std::result::Result<Spare, IoFailure>
     }
     let n = cat.next_spare;
     cat.next_spare += 1;
-    // An empty segment for a large frame is as large as segments get, at
-    // once: it costs nothing before it is written (no zeros), and doubling
-    // up to it would only add segment switches (a rename, a header and two
-    // syncs each) to a fresh log's first seconds.
-    let capacity = if large {
-        sh.cfg.segment_bytes
-    } else {
-        cat.next_capacity
-    };
+    let capacity = cat.next_capacity;
     cat.next_capacity = doubled(sh, capacity);
     drop(cat);
     let path =
@@ -642,10 +633,9 @@ pub(crate) fn prepare_spares(sh: Arc<Shared>) {
             // The log's growth moved while this one was being made: an idle
             // trim reset it (this spare is larger than the log now wants),
             // or the flusher, finding no spare ready, started an empty
-            // segment of this size and doubled it, or a full-size one for a
-            // large frame (this spare would make two segments of one size
-            // in a row, or a smaller one after a larger, and be deleted at
-            // its removal as too small). Drop it (it holds no epoch) and make
+            // segment of this size and doubled it (this spare would make
+            // two segments of one size in a row, and be deleted at its
+            // removal as too small). Drop it (it holds no epoch) and make
             // the one the log wants.
             Ok(Some(path)) if capacity != cat.next_capacity => {
                 let _ = sh.vfs.remove_file(&path);

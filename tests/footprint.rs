@@ -315,34 +315,6 @@ fn a_stream_of_large_frames_stops_the_zero_fill_until_a_small_frame_starts_a_seg
     log.close().unwrap();
 }
 
-#[test]
-fn a_segment_started_empty_for_a_large_frame_is_full_size_at_once() {
-    let dir = common::scratch("footprint-large-full-size");
-    let db = dir.join("db");
-    let opts = Options {
-        segment_bytes: 16 * MIB,
-        ..opts()
-    };
-    let log = Log::open(&db, &opts).unwrap();
-    eventually("the first spare is ready", || log.debug_spares_ready() > 0);
-    // 2 MiB frames: the first takes the 4 MiB spare; the next segment
-    // starts empty (no spare is made for large frames).
-    for id in 1..=10 {
-        commit(&log, id, 128);
-    }
-    let segs: Vec<(String, u64)> = files(&db)
-        .into_iter()
-        .filter(|f| f.0.ends_with(".pwseg"))
-        .collect();
-    assert!(segs.len() >= 2, "one segment only: {segs:?}");
-    // Not the 8 MiB a doubling from 4 MiB would give it.
-    assert!(
-        segs[1].1 > 8 * MIB,
-        "the second segment was not made full size: {segs:?}"
-    );
-    log.close().unwrap();
-}
-
 /// A log at the start of a spell of large frames: 2 MiB frames have started
 /// an empty segment, and the preparer is idle with no spare.
 fn log_in_a_spell_of_large_frames(name: &str) -> (Log, std::path::PathBuf) {

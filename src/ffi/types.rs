@@ -194,8 +194,7 @@ pub struct pwal_options {
     /// Segments start at `PWAL_FIRST_SEGMENT_BYTES` (or this, if smaller) and
     /// each next one doubles, up to this; after an idle second the next one
     /// starts small again. A segment started for a frame of 1 MiB or more
-    /// is not zero-filled (it grows as it is written) and may hold this much
-    /// at once.
+    /// is not zero-filled: it grows as it is written.
     pub segment_bytes: u64,
     /// Set by `pwal_options_init`: the `PWAL_ENV_*` bits of the fields it
     /// filled from `PWAL_*` environment variables. The environment fills
