@@ -449,7 +449,7 @@ impl FlushState {
         if frame_len >= crate::store::LARGE_FRAME {
             self.small_run = 0;
         } else {
-            self.small_run += frame_len;
+            self.small_run = self.small_run.saturating_add(frame_len);
             if self.small_run >= crate::store::SMALL_RUN_BYTES {
                 crate::store::small_frames_again(sh);
             }

@@ -342,8 +342,9 @@ pub(crate) struct NewSegment {
 /// takes a ready spare (a recycled one first) and otherwise starts an empty
 /// segment that grows as frames are written, and the preparer stops
 /// zero-filling (`Shared::large_frames`) until a smaller frame starts a
-/// segment, small frames have been written for a while, or the log idles: zero-filling exists so that a small commit's `fdatasync`
-/// flushes data only, and for a frame of megabytes the metadata its sync
+/// segment, small frames have been written for a while, or the log idles.
+/// Zero-filling exists so that a small commit's `fdatasync` flushes data
+/// only, and for a frame of megabytes the metadata its sync
 /// also flushes costs little next to the data, while the zeros would double
 /// the bytes a bandwidth-bound stream writes. Any frame starts an empty
 /// segment when no spare is ready ([`take_spare`]). Epochs written later
@@ -444,8 +445,7 @@ pub(crate) fn activate(
 /// whole segment, and writes each byte once instead of twice.
 fn take_spare(sh: &Shared, large: bool) -> std::result::Result<Spare, IoFailure> {
     let mut cat = sh.catalog.lock();
-    if sh.large_frames.load(Ordering::Acquire) != large {
-        sh.large_frames.store(large, Ordering::Release);
+    if sh.large_frames.swap(large, Ordering::AcqRel) != large {
         // Wake the preparer: a small frame wants spares filled again, and a
         // fill in progress stops for a large one.
         sh.catalog_cv.notify_all();

@@ -260,16 +260,22 @@ fn a_spare_finished_after_the_log_grew_past_it_is_not_used() {
     log.close().unwrap();
 }
 
-#[test]
-fn a_stream_of_large_frames_stops_the_zero_fill_until_a_small_frame_starts_a_segment() {
-    let dir = common::scratch("footprint-large-frames");
-    let db = dir.join("db");
+/// A log of `segment_bytes` in a fresh scratch directory, once its first
+/// spare is ready.
+fn open_with_a_spare(name: &str, segment_bytes: u64) -> (Log, std::path::PathBuf) {
+    let db = common::scratch(name).join("db");
     let opts = Options {
-        segment_bytes: 8 * MIB,
+        segment_bytes,
         ..opts()
     };
     let log = Log::open(&db, &opts).unwrap();
     eventually("the first spare is ready", || log.debug_spares_ready() > 0);
+    (log, db)
+}
+
+#[test]
+fn a_stream_of_large_frames_stops_the_zero_fill_until_a_small_frame_starts_a_segment() {
+    let (log, db) = open_with_a_spare("footprint-large-frames", 8 * MIB);
     log.debug_hold_preparer(true);
     // Takes the 4 MiB spare: the preparer starts on the next one, and holds.
     commit(&log, 1, 1);
@@ -301,7 +307,9 @@ fn a_stream_of_large_frames_stops_the_zero_fill_until_a_small_frame_starts_a_seg
         "a spare file is left: {:?}",
         files(&db)
     );
-    // A small frame starting a segment wants zero-filled spares again.
+    // A small frame starting a segment wants zero-filled spares again
+    // (the 8 MiB segment has less room left than a run of small frames
+    // needs to end the spell by itself).
     let created = log.stats().segments_created;
     let mut id = 100;
     while log.stats().segments_created == created {
@@ -309,6 +317,10 @@ fn a_stream_of_large_frames_stops_the_zero_fill_until_a_small_frame_starts_a_seg
         assert!(id < 1000, "small commits never started a segment");
         commit(&log, id, 16);
     }
+    assert!(
+        !log.debug_large_frames(),
+        "a small frame started a segment and the spell went on"
+    );
     eventually("a spare is zero-filled again", || {
         log.debug_spares_ready() > 0
     });
@@ -318,14 +330,7 @@ fn a_stream_of_large_frames_stops_the_zero_fill_until_a_small_frame_starts_a_seg
 /// A log at the start of a spell of large frames: 2 MiB frames have started
 /// an empty segment, and the preparer is idle with no spare.
 fn log_in_a_spell_of_large_frames(name: &str) -> (Log, std::path::PathBuf) {
-    let dir = common::scratch(name);
-    let db = dir.join("db");
-    let opts = Options {
-        segment_bytes: 16 * MIB,
-        ..opts()
-    };
-    let log = Log::open(&db, &opts).unwrap();
-    eventually("the first spare is ready", || log.debug_spares_ready() > 0);
+    let (log, db) = open_with_a_spare(name, 16 * MIB);
     // The first takes the spare, a later one starts an empty segment.
     let mut id = 0;
     while log.stats().segments_created < 2 {
