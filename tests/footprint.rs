@@ -282,8 +282,11 @@ fn a_stream_of_large_frames_stops_the_zero_fill_until_a_small_frame_starts_a_seg
     eventually("the preparer holds", || log.debug_preparer_held());
     // Frames of 2 MiB (128 pages of 16 KiB) through several segments, each
     // started empty (no spare is ready): a stream of large frames.
+    // Ten of them: one in the 4 MiB segment, then three in each 8 MiB one,
+    // so that the last has less room left than a run of small frames needs
+    // to end the spell by itself.
     let created = log.stats().segments_created;
-    for id in 2..=12 {
+    for id in 2..=11 {
         commit(&log, id, 128);
     }
     assert!(
@@ -307,9 +310,7 @@ fn a_stream_of_large_frames_stops_the_zero_fill_until_a_small_frame_starts_a_seg
         "a spare file is left: {:?}",
         files(&db)
     );
-    // A small frame starting a segment wants zero-filled spares again
-    // (the 8 MiB segment has less room left than a run of small frames
-    // needs to end the spell by itself).
+    // A small frame starting a segment wants zero-filled spares again.
     let created = log.stats().segments_created;
     let mut id = 100;
     while log.stats().segments_created == created {
