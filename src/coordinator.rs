@@ -283,7 +283,7 @@ impl Shared {
         if self.closing.load(Ordering::Acquire) {
             return Err(Error::Closed);
         }
-        let len = validate_txn(txn)?;
+        let len = validate_txn(txn, file_id)?;
         if len > MAX_RECORD_BYTES {
             return self.submit_parts(txn, file_id, seal_now);
         }
@@ -322,7 +322,8 @@ impl Shared {
         let first = self.state.lock().filling.saturating_sub(1).max(1);
         let pin = self.pins.lock().add(first);
         let mut last = 0;
-        for (part, (frames, len)) in parts(txn.frames).enumerate() {
+        let whole = RecordHead::of(txn, file_id, 0, false);
+        for (part, (frames, len)) in parts(&whole, txn.frames).enumerate() {
             let more = frames.end < txn.frames.len();
             let head = RecordHead::of(txn, file_id, part as u32, more);
             // One part per epoch: an epoch's frame stays near one record's

@@ -2,41 +2,92 @@
 //! The byte layout is specified in `docs/FORMAT.md`; keep the two in step.
 //!
 //! An epoch frame is a header (the *commit certificate*) followed by the body:
-//! one section per lane, each a sequence of transaction records. Every record
-//! carries its own length and a CRC32C computed on the writer's thread when it
-//! was encoded; the certificate's CRC32C covers the header and the sequence of
-//! record CRCs, so every body byte is covered without the flusher making a
-//! second pass over the data.
+//! the lanes' transaction records back to back. Every record carries its own
+//! length and a CRC32C computed on the writer's thread when it was encoded;
+//! the certificate's CRC32C covers the header and the sequence of record
+//! CRCs, so every body byte is covered without the flusher making a second
+//! pass over the data.
+//!
+//! Counts, lengths, sequences and epochs are variable-length integers
+//! ([`crate::varint`]), and the segment's identity is not repeated in every
+//! frame: a 4-byte tag names it, and its id and salt seed the certificate
+//! CRC. A one-page commit alone in its epoch costs a few dozen bytes beyond
+//! the page.
 
 use crate::config::{
-    MAX_EPOCH_BODY_BYTES, MAX_LANES, MAX_PAGE_BYTES, MAX_RECORD_BYTES, MAX_TXN_BYTES,
-    MAX_TXN_FRAMES,
+    MAX_EPOCH_BODY_BYTES, MAX_PAGE_BYTES, MAX_RECORD_BYTES, MAX_TXN_BYTES, MAX_TXN_FRAMES,
 };
 use crate::error::{Error, Result};
+use crate::varint::{self, ReadError, Reader};
 use crate::Txn;
 
 /// "PWEP" read as a little-endian u32.
 pub const EPOCH_MAGIC: u32 = u32::from_le_bytes(*b"PWEP");
-/// Version 4 added the file id to the transaction record; version 3 the
-/// part index and flags (transactions larger than one record); version 2 added `synced_through`
+/// Version 5 made the frame's fields variable-length and moved the segment
+/// identity into a tag and the certificate CRC's seed; version 4 added the
+/// file id to the transaction record; version 3 the part index and flags
+/// (transactions larger than one record); version 2 added `synced_through`
 /// and `checkpoint_epoch` to the certificate and `log_start_epoch` to the
 /// segment header. Logs of another version are refused, with an error naming
 /// both versions.
-pub const FORMAT_VERSION: u16 = 4;
-/// Bytes of the fixed part of the certificate, before the per-lane counts.
-pub const EPOCH_FIXED_LEN: usize = 80;
+pub const FORMAT_VERSION: u16 = 5;
+/// The longest certificate: every variable-length field at its longest
+/// encoding, and the identity block. Recovery reads this much (or to the end
+/// of the file) to parse a header.
+pub const CERT_MAX_LEN: usize = 4 + 1 + 4 + IDENTITY_LEN + 9 * varint::MAX_LEN + 4;
+/// The shortest certificate: every variable-length field one byte.
+pub const CERT_MIN_LEN: usize = 4 + 1 + 4 + 9 + 4;
+/// A header position whose first `END_MARK_LEN` bytes are zero (or that the
+/// end of the file cuts shorter, all zero) was never written. No header
+/// starts with a zero byte (the magic), and a recycled segment writes this
+/// many zeros after each frame (`segment.rs`).
+pub const END_MARK_LEN: usize = CERT_MIN_LEN;
+/// The segment id, salt and first epoch that the first frame of a segment
+/// carries ([`CERT_IDENTITY`]).
+pub const IDENTITY_LEN: usize = 24;
+/// Certificate flag: the identity block follows the tag.
+pub const CERT_IDENTITY: u8 = 1;
 /// The highest epoch number a valid frame or segment header may carry. At a
 /// million epochs a second it lasts about 146 000 years, so a larger value
 /// can only be damage (or a forged header); refusing it keeps `epoch + 1`
 /// and `first_epoch - 1` on values read from disk far from wrapping.
 pub const MAX_EPOCH: u64 = 1 << 62;
-pub const TXN_HEADER_LEN: usize = 44;
-pub const FRAME_HEADER_LEN: usize = 12;
-/// Record flag: more parts of the same transaction follow in later records.
+/// Record flag (bit 0 of the part field): more parts of the same transaction
+/// follow in later records.
 pub const RECORD_MORE: u32 = 1;
+/// The shortest record: CRC, a one-byte length, six one-byte fields, and
+/// one frame of a one-byte page with one-byte fields.
+pub const RECORD_MIN_LEN: usize = 4 + 1 + 6 + 3 + 1;
 
-pub const fn header_len(lanes: usize) -> usize {
-    EPOCH_FIXED_LEN + 4 * lanes + 4
+/// The segment a frame belongs to, as its header names it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SegmentIdent {
+    pub id: u64,
+    pub salt: u64,
+    pub first_epoch: u64,
+}
+
+impl SegmentIdent {
+    fn id_salt(&self) -> [u8; 16] {
+        let mut b = [0u8; 16];
+        b[..8].copy_from_slice(&self.id.to_le_bytes());
+        b[8..].copy_from_slice(&self.salt.to_le_bytes());
+        b
+    }
+
+    /// The tag every frame of the segment carries: CRC32C of the id and
+    /// salt (little-endian, id first).
+    pub fn tag(&self) -> u32 {
+        crc32c::crc32c(&self.id_salt())
+    }
+
+    /// The seed of the certificate CRC: CRC32C of the salt and the id
+    /// (little-endian, salt first). A stale frame of another incarnation of
+    /// the file validates only if both its tag and its seed agree.
+    pub fn seed(&self) -> u32 {
+        let b = self.id_salt();
+        crc32c::crc32c_append(crc32c::crc32c(&b[8..]), &b[..8])
+    }
 }
 
 /// What a record says of the transaction it belongs to. A transaction that
@@ -67,12 +118,49 @@ impl RecordHead {
             file_id,
         }
     }
+
+    fn part_field(&self) -> u64 {
+        (u64::from(self.part) << 1) | u64::from(self.more)
+    }
+
+    /// Bytes of the fields after the record length, before the frames.
+    fn fields_len(&self, frame_count: usize) -> usize {
+        varint::len(self.txn_id)
+            + varint::len(self.commit_seq)
+            + varint::len(self.txn_epoch.into())
+            + varint::len(self.file_id.into())
+            + varint::len(self.part_field())
+            + varint::len(frame_count as u64)
+    }
+
+    /// The fields after the record length, into `out`; returns their length.
+    fn put_fields(&self, frame_count: usize, out: &mut [u8]) -> usize {
+        let mut n = varint::put(out, self.txn_id);
+        n += varint::put(&mut out[n..], self.commit_seq);
+        n += varint::put(&mut out[n..], self.txn_epoch.into());
+        n += varint::put(&mut out[n..], self.file_id.into());
+        n += varint::put(&mut out[n..], self.part_field());
+        n + varint::put(&mut out[n..], frame_count as u64)
+    }
+}
+
+/// Bytes a frame takes in a record: its header and its page.
+fn frame_len(f: &crate::Frame<'_>) -> usize {
+    varint::len(f.page_number.into())
+        + varint::len(f.db_size_if_commit.into())
+        + varint::len(f.data.len() as u64)
+        + f.data.len()
+}
+
+/// A record's length from the length of what follows its length field.
+fn record_len(rest: usize) -> usize {
+    4 + varint::len(rest as u64) + rest
 }
 
 /// Checks a transaction against every limit before anything is buffered, and
 /// returns the length of its encoding as one record (more than
 /// `MAX_RECORD_BYTES`: it is written in parts, [`parts`]).
-pub fn validate_txn(txn: &Txn<'_>) -> Result<usize> {
+pub fn validate_txn(txn: &Txn<'_>, file_id: u32) -> Result<usize> {
     if txn.frames.is_empty() {
         return Err(Error::invalid(format!(
             "transaction {} has no frames (frame_count must be at least 1)",
@@ -87,6 +175,7 @@ pub fn validate_txn(txn: &Txn<'_>) -> Result<usize> {
         )));
     }
     let mut page_bytes = 0usize;
+    let mut frames_len = 0usize;
     for (i, f) in txn.frames.iter().enumerate() {
         if f.page_number == 0 {
             return Err(Error::invalid(format!(
@@ -103,6 +192,7 @@ pub fn validate_txn(txn: &Txn<'_>) -> Result<usize> {
             )));
         }
         page_bytes += f.data.len();
+        frames_len += frame_len(f);
     }
     if page_bytes > MAX_TXN_BYTES {
         return Err(Error::invalid(format!(
@@ -110,46 +200,49 @@ pub fn validate_txn(txn: &Txn<'_>) -> Result<usize> {
             txn.txn_id
         )));
     }
-    Ok(TXN_HEADER_LEN + FRAME_HEADER_LEN * txn.frames.len() + page_bytes)
+    let head = RecordHead::of(txn, file_id, 0, false);
+    Ok(record_len(head.fields_len(txn.frames.len()) + frames_len))
 }
 
-/// Splits a validated transaction into parts of at most `MAX_RECORD_BYTES`
-/// encoded bytes each, whole frames only, in order: each item is the range of
-/// frames of one part and the length of its record.
+/// Splits a validated transaction (whose records have the head `head` but
+/// for the part index and flag) into parts of at most `MAX_RECORD_BYTES`
+/// encoded bytes each, whole frames only, in order: each item is the range
+/// of frames of one part and the length of its record.
 pub fn parts<'a>(
+    head: &RecordHead,
     frames: &'a [crate::Frame<'a>],
 ) -> impl Iterator<Item = (std::ops::Range<usize>, usize)> + 'a {
+    let head = *head;
     let mut at = 0;
+    let mut part = 0u32;
     std::iter::from_fn(move || {
         if at == frames.len() {
             return None;
         }
+        // The part field's length does not depend on the flag (2p and 2p + 1
+        // have the same bit length), so a part's length is known before it
+        // is known to be the last.
+        let h = RecordHead {
+            part,
+            more: false,
+            ..head
+        };
         let start = at;
-        let mut len = TXN_HEADER_LEN;
+        let mut body = 0usize;
+        let mut len = 0usize;
         while at < frames.len() {
-            let add = FRAME_HEADER_LEN + frames[at].data.len();
-            if at > start && len + add > MAX_RECORD_BYTES {
+            let add = frame_len(&frames[at]);
+            let with = record_len(h.fields_len(at + 1 - start) + body + add);
+            if at > start && with > MAX_RECORD_BYTES {
                 break;
             }
-            len += add;
+            body += add;
+            len = with;
             at += 1;
         }
+        part += 1;
         Some((start..at, len))
     })
-}
-
-fn head_bytes(head: &RecordHead, len: usize, frame_count: usize) -> [u8; TXN_HEADER_LEN] {
-    let mut h = [0u8; TXN_HEADER_LEN];
-    h[4..8].copy_from_slice(&(len as u32).to_le_bytes());
-    h[8..16].copy_from_slice(&head.txn_id.to_le_bytes());
-    h[16..24].copy_from_slice(&head.commit_seq.to_le_bytes());
-    h[24..28].copy_from_slice(&head.txn_epoch.to_le_bytes());
-    h[28..32].copy_from_slice(&(frame_count as u32).to_le_bytes());
-    h[32..36].copy_from_slice(&head.part.to_le_bytes());
-    let flags = if head.more { RECORD_MORE } else { 0 };
-    h[36..40].copy_from_slice(&flags.to_le_bytes());
-    h[40..44].copy_from_slice(&head.file_id.to_le_bytes());
-    h
 }
 
 /// Appends the record of `frames` (a validated transaction, or one part of
@@ -163,17 +256,26 @@ pub fn encode_record(
 ) -> u32 {
     let start = buf.len();
     buf.reserve(encoded_len);
-    let h = head_bytes(head, encoded_len, frames.len());
-    let mut crc = crc32c::crc32c(&h[4..]);
-    buf.extend_from_slice(&h);
+    // CRC placeholder, length, fields: at most 4 + 10 + 6 * 10 bytes.
+    let mut h = [0u8; 4 + 7 * varint::MAX_LEN];
+    // `encoded_len` is 4 + len(rest) + rest, and rest + len(rest) grows
+    // with rest: one length class fits.
+    let rest = (1..=varint::MAX_LEN)
+        .map(|k| encoded_len - 4 - k)
+        .find(|&r| varint::len(r as u64) + r + 4 == encoded_len)
+        .expect("encoded_len comes from validate_txn or parts");
+    let mut n = 4 + varint::put(&mut h[4..], rest as u64);
+    n += head.put_fields(frames.len(), &mut h[n..]);
+    let mut crc = crc32c::crc32c(&h[4..n]);
+    buf.extend_from_slice(&h[..n]);
     for f in frames {
-        let mut fh = [0u8; FRAME_HEADER_LEN];
-        fh[0..4].copy_from_slice(&f.page_number.to_le_bytes());
-        fh[4..8].copy_from_slice(&f.db_size_if_commit.to_le_bytes());
-        fh[8..12].copy_from_slice(&(f.data.len() as u32).to_le_bytes());
-        crc = crc32c::crc32c_append(crc, &fh);
+        let mut fh = [0u8; 3 * varint::MAX_LEN];
+        let mut k = varint::put(&mut fh, f.page_number.into());
+        k += varint::put(&mut fh[k..], f.db_size_if_commit.into());
+        k += varint::put(&mut fh[k..], f.data.len() as u64);
+        crc = crc32c::crc32c_append(crc, &fh[..k]);
         crc = crc32c::crc32c_append(crc, f.data);
-        buf.extend_from_slice(&fh);
+        buf.extend_from_slice(&fh[..k]);
         buf.extend_from_slice(f.data);
     }
     buf[start..start + 4].copy_from_slice(&crc.to_le_bytes());
@@ -193,30 +295,26 @@ pub fn encode_txn(buf: &mut Vec<u8>, txn: &Txn<'_>, encoded_len: usize) -> u32 {
 }
 
 /// The conservative encoding of a record, written independently of
-/// [`encode_record`]: fields first, then one CRC over the finished bytes.
-/// Shadow-compare mode checks the lane encoding against it.
+/// [`encode_record`]: the fields after the length first, then the length in
+/// front of them, then one CRC over the finished bytes. Shadow-compare mode
+/// checks the lane encoding against it.
 pub fn encode_record_reference(head: &RecordHead, frames: &[crate::Frame<'_>]) -> Vec<u8> {
-    let mut out = vec![0u8; 4];
-    let push32 = |out: &mut Vec<u8>, v: u32| out.extend_from_slice(&v.to_le_bytes());
-    let total: usize = TXN_HEADER_LEN
-        + frames
-            .iter()
-            .map(|f| FRAME_HEADER_LEN + f.data.len())
-            .sum::<usize>();
-    push32(&mut out, total as u32);
-    out.extend_from_slice(&head.txn_id.to_le_bytes());
-    out.extend_from_slice(&head.commit_seq.to_le_bytes());
-    push32(&mut out, head.txn_epoch);
-    push32(&mut out, frames.len() as u32);
-    push32(&mut out, head.part);
-    push32(&mut out, u32::from(head.more));
-    push32(&mut out, head.file_id);
+    let mut rest = Vec::new();
+    varint::push(&mut rest, head.txn_id);
+    varint::push(&mut rest, head.commit_seq);
+    varint::push(&mut rest, head.txn_epoch.into());
+    varint::push(&mut rest, head.file_id.into());
+    varint::push(&mut rest, head.part_field());
+    varint::push(&mut rest, frames.len() as u64);
     for f in frames {
-        push32(&mut out, f.page_number);
-        push32(&mut out, f.db_size_if_commit);
-        push32(&mut out, f.data.len() as u32);
-        out.extend_from_slice(f.data);
+        varint::push(&mut rest, f.page_number.into());
+        varint::push(&mut rest, f.db_size_if_commit.into());
+        varint::push(&mut rest, f.data.len() as u64);
+        rest.extend_from_slice(f.data);
     }
+    let mut out = vec![0u8; 4];
+    varint::push(&mut out, rest.len() as u64);
+    out.extend_from_slice(&rest);
     let crc = crc32c::crc32c(&out[4..]);
     out[..4].copy_from_slice(&crc.to_le_bytes());
     out
@@ -231,8 +329,8 @@ pub fn encode_txn_reference(txn: &Txn<'_>) -> Vec<u8> {
 /// The fields of a commit certificate.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Certificate {
-    pub segment_id: u64,
-    pub segment_salt: u64,
+    /// The segment the frame was written to.
+    pub segment: SegmentIdent,
     pub epoch: u64,
     pub first_commit_seq: u64,
     pub last_commit_seq: u64,
@@ -247,42 +345,40 @@ pub struct Certificate {
     /// The engine's checkpoint mark when the frame was written: epochs up to
     /// it may have been removed from the log (0: none). Always below `epoch`.
     pub checkpoint_epoch: u64,
-    pub lane_counts: Vec<u32>,
-}
-
-fn rd32(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes(b[at..at + 4].try_into().unwrap())
-}
-
-fn rd64(b: &[u8], at: usize) -> u64 {
-    u64::from_le_bytes(b[at..at + 8].try_into().unwrap())
 }
 
 impl Certificate {
-    /// Encodes the header; `record_crcs` are the CRCs of the body's records in
-    /// body order.
+    /// Encodes the header; `record_crcs` are the CRCs of the body's records
+    /// in body order. The first frame of a segment (its epoch is the
+    /// segment's first) carries the identity block. Fields are written as
+    /// they are, so tests can forge values no writer produces (an epoch
+    /// before the segment's first, marks not below the epoch): each
+    /// difference is taken modulo 2^64.
     pub fn encode(&self, record_crcs: &[&[u32]]) -> Vec<u8> {
-        let lanes = self.lane_counts.len();
-        let mut h = Vec::with_capacity(header_len(lanes));
+        let s = &self.segment;
+        let mut h = Vec::with_capacity(CERT_MAX_LEN);
         h.extend_from_slice(&EPOCH_MAGIC.to_le_bytes());
-        h.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-        h.extend_from_slice(&(lanes as u16).to_le_bytes());
-        h.extend_from_slice(&self.segment_id.to_le_bytes());
-        h.extend_from_slice(&self.segment_salt.to_le_bytes());
-        h.extend_from_slice(&self.epoch.to_le_bytes());
-        h.extend_from_slice(&self.first_commit_seq.to_le_bytes());
-        h.extend_from_slice(&self.last_commit_seq.to_le_bytes());
-        h.extend_from_slice(&self.body_len.to_le_bytes());
-        h.extend_from_slice(&self.txn_count.to_le_bytes());
-        h.extend_from_slice(&self.db_size_pages.to_le_bytes());
-        h.extend_from_slice(&self.page_set_size.to_le_bytes());
-        h.extend_from_slice(&self.synced_through.to_le_bytes());
-        h.extend_from_slice(&self.checkpoint_epoch.to_le_bytes());
-        debug_assert_eq!(h.len(), EPOCH_FIXED_LEN);
-        for c in &self.lane_counts {
-            h.extend_from_slice(&c.to_le_bytes());
+        let identity = self.epoch == s.first_epoch;
+        h.push(if identity { CERT_IDENTITY } else { 0 });
+        h.extend_from_slice(&s.tag().to_le_bytes());
+        if identity {
+            h.extend_from_slice(&s.id.to_le_bytes());
+            h.extend_from_slice(&s.salt.to_le_bytes());
+            h.extend_from_slice(&s.first_epoch.to_le_bytes());
         }
-        let mut crc = crc32c::crc32c(&h);
+        varint::push(&mut h, self.epoch.wrapping_sub(s.first_epoch));
+        varint::push(&mut h, self.body_len.into());
+        varint::push(&mut h, self.txn_count.into());
+        varint::push(&mut h, self.page_set_size.into());
+        varint::push(&mut h, self.first_commit_seq);
+        varint::push(
+            &mut h,
+            self.last_commit_seq.wrapping_sub(self.first_commit_seq),
+        );
+        varint::push(&mut h, self.db_size_pages.into());
+        varint::push(&mut h, self.epoch.wrapping_sub(self.synced_through));
+        varint::push(&mut h, self.epoch.wrapping_sub(self.checkpoint_epoch));
+        let mut crc = crc32c::crc32c_append(s.seed(), &h);
         for lane in record_crcs {
             for c in lane.iter() {
                 crc = crc32c::crc32c_append(crc, &c.to_le_bytes());
@@ -293,55 +389,148 @@ impl Certificate {
     }
 }
 
-/// What reading the fixed part of a header found.
-pub enum FixedHeader {
-    /// All zero: no frame was ever written here (preallocated space).
+/// What reading a header position found.
+#[derive(Debug)]
+pub enum Header {
+    /// Zeros (or the end of the file): no frame was ever written here.
     Zero,
-    /// The magic and version are right but the frame belongs to another
-    /// incarnation of the file (stale bytes of a recycled segment).
+    /// A frame of another incarnation of the file (stale bytes of a
+    /// recycled segment): its tag or identity names another segment.
     Stale,
-    /// A plausible header: the remaining header and body lengths to read.
-    Plausible { lane_count: usize, body_len: usize },
+    /// A plausible header of this segment: its length and the body length
+    /// it claims.
+    Plausible { header_len: usize, body_len: usize },
     /// Not a header: why.
     Bad(String),
 }
 
-/// Parses the fixed part of a header found in segment `(id, salt)`.
-pub fn parse_fixed(b: &[u8; EPOCH_FIXED_LEN], id: u64, salt: u64) -> FixedHeader {
-    if b.iter().all(|&x| x == 0) {
-        return FixedHeader::Zero;
+/// The certificate's fields as they lie, decoded but not checked against
+/// the body, with its length and what makes its values impossible (checked
+/// once the CRC has said the bytes are as written); `Stale` and `Bad` as
+/// [`Header`] says.
+enum Decoded {
+    Fields(Certificate, usize, Option<String>),
+    Stale,
+    Bad(String),
+}
+
+fn decode_cert(b: &[u8], seg: &SegmentIdent, at_eof: bool) -> Decoded {
+    let short = || {
+        if at_eof {
+            Decoded::Bad(format!(
+                "frame header cut short by the end of the file ({} bytes)",
+                b.len()
+            ))
+        } else {
+            Decoded::Bad("frame header longer than any header".into())
+        }
+    };
+    let mut r = Reader::new(b);
+    macro_rules! field {
+        ($e:expr) => {
+            match $e {
+                Ok(v) => v,
+                Err(ReadError::Short) => return short(),
+                Err(ReadError::Bad(why)) => return Decoded::Bad(why),
+            }
+        };
     }
-    let magic = rd32(b, 0);
+    let magic = field!(r.fixed32());
     if magic != EPOCH_MAGIC {
-        return FixedHeader::Bad(format!(
+        return Decoded::Bad(format!(
             "bad epoch magic 0x{magic:08x} (expected 0x{EPOCH_MAGIC:08x})"
         ));
     }
-    let version = u16::from_le_bytes([b[4], b[5]]);
-    if version != FORMAT_VERSION {
-        return FixedHeader::Bad(format!(
-            "unsupported format version {version} (this library reads {FORMAT_VERSION})"
-        ));
+    let flags = field!(r.u8());
+    if flags & !CERT_IDENTITY != 0 {
+        return Decoded::Bad(format!("unknown certificate flags 0x{flags:02x}"));
     }
-    if rd64(b, 8) != id || rd64(b, 16) != salt {
-        return FixedHeader::Stale;
+    if field!(r.fixed32()) != seg.tag() {
+        return Decoded::Stale;
     }
-    let lane_count = u16::from_le_bytes([b[6], b[7]]) as usize;
-    if lane_count == 0 || lane_count > MAX_LANES {
-        return FixedHeader::Bad(format!(
-            "lane count {lane_count} out of range 1..={MAX_LANES}"
-        ));
+    if flags & CERT_IDENTITY != 0 {
+        let carried = SegmentIdent {
+            id: field!(r.fixed64()),
+            salt: field!(r.fixed64()),
+            first_epoch: field!(r.fixed64()),
+        };
+        if carried != *seg {
+            return Decoded::Stale;
+        }
     }
-    let body_len = rd32(b, 48) as usize;
-    if body_len > MAX_EPOCH_BODY_BYTES {
-        return FixedHeader::Bad(format!(
-            "body length {body_len} exceeds the limit of {MAX_EPOCH_BODY_BYTES}"
-        ));
-    }
-    FixedHeader::Plausible {
-        lane_count,
+    let delta = field!(r.var("epoch offset", MAX_EPOCH));
+    let epoch = seg.first_epoch.saturating_add(delta);
+    let body_len = field!(r.var32("body length", MAX_EPOCH_BODY_BYTES as u32));
+    let txn_count = field!(r.var32("record count", u32::MAX));
+    let page_set_size = field!(r.var32("page-set size", u32::MAX));
+    let first_commit_seq = field!(r.var("first commit sequence", u64::MAX));
+    let span = field!(r.var("commit range", u64::MAX));
+    let db_size_pages = field!(r.var32("database size", u32::MAX));
+    let synced_back = field!(r.var("synced-through distance", u64::MAX));
+    let mark_back = field!(r.var("checkpoint distance", u64::MAX));
+    field!(r.fixed32());
+    // Values no writer produces are refused by `validate_frame`, once the
+    // CRC has said the bytes are as written; here they only must not wrap.
+    let impossible = if first_commit_seq.checked_add(span).is_none() {
+        Some(format!(
+            "commit range {first_commit_seq} + {span} is above 2^64"
+        ))
+    } else if synced_back == 0 || synced_back > epoch || mark_back == 0 || mark_back > epoch {
+        Some(format!(
+            "synced-through epoch {} or checkpoint epoch {} is not below the frame's epoch {epoch}",
+            epoch.wrapping_sub(synced_back) as i64,
+            epoch.wrapping_sub(mark_back) as i64
+        ))
+    } else if epoch > MAX_EPOCH {
+        Some(format!("epoch {epoch} is outside 1..={MAX_EPOCH}"))
+    } else {
+        None
+    };
+    let cert = Certificate {
+        segment: *seg,
+        epoch,
+        first_commit_seq,
+        last_commit_seq: first_commit_seq.saturating_add(span),
         body_len,
+        txn_count,
+        db_size_pages,
+        page_set_size,
+        synced_through: epoch.wrapping_sub(synced_back),
+        checkpoint_epoch: epoch.wrapping_sub(mark_back),
+    };
+    Decoded::Fields(cert, r.pos(), impossible)
+}
+
+/// Parses the header at the start of `b` (up to [`CERT_MAX_LEN`] bytes; fewer
+/// when the file ends sooner, `at_eof`) found in segment `seg`.
+pub fn parse_header(b: &[u8], at_eof: bool, seg: &SegmentIdent) -> Header {
+    let n = b.len().min(END_MARK_LEN);
+    if (at_eof || n == END_MARK_LEN) && b[..n].iter().all(|&x| x == 0) {
+        return Header::Zero;
     }
+    match decode_cert(b, seg, at_eof) {
+        Decoded::Fields(cert, header_len, _) => Header::Plausible {
+            header_len,
+            body_len: cert.body_len as usize,
+        },
+        Decoded::Stale => Header::Stale,
+        Decoded::Bad(why) => Header::Bad(why),
+    }
+}
+
+/// The identity a header carries (the first frame of a segment), if it is
+/// one with a plausible magic and the identity flag.
+pub fn carried_identity(b: &[u8]) -> Option<SegmentIdent> {
+    let mut r = Reader::new(b);
+    if r.fixed32().ok()? != EPOCH_MAGIC || r.u8().ok()? != CERT_IDENTITY {
+        return None;
+    }
+    r.fixed32().ok()?;
+    Some(SegmentIdent {
+        id: r.fixed64().ok()?,
+        salt: r.fixed64().ok()?,
+        first_epoch: r.fixed64().ok()?,
+    })
 }
 
 /// One transaction of a validated frame: where its record lies in the body.
@@ -362,142 +551,168 @@ pub struct TxnRef {
     pub file_id: u32,
 }
 
+/// A record's fields after its length, and where its frames start.
+struct RecordFields {
+    txn_id: u64,
+    commit_seq: u64,
+    txn_epoch: u32,
+    file_id: u32,
+    part: u32,
+    more: bool,
+    frame_count: usize,
+    frames_at: usize,
+}
+
+/// Reads the CRC, length and fields of the record at the start of `rec`
+/// (the record's bytes, `len` known); `Err` says why they are impossible.
+fn record_fields(rec: &[u8]) -> std::result::Result<RecordFields, String> {
+    let mut r = Reader::new(rec);
+    let bad = |e: ReadError| match e {
+        ReadError::Short => "record header runs past the record".to_string(),
+        ReadError::Bad(why) => why,
+    };
+    r.fixed32().map_err(bad)?;
+    r.var("record length", u64::MAX).map_err(bad)?;
+    let txn_id = r.var("transaction id", u64::MAX).map_err(bad)?;
+    let commit_seq = r.var("commit sequence", u64::MAX).map_err(bad)?;
+    let txn_epoch = r.var32("txn_epoch", u32::MAX).map_err(bad)?;
+    let file_id = r.var32("file id", u32::MAX).map_err(bad)?;
+    let pf = r.var("part", u64::MAX).map_err(bad)?;
+    let frame_count = r.var("frame count", u64::MAX).map_err(bad)?;
+    let part = pf >> 1;
+    if part >= MAX_TXN_FRAMES as u64 {
+        return Err(format!("impossible part {part}"));
+    }
+    if frame_count == 0 || frame_count > MAX_TXN_FRAMES as u64 {
+        return Err(format!("impossible frame count {frame_count}"));
+    }
+    Ok(RecordFields {
+        txn_id,
+        commit_seq,
+        txn_epoch,
+        file_id,
+        part: part as u32,
+        more: pf & u64::from(RECORD_MORE) != 0,
+        frame_count: frame_count as usize,
+        frames_at: r.pos(),
+    })
+}
+
 /// Validates a whole frame (`header` is the full header including its CRC,
-/// `body` the body) and returns its certificate and the transactions in
-/// replay order (commit sequence, then transaction id, then body order).
+/// `body` the body) found in segment `seg`, and returns its certificate and
+/// the transactions in replay order (commit sequence, then transaction id,
+/// then file, then body order).
 pub fn validate_frame(
     header: &[u8],
     body: &[u8],
+    seg: &SegmentIdent,
 ) -> std::result::Result<(Certificate, Vec<TxnRef>), String> {
-    let lanes = u16::from_le_bytes([header[6], header[7]]) as usize;
-    debug_assert_eq!(header.len(), header_len(lanes));
-    let cert = Certificate {
-        segment_id: rd64(header, 8),
-        segment_salt: rd64(header, 16),
-        epoch: rd64(header, 24),
-        first_commit_seq: rd64(header, 32),
-        last_commit_seq: rd64(header, 40),
-        body_len: rd32(header, 48),
-        txn_count: rd32(header, 52),
-        db_size_pages: rd32(header, 56),
-        page_set_size: rd32(header, 60),
-        synced_through: rd64(header, 64),
-        checkpoint_epoch: rd64(header, 72),
-        lane_counts: (0..lanes)
-            .map(|i| rd32(header, EPOCH_FIXED_LEN + 4 * i))
-            .collect(),
+    let (cert, impossible) = match decode_cert(header, seg, true) {
+        Decoded::Fields(cert, n, impossible) if n == header.len() => (cert, impossible),
+        Decoded::Fields(_, n, _) => {
+            return Err(format!(
+                "header of {n} bytes where {} were given",
+                header.len()
+            ))
+        }
+        Decoded::Stale => return Err("frame of another incarnation of this file".into()),
+        Decoded::Bad(why) => return Err(why),
     };
     if cert.body_len as usize != body.len() {
         return Err("body length does not match the frame".into());
     }
-    let counted: u64 = cert.lane_counts.iter().map(|&c| c as u64).sum();
-    if counted != cert.txn_count as u64 {
-        return Err(format!(
-            "per-lane record counts add up to {counted}, certificate says {}",
-            cert.txn_count
-        ));
-    }
-    // Every record needs at least a header, so a count the body cannot hold
-    // is rejected before anything is allocated for it.
-    if cert.txn_count as usize > body.len() / TXN_HEADER_LEN {
+    // Every record takes at least `RECORD_MIN_LEN` bytes, so a count the
+    // body cannot hold is rejected before anything is allocated for it.
+    if cert.txn_count as usize > body.len() / RECORD_MIN_LEN {
         return Err(format!(
             "{} records cannot fit in a body of {} bytes",
             cert.txn_count,
             body.len()
         ));
     }
-    let mut crc = crc32c::crc32c(&header[..header.len() - 4]);
+    let mut crc = crc32c::crc32c_append(seg.seed(), &header[..header.len() - 4]);
     let mut txns = Vec::with_capacity(cert.txn_count as usize);
     let mut at = 0usize;
     let mut frames_total: u64 = 0;
     let (mut min_seq, mut max_seq) = (u64::MAX, 0u64);
     let mut commits = 0u32;
-    for (lane, &count) in cert.lane_counts.iter().enumerate() {
-        for r in 0..count {
-            let where_ = || format!("lane {lane} record {r} at body offset {at}");
-            if body.len() - at < TXN_HEADER_LEN {
-                return Err(format!("{}: record header runs past the body", where_()));
-            }
-            let rec_crc = rd32(body, at);
-            let len = rd32(body, at + 4) as usize;
-            if len < TXN_HEADER_LEN + FRAME_HEADER_LEN + 1
-                || len > body.len() - at
-                || len > MAX_RECORD_BYTES
-            {
-                return Err(format!("{}: impossible record length {len}", where_()));
-            }
-            let rec = &body[at..at + len];
-            let actual = crc32c::crc32c(&rec[4..]);
-            if actual != rec_crc {
-                return Err(format!(
-                    "{}: record checksum mismatch (stored 0x{rec_crc:08x}, computed 0x{actual:08x})",
-                    where_()
-                ));
-            }
-            crc = crc32c::crc32c_append(crc, &rec_crc.to_le_bytes());
-            let frame_count = rd32(rec, 28) as usize;
-            if frame_count == 0 || frame_count > MAX_TXN_FRAMES {
-                return Err(format!(
-                    "{}: impossible frame count {frame_count}",
-                    where_()
-                ));
-            }
-            let part = rd32(rec, 32);
-            let flags = rd32(rec, 36);
-            if flags & !RECORD_MORE != 0 || part as usize >= MAX_TXN_FRAMES {
-                return Err(format!(
-                    "{}: impossible part {part} or flags 0x{flags:x}",
-                    where_()
-                ));
-            }
-            let more = flags & RECORD_MORE != 0;
-            let mut p = TXN_HEADER_LEN;
-            for i in 0..frame_count {
-                if len - p < FRAME_HEADER_LEN {
+    for r in 0..cert.txn_count {
+        let where_ = || format!("record {r} at body offset {at}");
+        let mut head = Reader::new(&body[at..]);
+        let (rec_crc, rest) = match (head.fixed32(), head.var("record length", u64::MAX)) {
+            (Ok(c), Ok(l)) => (c, l),
+            (_, Err(ReadError::Bad(why))) => return Err(format!("{}: {why}", where_())),
+            _ => return Err(format!("{}: record header runs past the body", where_())),
+        };
+        let len = (head.pos() as u64).saturating_add(rest);
+        if len < RECORD_MIN_LEN as u64
+            || len > (body.len() - at) as u64
+            || len > MAX_RECORD_BYTES as u64
+        {
+            return Err(format!("{}: impossible record length {len}", where_()));
+        }
+        let len = len as usize;
+        let rec = &body[at..at + len];
+        let actual = crc32c::crc32c(&rec[4..]);
+        if actual != rec_crc {
+            return Err(format!(
+                "{}: record checksum mismatch (stored 0x{rec_crc:08x}, computed 0x{actual:08x})",
+                where_()
+            ));
+        }
+        crc = crc32c::crc32c_append(crc, &rec_crc.to_le_bytes());
+        let f = record_fields(rec).map_err(|why| format!("{}: {why}", where_()))?;
+        let mut p = Reader::new(&rec[f.frames_at..]);
+        for i in 0..f.frame_count {
+            let fh = (|| {
+                let page = p.var32("page number", u32::MAX)?;
+                p.var32("database size", u32::MAX)?;
+                let dlen = p.var("page length", u64::MAX)?;
+                Ok::<_, ReadError>((page, dlen))
+            })();
+            let (page, dlen) = match fh {
+                Ok(v) => v,
+                Err(ReadError::Short) => {
                     return Err(format!(
                         "{}: frame {i} header runs past the record",
                         where_()
-                    ));
+                    ))
                 }
-                let page = rd32(rec, p);
-                let dlen = rd32(rec, p + 8) as usize;
-                if page == 0
-                    || dlen == 0
-                    || dlen > MAX_PAGE_BYTES
-                    || dlen > len - p - FRAME_HEADER_LEN
-                {
-                    return Err(format!(
-                        "{}: frame {i} has page {page} and length {dlen}",
-                        where_()
-                    ));
-                }
-                p += FRAME_HEADER_LEN + dlen;
-            }
-            if p != len {
+                Err(ReadError::Bad(why)) => return Err(format!("{}: frame {i}: {why}", where_())),
+            };
+            let left = (len - f.frames_at - p.pos()) as u64;
+            if page == 0 || dlen == 0 || dlen > MAX_PAGE_BYTES as u64 || dlen > left {
                 return Err(format!(
-                    "{}: frames cover {p} bytes of a {len}-byte record",
+                    "{}: frame {i} has page {page} and length {dlen}",
                     where_()
                 ));
             }
-            frames_total += frame_count as u64;
-            let seq = rd64(rec, 16);
-            if !more {
-                min_seq = min_seq.min(seq);
-                max_seq = max_seq.max(seq);
-                commits += 1;
-            }
-            txns.push(TxnRef {
-                offset: at,
-                len,
-                txn_id: rd64(rec, 8),
-                commit_seq: seq,
-                part,
-                more,
-                frames: frame_count as u32,
-                file_id: rd32(rec, 40),
-            });
-            at += len;
+            p.bytes(dlen as usize).expect("checked against the record");
         }
+        let end = f.frames_at + p.pos();
+        if end != len {
+            return Err(format!(
+                "{}: frames cover {end} bytes of a {len}-byte record",
+                where_()
+            ));
+        }
+        frames_total += f.frame_count as u64;
+        if !f.more {
+            min_seq = min_seq.min(f.commit_seq);
+            max_seq = max_seq.max(f.commit_seq);
+            commits += 1;
+        }
+        txns.push(TxnRef {
+            offset: at,
+            len,
+            txn_id: f.txn_id,
+            commit_seq: f.commit_seq,
+            part: f.part,
+            more: f.more,
+            frames: f.frame_count as u32,
+            file_id: f.file_id,
+        });
+        at += len;
     }
     if at != body.len() {
         return Err(format!(
@@ -505,7 +720,7 @@ pub fn validate_frame(
             body.len()
         ));
     }
-    let stored = rd32(header, header.len() - 4);
+    let stored = u32::from_le_bytes(header[header.len() - 4..].try_into().unwrap());
     if crc != stored {
         return Err(format!(
             "certificate checksum mismatch (stored 0x{stored:08x}, computed 0x{crc:08x})"
@@ -517,17 +732,11 @@ pub fn validate_frame(
             cert.page_set_size
         ));
     }
-    if cert.epoch == 0 || cert.epoch > MAX_EPOCH {
-        return Err(format!("epoch {} is outside 1..={MAX_EPOCH}", cert.epoch));
-    }
     // Both marks describe epochs before this one: the sync they name
     // returned, and the checkpoint they name covered durable epochs, before
     // this frame was written.
-    if cert.synced_through >= cert.epoch || cert.checkpoint_epoch >= cert.epoch {
-        return Err(format!(
-            "synced-through epoch {} or checkpoint epoch {} is not below the frame's epoch {}",
-            cert.synced_through, cert.checkpoint_epoch, cert.epoch
-        ));
+    if let Some(why) = impossible {
+        return Err(why);
     }
     // The commit range covers the records that commit a transaction (not
     // the parts with more to follow); none: 0..=0.
@@ -556,28 +765,53 @@ pub struct DecodedFrame<'a> {
     pub data: &'a [u8],
 }
 
-/// Iterates the frames of a record already checked by [`validate_frame`].
-pub fn record_frames(rec: &[u8]) -> (u32, impl Iterator<Item = DecodedFrame<'_>>) {
-    let txn_epoch = rd32(rec, 24);
-    let count = rd32(rec, 28) as usize;
-    let mut p = TXN_HEADER_LEN;
-    let iter = (0..count).map(move |_| {
-        let dlen = rd32(rec, p + 8) as usize;
-        let f = DecodedFrame {
-            page_number: rd32(rec, p),
-            db_size_if_commit: rd32(rec, p + 4),
-            data: &rec[p + FRAME_HEADER_LEN..p + FRAME_HEADER_LEN + dlen],
-        };
-        p += FRAME_HEADER_LEN + dlen;
-        f
+/// The `txn_epoch` and frames of a record that [`validate_frame`] accepted
+/// (or bytes whose CRC equals such a record's). An item is `Err` only if the
+/// bytes are not such a record; nothing follows it.
+pub fn record_frames(
+    rec: &[u8],
+) -> std::result::Result<
+    (
+        u32,
+        impl Iterator<Item = std::result::Result<DecodedFrame<'_>, String>>,
+    ),
+    String,
+> {
+    let f = record_fields(rec)?;
+    let mut p = Reader::new(&rec[f.frames_at..]);
+    let mut left = f.frame_count;
+    let iter = std::iter::from_fn(move || {
+        if left == 0 {
+            return None;
+        }
+        left -= 1;
+        let frame = (|| {
+            let page_number = p.var32("page number", u32::MAX)?;
+            let db_size_if_commit = p.var32("database size", u32::MAX)?;
+            let dlen = p.var("page length", MAX_PAGE_BYTES as u64)?;
+            Ok::<_, ReadError>(DecodedFrame {
+                page_number,
+                db_size_if_commit,
+                data: p.bytes(dlen as usize)?,
+            })
+        })();
+        if frame.is_err() {
+            left = 0;
+        }
+        Some(frame.map_err(|e| format!("a record's frames do not decode: {e:?}")))
     });
-    (txn_epoch, iter)
+    Ok((f.txn_epoch, iter))
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::Frame;
+
+    const SEG: SegmentIdent = SegmentIdent {
+        id: 1,
+        salt: 2,
+        first_epoch: 1,
+    };
 
     fn txn<'a>(frames: &'a [Frame<'a>]) -> Txn<'a> {
         Txn {
@@ -605,7 +839,7 @@ mod tests {
             },
         ];
         let t = txn(&frames);
-        let len = validate_txn(&t).unwrap();
+        let len = validate_txn(&t, 0).unwrap();
         let mut buf = vec![0xEE; 3];
         let crc = encode_txn(&mut buf, &t, len);
         assert_eq!(&buf[3..], &encode_txn_reference(&t)[..]);
@@ -629,12 +863,11 @@ mod tests {
         let (t3, t1, t2) = (mk(3), mk(1), mk(2));
         let mut l0 = Vec::new();
         let mut l1 = Vec::new();
-        let c3 = encode_txn(&mut l0, &t3, validate_txn(&t3).unwrap());
-        let c1 = encode_txn(&mut l1, &t1, validate_txn(&t1).unwrap());
-        let c2 = encode_txn(&mut l1, &t2, validate_txn(&t2).unwrap());
+        let c3 = encode_txn(&mut l0, &t3, validate_txn(&t3, 0).unwrap());
+        let c1 = encode_txn(&mut l1, &t1, validate_txn(&t1, 0).unwrap());
+        let c2 = encode_txn(&mut l1, &t2, validate_txn(&t2, 0).unwrap());
         let cert = Certificate {
-            segment_id: 1,
-            segment_salt: 2,
+            segment: SEG,
             epoch: 4,
             first_commit_seq: 1,
             last_commit_seq: 3,
@@ -644,19 +877,32 @@ mod tests {
             page_set_size: 3,
             synced_through: 3,
             checkpoint_epoch: 2,
-            lane_counts: vec![1, 2],
         };
         let header = cert.encode(&[&[c3], &[c1, c2]]);
         let body = [l0, l1].concat();
-        let (back, txns) = validate_frame(&header, &body).unwrap();
+        let (back, txns) = validate_frame(&header, &body, &SEG).unwrap();
         assert_eq!(back, cert);
         let seqs: Vec<u64> = txns.iter().map(|t| t.commit_seq).collect();
         assert_eq!(seqs, vec![1, 2, 3]);
 
         let mut flipped = body.clone();
         flipped[40] ^= 1;
-        let err = validate_frame(&header, &flipped).unwrap_err();
+        let err = validate_frame(&header, &flipped, &SEG).unwrap_err();
         assert!(err.contains("checksum mismatch"), "{err}");
+        // The same bytes do not validate as a frame of another segment: the
+        // tag names the segment, and the id and salt seed the CRC.
+        for other in [
+            SegmentIdent { id: 2, ..SEG },
+            SegmentIdent { salt: 3, ..SEG },
+        ] {
+            let err = validate_frame(&header, &body, &other).unwrap_err();
+            assert!(err.contains("another incarnation"), "{err}");
+        }
+        // Every field is a few bytes: three records of one 64-byte page in
+        // an epoch take 23 bytes of header, and each record 14 bytes beyond
+        // its page.
+        assert_eq!(header.len(), 4 + 1 + 4 + 10 + 4, "a two-byte body length");
+        assert_eq!(body.len(), 3 * (64 + 14));
     }
 
     #[test]
@@ -670,11 +916,11 @@ mod tests {
                 data: &page,
             })
             .collect();
-        let len = validate_txn(&txn(&f)).unwrap();
-        assert_eq!(
-            len,
-            TXN_HEADER_LEN + f.len() * (FRAME_HEADER_LEN + MAX_PAGE_BYTES)
-        );
+        let len = validate_txn(&txn(&f), 0).unwrap();
+        let frame = |page: usize| varint::len(page as u64) + 1 + 3 + MAX_PAGE_BYTES;
+        let frames: usize = (1..=f.len()).map(frame).sum();
+        let fields = 1 + 1 + 1 + 1 + 1 + varint::len(f.len() as u64);
+        assert_eq!(len, record_len(fields + frames));
         let n = f.len();
         f[n - 1].data = &page[1..];
         f.push(Frame {
@@ -682,9 +928,9 @@ mod tests {
             db_size_if_commit: 0,
             data: &one,
         });
-        validate_txn(&txn(&f)).expect("still exactly the limit");
+        validate_txn(&txn(&f), 0).expect("still exactly the limit");
         f[n].data = &page[..2];
-        let err = validate_txn(&txn(&f)).unwrap_err().to_string();
+        let err = validate_txn(&txn(&f), 0).unwrap_err().to_string();
         assert!(
             err.contains(&format!("{} bytes of pages", MAX_TXN_BYTES + 1)),
             "{err}"
@@ -701,27 +947,39 @@ mod tests {
                 data: &page,
             })
             .collect();
-        let total = validate_txn(&txn(&f)).unwrap();
-        let p: Vec<_> = parts(&f).collect();
+        let t = txn(&f);
+        let head = RecordHead::of(&t, 0, 0, false);
+        assert!(validate_txn(&t, 0).unwrap() > MAX_RECORD_BYTES);
+        let p: Vec<_> = parts(&head, &f).collect();
         assert!(p.len() >= 3, "{} parts", p.len());
         let mut next = 0;
-        let mut sum = 0;
-        for (range, len) in &p {
+        for (i, (range, len)) in p.iter().enumerate() {
             assert_eq!(range.start, next, "parts are consecutive");
             assert!(*len <= MAX_RECORD_BYTES, "a part of {len} bytes");
-            let want = TXN_HEADER_LEN + range.len() * (FRAME_HEADER_LEN + page.len());
-            assert_eq!(*len, want);
+            // The length is the encoding's.
+            let more = range.end < f.len();
+            let h = RecordHead {
+                part: i as u32,
+                more,
+                ..head
+            };
+            let mut buf = Vec::new();
+            encode_record(&mut buf, &h, &f[range.clone()], *len);
+            assert_eq!(buf, encode_record_reference(&h, &f[range.clone()]));
             // Full: the next frame would not have fit.
-            if range.end < f.len() {
-                assert!(len + FRAME_HEADER_LEN + page.len() > MAX_RECORD_BYTES);
+            if more {
+                let mut one_more = Vec::new();
+                let r = range.start..range.end + 1;
+                encode_record(&mut one_more, &h, &f[r.clone()], {
+                    encode_record_reference(&h, &f[r]).len()
+                });
+                assert!(one_more.len() > MAX_RECORD_BYTES);
             }
             next = range.end;
-            sum += len - TXN_HEADER_LEN;
         }
         assert_eq!(next, f.len());
-        assert_eq!(sum + TXN_HEADER_LEN, total);
         // A transaction that fits is one part.
-        assert_eq!(parts(&f[..10]).count(), 1);
+        assert_eq!(parts(&head, &f[..10]).count(), 1);
     }
 
     #[test]
@@ -732,7 +990,7 @@ mod tests {
             db_size_if_commit: 0,
             data: &big,
         }];
-        assert!(validate_txn(&txn(&f))
+        assert!(validate_txn(&txn(&f), 0)
             .unwrap_err()
             .to_string()
             .contains("65536"));
@@ -742,68 +1000,82 @@ mod tests {
             db_size_if_commit: 0,
             data: &small,
         }];
-        assert!(validate_txn(&txn(&f))
+        assert!(validate_txn(&txn(&f), 0)
             .unwrap_err()
             .to_string()
             .contains("page number 0"));
-        assert!(validate_txn(&txn(&[])).is_err());
+        assert!(validate_txn(&txn(&[]), 0).is_err());
     }
 
-    /// Raw record bytes: the header fields as given, frames `(page, bytes)`
-    /// (db size 0), then the length and CRC filled in unless `len` forces a
-    /// length (the CRC always covers the bytes as they are).
+    /// Raw record bytes: transaction id `seq * 10`, commit sequence `seq`,
+    /// `txn_epoch` and file 0, the part field `part << 1 | flags`, the frame
+    /// count as given, frames `(page, bytes)` (db size 0), then the length
+    /// and CRC filled in; `len` forces the length field (the CRC always
+    /// covers the bytes as they are).
     fn raw_record(
         seq: u64,
         frame_count: u32,
         part: u32,
         flags: u32,
         frames: &[(u32, &[u8])],
-        len: Option<u32>,
+        len: Option<u64>,
     ) -> Vec<u8> {
-        let mut r = vec![0u8; TXN_HEADER_LEN];
-        r[8..16].copy_from_slice(&(seq * 10).to_le_bytes());
-        r[16..24].copy_from_slice(&seq.to_le_bytes());
-        r[28..32].copy_from_slice(&frame_count.to_le_bytes());
-        r[32..36].copy_from_slice(&part.to_le_bytes());
-        r[36..40].copy_from_slice(&flags.to_le_bytes());
-        for (page, data) in frames {
-            r.extend_from_slice(&page.to_le_bytes());
-            r.extend_from_slice(&0u32.to_le_bytes());
-            r.extend_from_slice(&(data.len() as u32).to_le_bytes());
-            r.extend_from_slice(data);
+        let mut rest = Vec::new();
+        for v in [
+            seq * 10,
+            seq,
+            0,
+            0,
+            (u64::from(part) << 1) | u64::from(flags),
+        ] {
+            varint::push(&mut rest, v);
         }
-        let l = len.unwrap_or(r.len() as u32);
-        r[4..8].copy_from_slice(&l.to_le_bytes());
+        varint::push(&mut rest, frame_count.into());
+        for (page, data) in frames {
+            varint::push(&mut rest, (*page).into());
+            varint::push(&mut rest, 0);
+            varint::push(&mut rest, data.len() as u64);
+            rest.extend_from_slice(data);
+        }
+        sealed_record(len.unwrap_or(rest.len() as u64), &rest)
+    }
+
+    /// A record of `rest` (the bytes after the length) with length field
+    /// `len` and its CRC.
+    fn sealed_record(len: u64, rest: &[u8]) -> Vec<u8> {
+        let mut r = vec![0u8; 4];
+        varint::push(&mut r, len);
+        r.extend_from_slice(rest);
         let crc = crc32c::crc32c(&r[4..]);
         r[..4].copy_from_slice(&crc.to_le_bytes());
         r
     }
 
-    /// A frame of epoch 5 holding `records` in one lane, its certificate
-    /// filled in from them (commit range over the records without `more`)
-    /// and then changed by `edit`.
+    /// A frame of epoch 5 of segment `SEG` holding `records`, its
+    /// certificate filled in from them (commit range over the records
+    /// without `more`) and then changed by `edit`.
     fn frame_with(records: &[Vec<u8>], edit: impl FnOnce(&mut Certificate)) -> (Vec<u8>, Vec<u8>) {
         let body = records.concat();
-        let crcs: Vec<u32> = records.iter().map(|r| rd32(r, 0)).collect();
-        let committing = || {
-            records
-                .iter()
-                .filter(|r| r.len() >= 40 && rd32(r, 36) & RECORD_MORE == 0)
-                .map(|r| rd64(r, 16))
-        };
+        let crcs: Vec<u32> = records
+            .iter()
+            .map(|r| u32::from_le_bytes(r[..4].try_into().unwrap()))
+            .collect();
+        let fields: Vec<_> = records
+            .iter()
+            .filter_map(|r| record_fields(r).ok())
+            .collect();
+        let committing = || fields.iter().filter(|f| !f.more).map(|f| f.commit_seq);
         let mut cert = Certificate {
-            segment_id: 1,
-            segment_salt: 2,
+            segment: SEG,
             epoch: 5,
             first_commit_seq: committing().min().unwrap_or(0),
             last_commit_seq: committing().max().unwrap_or(0),
             body_len: body.len() as u32,
             txn_count: records.len() as u32,
             db_size_pages: 0,
-            page_set_size: records.iter().map(|r| rd32(r, 28)).sum(),
+            page_set_size: fields.iter().map(|f| f.frame_count as u32).sum(),
             synced_through: 4,
             checkpoint_epoch: 3,
-            lane_counts: vec![records.len() as u32],
         };
         edit(&mut cert);
         (cert.encode(&[&crcs]), body)
@@ -814,7 +1086,7 @@ mod tests {
         edit: impl FnOnce(&mut Certificate),
     ) -> std::result::Result<Vec<TxnRef>, String> {
         let (h, b) = frame_with(records, edit);
-        validate_frame(&h, &b).map(|(_, t)| t)
+        validate_frame(&h, &b, &SEG).map(|(_, t)| t)
     }
 
     fn refused(r: std::result::Result<Vec<TxnRef>, String>, needle: &str) {
@@ -826,8 +1098,9 @@ mod tests {
 
     #[test]
     fn a_part_of_exactly_a_record_is_one_part_and_one_byte_more_is_two() {
-        // 255 pages of 65,536 bytes and one of 62,420: exactly
-        // MAX_RECORD_BYTES encoded.
+        // 255 pages of 65,536 bytes and one short page: exactly
+        // MAX_RECORD_BYTES encoded. Each full frame takes its page, 3 bytes
+        // of length, 1 of database size and 1 or 2 of page number.
         let page = vec![7u8; MAX_PAGE_BYTES];
         let mut f: Vec<Frame<'_>> = (0..256)
             .map(|i| Frame {
@@ -836,27 +1109,40 @@ mod tests {
                 data: &page,
             })
             .collect();
-        f[255].data = &page[..62_420];
-        let len = validate_txn(&txn(&f)).unwrap();
+        let t = txn(&f);
+        let head = RecordHead::of(&t, 0, 0, false);
+        // Fields: id 7, seq 9, txn_epoch 3, file 0, part 0, 256 frames (2
+        // bytes); CRC and a 4-byte length.
+        let fixed = 4 + 4 + 5 + 2;
+        let full: usize = (1..=255u32)
+            .map(|p| varint::len(p.into()) + 1 + 3 + MAX_PAGE_BYTES)
+            .sum();
+        // The last frame: page 256 (2 bytes), size 0, a 3-byte length.
+        let last = MAX_RECORD_BYTES - fixed - full - (2 + 1 + 3);
+        f[255].data = &page[..last];
+        let len = validate_txn(&txn(&f), 0).unwrap();
         assert_eq!(len, MAX_RECORD_BYTES);
-        let p: Vec<_> = parts(&f).collect();
+        let p: Vec<_> = parts(&head, &f).collect();
         assert_eq!(p, vec![(0..256, MAX_RECORD_BYTES)]);
         // Such a record is valid in a frame.
         let mut rec = Vec::new();
-        encode_record(&mut rec, &RecordHead::of(&txn(&f), 0, 0, false), &f, len);
+        encode_record(&mut rec, &head, &f, len);
         let t = check(&[rec], |_| ()).expect("a record of exactly MAX_RECORD_BYTES");
         assert_eq!(t[0].len, MAX_RECORD_BYTES);
         // One byte more: two parts, the first of 255 frames; as one record
         // it is refused, though it lies whole in its body.
-        f[255].data = &page[..62_421];
-        let mut rec = Vec::new();
-        let over = MAX_RECORD_BYTES + 1;
-        encode_record(&mut rec, &RecordHead::of(&txn(&f), 0, 0, false), &f, over);
-        refused(check(&[rec], |_| ()), "impossible record length 16777217");
-        let p: Vec<_> = parts(&f).collect();
+        f[255].data = &page[..last + 1];
+        let over = encode_record_reference(&head, &f);
+        assert_eq!(over.len(), MAX_RECORD_BYTES + 1);
+        refused(check(&[over], |_| ()), "impossible record length 16777217");
+        let p: Vec<_> = parts(&head, &f).collect();
         assert_eq!(p.len(), 2, "{p:?}");
         assert_eq!(p[0].0, 0..255);
-        assert_eq!(p[1], (255..256, TXN_HEADER_LEN + FRAME_HEADER_LEN + 62_421));
+        let second = RecordHead { part: 1, ..head };
+        assert_eq!(
+            p[1],
+            (255..256, encode_record_reference(&second, &f[255..]).len())
+        );
     }
 
     #[test]
@@ -869,11 +1155,9 @@ mod tests {
         let t = check(&[rec(last, 0)], |_| ()).unwrap();
         assert!(!t[0].more && t[0].part == last);
         refused(check(&[rec(last + 1, 0)], |_| ()), "impossible part");
-        refused(
-            check(&[rec(0, 2)], |_| ()),
-            "impossible part 0 or flags 0x2",
-        );
-        refused(check(&[rec(1, 3)], |_| ()), "flags 0x3");
+        // The part field is the part index and one flag bit: a second bit
+        // is a part index out of range.
+        refused(check(&[rec(1 << 21, 1)], |_| ()), "impossible part 2097152");
     }
 
     #[test]
@@ -914,6 +1198,14 @@ mod tests {
             check(&parts, |c| c.last_commit_seq = 6),
             "commit range 0..=6",
         );
+        // A range whose end is above 2^64 - 1.
+        refused(
+            check(&recs, |c| {
+                c.first_commit_seq = 3;
+                c.last_commit_seq = 2;
+            }),
+            "above 2^64",
+        );
     }
 
     #[test]
@@ -922,14 +1214,12 @@ mod tests {
         let one = [9u8];
         // The smallest record: one frame of one byte.
         let t = check(&[raw_record(1, 1, 0, 0, &[(1, &one)], None)], |_| ()).unwrap();
-        assert_eq!(t[0].len, TXN_HEADER_LEN + FRAME_HEADER_LEN + 1);
+        assert_eq!(t[0].len, RECORD_MIN_LEN);
         // A length below the smallest record (its CRC right), in a body
-        // long enough for a record header.
-        let mut short = raw_record(1, 1, 0, 0, &[], Some(40));
-        short.resize(60, 0);
-        let crc = crc32c::crc32c(&short[4..40]);
-        short[..4].copy_from_slice(&crc.to_le_bytes());
-        refused(check(&[short], |_| ()), "impossible record length 40");
+        // long enough for a record.
+        let mut short = sealed_record(5, &[10, 1, 0, 0, 0]);
+        short.resize(40, 0);
+        refused(check(&[short], |_| ()), "impossible record length 10");
         // Page 0; a page of 0 bytes (before a good frame); a page longer
         // than a page may be; a page running past its record.
         refused(
@@ -949,67 +1239,78 @@ mod tests {
             check(&[raw_record(1, 1, 0, 0, &[(1, &big)], None)], |_| ()),
             "length 65537",
         );
-        let mut over = raw_record(1, 1, 0, 0, &[(1, &d)], None);
-        over[TXN_HEADER_LEN + 8..TXN_HEADER_LEN + 12].copy_from_slice(&11u32.to_le_bytes());
-        over.extend_from_slice(&[0; 40]);
-        over.truncate(TXN_HEADER_LEN + FRAME_HEADER_LEN + 10);
-        let crc = crc32c::crc32c(&over[4..]);
-        over[..4].copy_from_slice(&crc.to_le_bytes());
+        // A page length of 11 with 10 bytes in the record.
+        let rest = [10, 1, 0, 0, 0, 1, 1, 0, 11];
+        let over = sealed_record((rest.len() + 10) as u64, &[&rest[..], &d].concat());
         refused(check(&[over], |_| ()), "frame 0 has page 1 and length 11");
-        // Two frames counted, one frame and 1..=11 bytes present: the second
-        // frame's header runs past the record.
-        for extra in [1usize, 5, 11] {
+        // Two frames counted, one frame and 1 or 2 bytes present (a page
+        // number, then a size): the second frame's header runs past the
+        // record.
+        for extra in [1usize, 2] {
             let mut r = raw_record(1, 2, 0, 0, &[(1, &d)], None);
-            r.extend(std::iter::repeat_n(3u8, extra));
-            let l = r.len() as u32;
-            r[4..8].copy_from_slice(&l.to_le_bytes());
-            let crc = crc32c::crc32c(&r[4..]);
-            r[..4].copy_from_slice(&crc.to_le_bytes());
+            let mut rest = record_rest(&r);
+            rest.extend(std::iter::repeat_n(3u8, extra));
+            r = sealed_record(rest.len() as u64, &rest);
             refused(check(&[r], |_| ()), "frame 1 header runs past the record");
         }
-        // One more record counted than the body holds, with 1..=43 bytes
-        // after the last record.
-        for extra in [1usize, 7, 43] {
+        // A field encoded longer than its value needs.
+        let rest = [10, 1, 0, 0, 0, 0x81, 0x00, 1, 0, 10];
+        let overlong = sealed_record((rest.len() + 10) as u64, &[&rest[..], &d].concat());
+        refused(check(&[overlong], |_| ()), "frame count: overlong encoding");
+        // One more record counted than the body holds, with bytes after the
+        // last record: zeros (a CRC and length of 0), or a CRC and nothing.
+        for extra in [1usize, 4, 5, 17] {
             let r = raw_record(1, 1, 0, 0, &[(1, &[5u8; 200])], None);
-            let (mut h, mut b) = frame_with(std::slice::from_ref(&r), |c| {
-                c.txn_count = 2;
-                c.lane_counts = vec![2];
-            });
+            let (_, mut b) = frame_with(std::slice::from_ref(&r), |_| ());
             b.extend(std::iter::repeat_n(0u8, extra));
-            let blen = (b.len() as u32).to_le_bytes();
-            h[48..52].copy_from_slice(&blen);
-            let err = validate_frame(&h, &b).unwrap_err();
+            let (h, _) = frame_with(&[r], |c| {
+                c.txn_count = 2;
+                c.body_len = b.len() as u32;
+            });
+            let err = validate_frame(&h, &b, &SEG).unwrap_err();
+            assert!(err.contains("record 1"), "{err}");
             assert!(
-                err.contains("record 1") && err.contains("runs past the body"),
+                err.contains("runs past the body") || err.contains("impossible record length"),
                 "{err}"
             );
         }
         // A second record whose length runs past the body by one byte.
         let first = raw_record(1, 1, 0, 0, &[(1, &d)], None);
-        let mut second = raw_record(2, 1, 0, 0, &[(2, &d)], None);
-        let l = second.len() as u32 + 1;
-        second[4..8].copy_from_slice(&l.to_le_bytes());
+        let second = raw_record(2, 1, 0, 0, &[(2, &d)], None);
+        let l = record_rest(&second).len() as u64 + 1;
+        let second = sealed_record(l, &record_rest(&second));
         refused(
-            check(&[first, second], |_| ()),
-            "record 1 at body offset 66: impossible record length 67",
+            check(&[first.clone(), second], |_| ()),
+            &format!(
+                "record 1 at body offset {}: impossible record length {}",
+                first.len(),
+                first.len() + 1
+            ),
         );
         // More records counted than any body of this size could hold: refused
         // before anything is allocated for them.
         for (count, pad) in [(u32::MAX, 0), (1 << 24, 1 << 20)] {
             let r = raw_record(1, 1, 0, 0, &[(1, &d)], None);
-            let (mut h, mut b) = frame_with(&[r], |c| {
-                c.txn_count = count;
-                c.lane_counts = vec![count];
-            });
+            let (_, mut b) = frame_with(std::slice::from_ref(&r), |_| ());
             b.resize(b.len() + pad, 0);
-            let blen = (b.len() as u32).to_le_bytes();
-            h[48..52].copy_from_slice(&blen);
-            let err = validate_frame(&h, &b).unwrap_err();
+            let (h, _) = frame_with(&[r], |c| {
+                c.txn_count = count;
+                c.body_len = b.len() as u32;
+            });
+            let err = validate_frame(&h, &b, &SEG).unwrap_err();
             assert!(
                 err.contains(&format!("{count} records cannot fit")),
                 "{err}"
             );
         }
+    }
+
+    /// The bytes of a record after its CRC and length.
+    fn record_rest(r: &[u8]) -> Vec<u8> {
+        let mut rd = Reader::new(r);
+        rd.fixed32().unwrap();
+        rd.var("length", u64::MAX).unwrap();
+        r[rd.pos()..].to_vec()
     }
 
     #[test]
@@ -1023,13 +1324,6 @@ mod tests {
         .expect("the largest epoch");
         refused(check(&recs, |c| c.epoch = MAX_EPOCH + 1), "outside");
         refused(
-            check(&recs, |c| {
-                c.epoch = 0;
-                (c.synced_through, c.checkpoint_epoch) = (0, 0);
-            }),
-            "",
-        );
-        refused(
             check(&recs, |c| c.synced_through = 5),
             "synced-through epoch 5",
         );
@@ -1037,54 +1331,118 @@ mod tests {
             check(&recs, |c| c.checkpoint_epoch = 5),
             "checkpoint epoch 5",
         );
+        refused(
+            check(&recs, |c| c.synced_through = 6),
+            "synced-through epoch 6",
+        );
         check(&recs, |c| (c.synced_through, c.checkpoint_epoch) = (4, 4)).unwrap();
+        check(&recs, |c| (c.synced_through, c.checkpoint_epoch) = (0, 0)).unwrap();
+        // An epoch before the segment's first cannot be written: its offset
+        // from the first epoch would be above 2^62.
+        refused(
+            check(&recs, |c| {
+                c.epoch = 0;
+                (c.synced_through, c.checkpoint_epoch) = (0, 0);
+            }),
+            "epoch offset",
+        );
     }
 
     #[test]
-    fn fixed_headers_are_classified() {
+    fn headers_are_classified() {
         let d = [1u8; 10];
         let (h, _) = frame_with(&[raw_record(1, 1, 0, 0, &[(1, &d)], None)], |_| ());
-        let fixed = |edit: &dyn Fn(&mut [u8; EPOCH_FIXED_LEN])| {
-            let mut b: [u8; EPOCH_FIXED_LEN] = h[..EPOCH_FIXED_LEN].try_into().unwrap();
+        let parse = |edit: &dyn Fn(&mut Vec<u8>)| {
+            let mut b = h.clone();
             edit(&mut b);
-            parse_fixed(&b, 1, 2)
+            parse_header(&b, true, &SEG)
         };
         assert!(matches!(
-            fixed(&|_| ()),
-            FixedHeader::Plausible { lane_count: 1, .. }
+            parse(&|_| ()),
+            Header::Plausible { header_len, .. } if header_len == h.len()
         ));
-        assert!(matches!(fixed(&|b| b.fill(0)), FixedHeader::Zero));
-        assert!(
-            matches!(fixed(&|b| b[8] ^= 1), FixedHeader::Stale),
-            "another id"
-        );
-        assert!(
-            matches!(fixed(&|b| b[16] ^= 1), FixedHeader::Stale),
-            "another salt"
-        );
-        let bad = |f: FixedHeader, needle: &str| match f {
-            FixedHeader::Bad(why) => assert!(why.contains(needle), "{why}"),
-            _ => panic!("expected Bad({needle})"),
-        };
-        bad(fixed(&|b| b[0] ^= 1), "bad epoch magic");
-        bad(fixed(&|b| b[4] ^= 1), "unsupported format version");
-        let lanes =
-            |n: u16| move |b: &mut [u8; EPOCH_FIXED_LEN]| b[6..8].copy_from_slice(&n.to_le_bytes());
-        bad(fixed(&lanes(0)), "lane count 0");
-        let max = MAX_LANES as u16;
+        // The header window reaches past the header: the same.
+        let mut long = h.clone();
+        long.resize(CERT_MAX_LEN, 0xAB);
         assert!(matches!(
-            fixed(&lanes(max)),
-            FixedHeader::Plausible { lane_count, .. } if lane_count == MAX_LANES
+            parse_header(&long, false, &SEG),
+            Header::Plausible { header_len, .. } if header_len == h.len()
         ));
-        bad(fixed(&lanes(max + 1)), "lane count 257");
+        assert!(matches!(parse(&|b| b.fill(0)), Header::Zero));
+        assert!(matches!(parse(&|b| b.truncate(3)), Header::Bad(_)));
+        assert!(matches!(
+            parse(&|b| {
+                b.truncate(3);
+                b.fill(0)
+            }),
+            Header::Zero
+        ));
+        assert!(
+            matches!(parse(&|b| b[5] ^= 1), Header::Stale),
+            "another tag"
+        );
+        for other in [
+            SegmentIdent { id: 9, ..SEG },
+            SegmentIdent { salt: 9, ..SEG },
+        ] {
+            assert!(matches!(parse_header(&h, true, &other), Header::Stale));
+        }
+        let bad = |f: Header, needle: &str| match f {
+            Header::Bad(why) => assert!(why.contains(needle), "{why}"),
+            other => panic!("expected Bad({needle}), got {other:?}"),
+        };
+        bad(parse(&|b| b[0] ^= 1), "bad epoch magic");
+        bad(parse(&|b| b[4] = 2), "unknown certificate flags 0x02");
+        bad(
+            parse(&|b| b.truncate(20)),
+            "cut short by the end of the file",
+        );
+        // The first frame of a segment carries its identity; another
+        // segment's identity under the right tag is stale.
+        let first = Certificate {
+            segment: SEG,
+            epoch: 1,
+            ..Certificate::default()
+        };
+        let fh = first.encode(&[]);
+        assert_eq!(fh.len(), CERT_MIN_LEN + IDENTITY_LEN);
+        assert_eq!(carried_identity(&fh), Some(SEG));
+        assert_eq!(carried_identity(&h), None);
+        assert!(matches!(
+            parse_header(&fh, true, &SEG),
+            Header::Plausible { body_len: 0, .. }
+        ));
+        let mut other = fh.clone();
+        other[9 + 16] ^= 1;
+        assert!(matches!(parse_header(&other, true, &SEG), Header::Stale));
+        // Body lengths up to the bound.
         let body = |n: u32| {
-            move |b: &mut [u8; EPOCH_FIXED_LEN]| b[48..52].copy_from_slice(&n.to_le_bytes())
+            let c = Certificate {
+                segment: SEG,
+                epoch: 3,
+                body_len: n,
+                synced_through: 2,
+                ..Certificate::default()
+            };
+            parse_header(&c.encode(&[]), true, &SEG)
         };
         let most = MAX_EPOCH_BODY_BYTES as u32;
         assert!(matches!(
-            fixed(&body(most)),
-            FixedHeader::Plausible { body_len, .. } if body_len == MAX_EPOCH_BODY_BYTES
+            body(most),
+            Header::Plausible { body_len, .. } if body_len == MAX_EPOCH_BODY_BYTES
         ));
-        bad(fixed(&body(most + 1)), "body length");
+        bad(body(most + 1), "body length");
+        // The longest header fits the window recovery reads.
+        let longest = Certificate {
+            segment: SEG,
+            epoch: SEG.first_epoch,
+            first_commit_seq: u64::MAX,
+            body_len: u32::MAX,
+            txn_count: u32::MAX,
+            db_size_pages: u32::MAX,
+            page_set_size: u32::MAX,
+            ..Certificate::default()
+        };
+        assert!(longest.encode(&[]).len() <= CERT_MAX_LEN);
     }
 }

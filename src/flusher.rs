@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::SyncPolicy;
 use crate::coordinator::Shared;
-use crate::epoch::{header_len, Certificate};
+use crate::epoch::{Certificate, SegmentIdent, CERT_MAX_LEN};
 use crate::io::VfsFile;
 use crate::lane::LaneBuf;
 use crate::segment::{DATA_OFFSET, END_MARK_LEN};
@@ -31,8 +31,8 @@ static ZEROS: [u8; END_MARK_LEN] = [0; END_MARK_LEN];
 struct ActiveSegment {
     file: Box<dyn VfsFile>,
     path: PathBuf,
-    id: u64,
-    salt: u64,
+    /// Its id, salt and first epoch, which its frames' certificates name.
+    ident: SegmentIdent,
     /// Where the next frame goes.
     off: u64,
     /// Holds stale frames: each write is followed by an end mark.
@@ -362,15 +362,17 @@ impl FlushState {
         stamps: Stamps,
     ) -> Result<(), IoFailure> {
         let body_len: usize = sealed.iter().map(|b| b.bytes.len()).sum();
-        let frame_len = (header_len(sealed.len()) + body_len) as u64;
+        // The certificate's length depends on the segment it goes to; no
+        // longer than CERT_MAX_LEN.
+        let frame_max = (CERT_MAX_LEN + body_len) as u64;
         let fits = |a: &ActiveSegment| {
-            let need = frame_len + if a.recycled { END_MARK_LEN as u64 } else { 0 };
+            let need = frame_max + if a.recycled { END_MARK_LEN as u64 } else { 0 };
             // A frame larger than a whole segment goes alone into a fresh one,
             // which it extends.
             a.off + need <= a.capacity || a.off == DATA_OFFSET
         };
         if std::mem::take(&mut self.roll_next) || !self.active.as_ref().is_some_and(fits) {
-            self.rollover(sh, epoch, frame_len >= crate::store::LARGE_FRAME)?;
+            self.rollover(sh, epoch, frame_max >= crate::store::LARGE_FRAME)?;
         }
         let a = self
             .active
@@ -385,8 +387,7 @@ impl FlushState {
         let with_txns = || sealed.iter().filter(|b| b.commits > 0);
         let last = with_txns().max_by_key(|b| b.max_seq);
         let cert = Certificate {
-            segment_id: a.id,
-            segment_salt: a.salt,
+            segment: a.ident,
             epoch,
             first_commit_seq: with_txns().map(|b| b.min_seq).min().unwrap_or(0),
             last_commit_seq: last.map_or(0, |b| b.max_seq),
@@ -396,10 +397,10 @@ impl FlushState {
             page_set_size: sealed.iter().map(|b| b.frames).sum(),
             synced_through: synced,
             checkpoint_epoch: mark,
-            lane_counts: sealed.iter().map(|b| b.txns).collect(),
         };
         let crcs: Vec<&[u32]> = sealed.iter().map(|b| &b.crcs[..]).collect();
         let header = cert.encode(&crcs);
+        let frame_len = (header.len() + body_len) as u64;
         let mut iov: Vec<&[u8]> = Vec::with_capacity(sealed.len() + 2);
         iov.push(&header);
         iov.extend(sealed.iter().map(|b| &b.bytes[..]));
@@ -613,8 +614,11 @@ impl FlushState {
         self.active = Some(ActiveSegment {
             file,
             path,
-            id,
-            salt,
+            ident: SegmentIdent {
+                id,
+                salt,
+                first_epoch,
+            },
             off: DATA_OFFSET,
             recycled,
             capacity,

@@ -28,6 +28,7 @@ mod segment;
 mod stats;
 mod store;
 mod trace;
+mod varint;
 
 pub use config::{
     FallbackReason, Mode, Options, SyncPolicy, DEFAULT_SEGMENT_BYTES, FIRST_SEGMENT_BYTES,
@@ -99,37 +100,43 @@ pub fn log_dir(db_path: &std::path::Path) -> std::path::PathBuf {
 /// not part of the API.
 #[doc(hidden)]
 pub mod fuzzing {
-    /// Decodes `bytes` as one epoch frame (certificate, then body) the way
-    /// recovery validates it, with the segment identity taken from the frame
-    /// itself, and walks every frame of every record. Returns the epoch and
-    /// the transaction count, or why the bytes are not a frame.
+    /// Decodes `bytes` as the identity of a segment (its id, salt and
+    /// first epoch, little-endian u64 each, as in bytes 8..32 of its header)
+    /// followed by one epoch frame of it (certificate, then body), the way
+    /// recovery validates it, and walks every frame of every record. Returns
+    /// the epoch and the transaction count, or why the bytes are not a frame.
     pub fn decode_epoch_frame(bytes: &[u8]) -> std::result::Result<(u64, usize), String> {
-        use crate::epoch::{self, FixedHeader, EPOCH_FIXED_LEN};
-        let fixed: &[u8; EPOCH_FIXED_LEN] = bytes
-            .get(..EPOCH_FIXED_LEN)
-            .and_then(|b| b.try_into().ok())
-            .ok_or("shorter than a frame header")?;
-        let id = u64::from_le_bytes(fixed[8..16].try_into().unwrap());
-        let salt = u64::from_le_bytes(fixed[16..24].try_into().unwrap());
-        let (lanes, body_len) = match epoch::parse_fixed(fixed, id, salt) {
-            FixedHeader::Plausible {
-                lane_count,
-                body_len,
-            } => (lane_count, body_len),
-            FixedHeader::Zero => return Err("zeros".into()),
-            FixedHeader::Stale => return Err("stale".into()),
-            FixedHeader::Bad(why) => return Err(why),
+        use crate::epoch::{self, Header, SegmentIdent, CERT_MAX_LEN};
+        if bytes.len() < 24 {
+            return Err("shorter than a segment identity".into());
+        }
+        let word = |i: usize| u64::from_le_bytes(bytes[8 * i..8 * i + 8].try_into().unwrap());
+        let ident = SegmentIdent {
+            id: word(0),
+            salt: word(1),
+            first_epoch: word(2),
         };
-        let hlen = epoch::header_len(lanes);
+        let bytes = &bytes[24..];
+        let window = &bytes[..bytes.len().min(CERT_MAX_LEN)];
+        let at_eof = window.len() < CERT_MAX_LEN;
+        let (hlen, body_len) = match epoch::parse_header(window, at_eof, &ident) {
+            Header::Plausible {
+                header_len,
+                body_len,
+            } => (header_len, body_len),
+            Header::Zero => return Err("zeros".into()),
+            Header::Stale => return Err("stale".into()),
+            Header::Bad(why) => return Err(why),
+        };
         let frame = bytes
             .get(..hlen + body_len)
             .ok_or("frame runs past the input")?;
-        let (cert, txns) = epoch::validate_frame(&frame[..hlen], &frame[hlen..])?;
+        let (cert, txns) = epoch::validate_frame(&frame[..hlen], &frame[hlen..], &ident)?;
         let body = &frame[hlen..];
         for t in &txns {
-            let (_, frames) = epoch::record_frames(&body[t.offset..t.offset + t.len]);
+            let (_, frames) = epoch::record_frames(&body[t.offset..t.offset + t.len])?;
             for f in frames {
-                std::hint::black_box(f.data);
+                std::hint::black_box(f?.data);
             }
         }
         Ok((cert.epoch, txns.len()))

@@ -21,8 +21,10 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::config::{MAX_EPOCH_BODY_BYTES, MAX_LANES};
-use crate::epoch::{self, FixedHeader, TxnRef, EPOCH_FIXED_LEN, EPOCH_MAGIC, FORMAT_VERSION};
+use crate::config::MAX_EPOCH_BODY_BYTES;
+use crate::epoch::{
+    self, Header, SegmentIdent, TxnRef, CERT_MAX_LEN, CERT_MIN_LEN, EPOCH_MAGIC, FORMAT_VERSION,
+};
 use crate::error::{Error, Result};
 use crate::io::{RealVfs, Vfs, VfsFile};
 use crate::parted::{Completes, PartLoc, Parted};
@@ -400,7 +402,7 @@ fn io_err(path: &Path, what: &str, e: std::io::Error) -> Error {
 const READ_AHEAD: usize = 1 << 20;
 
 /// The largest frame the certificate's limits allow.
-const MAX_FRAME_BYTES: usize = epoch::header_len(MAX_LANES) + MAX_EPOCH_BODY_BYTES;
+const MAX_FRAME_BYTES: usize = CERT_MAX_LEN + MAX_EPOCH_BODY_BYTES;
 
 /// A zeroed buffer of `len` bytes for frames larger than the read-ahead
 /// window, backed by transparent huge pages where the system offers them
@@ -507,34 +509,24 @@ fn read_frame(
     path: &Path,
     file_len: u64,
     off: u64,
-    ident: (u64, u64),
+    ident: &SegmentIdent,
     rd: &mut FrameReader,
 ) -> Result<FrameRead> {
     if off >= file_len {
         return Ok(FrameRead::End);
     }
-    let mut fixed = [0u8; EPOCH_FIXED_LEN];
-    let (from, n) = rd.window(file, path, file_len, off, EPOCH_FIXED_LEN)?;
-    fixed[..n].copy_from_slice(&rd.ahead[from..from + n]);
-    if n < EPOCH_FIXED_LEN {
-        return Ok(if fixed[..n].iter().all(|&b| b == 0) {
-            FrameRead::End
-        } else {
-            FrameRead::Damaged(format!(
-                "frame header cut short by the end of the file ({n} of {EPOCH_FIXED_LEN} bytes)"
-            ))
-        });
-    }
-    let (lanes, body_len) = match epoch::parse_fixed(&fixed, ident.0, ident.1) {
-        FixedHeader::Zero => return Ok(FrameRead::End),
-        FixedHeader::Stale => return Ok(FrameRead::Stale),
-        FixedHeader::Bad(why) => return Ok(FrameRead::Damaged(why)),
-        FixedHeader::Plausible {
-            lane_count,
+    let (from, n) = rd.window(file, path, file_len, off, CERT_MAX_LEN)?;
+    let at_eof = n < CERT_MAX_LEN;
+    let (header_len, body_len) = match epoch::parse_header(&rd.ahead[from..from + n], at_eof, ident)
+    {
+        Header::Zero => return Ok(FrameRead::End),
+        Header::Stale => return Ok(FrameRead::Stale),
+        Header::Bad(why) => return Ok(FrameRead::Damaged(why)),
+        Header::Plausible {
+            header_len,
             body_len,
-        } => (lane_count, body_len),
+        } => (header_len, body_len),
     };
-    let header_len = epoch::header_len(lanes);
     let total = header_len + body_len;
     if total as u64 > file_len - off {
         return Ok(FrameRead::Damaged(format!(
@@ -576,7 +568,7 @@ fn read_frame(
         ));
     }
     let frame = rd.frame();
-    match epoch::validate_frame(&frame[..header_len], &frame[header_len..]) {
+    match epoch::validate_frame(&frame[..header_len], &frame[header_len..], ident) {
         Ok((cert, txns)) => Ok(FrameRead::Valid {
             len: total as u64,
             header_len,
@@ -617,7 +609,7 @@ fn search_after(
     path: &Path,
     file_len: u64,
     from: u64,
-    ident: (u64, u64),
+    ident: &SegmentIdent,
     rd: &mut FrameReader,
     proves: Option<u64>,
 ) -> Result<After> {
@@ -696,7 +688,7 @@ fn proof_in(
             &seg.path,
             seg.len,
             DATA_OFFSET,
-            (h.id, h.salt),
+            &h.ident(),
             rd,
             Some(e),
         )?;
@@ -721,7 +713,7 @@ fn newest_marks(vfs: &dyn Vfs, segs: &[&FoundSegment], rd: &mut FrameReader) -> 
             &seg.path,
             seg.len,
             DATA_OFFSET,
-            (h.id, h.salt),
+            &h.ident(),
             rd,
             None,
         )?;
@@ -752,7 +744,7 @@ fn durable_mark(vfs: &dyn Vfs, segs: &[&FoundSegment], rd: &mut FrameReader) -> 
         return Ok(0);
     };
     let h = seg.header.expect("only activated segments are scanned");
-    let ident = (h.id, h.salt);
+    let ident = &h.ident();
     let file = vfs
         .open_read(&seg.path)
         .map_err(|e| io_err(&seg.path, "opening", e))?;
@@ -762,27 +754,24 @@ fn durable_mark(vfs: &dyn Vfs, segs: &[&FoundSegment], rd: &mut FrameReader) -> 
     // bytes would be read anyway); the header of a frame that follows a
     // large one is read alone, so the bodies are not read twice.
     let mut prev_len = 0u64;
-    let mut fixed = [0u8; EPOCH_FIXED_LEN];
+    let mut fixed = [0u8; CERT_MAX_LEN];
     let clean = loop {
         let n = if prev_len < SMALL_FRAME {
-            let (from, n) = rd.window(&*file, &seg.path, seg.len, off, EPOCH_FIXED_LEN)?;
+            let (from, n) = rd.window(&*file, &seg.path, seg.len, off, CERT_MAX_LEN)?;
             fixed[..n].copy_from_slice(&rd.ahead[from..from + n]);
             n
         } else {
-            let want = (EPOCH_FIXED_LEN as u64).min(seg.len.saturating_sub(off)) as usize;
+            let want = (CERT_MAX_LEN as u64).min(seg.len.saturating_sub(off)) as usize;
             file.read_at(&mut fixed[..want], off)
                 .map_err(|e| io_err(&seg.path, "reading", e))?
         };
-        if n < EPOCH_FIXED_LEN {
-            break fixed[..n].iter().all(|&b| b == 0);
-        }
-        match epoch::parse_fixed(&fixed, ident.0, ident.1) {
-            FixedHeader::Zero => break true,
-            FixedHeader::Plausible {
-                lane_count,
+        match epoch::parse_header(&fixed[..n], n < CERT_MAX_LEN, ident) {
+            Header::Zero => break true,
+            Header::Plausible {
+                header_len,
                 body_len,
             } => {
-                let total = (epoch::header_len(lane_count) + body_len) as u64;
+                let total = (header_len + body_len) as u64;
                 if total > seg.len - off {
                     break false;
                 }
@@ -790,7 +779,7 @@ fn durable_mark(vfs: &dyn Vfs, segs: &[&FoundSegment], rd: &mut FrameReader) -> 
                 off += total;
                 prev_len = total;
             }
-            FixedHeader::Stale | FixedHeader::Bad(_) => break false,
+            Header::Stale | Header::Bad(_) => break false,
         }
     };
     if clean {
@@ -976,7 +965,7 @@ pub(crate) fn scan(
     'segments: while i < active.len() {
         let seg = active[i];
         let h = seg.header.expect("filtered above");
-        let ident = (h.id, h.salt);
+        let ident = &h.ident();
         match expected {
             // The scan moves on to a segment only when it starts at the
             // epoch expected (a gap or an overlap stops it inside the loop
@@ -1220,24 +1209,23 @@ pub(crate) fn scan(
 
 /// The epoch of the first frame of a segment whose header does not validate,
 /// if that frame validates with the segment's id (from its name) and the
-/// salt the frame carries.
+/// salt and first epoch the frame carries (the first frame of a segment
+/// carries its identity).
 fn own_first_frame(vfs: &dyn Vfs, seg: &FoundSegment, rd: &mut FrameReader) -> Result<Option<u64>> {
-    if seg.len < DATA_OFFSET + EPOCH_FIXED_LEN as u64 {
+    if seg.len < DATA_OFFSET + CERT_MIN_LEN as u64 {
         return Ok(None);
     }
     let file = vfs
         .open_read(&seg.path)
         .map_err(|e| io_err(&seg.path, "opening", e))?;
-    let mut fixed = [0u8; EPOCH_FIXED_LEN];
+    let mut fixed = [0u8; CERT_MAX_LEN];
     let n = file
         .read_at(&mut fixed, DATA_OFFSET)
         .map_err(|e| io_err(&seg.path, "reading", e))?;
-    let id = u64::from_le_bytes(fixed[8..16].try_into().unwrap());
-    if n < EPOCH_FIXED_LEN || id != seg.id {
+    let Some(ident) = epoch::carried_identity(&fixed[..n]).filter(|c| c.id == seg.id) else {
         return Ok(None);
-    }
-    let salt = u64::from_le_bytes(fixed[16..24].try_into().unwrap());
-    match read_frame(&*file, &seg.path, seg.len, DATA_OFFSET, (id, salt), rd)? {
+    };
+    match read_frame(&*file, &seg.path, seg.len, DATA_OFFSET, &ident, rd)? {
         FrameRead::Valid { cert, .. } => Ok(Some(cert.epoch)),
         _ => Ok(None),
     }
@@ -1329,14 +1317,15 @@ fn replay(
         }
         for loc in earlier.iter().flat_map(|p| &p.locs) {
             let rec = read_part(vfs, loc, t, &mut rs.part_buf)?;
-            deliver_record(cb, epoch, t, rec)?;
+            deliver_record(cb, epoch, t, rec, (&loc.path, loc.offset))?;
         }
         if earlier.is_some() {
             // A part's buffer is up to a record's size: not kept for the rest
             // of the scan.
             rs.part_buf = Vec::new();
         }
-        deliver_record(cb, epoch, t, &body[t.offset..t.offset + t.len])?;
+        let here = (&**at.path, at.body + t.offset as u64);
+        deliver_record(cb, epoch, t, &body[t.offset..t.offset + t.len], here)?;
     }
     Ok(())
 }
@@ -1352,6 +1341,13 @@ fn read_part<'b>(
     let file = vfs
         .open_read(&loc.path)
         .map_err(|e| io_err(&loc.path, "opening", e))?;
+    // Parts differ in length by a few bytes (their fields are
+    // variable-length): a buffer grown by doubling for a slightly longer
+    // one would hold twice a record.
+    if buf.capacity() < loc.len {
+        *buf = Vec::new();
+        buf.reserve_exact(loc.len);
+    }
     buf.resize(loc.len, 0);
     let n = file
         .read_at(buf, loc.offset)
@@ -1379,9 +1375,21 @@ fn deliver_record(
     epoch: u64,
     t: &TxnRef,
     rec: &[u8],
+    (path, offset): (&Path, u64),
 ) -> Result<()> {
-    let (txn_epoch, frames) = epoch::record_frames(rec);
+    let bad = |why: String| {
+        Error::corrupt(
+            path,
+            offset,
+            format!(
+                "transaction {} (commit sequence {}): {why}",
+                t.txn_id, t.commit_seq
+            ),
+        )
+    };
+    let (txn_epoch, frames) = epoch::record_frames(rec).map_err(bad)?;
     for f in frames {
+        let f = f.map_err(bad)?;
         let r = Record {
             epoch,
             txn_id: t.txn_id,

@@ -21,9 +21,9 @@ pub const SEGMENT_SUFFIX: &str = ".pwseg";
 pub const SPARE_PREFIX: &str = "spare-";
 pub const LOCK_FILE: &str = "LOCK";
 /// Zero bytes written after each frame in a recycled segment, so that the
-/// next header position reads as "never written" (a whole fixed header of
-/// zeros) rather than as the middle of a stale record.
-pub const END_MARK_LEN: usize = crate::epoch::EPOCH_FIXED_LEN;
+/// next header position reads as "never written" rather than as the middle
+/// of a stale record.
+pub const END_MARK_LEN: usize = crate::epoch::END_MARK_LEN;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SegmentHeader {
@@ -55,6 +55,15 @@ pub enum HeaderRead {
 }
 
 impl SegmentHeader {
+    /// The identity its frames name.
+    pub fn ident(&self) -> crate::epoch::SegmentIdent {
+        crate::epoch::SegmentIdent {
+            id: self.id,
+            salt: self.salt,
+            first_epoch: self.first_epoch,
+        }
+    }
+
     pub fn encode(&self) -> [u8; SEGMENT_HEADER_LEN] {
         let mut b = [0u8; SEGMENT_HEADER_LEN];
         b[0..4].copy_from_slice(&SEGMENT_MAGIC.to_le_bytes());

@@ -5,6 +5,9 @@
 //! Each test names the defect it guards against.
 
 mod common;
+#[allow(dead_code)]
+#[path = "recovery_layout/mod.rs"]
+mod layout;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -717,23 +720,12 @@ fn a_log_checkpointed_under_off_recovers_at_every_crash_point() {
 }
 
 /// The frames of the segment at `path`: (offset, length), walking from 4096
-/// while each header carries the segment's own id and salt.
+/// while each header carries the segment's own tag.
 fn own_frames(data: &[u8]) -> Vec<(usize, usize)> {
-    let (id, salt) = (&data[8..16], &data[16..24]);
-    let mut out = Vec::new();
-    let mut off = 4096;
-    while off + 80 <= data.len() {
-        let h = &data[off..off + 80];
-        if &h[0..4] != b"PWEP" || &h[8..16] != id || &h[16..24] != salt {
-            break;
-        }
-        let lanes = u16::from_le_bytes([h[6], h[7]]) as usize;
-        let body = u32::from_le_bytes(h[48..52].try_into().unwrap()) as usize;
-        let len = 80 + 4 * lanes + 4 + body;
-        out.push((off, len));
-        off += len;
-    }
-    out
+    layout::frames_of_segment(data)
+        .iter()
+        .map(|f| (f.start as usize, (f.end - f.start) as usize))
+        .collect()
 }
 
 /// A torn last frame in a recycled segment used to be reported as torn
@@ -780,7 +772,7 @@ fn a_torn_tail_in_a_recycled_segment_counts_only_what_was_torn() {
     let torn = r.report.torn_tail_bytes;
     assert!(torn > 0, "{:?}", r.report);
     assert!(
-        torn <= (len + 80) as u64,
+        torn <= (len + layout::CERT_MIN_LEN) as u64,
         "torn tail of {torn} bytes for a frame of {len} bytes (the stale remainder is {} bytes): {:?}",
         file_len - off,
         r.report.damage

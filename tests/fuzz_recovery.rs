@@ -18,6 +18,9 @@
 //! `PWAL_FUZZ_ITERS=<n>` (default 100 000), `PWAL_FUZZ_SEED=<seed>`.
 
 mod common;
+#[allow(dead_code)]
+#[path = "recovery_layout/mod.rs"]
+mod layout;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -147,24 +150,13 @@ fn build_base(recycled: bool) -> Base {
     let mut frames = Vec::new();
     for (i, (p, data)) in files.iter().enumerate() {
         if p.extension().is_some_and(|x| x == "pwseg") && data.len() >= 64 {
-            let (id, salt) = (&data[8..16], &data[16..24]);
-            let mut off = 4096usize;
-            while off + 80 <= data.len() {
-                let h = &data[off..off + 80];
-                if &h[0..4] != b"PWEP" || &h[8..16] != id || &h[16..24] != salt {
-                    break;
-                }
-                let lanes = u16::from_le_bytes([h[6], h[7]]) as usize;
-                let body = u32::from_le_bytes(h[48..52].try_into().unwrap()) as usize;
-                let len = 80 + 4 * lanes + 4 + body;
-                let epoch = u64::from_le_bytes(h[24..32].try_into().unwrap());
+            for f in layout::frames_of_segment(data) {
                 frames.push(FrameLoc {
                     file: i,
-                    start: off as u64,
-                    end: (off + len) as u64,
-                    epoch,
+                    start: f.start,
+                    end: f.end,
+                    epoch: f.epoch,
                 });
-                off += len;
             }
         }
     }
@@ -565,7 +557,9 @@ fn write_seed_corpus() {
         let fdir = root.join("epoch_frame");
         std::fs::create_dir_all(&fdir).unwrap();
         for f in base.frames.iter().take(4) {
-            let data = &base.files[f.file].1[f.start as usize..f.end as usize];
+            let seg = &base.files[f.file].1;
+            // The segment's identity, then the frame.
+            let data = [&seg[8..32], &seg[f.start as usize..f.end as usize]].concat();
             std::fs::write(fdir.join(format!("frame-{k}-epoch-{}", f.epoch)), data).unwrap();
         }
     }

@@ -52,9 +52,16 @@ fn the_largest_epoch_number_is_still_a_valid_epoch() {
     assert_eq!(frames.len(), 1);
     let f = &frames[0];
     data[..64].copy_from_slice(&segment_header(id, salt, MAX_EPOCH, MAX_EPOCH));
-    let frame = &mut data[f.start as usize..f.end as usize];
-    frame[cert::EPOCH..cert::EPOCH + 8].copy_from_slice(&MAX_EPOCH.to_le_bytes());
-    reseal(frame, f.header_len());
+    // The frame, its identity and epoch moved to MAX_EPOCH.
+    let moved = Ident {
+        first_epoch: MAX_EPOCH,
+        ..f.ident
+    };
+    let mut c = f.cert(&data);
+    c.epoch = MAX_EPOCH;
+    let body = data[f.start as usize + f.header_len()..f.end as usize].to_vec();
+    let frame = [c.encode(&moved, &record_crcs(&body)), body].concat();
+    replace_frame(&mut data, f, &frame);
     vfs.set_contents(&seg, data);
 
     let got = recover(&vfs, Path::new(DB)).expect("a log at the largest epoch recovers");
@@ -250,14 +257,6 @@ fn submit_as(log: &Log, pages_of: u64, txn_id: u64, seq: u64) -> u64 {
     .unwrap()
 }
 
-fn rd32(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes(b[at..at + 4].try_into().unwrap())
-}
-
-fn rd64(b: &[u8], at: usize) -> u64 {
-    u64::from_le_bytes(b[at..at + 8].try_into().unwrap())
-}
-
 /// Rewrites, in every frame of the log, the records of transaction `txn_id`
 /// as `(part, more)` by the frame's epoch (records of epochs not named are
 /// left alone), then makes every record, commit range and certificate valid
@@ -265,34 +264,21 @@ fn rd64(b: &[u8], at: usize) -> u64 {
 fn forge_parts(vfs: &SimVfs, txn_id: u64, parts: &[(u64, u32, bool)]) {
     for seg in segments(vfs, Path::new(DB)) {
         let mut data = vfs.contents(&seg).unwrap();
-        for f in frames_of_segment(&data) {
-            let frame = &mut data[f.start as usize..f.end as usize];
-            let hlen = f.header_len();
-            let (mut lo, mut hi) = (u64::MAX, 0);
-            let mut at = hlen;
-            while at < frame.len() {
-                let len = rd32(frame, at + 4) as usize;
-                let rec = &mut frame[at..at + len];
-                if rd64(rec, 8) == txn_id {
-                    if let Some(&(_, part, more)) = parts.iter().find(|p| p.0 == f.epoch) {
-                        rec[32..36].copy_from_slice(&part.to_le_bytes());
-                        rec[36..40].copy_from_slice(&u32::from(more).to_le_bytes());
-                        let crc = crc32c::crc32c(&rec[4..]);
-                        rec[..4].copy_from_slice(&crc.to_le_bytes());
+        // Walked from the last frame: a rebuilt frame may change length and
+        // move the frames after it, never those before.
+        for f in frames_of_segment(&data).iter().rev() {
+            rebuild_frame(
+                &mut data,
+                f,
+                |recs| {
+                    for r in recs.iter_mut().filter(|r| r.txn_id == txn_id) {
+                        if let Some(&(_, part, more)) = parts.iter().find(|p| p.0 == f.epoch) {
+                            (r.part, r.more) = (part.into(), more);
+                        }
                     }
-                }
-                if rd32(rec, 36) == 0 {
-                    lo = lo.min(rd64(rec, 16));
-                    hi = hi.max(rd64(rec, 16));
-                }
-                at += len;
-            }
-            if hi == 0 {
-                lo = 0;
-            }
-            frame[cert::FIRST_SEQ..cert::FIRST_SEQ + 8].copy_from_slice(&lo.to_le_bytes());
-            frame[cert::LAST_SEQ..cert::LAST_SEQ + 8].copy_from_slice(&hi.to_le_bytes());
-            reseal(frame, hlen);
+                },
+                |_| (),
+            );
         }
         vfs.set_contents(&seg, data);
     }
@@ -573,12 +559,18 @@ impl pwal::io::Vfs for ChangesUnderfoot {
 fn a_part_changed_on_disk_during_recovery_is_refused() {
     // (offset in the record, from its start) of the byte changed: a page
     // byte, then a byte of the record's stored CRC.
-    for (what, at) in [("a page byte", 44 + 12), ("the stored checksum", 0)] {
+    for what in ["a page byte", "the stored checksum"] {
         let vfs = SimVfs::new();
         three_part_log(&vfs);
         let seg = segments(&vfs, Path::new(DB)).pop().unwrap();
         let f = frames_of_segment(&vfs.contents(&seg).unwrap())[0].clone();
         // Epoch 1 holds one record: part 0 of transaction 50.
+        let data = vfs.contents(&seg).unwrap();
+        let body = &data[f.start as usize + f.header_len()..f.end as usize];
+        let at = match what {
+            "a page byte" => Rec::all(body)[0].first_page_byte(),
+            _ => 0,
+        };
         let byte = f.start as usize + f.header_len() + at;
         let armed = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let fs = ChangesUnderfoot {
@@ -915,7 +907,7 @@ fn a_frame_larger_than_the_read_ahead_window_and_the_frames_after_it_are_read() 
     // Damage a page byte in the middle of the large frame: the last epoch,
     // which records it as synced, makes it corruption.
     let data = vfs.contents(&seg).unwrap();
-    assert!(rd64(&data[f[b + 1].start as usize..], cert::SYNCED_THROUGH) >= e);
+    assert!(f[b + 1].cert(&data).synced_through >= e);
     let mid = (f[b].start + f[b].end) / 2;
     vfs.poke(&seg, mid, &[data[mid as usize] ^ 0x40]);
     let (offset, what) = corrupt_what(recover(&vfs, Path::new(DB)));
@@ -962,9 +954,9 @@ fn a_torn_tail_is_counted_to_the_last_byte_written() {
     // Nothing after epoch 4 (a closed segment may hold an end mark).
     data[f[3].end as usize..].fill(0);
     // Epoch 4 does not vouch for epoch 3, whose header is damaged.
-    let f4 = &mut data[f[3].start as usize..f[3].end as usize];
-    f4[cert::SYNCED_THROUGH..cert::SYNCED_THROUGH + 8].copy_from_slice(&2u64.to_le_bytes());
-    reseal(f4, f[3].header_len());
+    let f4 = f[3].edited(&data, |c| c.synced_through = 2);
+    assert_eq!(f4.len() as u64, f[3].end - f[3].start);
+    replace_frame(&mut data, &f[3], &f4);
     data[f[2].start as usize] ^= 0xff;
     let image = vfs.process_crash();
     image.set_contents(&seg, data.clone());
@@ -1000,7 +992,7 @@ fn a_torn_tail_is_counted_to_the_last_byte_written() {
 /// A segment file that ends inside a frame is a torn tail, described as
 /// what it is: a frame header cut short, or a frame running past the end;
 /// a file ending in fewer zero bytes than a frame header is the ordinary
-/// end of the log. Kills in `read_frame` `n < EPOCH_FIXED_LEN` to `>`,
+/// end of the log. Kills in `read_frame` `n < CERT_MAX_LEN` to `>`,
 /// `b == 0` to `!=`, and `file_len - off` to `+`.
 #[test]
 fn a_segment_file_ending_inside_a_frame_is_described_as_such() {
@@ -1014,10 +1006,10 @@ fn a_segment_file_ending_inside_a_frame_is_described_as_such() {
         image.set_contents(&seg, d);
         recover(&image, Path::new(DB)).expect("a torn tail")
     };
-    let got = cut(f[2].start + 40);
+    let got = cut(f[2].start + 10);
     let damage = got.report.damage.clone().unwrap_or_default();
     assert!(
-        damage.contains("frame header cut short by the end of the file (40 of 80 bytes)"),
+        damage.contains("frame header cut short by the end of the file (10 bytes)"),
         "{damage}"
     );
     assert_eq!(got.batches.len(), 2);
@@ -1065,10 +1057,9 @@ fn segments_log(vfs: &SimVfs, n: usize) -> Vec<std::path::PathBuf> {
 /// Rewrites `synced_through` in every frame of `seg`.
 fn set_synced(vfs: &SimVfs, seg: &Path, synced: u64) {
     let mut data = vfs.contents(seg).unwrap();
-    for f in frames_of_segment(&data) {
-        let fr = &mut data[f.start as usize..f.end as usize];
-        fr[cert::SYNCED_THROUGH..cert::SYNCED_THROUGH + 8].copy_from_slice(&synced.to_le_bytes());
-        reseal(fr, f.header_len());
+    for f in frames_of_segment(&data).iter().rev() {
+        let new = f.edited(&data, |c| c.synced_through = synced);
+        replace_frame(&mut data, f, &new);
     }
     vfs.set_contents(seg, data);
 }
@@ -1119,7 +1110,7 @@ fn a_torn_tail_before_a_later_segment_that_does_not_vouch_for_it() {
 
     // The later segment as written: its first frame vouches for the epoch.
     let data = proven.contents(&segs[1]).unwrap();
-    assert!(rd64(&data[b_first.start as usize..], cert::SYNCED_THROUGH) >= last.epoch);
+    assert!(b_first.cert(&data).synced_through >= last.epoch);
     let (offset, what) = corrupt_what(recover(&proven, Path::new(DB)));
     assert_eq!(offset, last.start);
     assert!(what.contains("(an epoch gap)"), "{what}");

@@ -47,49 +47,55 @@ fn base() -> (SimVfs, PathBuf, Vec<FrameLoc>) {
     (vfs, seg, frames)
 }
 
-/// A certificate field: name, offset in the header (lane counts and the
-/// checksum are placed by the lane count), size.
-fn fields(f: &FrameLoc) -> Vec<(&'static str, usize, usize)> {
-    vec![
-        ("magic", 0, 4),
-        ("version", 4, 2),
-        ("lane count", cert::LANES, 2),
-        ("segment id", cert::SEGMENT_ID, 8),
-        ("segment salt", cert::SALT, 8),
-        ("epoch", cert::EPOCH, 8),
-        ("first commit sequence", cert::FIRST_SEQ, 8),
-        ("last commit sequence", cert::LAST_SEQ, 8),
-        ("body length", cert::BODY_LEN, 4),
-        ("transaction count", cert::TXN_COUNT, 4),
-        ("page-set size", cert::PAGE_SET, 4),
-        ("synced through", cert::SYNCED_THROUGH, 8),
-        ("checkpoint epoch", cert::CHECKPOINT, 8),
-        ("lane 0 count", cert::LANE_COUNTS, 4),
-        ("lane 1 count", cert::LANE_COUNTS + 4, 4),
-        ("certificate checksum", f.header_len() - 4, 4),
-    ]
+/// A certificate field of frame `f`: its name, where it lies in the header
+/// and its length, and a value of it no writer produces (set with the
+/// checksum recomputed: the field's own check must catch it; `None` for the
+/// checksum itself).
+type Field = (&'static str, usize, usize, Option<fn(&mut Cert)>);
+
+fn fields(vfs: &SimVfs, seg: &Path, f: &FrameLoc) -> Vec<Field> {
+    let data = vfs.contents(seg).unwrap();
+    cert_fields(&data[f.start as usize..])
+        .into_iter()
+        .map(|(name, at, len)| {
+            let forge: Option<fn(&mut Cert)> = match name {
+                "magic" | "flags" | "tag" | "identity" => Some(|_| ()),
+                "epoch" => Some(|c| c.epoch = MAX_EPOCH + 1),
+                "body length" => Some(|c| c.body_len += 1),
+                "transaction count" => Some(|c| c.txn_count += 1),
+                "page-set size" => Some(|c| c.page_set += 1),
+                "first commit sequence" => Some(|c| c.first_seq -= 1),
+                "commit range" => Some(|c| c.last_seq += 1),
+                "synced through" => Some(|c| c.synced_through = c.epoch),
+                "checkpoint epoch" => Some(|c| c.checkpoint = c.epoch),
+                "database size" | "certificate checksum" => None,
+                other => panic!("a field this test does not know: {other}"),
+            };
+            (name, at, len, forge)
+        })
+        .filter(|(name, ..)| *name != "database size")
+        .collect()
 }
 
-/// The log with one field of frame `f` damaged: the lowest bit flipped
-/// (checksum as it was), or the top bit flipped and the checksum recomputed.
-fn damaged(
-    vfs: &SimVfs,
-    seg: &Path,
-    f: &FrameLoc,
-    at: usize,
-    size: usize,
-    reseal_it: bool,
-) -> SimVfs {
+/// The log with one field of frame `f` damaged: the lowest bit of its first
+/// byte flipped (checksum as it was), or forged with `forge` and the
+/// checksum recomputed. Magic, flags and tag are forged by flipping their
+/// top bit and resealing.
+fn damaged(vfs: &SimVfs, seg: &Path, f: &FrameLoc, field: &Field, reseal_it: bool) -> SimVfs {
     let image = vfs.process_crash();
-    let data = image.contents(seg).unwrap();
-    let mut frame = data[f.start as usize..f.end as usize].to_vec();
-    if reseal_it {
+    let mut data = image.contents(seg).unwrap();
+    let (name, at, size, forge) = *field;
+    if !reseal_it {
+        data[f.start as usize + at] ^= 0x01;
+    } else if matches!(name, "magic" | "flags" | "tag" | "identity") {
+        let frame = &mut data[f.start as usize..f.end as usize];
         frame[at + size - 1] ^= 0x80;
-        reseal(&mut frame, f.header_len());
+        reseal(frame, f.header_len(), &f.ident);
     } else {
-        frame[at] ^= 0x01;
+        let new = f.edited(&data, forge.expect("forged"));
+        replace_frame(&mut data, f, &new);
     }
-    image.poke(seg, f.start, &frame);
+    image.set_contents(seg, data);
     image
 }
 
@@ -103,14 +109,15 @@ fn epochs_of(r: &Recovered) -> Vec<u64> {
 fn damage_to_any_certificate_field_of_a_middle_frame_is_corruption_at_that_frame() {
     let (vfs, seg, frames) = base();
     let f = &frames[2];
-    for (name, at, size) in fields(f) {
+    for field in fields(&vfs, &seg, f) {
+        let name = field.0;
         for reseal_it in [false, true] {
             // The checksum itself cannot be damaged and resealed.
             if reseal_it && name == "certificate checksum" {
                 continue;
             }
             let case = format!("{name} (resealed: {reseal_it})");
-            let image = damaged(&vfs, &seg, f, at, size, reseal_it);
+            let image = damaged(&vfs, &seg, f, &field, reseal_it);
             match recover(&image, Path::new(DB)) {
                 Err(Error::Corrupt { file, offset, what }) => {
                     assert_eq!(file, seg, "{case}");
@@ -138,13 +145,14 @@ fn damage_to_any_certificate_field_of_a_middle_frame_is_corruption_at_that_frame
 fn damage_to_any_certificate_field_of_the_last_frame_is_a_torn_tail() {
     let (vfs, seg, frames) = base();
     let f = frames.last().unwrap();
-    for (name, at, size) in fields(f) {
+    for field in fields(&vfs, &seg, f) {
+        let name = field.0;
         for reseal_it in [false, true] {
             if reseal_it && name == "certificate checksum" {
                 continue;
             }
             let case = format!("{name} (resealed: {reseal_it})");
-            let image = damaged(&vfs, &seg, f, at, size, reseal_it);
+            let image = damaged(&vfs, &seg, f, &field, reseal_it);
             let r = recover(&image, Path::new(DB))
                 .unwrap_or_else(|e| panic!("{case}: expected a torn tail, got {e}"));
             assert_eq!(epochs_of(&r), (1..EPOCHS).collect::<Vec<_>>(), "{case}");
@@ -172,11 +180,17 @@ fn a_resealed_database_size_is_not_damage() {
     let (vfs, seg, frames) = base();
     let clean = recover(&vfs, Path::new(DB)).unwrap();
     for f in [&frames[2], frames.last().unwrap()] {
-        let image = damaged(&vfs, &seg, f, cert::DB_SIZE, 4, true);
+        let data = vfs.contents(&seg).unwrap();
+        let db = cert_fields(&data[f.start as usize..])
+            .into_iter()
+            .find(|c| c.0 == "database size")
+            .unwrap();
+        let field: Field = (db.0, db.1, db.2, Some(|c| c.db_size ^= 1));
+        let image = damaged(&vfs, &seg, f, &field, true);
         let r = recover(&image, Path::new(DB)).unwrap();
         assert_eq!(r, clean);
         // Without the reseal the checksum catches it.
-        let image = damaged(&vfs, &seg, f, cert::DB_SIZE, 4, false);
+        let image = damaged(&vfs, &seg, f, &field, false);
         let r = recover_opts(&image, Path::new(DB), true).unwrap();
         assert_eq!(r.report.last_epoch, f.epoch - 1);
     }
