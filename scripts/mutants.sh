@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Mutation testing of the trust boundary: the code that decides what a log on
-# disk means (src/recovery.rs, src/epoch.rs, src/segment.rs, and recovery's
+# disk means (src/recovery.rs, src/epoch.rs and the variable-length integers
+# it reads, src/varint.rs, src/segment.rs, and recovery's
 # bookkeeping of transactions in parts and of the epochs a checkpoint keeps,
 # src/parted.rs and src/pins.rs). cargo-mutants
 # changes one thing at a time (a return value, an operator, a match arm) and
@@ -10,7 +11,7 @@
 # ("missed") is either a gap in the tests or an equivalent change, and
 # docs/TESTING.md lists each one with what was done about it.
 #
-#   scripts/mutants.sh                          # all five files
+#   scripts/mutants.sh                          # all six files
 #   scripts/mutants.sh src/epoch.rs             # one file
 #   MUTANTS_SHARD=0/4 scripts/mutants.sh src/recovery.rs   # a quarter of it
 #   MUTANTS_TESTS="large_txn core" scripts/mutants.sh src/parted.rs
@@ -41,7 +42,7 @@ fi
 
 files=("$@")
 if ((${#files[@]} == 0)); then
-  files=(src/epoch.rs src/segment.rs src/recovery.rs src/parted.rs src/pins.rs)
+  files=(src/epoch.rs src/varint.rs src/segment.rs src/recovery.rs src/parted.rs src/pins.rs)
 fi
 shard=()
 if [[ -n "${MUTANTS_SHARD:-}" ]]; then

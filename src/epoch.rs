@@ -31,9 +31,10 @@ pub const EPOCH_MAGIC: u32 = u32::from_le_bytes(*b"PWEP");
 /// segment header. Logs of another version are refused, with an error naming
 /// both versions.
 pub const FORMAT_VERSION: u16 = 5;
-/// The longest certificate: every variable-length field at its longest
-/// encoding, and the identity block. Recovery reads this much (or to the end
-/// of the file) to parse a header.
+/// What recovery reads (or to the end of the file) to parse a header: at
+/// least the longest certificate a reader parses up to its CRC (105 bytes:
+/// the identity block and every variable-length field at the longest its
+/// bound allows).
 pub const CERT_MAX_LEN: usize = 4 + 1 + 4 + IDENTITY_LEN + 9 * varint::MAX_LEN + 4;
 /// The shortest certificate: every variable-length field one byte.
 pub const CERT_MIN_LEN: usize = 4 + 1 + 4 + 9 + 4;
@@ -448,7 +449,8 @@ fn decode_cert(b: &[u8], seg: &SegmentIdent, at_eof: bool) -> Decoded {
     if field!(r.fixed32()) != seg.tag() {
         return Decoded::Stale;
     }
-    if flags & CERT_IDENTITY != 0 {
+    let identity = flags & CERT_IDENTITY != 0;
+    if identity {
         let carried = SegmentIdent {
             id: field!(r.fixed64()),
             salt: field!(r.fixed64()),
@@ -483,6 +485,13 @@ fn decode_cert(b: &[u8], seg: &SegmentIdent, at_eof: bool) -> Decoded {
         ))
     } else if epoch > MAX_EPOCH {
         Some(format!("epoch {epoch} is outside 1..={MAX_EPOCH}"))
+    } else if identity != (delta == 0) {
+        // The first frame of a segment, and only it, carries the identity.
+        Some(format!(
+            "identity block {} on the frame of epoch {epoch} of a segment starting at epoch {}",
+            if identity { "present" } else { "missing" },
+            seg.first_epoch
+        ))
     } else {
         None
     };
@@ -526,11 +535,14 @@ pub fn carried_identity(b: &[u8]) -> Option<SegmentIdent> {
         return None;
     }
     r.fixed32().ok()?;
-    Some(SegmentIdent {
+    let ident = SegmentIdent {
         id: r.fixed64().ok()?,
         salt: r.fixed64().ok()?,
         first_epoch: r.fixed64().ok()?,
-    })
+    };
+    (1..=MAX_EPOCH)
+        .contains(&ident.first_epoch)
+        .then_some(ident)
 }
 
 /// One transaction of a validated frame: where its record lies in the body.
@@ -631,7 +643,9 @@ pub fn validate_frame(
         ));
     }
     let mut crc = crc32c::crc32c_append(seg.seed(), &header[..header.len() - 4]);
-    let mut txns = Vec::with_capacity(cert.txn_count as usize);
+    // Not sized by the count: it is checked against the CRC only after the
+    // records, and an index entry is larger than the smallest record.
+    let mut txns = Vec::with_capacity((cert.txn_count as usize).min(1024));
     let mut at = 0usize;
     let mut frames_total: u64 = 0;
     let (mut min_seq, mut max_seq) = (u64::MAX, 0u64);
@@ -1432,17 +1446,109 @@ mod tests {
             Header::Plausible { body_len, .. } if body_len == MAX_EPOCH_BODY_BYTES
         ));
         bad(body(most + 1), "body length");
-        // The longest header fits the window recovery reads.
+        // The longest header a writer produces: a segment's first frame (the
+        // identity block, no offset) at epoch 2^62 with no marks, the
+        // largest body, counts and database size, and the commit range
+        // 2^63..=2^64 - 1 (the longest first sequence and range together).
         let longest = Certificate {
-            segment: SEG,
-            epoch: SEG.first_epoch,
-            first_commit_seq: u64::MAX,
-            body_len: u32::MAX,
+            segment: SegmentIdent {
+                first_epoch: MAX_EPOCH,
+                ..SEG
+            },
+            epoch: MAX_EPOCH,
+            first_commit_seq: 1 << 63,
+            last_commit_seq: u64::MAX,
+            body_len: MAX_EPOCH_BODY_BYTES as u32,
             txn_count: u32::MAX,
             db_size_pages: u32::MAX,
             page_set_size: u32::MAX,
-            ..Certificate::default()
+            synced_through: 0,
+            checkpoint_epoch: 0,
         };
-        assert!(longest.encode(&[]).len() <= CERT_MAX_LEN);
+        let mut h = longest.encode(&[]);
+        assert_eq!(h.len(), 94);
+        // The longest a reader parses to its CRC: every field at the longest
+        // its bound allows (the two distances and the range at 10 bytes).
+        h.truncate(9);
+        h[4] = CERT_IDENTITY;
+        for v in [SEG.id, SEG.salt, SEG.first_epoch] {
+            h.extend_from_slice(&v.to_le_bytes());
+        }
+        for v in [
+            MAX_EPOCH,
+            MAX_EPOCH_BODY_BYTES as u64,
+            u32::MAX.into(),
+            u32::MAX.into(),
+            u64::MAX,
+            u64::MAX,
+            u32::MAX.into(),
+            u64::MAX,
+            u64::MAX,
+        ] {
+            varint::push(&mut h, v);
+        }
+        h.extend_from_slice(&[0; 4]);
+        assert_eq!(h.len(), 105);
+        h.resize(CERT_MAX_LEN, 0xee);
+        assert!(matches!(
+            parse_header(&h, false, &SEG),
+            Header::Plausible {
+                header_len: 105,
+                ..
+            }
+        ));
+    }
+
+    /// A certificate of segment `SEG` with the given flags, identity block
+    /// and nine variable-length fields, sealed with `seed` over no records.
+    fn raw_cert(flags: u8, identity: bool, fields: [u64; 9], seed: u32) -> Vec<u8> {
+        let mut h = EPOCH_MAGIC.to_le_bytes().to_vec();
+        h.push(flags);
+        h.extend_from_slice(&SEG.tag().to_le_bytes());
+        if identity {
+            for v in [SEG.id, SEG.salt, SEG.first_epoch] {
+                h.extend_from_slice(&v.to_le_bytes());
+            }
+        }
+        for v in fields {
+            varint::push(&mut h, v);
+        }
+        let crc = crc32c::crc32c_append(seed, &h);
+        h.extend_from_slice(&crc.to_le_bytes());
+        h
+    }
+
+    #[test]
+    fn the_identity_block_belongs_to_the_first_frame_and_the_seed_to_the_segment() {
+        // Epoch offset, body, records, pages, first sequence, range, size,
+        // synced distance, checkpoint distance: an empty epoch.
+        let at = |offset: u64| [offset, 0, 0, 0, 0, 0, 0, 1 + offset, 1 + offset];
+        let valid = |h: &[u8]| validate_frame(h, &[], &SEG).map(|(c, _)| c.epoch);
+        assert_eq!(
+            valid(&raw_cert(CERT_IDENTITY, true, at(0), SEG.seed())),
+            Ok(1)
+        );
+        assert_eq!(valid(&raw_cert(0, false, at(4), SEG.seed())), Ok(5));
+        // The identity on a later frame, or none on the first.
+        let e = valid(&raw_cert(CERT_IDENTITY, true, at(4), SEG.seed())).unwrap_err();
+        assert!(
+            e.contains("identity block present on the frame of epoch 5"),
+            "{e}"
+        );
+        let e = valid(&raw_cert(0, false, at(0), SEG.seed())).unwrap_err();
+        assert!(
+            e.contains("identity block missing on the frame of epoch 1"),
+            "{e}"
+        );
+        // The tag is right, but the CRC was not seeded by this segment.
+        for seed in [0, !0, SEG.tag(), SegmentIdent { salt: 3, ..SEG }.seed()] {
+            let e = valid(&raw_cert(0, false, at(4), seed)).unwrap_err();
+            assert!(e.contains("certificate checksum mismatch"), "{e}");
+        }
+        // A carried identity must name a first epoch a header can.
+        let mut h = raw_cert(CERT_IDENTITY, true, at(0), SEG.seed());
+        assert_eq!(carried_identity(&h), Some(SEG));
+        h[9 + 16..9 + 24].fill(0);
+        assert_eq!(carried_identity(&h), None);
     }
 }

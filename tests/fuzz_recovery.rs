@@ -564,3 +564,64 @@ fn write_seed_corpus() {
         }
     }
 }
+
+/// A frame's record count is checked against its CRC only after its
+/// records; before, it bounds nothing but the body's length over the
+/// smallest record. Recovery sized its index of the frame's records by the
+/// count, so a damaged count in a 1.5 MiB frame, in a file no larger,
+/// allocated 5 MB at once (an index entry is larger than the smallest
+/// record). The index now grows with the records read.
+#[test]
+fn a_damaged_record_count_sizes_no_allocation_beyond_the_file() {
+    let vfs = SimVfs::new();
+    let log = Log::open_with_vfs(
+        FUZZ_DB,
+        &Options {
+            use_env: false,
+            ..Options::default()
+        },
+        Arc::new(vfs.clone()),
+    )
+    .unwrap();
+    let page = vec![0x3cu8; 4096];
+    let frames: Vec<pwal::Frame<'_>> = (1..=384)
+        .map(|n| pwal::Frame {
+            page_number: n,
+            db_size_if_commit: 0,
+            data: &page,
+        })
+        .collect();
+    let txn = pwal::Txn {
+        txn_id: 1,
+        commit_seq: 1,
+        txn_epoch: 0,
+        frames: &frames,
+    };
+    log.commit(&txn, None).unwrap();
+    log.close().unwrap();
+    let dir = log_dir(Path::new(FUZZ_DB));
+    let (seg, f) = vfs
+        .paths()
+        .into_iter()
+        .filter(|p| p.parent() == Some(&dir) && p.extension().is_some_and(|x| x == "pwseg"))
+        .find_map(|p| {
+            let data = vfs.contents(&p).unwrap();
+            let big = layout::frames_of_segment(&data)
+                .into_iter()
+                .find(|f| f.end - f.start > 1 << 20)?;
+            Some((p, big))
+        })
+        .expect("the large frame");
+    let mut data = vfs.contents(&seg).unwrap();
+    let body = f.end - f.start - f.header_len() as u64;
+    let forged = f.edited(&data, |c| c.txn_count = body / 15);
+    layout::replace_frame(&mut data, &f, &forged);
+    let largest_file = data.len();
+    vfs.set_contents(&seg, data);
+    let (r, largest) = recover_measured(&vfs);
+    assert!(r.is_err() || r.unwrap().report.damage.is_some());
+    assert!(
+        largest <= SEARCH_CHUNK.max(largest_file) + 4096,
+        "one allocation of {largest} bytes for a log whose largest file is {largest_file}"
+    );
+}

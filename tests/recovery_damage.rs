@@ -1,13 +1,15 @@
-//! Damage to each field of a commit certificate, in a frame in the middle of
-//! the log and in the last frame, and recovery's exact verdict: in the
-//! middle, corruption naming the file, the frame's offset and its epoch (the
-//! frames after it say it was synced), with the durable prefix stopping
+//! Damage to each field of a commit certificate, in the first frame of the
+//! segment (which carries the segment's identity), in a frame in the middle
+//! of the log and in the last frame, and recovery's exact verdict: before
+//! the last, corruption naming the file, the frame's offset and its epoch
+//! (the frames after it say it was synced), with the durable prefix stopping
 //! before it; in the last frame, a torn tail with exactly the epochs before
 //! it. No record of the damaged epoch is ever delivered.
 //!
 //! Each field is damaged twice: a flipped bit with the checksum left as it
-//! was (the checksum catches it), and a flipped top bit with the checksum
-//! recomputed (the field's own check must catch it).
+//! was (the checksum, or the field's own check, catches it), and a value no
+//! writer produces with the checksum recomputed: the field's own check must
+//! catch it, and the verdict says which.
 
 mod common;
 #[allow(dead_code)]
@@ -52,6 +54,23 @@ fn base() -> (SimVfs, PathBuf, Vec<FrameLoc>) {
 /// checksum recomputed: the field's own check must catch it; `None` for the
 /// checksum itself).
 type Field = (&'static str, usize, usize, Option<fn(&mut Cert)>);
+
+/// What the verdict on a field forged with the checksum recomputed says.
+fn why(name: &str) -> &'static str {
+    match name {
+        "magic" => "bad epoch magic",
+        "flags" => "unknown certificate flags",
+        "tag" | "identity" => "another incarnation",
+        "epoch" => "is outside 1..=",
+        "body length" => "records end at body offset",
+        "transaction count" => "runs past the body",
+        "page-set size" => "frames, records hold",
+        "first commit sequence" | "commit range" => "certificate commit range",
+        "synced through" => "synced-through epoch",
+        "checkpoint epoch" => "checkpoint epoch",
+        other => panic!("no verdict known for {other}"),
+    }
+}
 
 fn fields(vfs: &SimVfs, seg: &Path, f: &FrameLoc) -> Vec<Field> {
     let data = vfs.contents(seg).unwrap();
@@ -108,35 +127,52 @@ fn epochs_of(r: &Recovered) -> Vec<u64> {
 #[test]
 fn damage_to_any_certificate_field_of_a_middle_frame_is_corruption_at_that_frame() {
     let (vfs, seg, frames) = base();
-    let f = &frames[2];
-    for field in fields(&vfs, &seg, f) {
-        let name = field.0;
-        for reseal_it in [false, true] {
-            // The checksum itself cannot be damaged and resealed.
-            if reseal_it && name == "certificate checksum" {
-                continue;
-            }
-            let case = format!("{name} (resealed: {reseal_it})");
-            let image = damaged(&vfs, &seg, f, &field, reseal_it);
-            match recover(&image, Path::new(DB)) {
-                Err(Error::Corrupt { file, offset, what }) => {
-                    assert_eq!(file, seg, "{case}");
-                    assert_eq!(offset, f.start, "{case}: {what}");
-                    assert!(what.contains("epoch 3"), "{case}: {what}");
+    for f in [&frames[0], &frames[2]] {
+        let fields = fields(&vfs, &seg, f);
+        assert_eq!(
+            fields.iter().any(|x| x.0 == "identity"),
+            f.epoch == 1,
+            "the first frame, and only it, carries the identity"
+        );
+        for field in fields {
+            let name = field.0;
+            for reseal_it in [false, true] {
+                // The checksum itself cannot be damaged and resealed.
+                if reseal_it && name == "certificate checksum" {
+                    continue;
                 }
-                other => panic!(
-                    "{case}: expected corruption, got {:?}",
-                    other.map(|r| r.report)
-                ),
+                let case = format!("{name} of epoch {} (resealed: {reseal_it})", f.epoch);
+                let image = damaged(&vfs, &seg, f, &field, reseal_it);
+                match recover(&image, Path::new(DB)) {
+                    Err(Error::Corrupt { file, offset, what }) => {
+                        assert_eq!(file, seg, "{case}");
+                        assert_eq!(offset, f.start, "{case}: {what}");
+                        assert!(
+                            what.contains(&format!("epoch {}", f.epoch)),
+                            "{case}: {what}"
+                        );
+                        if reseal_it {
+                            assert!(what.contains(why(name)), "{case}: {what}");
+                        }
+                    }
+                    other => panic!(
+                        "{case}: expected corruption, got {:?}",
+                        other.map(|r| r.report)
+                    ),
+                }
+                let prefix = recover_opts(&image, Path::new(DB), true).unwrap();
+                assert_eq!(
+                    epochs_of(&prefix),
+                    (1..f.epoch).collect::<Vec<_>>(),
+                    "{case}"
+                );
+                let damage = prefix.report.damage.as_deref().unwrap_or_default();
+                assert!(
+                    damage.contains(&format!("offset {}", f.start)),
+                    "{case}: {damage}"
+                );
+                assert_eq!(prefix.report.skipped_segments, 1, "{case}");
             }
-            let prefix = recover_opts(&image, Path::new(DB), true).unwrap();
-            assert_eq!(epochs_of(&prefix), vec![1, 2], "{case}");
-            let damage = prefix.report.damage.as_deref().unwrap_or_default();
-            assert!(
-                damage.contains(&format!("offset {}", f.start)),
-                "{case}: {damage}"
-            );
-            assert_eq!(prefix.report.skipped_segments, 1, "{case}");
         }
     }
 }
@@ -167,6 +203,15 @@ fn damage_to_any_certificate_field_of_the_last_frame_is_a_torn_tail() {
                 damage.contains("torn tail") && damage.contains(&format!("offset {}", f.start)),
                 "{case}: {damage}"
             );
+            if reseal_it {
+                // The last frame ends the file: a body one byte longer runs
+                // past it before the records are read.
+                let want = match name {
+                    "body length" => "runs past the end of the file",
+                    _ => why(name),
+                };
+                assert!(damage.contains(want), "{case}: {damage}");
+            }
         }
     }
 }
