@@ -421,7 +421,9 @@ pub fn max_id(r: &Recovered) -> u64 {
 /// A fresh directory under the target's scratch space.
 pub fn scratch(name: &str) -> PathBuf {
     static N: AtomicU64 = AtomicU64::new(0);
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+    let root = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    remove_dead_scratch(root, name);
+    let dir = root.join(format!(
         "{name}-{}-{}",
         std::process::id(),
         N.fetch_add(1, Ordering::Relaxed)
@@ -429,6 +431,38 @@ pub fn scratch(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+/// Removes the scratch directories `name-<pid>-<n>` of processes no longer
+/// running: without it every run of the suite left its logs behind (a
+/// 256 MiB transaction's among them), and repeated runs filled the disk.
+/// A test's own directories, and those of a run still going, are kept.
+fn remove_dead_scratch(root: &Path, name: &str) {
+    let me = std::process::id();
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let file = e.file_name();
+        let Some(rest) = file
+            .to_str()
+            .and_then(|f| f.strip_prefix(name)?.strip_prefix('-'))
+        else {
+            continue;
+        };
+        let Some((pid, n)) = rest.split_once('-') else {
+            continue;
+        };
+        let Ok(pid) = pid.parse::<u32>() else {
+            continue;
+        };
+        if n.parse::<u64>().is_err() || pid == me {
+            continue;
+        }
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
 }
 
 /// A seed from the environment variable `var`, or `default`.
