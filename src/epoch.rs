@@ -649,7 +649,7 @@ pub fn validate_frame(
     let mut at = 0usize;
     let mut frames_total: u64 = 0;
     let (mut min_seq, mut max_seq) = (u64::MAX, 0u64);
-    let mut commits = 0u32;
+    let mut committing = false;
     for r in 0..cert.txn_count {
         let where_ = || format!("record {r} at body offset {at}");
         let mut head = Reader::new(&body[at..]);
@@ -714,7 +714,7 @@ pub fn validate_frame(
         if !f.more {
             min_seq = min_seq.min(f.commit_seq);
             max_seq = max_seq.max(f.commit_seq);
-            commits += 1;
+            committing = true;
         }
         txns.push(TxnRef {
             offset: at,
@@ -754,7 +754,7 @@ pub fn validate_frame(
     }
     // The commit range covers the records that commit a transaction (not
     // the parts with more to follow); none: 0..=0.
-    if commits == 0 {
+    if !committing {
         (min_seq, max_seq) = (0, 0);
     }
     if min_seq != cert.first_commit_seq || max_seq != cert.last_commit_seq {
@@ -994,6 +994,27 @@ mod tests {
         assert_eq!(next, f.len());
         // A transaction that fits is one part.
         assert_eq!(parts(&head, &f[..10]).count(), 1);
+        // The largest transaction: 1 GiB of pages takes 65 parts, and the
+        // part field of index 64 takes two bytes; each part's length is
+        // still its encoding's.
+        let big = vec![6u8; MAX_PAGE_BYTES];
+        let f: Vec<Frame<'_>> = (0..(MAX_TXN_BYTES / MAX_PAGE_BYTES) as u32)
+            .map(|i| Frame {
+                page_number: i + 1,
+                db_size_if_commit: 0,
+                data: &big,
+            })
+            .collect();
+        let p: Vec<_> = parts(&head, &f).collect();
+        assert_eq!(p.len(), 65);
+        for (i, (range, len)) in p.iter().enumerate().skip(63) {
+            let h = RecordHead {
+                part: i as u32,
+                more: range.end < f.len(),
+                ..head
+            };
+            assert_eq!(*len, encode_record_reference(&h, &f[range.clone()]).len());
+        }
     }
 
     #[test]
@@ -1267,6 +1288,38 @@ mod tests {
             r = sealed_record(rest.len() as u64, &rest);
             refused(check(&[r], |_| ()), "frame 1 header runs past the record");
         }
+        // A record length encoded longer than its value needs: the
+        // encoding's own verdict, not a record cut short.
+        let mut odd = sealed_record(12, &[10, 1, 0, 0, 0, 1, 1, 0, 1, 9, 9, 9]);
+        odd.splice(4..5, [0x8c, 0x00]);
+        refused(
+            check(&[odd], |_| ()),
+            "record 0 at body offset 0: record length: overlong encoding (2 bytes)",
+        );
+        // No frame, in a record long enough for one (a long transaction
+        // id); and one frame more than a transaction may have, in a record
+        // that holds them all (2^21 + 1 one-byte pages, 4 bytes each).
+        let mut rest = Vec::new();
+        for v in [u64::MAX, 1, 0, 0, 0, 0] {
+            varint::push(&mut rest, v);
+        }
+        let none = sealed_record(rest.len() as u64, &rest);
+        refused(check(&[none], |_| ()), "impossible frame count 0");
+        for (n, ok) in [(MAX_TXN_FRAMES, true), (MAX_TXN_FRAMES + 1, false)] {
+            let mut rest = vec![10, 1, 0, 0, 0];
+            varint::push(&mut rest, n as u64);
+            for _ in 0..n {
+                rest.extend_from_slice(&[1, 0, 1, 7]);
+            }
+            let r = sealed_record(rest.len() as u64, &rest);
+            match check(&[r], |_| ()) {
+                Ok(t) => assert!(ok && t[0].frames as usize == n),
+                Err(e) => assert!(
+                    !ok && e.contains(&format!("impossible frame count {n}")),
+                    "{n} frames: {e}"
+                ),
+            }
+        }
         // A field encoded longer than its value needs.
         let rest = [10, 1, 0, 0, 0, 0x81, 0x00, 1, 0, 10];
         let overlong = sealed_record((rest.len() + 10) as u64, &[&rest[..], &d].concat());
@@ -1303,7 +1356,9 @@ mod tests {
         );
         // More records counted than any body of this size could hold: refused
         // before anything is allocated for them.
-        for (count, pad) in [(u32::MAX, 0), (1 << 24, 1 << 20)] {
+        let r = raw_record(1, 1, 0, 0, &[(1, &d)], None);
+        let one_too_many = (r.len() / RECORD_MIN_LEN + 1) as u32;
+        for (count, pad) in [(u32::MAX, 0), (1 << 24, 1 << 20), (one_too_many, 0)] {
             let r = raw_record(1, 1, 0, 0, &[(1, &d)], None);
             let (_, mut b) = frame_with(std::slice::from_ref(&r), |_| ());
             b.resize(b.len() + pad, 0);
