@@ -292,6 +292,18 @@ fn main() {
         ));
     }
 
+    eprintln!("the floor's loop at the size of pwal's frames, 1 writer");
+    let frame_bound = harness::new_space::frame_bound(
+        &results,
+        harness::contenders::Kind::PwalAutoFull,
+        Cell {
+            threads: 1,
+            pages: 1,
+            page_size: 4096,
+        },
+        &data_dir.join("frame-bound"),
+    );
+
     eprintln!("submit path");
     let submit = submit_path(&data_dir, a.runs.max(3));
     let core = CoreRatios::from_results(&results, submit);
@@ -368,6 +380,7 @@ fn main() {
         sustained,
         footprint,
         epoch_bounds,
+        frame_bound,
         data_dir_fs: sys::filesystem_of(&data_dir),
         elapsed_secs: started.elapsed().as_secs_f64(),
         notes,

@@ -26,62 +26,142 @@ pub struct NewSpace {
 /// Measures [`NewSpace`] for `writes` writes of `write_bytes` in `dir`
 /// (created and removed).
 pub fn measure(dir: &Path, write_bytes: usize, writes: usize) -> Result<NewSpace, String> {
+    let [a, b, c] = measure_kinds(dir, &[write_bytes], writes, &[0, 1, 2])?
+        .pop()
+        .unwrap();
+    Ok(NewSpace {
+        write_bytes,
+        overwrite: a,
+        append: b,
+        fallocated: c,
+    })
+}
+
+/// For each size of `sizes`, the median rate of each kind of file in
+/// `kinds` (0: pre-zeroed, 1: empty, 2: fallocated; the others 0), the
+/// sizes and kinds alternating within each round.
+fn measure_kinds(
+    dir: &Path,
+    sizes: &[usize],
+    writes: usize,
+    kinds: &[usize],
+) -> Result<Vec<[f64; 3]>, String> {
     use std::os::unix::fs::FileExt;
     use std::os::unix::io::AsRawFd;
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let total = (write_bytes * writes) as u64;
-    let buf = super::make_pages(1, write_bytes, 11).pop().unwrap();
-    let mut rates: [Vec<f64>; 3] = [Vec::new(), Vec::new(), Vec::new()];
+    let mut rates: Vec<[Vec<f64>; 3]> = sizes.iter().map(|_| Default::default()).collect();
     for _ in 0..ROUNDS {
-        for (mode, out) in rates.iter_mut().enumerate() {
-            let p = dir.join(format!("new-space-{mode}"));
-            let _ = std::fs::remove_file(&p);
-            let f = std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .open(&p)
-                .map_err(|e| format!("{}: {e}", p.display()))?;
-            match mode {
-                0 => {
-                    let zeros = vec![0u8; 1 << 20];
-                    let mut o = 0;
-                    while o < total {
-                        f.write_all_at(&zeros, o).map_err(|e| e.to_string())?;
-                        o += zeros.len() as u64;
+        for (&write_bytes, rates) in sizes.iter().zip(rates.iter_mut()) {
+            let total = (write_bytes * writes) as u64;
+            let buf = super::make_pages(1, write_bytes, 11).pop().unwrap();
+            for &mode in kinds {
+                let out = &mut rates[mode];
+                let p = dir.join(format!("new-space-{mode}"));
+                let _ = std::fs::remove_file(&p);
+                let f = std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .open(&p)
+                    .map_err(|e| format!("{}: {e}", p.display()))?;
+                match mode {
+                    0 => {
+                        let zeros = vec![0u8; 1 << 20];
+                        let mut o = 0;
+                        while o < total {
+                            f.write_all_at(&zeros, o).map_err(|e| e.to_string())?;
+                            o += zeros.len() as u64;
+                        }
                     }
-                }
-                2 => {
-                    // SAFETY: fallocate on a descriptor this function owns,
-                    // no pointer arguments.
-                    let rc = unsafe { libc::fallocate(f.as_raw_fd(), 0, 0, total as libc::off_t) };
-                    if rc != 0 {
-                        return Err(format!("fallocate: {}", std::io::Error::last_os_error()));
+                    2 => {
+                        // SAFETY: fallocate on a descriptor this function owns,
+                        // no pointer arguments.
+                        let rc =
+                            unsafe { libc::fallocate(f.as_raw_fd(), 0, 0, total as libc::off_t) };
+                        if rc != 0 {
+                            return Err(format!("fallocate: {}", std::io::Error::last_os_error()));
+                        }
                     }
+                    _ => {}
                 }
-                _ => {}
+                f.sync_all().map_err(|e| e.to_string())?;
+                let t0 = Instant::now();
+                for i in 0..writes {
+                    f.write_all_at(&buf, (i * write_bytes) as u64)
+                        .map_err(|e| e.to_string())?;
+                    f.sync_data().map_err(|e| e.to_string())?;
+                }
+                out.push(writes as f64 / t0.elapsed().as_secs_f64());
+                drop(f);
+                let _ = std::fs::remove_file(&p);
             }
-            f.sync_all().map_err(|e| e.to_string())?;
-            let t0 = Instant::now();
-            for i in 0..writes {
-                f.write_all_at(&buf, (i * write_bytes) as u64)
-                    .map_err(|e| e.to_string())?;
-                f.sync_data().map_err(|e| e.to_string())?;
-            }
-            out.push(writes as f64 / t0.elapsed().as_secs_f64());
-            drop(f);
-            let _ = std::fs::remove_file(&p);
         }
     }
     let _ = std::fs::remove_dir_all(dir);
-    let [a, b, c] = rates;
-    Ok(NewSpace {
-        write_bytes,
-        overwrite: super::median(a),
-        append: super::median(b),
-        fallocated: super::median(c),
-    })
+    Ok(rates
+        .into_iter()
+        .map(|r| r.map(|v| if v.is_empty() { 0.0 } else { super::median(v) }))
+        .collect())
+}
+
+/// What bounds the 1-writer cell against the floor. The floor overwrites
+/// one page per commit; a frame of pwal is the page and its headers, so
+/// frames straddle pages and each sync also writes again the page the last
+/// frame ended in. Measured: the floor's loop (one thread, each write over
+/// a pre-zeroed file followed by `fdatasync`) at the cell's mean frame size
+/// and, alternating with it, at the page size.
+#[derive(Clone, Copy, Debug)]
+pub struct FrameBound {
+    pub cell: super::Cell,
+    /// The cell's mean epoch frame, bytes.
+    pub frame_bytes: usize,
+    /// The cell's mean transactions per epoch.
+    pub txns_per_epoch: f64,
+    /// Synced writes per second of a frame, and of a page.
+    pub at_frame: f64,
+    pub at_page: f64,
+}
+
+impl FrameBound {
+    /// Commits per second the frames carry.
+    pub fn frame_cps(&self) -> f64 {
+        self.at_frame * self.txns_per_epoch
+    }
+}
+
+/// Synced writes of each size in [`frame_bound`], per round.
+const FRAME_BOUND_WRITES: usize = 3000;
+
+/// Measures the [`FrameBound`] of `cell` for the pwal run of `kind` in
+/// `results` (`None` when that cell was not run).
+pub fn frame_bound(
+    results: &[super::CellResult],
+    kind: super::contenders::Kind,
+    cell: super::Cell,
+    dir: &Path,
+) -> Option<Result<FrameBound, (super::Cell, String)>> {
+    let m = results
+        .iter()
+        .find(|r| r.kind == kind && r.cell == cell)?
+        .median()?;
+    let w = m.pwal?;
+    if w.epochs == 0 {
+        return None;
+    }
+    let frame = (w.bytes_written / w.epochs) as usize;
+    let page = cell.commit_bytes();
+    Some(
+        measure_kinds(dir, &[frame, page], FRAME_BOUND_WRITES, &[0])
+            .map(|r| FrameBound {
+                cell,
+                frame_bytes: frame,
+                txns_per_epoch: w.txns_per_epoch_mean(),
+                at_frame: r[0][0],
+                at_page: r[1][0],
+            })
+            .map_err(|e| (cell, e)),
+    )
 }
 
 /// What bounds a no-checkpoint cell against the sequential floor: the same

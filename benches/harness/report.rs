@@ -48,6 +48,8 @@ pub struct Suite {
     /// What bounds the bandwidth-bound no-checkpoint cells (measured right
     /// after the grid).
     pub epoch_bounds: Vec<Result<super::new_space::EpochBound, (Cell, String)>>,
+    /// The floor's loop at the size of pwal's frames, 1 writer, 4 KiB.
+    pub frame_bound: Option<Result<super::new_space::FrameBound, (Cell, String)>>,
     pub data_dir_fs: String,
     pub elapsed_secs: f64,
     pub notes: Vec<String>,
@@ -127,6 +129,21 @@ impl Suite {
         })
     }
 
+    /// "; what bounds it: ..." for the 1-writer / floor row.
+    fn frame_bound_text(&self, pwal_cps: f64) -> Option<String> {
+        Some(match self.frame_bound.as_ref()? {
+            Err((_, e)) => format!("; its bound not measured: {e}"),
+            Ok(b) => format!(
+                "; what bounds it: the floor's loop writing pwal's mean frame ({} B: the page and its headers, so each sync also rewrites the page the last frame ended in) makes {} commits/s, and {} writes/s of a page alongside ({}); pwal is {} of the loop at its frame size",
+                b.frame_bytes,
+                fmt_num(b.frame_cps()),
+                fmt_num(b.at_page),
+                fmt_ratio(ratio(b.at_frame, b.at_page)),
+                fmt_ratio(ratio(pwal_cps, b.frame_cps())),
+            ),
+        })
+    }
+
     pub fn get(&self, kind: Kind, cell: Cell) -> Option<Metrics> {
         let cell = kind.effective_cell(cell);
         self.results
@@ -179,7 +196,7 @@ impl Suite {
             self.cps(pw, 1),
             self.cps(Kind::Floor, 1),
             0.85,
-            None,
+            self.frame_bound_text(self.cps(pw, 1)),
         );
         for (n, s) in [(16, 4.0), (64, 6.0)] {
             ratio_row(
