@@ -858,6 +858,28 @@ mod tests {
         let crc = encode_txn(&mut buf, &t, len);
         assert_eq!(&buf[3..], &encode_txn_reference(&t)[..]);
         assert_eq!(crc, crc32c::crc32c(&buf[3 + 4..]));
+        // Every field at its longest.
+        let head = RecordHead {
+            txn_id: u64::MAX,
+            commit_seq: u64::MAX,
+            txn_epoch: u32::MAX,
+            part: MAX_TXN_FRAMES as u32 - 1,
+            more: true,
+            file_id: u32::MAX,
+        };
+        let big = [Frame {
+            page_number: u32::MAX,
+            db_size_if_commit: u32::MAX,
+            data: &vec![3u8; MAX_PAGE_BYTES],
+        }];
+        let want = encode_record_reference(&head, &big);
+        let mut buf = Vec::new();
+        encode_record(&mut buf, &head, &big, want.len());
+        assert_eq!(buf, want);
+        assert_eq!(
+            want.len() - MAX_PAGE_BYTES,
+            4 + 3 + 10 + 10 + 5 + 5 + 4 + 1 + 5 + 5 + 3
+        );
     }
 
     #[test]
@@ -980,6 +1002,10 @@ mod tests {
             let mut buf = Vec::new();
             encode_record(&mut buf, &h, &f[range.clone()], *len);
             assert_eq!(buf, encode_record_reference(&h, &f[range.clone()]));
+            // Read back, the record says which part it is and whether more
+            // follow.
+            let t = check(&[buf], |_| ()).unwrap();
+            assert_eq!((t[0].part, t[0].more), (i as u32, more));
             // Full: the next frame would not have fit.
             if more {
                 let mut one_more = Vec::new();
@@ -992,8 +1018,23 @@ mod tests {
             next = range.end;
         }
         assert_eq!(next, f.len());
-        // A transaction that fits is one part.
+        // A transaction that fits is one part, of its length as one record,
+        // also where its frame count takes one byte more (16384 frames).
         assert_eq!(parts(&head, &f[..10]).count(), 1);
+        let small = [4u8; 100];
+        let many: Vec<Frame<'_>> = (1..=16384)
+            .map(|n| Frame {
+                page_number: n,
+                db_size_if_commit: 0,
+                data: &small,
+            })
+            .collect();
+        let one = validate_txn(&txn(&many), 0).unwrap();
+        assert_eq!(one, encode_record_reference(&head, &many).len());
+        assert_eq!(
+            parts(&head, &many).collect::<Vec<_>>(),
+            vec![(0..16384, one)]
+        );
         // The largest transaction: 1 GiB of pages takes 65 parts, and the
         // part field of index 64 takes two bytes; each part's length is
         // still its encoding's.
