@@ -858,7 +858,8 @@ mod tests {
         let crc = encode_txn(&mut buf, &t, len);
         assert_eq!(&buf[3..], &encode_txn_reference(&t)[..]);
         assert_eq!(crc, crc32c::crc32c(&buf[3 + 4..]));
-        // Every field at its longest.
+        // The head's fields and the frame's at their longest (the record
+        // length and frame count are not: 3 and 1 bytes here).
         let head = RecordHead {
             txn_id: u64::MAX,
             commit_seq: u64::MAX,
@@ -1036,8 +1037,8 @@ mod tests {
             vec![(0..16384, one)]
         );
         // The largest transaction: 1 GiB of pages takes 65 parts, and the
-        // part field of index 64 takes two bytes; each part's length is
-        // still its encoding's.
+        // part field of index 64 takes two bytes; the lengths of the last
+        // two parts (one- and two-byte part fields) are their encodings'.
         let big = vec![6u8; MAX_PAGE_BYTES];
         let f: Vec<Frame<'_>> = (0..(MAX_TXN_BYTES / MAX_PAGE_BYTES) as u32)
             .map(|i| Frame {

@@ -50,8 +50,11 @@ fn measure_kinds(
     use std::os::unix::io::AsRawFd;
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let mut rates: Vec<[Vec<f64>; 3]> = sizes.iter().map(|_| Default::default()).collect();
-    for _ in 0..ROUNDS {
-        for (&write_bytes, rates) in sizes.iter().zip(rates.iter_mut()) {
+    for round in 0..ROUNDS {
+        // The sizes take turns going first.
+        for k in 0..sizes.len() {
+            let i = (k + round) % sizes.len();
+            let (write_bytes, rates) = (sizes[i], &mut rates[i]);
             let total = (write_bytes * writes) as u64;
             let buf = super::make_pages(1, write_bytes, 11).pop().unwrap();
             for &mode in kinds {

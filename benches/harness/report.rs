@@ -134,7 +134,7 @@ impl Suite {
         Some(match self.frame_bound.as_ref()? {
             Err((_, e)) => format!("; its bound not measured: {e}"),
             Ok(b) => format!(
-                "; what bounds it: the floor's loop writing pwal's mean frame ({} B: the page and its headers, so each sync also rewrites the page the last frame ended in) makes {} commits/s, and {} writes/s of a page alongside ({}); pwal is {} of the loop at its frame size",
+                "; what bounds it: the floor's loop (measured after the grid) writing pwal's mean frame ({} B: the page and its headers, so frames straddle pages) carries {} commits/s, against {} writes/s of a page alongside (frame / page: {}); pwal's grid figure is {} of the loop at its frame size",
                 b.frame_bytes,
                 fmt_num(b.frame_cps()),
                 fmt_num(b.at_page),
