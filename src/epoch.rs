@@ -678,13 +678,7 @@ pub fn validate_frame(
         let f = record_fields(rec).map_err(|why| format!("{}: {why}", where_()))?;
         let mut p = Reader::new(&rec[f.frames_at..]);
         for i in 0..f.frame_count {
-            let fh = (|| {
-                let page = p.var32("page number", u32::MAX)?;
-                p.var32("database size", u32::MAX)?;
-                let dlen = p.var("page length", u64::MAX)?;
-                Ok::<_, ReadError>((page, dlen))
-            })();
-            let (page, dlen) = match fh {
+            let (page, _, dlen) = match frame_head(&mut p) {
                 Ok(v) => v,
                 Err(ReadError::Short) => {
                     return Err(format!(
@@ -779,6 +773,14 @@ pub struct DecodedFrame<'a> {
     pub data: &'a [u8],
 }
 
+/// A frame's page number, database size and page length, read from `p`
+/// (the length not yet checked against the page bound or the record).
+fn frame_head(p: &mut Reader<'_>) -> std::result::Result<(u32, u32, u64), ReadError> {
+    let page = p.var32("page number", u32::MAX)?;
+    let db_size = p.var32("database size", u32::MAX)?;
+    Ok((page, db_size, p.var("page length", u64::MAX)?))
+}
+
 /// The `txn_epoch` and frames of a record that [`validate_frame`] accepted
 /// (or bytes whose CRC equals such a record's). An item is `Err` only if the
 /// bytes are not such a record; nothing follows it.
@@ -799,16 +801,13 @@ pub fn record_frames(
             return None;
         }
         left -= 1;
-        let frame = (|| {
-            let page_number = p.var32("page number", u32::MAX)?;
-            let db_size_if_commit = p.var32("database size", u32::MAX)?;
-            let dlen = p.var("page length", MAX_PAGE_BYTES as u64)?;
-            Ok::<_, ReadError>(DecodedFrame {
+        let frame = frame_head(&mut p).and_then(|(page_number, db_size_if_commit, dlen)| {
+            Ok(DecodedFrame {
                 page_number,
                 db_size_if_commit,
                 data: p.bytes(dlen as usize)?,
             })
-        })();
+        });
         if frame.is_err() {
             left = 0;
         }

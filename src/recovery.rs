@@ -1382,7 +1382,7 @@ fn deliver_record(
             path,
             offset,
             format!(
-                "transaction {} (commit sequence {}): {why}",
+                "epoch {epoch}, transaction {} (commit sequence {}): {why}",
                 t.txn_id, t.commit_seq
             ),
         )

@@ -67,7 +67,8 @@ impl<'a> Reader<'a> {
 
     /// The next `n` bytes as they are.
     pub fn bytes(&mut self, n: usize) -> Result<&'a [u8], ReadError> {
-        let s = self.b.get(self.at..self.at + n).ok_or(ReadError::Short)?;
+        let end = self.at.checked_add(n).ok_or(ReadError::Short)?;
+        let s = self.b.get(self.at..end).ok_or(ReadError::Short)?;
         self.at += n;
         Ok(s)
     }
@@ -166,5 +167,9 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(Reader::new(&b).var("page length", 300), Ok(300));
+        // A length read from the bytes never wraps the position.
+        let mut r = Reader::new(&b);
+        r.u8().unwrap();
+        assert_eq!(r.bytes(usize::MAX), Err(ReadError::Short));
     }
 }
