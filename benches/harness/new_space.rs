@@ -133,6 +133,27 @@ impl FrameBound {
     }
 }
 
+/// The mean epoch frame (bytes) and transactions per epoch of the median
+/// run of `kind` in `cell`, from pwal's counters; `None` when that cell was
+/// not run or wrote no epoch.
+fn mean_epoch(
+    results: &[super::CellResult],
+    kind: super::contenders::Kind,
+    cell: super::Cell,
+) -> Option<(usize, f64)> {
+    let w = results
+        .iter()
+        .find(|r| r.kind == kind && r.cell == cell)?
+        .median()?
+        .pwal?;
+    (w.epochs > 0).then(|| {
+        (
+            (w.bytes_written / w.epochs) as usize,
+            w.txns_per_epoch_mean(),
+        )
+    })
+}
+
 /// Synced writes of each size in [`frame_bound`], per round.
 const FRAME_BOUND_WRITES: usize = 3000;
 
@@ -144,22 +165,14 @@ pub fn frame_bound(
     cell: super::Cell,
     dir: &Path,
 ) -> Option<Result<FrameBound, (super::Cell, String)>> {
-    let m = results
-        .iter()
-        .find(|r| r.kind == kind && r.cell == cell)?
-        .median()?;
-    let w = m.pwal?;
-    if w.epochs == 0 {
-        return None;
-    }
-    let frame = (w.bytes_written / w.epochs) as usize;
+    let (frame, txns_per_epoch) = mean_epoch(results, kind, cell)?;
     let page = cell.commit_bytes();
     Some(
         measure_kinds(dir, &[frame, page], FRAME_BOUND_WRITES, &[0])
             .map(|r| FrameBound {
                 cell,
                 frame_bytes: frame,
-                txns_per_epoch: w.txns_per_epoch_mean(),
+                txns_per_epoch,
                 at_frame: r[0][0],
                 at_page: r[1][0],
             })
@@ -203,22 +216,14 @@ pub fn epoch_bound(
     dir: &Path,
 ) -> Option<Result<EpochBound, (super::Cell, String)>> {
     let kind = super::contenders::Kind::PwalAutoFullNoCheckpoint;
-    let m = results
-        .iter()
-        .find(|r| r.kind == kind && r.cell == cell)?
-        .median()?;
-    let w = m.pwal?;
-    if w.epochs == 0 {
-        return None;
-    }
     // The mean epoch frame, written back to back as the log writes them.
-    let frame = (w.bytes_written / w.epochs) as usize;
+    let (frame, txns_per_epoch) = mean_epoch(results, kind, cell)?;
     let writes = EPOCH_BOUND_BYTES.div_ceil(frame).max(16);
     Some(
         measure(dir, frame, writes)
             .map(|space| EpochBound {
                 cell,
-                txns_per_epoch: w.txns_per_epoch_mean(),
+                txns_per_epoch,
                 space,
             })
             .map_err(|e| (cell, e)),
