@@ -51,8 +51,9 @@ fn base() -> (SimVfs, PathBuf, Vec<FrameLoc>) {
 
 /// A certificate field of frame `f`: its name, where it lies in the header
 /// and its length, and a value of it no writer produces (set with the
-/// checksum recomputed: the field's own check must catch it; `None` for the
-/// checksum itself).
+/// checksum recomputed: the field's own check must catch it). `None` for
+/// the checksum itself, and for the magic, flags, tag and identity, which
+/// are forged by a flipped bit ([`damaged`]).
 type Field = (&'static str, usize, usize, Option<fn(&mut Cert)>);
 
 /// What the verdict on a field forged with the checksum recomputed says.
@@ -78,7 +79,7 @@ fn fields(vfs: &SimVfs, seg: &Path, f: &FrameLoc) -> Vec<Field> {
         .into_iter()
         .map(|(name, at, len)| {
             let forge: Option<fn(&mut Cert)> = match name {
-                "magic" | "flags" | "tag" | "identity" => Some(|_| ()),
+                "magic" | "flags" | "tag" | "identity" => None,
                 "epoch" => Some(|c| c.epoch = MAX_EPOCH + 1),
                 "body length" => Some(|c| c.body_len += 1),
                 "transaction count" => Some(|c| c.txn_count += 1),
