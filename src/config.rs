@@ -134,6 +134,13 @@ pub struct Options {
     /// Under `normal`: the longest a written epoch stays unsynced; zero means
     /// 50 ms. Not in the C ABI (tests set it to avoid depending on timing).
     pub normal_sync_interval: Duration,
+    /// Under `full` and `normal`, a clean close whose last epoch holding a
+    /// record is not yet vouched for by a later frame writes and syncs one
+    /// more (empty) frame that is, so that damage to that epoch reads as
+    /// corruption, not as a torn tail (default `true`). Not in the C ABI:
+    /// tests turn it off to leave a log as a process that died right after
+    /// its last sync leaves it.
+    pub close_proof: bool,
 }
 
 impl Default for Options {
@@ -150,6 +157,7 @@ impl Default for Options {
             env_fields: 0,
             trace: None,
             normal_sync_interval: Duration::ZERO,
+            close_proof: true,
         }
     }
 }
@@ -307,6 +315,7 @@ pub(crate) struct Resolved {
     /// The `ENV_*` bits of the values that came from the environment.
     pub env_fields: u32,
     pub trace: Option<crate::Tracer>,
+    pub close_proof: bool,
 }
 
 impl Resolved {
@@ -512,6 +521,7 @@ impl Options {
             forced_by_operator,
             env_fields,
             trace: o.trace.clone(),
+            close_proof: o.close_proof,
         })
     }
 }

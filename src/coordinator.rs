@@ -821,7 +821,7 @@ pub(crate) fn start(
         pins.add_committed(first, last);
     }
 
-    let catalog = crate::store::open_catalog(&*vfs, &dir, &cfg, end.segments)?;
+    let catalog = crate::store::open_catalog(&*vfs, &dir, &cfg, end.segments, &end.damaged)?;
 
     let mode = if cfg.forced_by_operator {
         Mode::Conservative

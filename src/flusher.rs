@@ -66,6 +66,10 @@ pub(crate) struct FlushState {
     /// The last epoch written with a record in it (at open: the last epoch
     /// of the log, as if every epoch recovered held one).
     last_data_epoch: u64,
+    /// The highest `synced_through` stamped in a frame this process wrote
+    /// (at open: the last epoch of the log). A close leaves no epoch with a
+    /// record above it: it writes a frame that proves the last one.
+    proven_through: u64,
     /// Bytes of frames smaller than `store::LARGE_FRAME` written since the
     /// last larger one: a long enough run ends a spell of large frames.
     small_run: u64,
@@ -79,6 +83,7 @@ impl FlushState {
             unsynced: false,
             roll_next: false,
             last_data_epoch: durable,
+            proven_through: durable,
             small_run: 0,
         }
     }
@@ -158,6 +163,8 @@ pub(crate) fn run(sh: Arc<Shared>) {
                     if let Err((ctx, e)) = fs.sync_active(&sh) {
                         let next = sh.state.lock().synced + 1;
                         sh.poison(next, ctx, &e);
+                    } else {
+                        fs.prove_last_epoch(&sh);
                     }
                 }
                 break;
@@ -447,6 +454,7 @@ impl FlushState {
         if cert.txn_count > 0 {
             self.last_data_epoch = epoch;
         }
+        self.proven_through = self.proven_through.max(synced);
         if frame_len >= crate::store::LARGE_FRAME {
             self.small_run = 0;
         } else {
@@ -564,6 +572,34 @@ impl FlushState {
         }
         debug_assert!(sh.state.lock().mark_synced >= through);
         Some(through)
+    }
+
+    /// At a clean close, once everything written is synced: when the last
+    /// epoch holding a record is not yet vouched for by a later frame's
+    /// `synced_through`, writes one more frame (empty) that is, and syncs
+    /// it. Damage to that last epoch is then corruption, not a torn tail:
+    /// after a close nothing was torn. A failure poisons the log (close
+    /// reports it).
+    fn prove_last_epoch(&mut self, sh: &Shared) {
+        let filling = {
+            let st = sh.state.lock();
+            if st.poison.is_some()
+                || !sh.cfg.close_proof
+                || self.last_data_epoch <= self.proven_through
+            {
+                return;
+            }
+            debug_assert_eq!(st.synced, st.durable, "synced before the proof");
+            st.filling
+        };
+        self.flush_through(sh, filling);
+        if sh.poisoned.load(Ordering::Acquire) {
+            return;
+        }
+        if let Err((ctx, e)) = self.sync_active(sh) {
+            let next = sh.state.lock().synced + 1;
+            sh.poison(next, ctx, &e);
+        }
     }
 
     /// Syncs what was written to the active segment and not yet synced;

@@ -212,7 +212,7 @@ pub fn inspect_with_vfs(
     }
     let replay = ReplayOptions {
         durable_prefix: opts.durable_prefix,
-        refuse_seq_inversions: false,
+        ..ReplayOptions::default()
     };
     // Every call through `read_only` that would change a file fails, so the
     // scan cannot change one (it never tries to).

@@ -53,13 +53,21 @@ pub struct ReplayOptions {
     /// only across epochs), before it is delivered; in durable-prefix mode
     /// too: it is not damage to the bytes, the engine broke its promise.
     pub refuse_seq_inversions: bool,
+    /// Validate the whole log before the callback sees any record: on
+    /// damage the callback is never called (with `durable_prefix`, it is
+    /// given the validated prefix). Costs a second read of the log.
+    pub validate_first: bool,
+    /// The last epoch the scan reads: epochs after it are treated as not
+    /// written yet (a recovery beside this process's own writer reads up
+    /// to the epoch that was durable when it started).
+    pub(crate) until_epoch: Option<u64>,
 }
 
 impl From<RecoverOptions> for ReplayOptions {
     fn from(o: RecoverOptions) -> ReplayOptions {
         ReplayOptions {
             durable_prefix: o.durable_prefix,
-            refuse_seq_inversions: false,
+            ..ReplayOptions::default()
         }
     }
 }
@@ -181,23 +189,57 @@ pub fn replay_with_vfs(
         return Ok(());
     }
     // Hold the log's lock while reading, unless this process has the log
-    // open (then its flusher may be appending; what it has not synced reads as
-    // a torn tail, which is the truth at this instant).
-    let guard = crate::registry::lock_for_reading(vfs, &dir)?;
-    if guard.is_some() {
-        // No writer: read what the disk holds. After a failed writeback
-        // Linux keeps the unwritten pages cached and marked clean; replaying
-        // them would hand the engine records that are not on the disk (and
-        // that the next open, which reads past the cache, no longer has).
-        // Evicting clean pages writes nothing.
-        let names = vfs.list_dir(&dir).map_err(|e| io_err(&dir, "listing", e))?;
-        for name in names.iter().filter(|n| parse_segment_name(n).is_some()) {
-            let path = dir.join(name);
-            vfs.evict_cache(&path)
-                .map_err(|e| io_err(&path, "evicting the cached pages of", e))?;
+    // open. Beside this process's own writer the reading is a consistent
+    // prefix of the log: every epoch that was durable when it began (later
+    // ones, being written, are not looked at), with no segment removed or
+    // recycled under it (checkpoints leave the segments they could free to
+    // the next one until the reading ends).
+    let mut opts = *opts;
+    let _hold;
+    match crate::registry::lock_for_reading(vfs, &dir)? {
+        crate::registry::Reading::Locked(guard) => {
+            _hold = Hold::Lock(guard);
+            // No writer: read what the disk holds. After a failed writeback
+            // Linux keeps the unwritten pages cached and marked clean;
+            // replaying them would hand the engine records that are not on
+            // the disk (and that the next open, which reads past the cache,
+            // no longer has). Evicting clean pages writes nothing.
+            let names = vfs.list_dir(&dir).map_err(|e| io_err(&dir, "listing", e))?;
+            for name in names.iter().filter(|n| parse_segment_name(n).is_some()) {
+                let path = dir.join(name);
+                vfs.evict_cache(&path)
+                    .map_err(|e| io_err(&path, "evicting the cached pages of", e))?;
+            }
+        }
+        crate::registry::Reading::Beside(shared) => {
+            let hold = crate::store::RemovalHold::new(shared);
+            opts.until_epoch = Some(hold.shared().state.lock().durable);
+            _hold = Hold::Removal(hold);
         }
     }
-    scan(vfs, &dir, opts, Some(callback), report).map(|_| ())
+    if opts.validate_first {
+        // Validated whole before the callback sees a record: the same scan
+        // with a callback that takes nothing (so that it reads the mark and
+        // checks the order as the delivering one does).
+        let mut check = RecoveryReport::default();
+        let mut take_nothing = |_: &Record<'_>| true;
+        // The second scan reads the same files (under the lock, or up to
+        // the same durable epoch beside this process's writer) and stops
+        // where this one did.
+        if let Err(e) = scan(vfs, &dir, &opts, Some(&mut take_nothing), &mut check) {
+            check.transactions = 0;
+            check.records = 0;
+            *report = check;
+            return Err(e);
+        }
+    }
+    scan(vfs, &dir, &opts, Some(callback), report).map(|_| ())
+}
+
+/// What a reader holds while it reads.
+enum Hold {
+    Lock(#[allow(dead_code)] Box<dyn std::any::Any + Send + Sync>),
+    Removal(#[allow(dead_code)] crate::store::RemovalHold),
 }
 
 /// A replay asked for by [`recover_and_open_with_vfs`] for the open it
@@ -308,7 +350,26 @@ pub(crate) fn scan_for_open(vfs: &dyn Vfs, dir: &Path) -> Result<ScanEnd> {
     let hook = OPEN_REPLAY.with(|h| h.borrow_mut().take());
     let (result, hook) = match hook {
         Some(mut h) => {
-            let r = scan(vfs, dir, &h.opts, Some(&mut *h.callback), &mut h.report);
+            let check = if h.opts.validate_first {
+                // Validated whole, as the open will judge it, before the
+                // callback sees a record.
+                let mut report = RecoveryReport::default();
+                let mut take_nothing = |_: &Record<'_>| true;
+                let r = scan(vfs, dir, &h.opts, Some(&mut take_nothing), &mut report)
+                    .and_then(continuable);
+                report.transactions = 0;
+                report.records = 0;
+                r.map(|_| ()).map_err(|e| (e, report))
+            } else {
+                Ok(())
+            };
+            let r = match check {
+                Ok(()) => scan(vfs, dir, &h.opts, Some(&mut *h.callback), &mut h.report),
+                Err((e, report)) => {
+                    h.report = report;
+                    Err(e)
+                }
+            };
             h.ran = true;
             (r, Some(h))
         }
@@ -318,16 +379,7 @@ pub(crate) fn scan_for_open(vfs: &dyn Vfs, dir: &Path) -> Result<ScanEnd> {
             (r, None)
         }
     };
-    let result = result.and_then(|end| match (&end.stop, end.discarded_later) {
-        (Some((file, offset, epoch)), n) if n > 0 => Err(Error::corrupt(
-            file,
-            *offset,
-            format!(
-                "epoch {epoch} is missing here (a torn tail) and {n} later segment files follow it, which recovery discards: the log cannot be continued behind them; run repair to move them aside"
-            ),
-        )),
-        _ => Ok(end),
-    });
+    let result = result.and_then(continuable);
     if let Some(mut h) = hook {
         if let Err(e) = &result {
             h.report.note_error(e, 0);
@@ -335,6 +387,21 @@ pub(crate) fn scan_for_open(vfs: &dyn Vfs, dir: &Path) -> Result<ScanEnd> {
         OPEN_REPLAY.with(|c| *c.borrow_mut() = Some(h));
     }
     result
+}
+
+/// Refuses a log that an open cannot continue: a torn tail followed by later
+/// segment files (a new segment could not supersede them).
+fn continuable(end: ScanEnd) -> Result<ScanEnd> {
+    match (&end.stop, end.discarded_later) {
+        (Some((file, offset, epoch)), n) if n > 0 => Err(Error::corrupt(
+            file,
+            *offset,
+            format!(
+                "epoch {epoch} is missing here (a torn tail) and {n} later segment files follow it, which recovery discards: the log cannot be continued behind them; run pwal_repair to move them aside"
+            ),
+        )),
+        _ => Ok(end),
+    }
 }
 
 /// The replay state carried across epochs: the highest commit sequence
@@ -373,6 +440,12 @@ pub(crate) struct ScanEnd {
     /// checkpoint mark) and that span epochs: the epochs of their first and
     /// last parts.
     pub parted: Vec<(u64, u64)>,
+    /// Segments with damage at or below the checkpoint mark, read past
+    /// (never recycled: a checkpoint deletes them).
+    pub damaged: Vec<PathBuf>,
+    /// Where the last valid frame read ends: the file, the offset just
+    /// after the frame, and the identity of its segment.
+    pub prefix_end: Option<(PathBuf, u64, SegmentIdent)>,
 }
 
 enum FrameRead {
@@ -584,6 +657,8 @@ fn read_frame(
 struct After {
     /// Epoch of the first valid frame found, if any.
     first_valid: Option<u64>,
+    /// Where that frame starts.
+    first_valid_at: Option<u64>,
     /// A valid frame whose `synced_through` covers the epoch asked about:
     /// its epoch, offset and `synced_through`. The walk stops there.
     proof: Option<(u64, u64, u64)>,
@@ -649,6 +724,7 @@ fn search_after(
                 }
                 after.end_of_data = after.end_of_data.max(at + len);
                 after.first_valid.get_or_insert(cert.epoch);
+                after.first_valid_at.get_or_insert(at);
                 after.max_synced = after.max_synced.max(cert.synced_through);
                 after.max_checkpoint = after.max_checkpoint.max(cert.checkpoint_epoch);
                 if proves.is_some_and(|e| cert.synced_through >= e) {
@@ -825,26 +901,62 @@ pub(crate) fn scan(
     // was synced before any frame was written, flusher.rs `rollover`, so it
     // was damaged afterwards, and the epochs in the file were acknowledged).
     // Only the segments before it are a trustworthy prefix.
+    //
+    // A damaged header in front of epochs that all lie at or below the
+    // durable checkpoint mark costs nothing: those pages are in the
+    // database. Such a segment is reported and passed over (the next
+    // segment with a valid header starts at most one epoch after the mark,
+    // proven by a valid frame); a checkpoint removes it in its turn.
+    // Marks are read from every segment with a valid header, those after a
+    // damaged one included: a valid frame anywhere proves its mark.
+    let with_header: Vec<&FoundSegment> = found.iter().filter(|s| s.header.is_some()).collect();
     let mut bad_header: Option<(&FoundSegment, String)> = None;
+    let mut below_mark_headers: Vec<(&FoundSegment, String, u64, u64)> = Vec::new();
+    let mut header_mark: Option<u64> = None;
     for s in found.iter().filter(|s| s.header.is_none()) {
-        if let Some(why) = &s.rejected {
-            bad_header = Some((s, why.clone()));
-            break;
+        let why = if let Some(why) = &s.rejected {
+            why.clone()
+        } else if let Some(epoch) = own_first_frame(vfs, s, &mut rd)? {
+            format!(
+                "segment header does not validate, yet the segment holds a valid frame of epoch {epoch} at offset {DATA_OFFSET}: the header was damaged after epochs were written to it"
+            )
+        } else {
+            continue;
+        };
+        let next = found
+            .iter()
+            .filter(|n| n.id > s.id)
+            .find_map(|n| n.header.map(|h| h.first_epoch));
+        if let Some(n) = next {
+            let m = match header_mark {
+                Some(m) => m,
+                None => *header_mark.insert(durable_mark(vfs, &with_header, &mut rd)?),
+            };
+            if n.saturating_sub(1) <= m {
+                below_mark_headers.push((s, why, n, m));
+                continue;
+            }
         }
-        if let Some(epoch) = own_first_frame(vfs, s, &mut rd)? {
-            bad_header = Some((
-                s,
-                format!(
-                    "segment header does not validate, yet the segment holds a valid frame of epoch {epoch} at offset {DATA_OFFSET}: the header was damaged after epochs were written to it"
-                ),
-            ));
-            break;
-        }
+        bad_header = Some((s, why));
+        break;
     }
     let active: Vec<&FoundSegment> = found
         .iter()
         .filter(|s| s.header.is_some() && bad_header.as_ref().is_none_or(|(b, _)| s.id < b.id))
         .collect();
+    let mut end = ScanEnd::default();
+    for (s, why, n, m) in &below_mark_headers {
+        end.damaged.push(s.path.clone());
+        report.note_damage(
+            &s.path,
+            0,
+            0,
+            format!(
+                "a segment holding only epochs before {n}, at or below the checkpoint mark {m}, is damaged; nothing is lost (their pages are in the database already; a checkpoint removes the file): {}: offset 0: {why}",
+                s.path.display()
+            ),
+        );
+    }
     let unreadable_before = |id: u64| -> String {
         let names: Vec<String> = found
             .iter()
@@ -857,7 +969,6 @@ pub(crate) fn scan(
             format!("; segment files with no valid header: {}", names.join(", "))
         }
     };
-    let mut end = ScanEnd::default();
 
     // The durable checkpoint mark, read before anything is replayed: epochs
     // at or below it were checkpointed and are not delivered again. Marks
@@ -865,7 +976,7 @@ pub(crate) fn scan(
     // A scan that replays nothing (open, repair) learns it as it reads.
     let mut mark: Option<u64> = None;
     if callback.is_some() {
-        let m = durable_mark(vfs, &active, &mut rd)?;
+        let m = durable_mark(vfs, &with_header, &mut rd)?;
         mark = Some(m);
         report.checkpoint_epoch = m;
         end.checkpoint_epoch = m;
@@ -946,7 +1057,7 @@ pub(crate) fn scan(
                 what: String| {
         report.torn_tail_bytes += bytes;
         let msg = format!(
-            "{}: offset {offset}: torn tail of {bytes} bytes discarded ({what})",
+            "{}: offset {offset}: torn tail of {bytes} bytes discarded, not proven durable by a later frame ({what})",
             file.display()
         );
         report.note_damage(file, offset, epoch, msg);
@@ -960,6 +1071,9 @@ pub(crate) fn scan(
     };
     // The mark, when a scan that did not read it first needs it.
     let mut late_mark: Option<u64> = None;
+    // The segment (its index in `active`) and the offset where the last
+    // valid frame read ends.
+    let mut last_valid: Option<(usize, u64)> = None;
 
     let mut i = 0;
     'segments: while i < active.len() {
@@ -1002,6 +1116,11 @@ pub(crate) fn scan(
         let mut off = DATA_OFFSET;
         loop {
             let exp = expected.expect("set above");
+            if opts.until_epoch.is_some_and(|last| exp > last) {
+                // Beside this process's writer: what it has made durable
+                // since the scan began is not part of this reading.
+                break 'segments;
+            }
             let (what, zero, claimed) =
                 match read_frame(&*file, &seg.path, file_len, off, ident, &mut rd)? {
                     FrameRead::End => (
@@ -1032,7 +1151,8 @@ pub(crate) fn scan(
                             let m = match mark.or(late_mark) {
                                 Some(m) => m,
                                 None => {
-                                    let m = durable_mark(vfs, &active, &mut FrameReader::new())?;
+                                    let m =
+                                        durable_mark(vfs, &with_header, &mut FrameReader::new())?;
                                     late_mark = Some(m);
                                     m
                                 }
@@ -1078,6 +1198,7 @@ pub(crate) fn scan(
                         // Bounded by MAX_EPOCH (validate_frame).
                         expected = Some(exp + 1);
                         off += len;
+                        last_valid = Some((i, off));
                         continue;
                     }
                     FrameRead::Stale => (
@@ -1097,6 +1218,48 @@ pub(crate) fn scan(
             if zero && superseded {
                 // The ordinary end of a segment's frames.
                 break;
+            }
+            // Damage at or below the durable checkpoint mark costs nothing:
+            // those pages are in the database. The scan goes on at the next
+            // valid frame of this segment, or at the next segment, when every
+            // epoch missing in between is at or below the mark (the mark
+            // itself comes from a valid frame: `durable_mark`).
+            let m = match mark.or(late_mark) {
+                Some(m) => m,
+                None => {
+                    let m = durable_mark(vfs, &with_header, &mut FrameReader::new())?;
+                    late_mark = Some(m);
+                    m
+                }
+            };
+            if exp <= m {
+                let after =
+                    search_after(&*file, &seg.path, file_len, off + 1, ident, &mut rd, None)?;
+                let resume = match (after.first_valid, after.first_valid_at) {
+                    (Some(e2), Some(at2)) => (e2 > exp && e2 - 1 <= m).then_some((e2, Some(at2))),
+                    _ => next
+                        .map(|n| n.first_epoch)
+                        .filter(|&n| n > exp && n - 1 <= m)
+                        .map(|n| (n, None)),
+                };
+                if let Some((resume_epoch, resume_at)) = resume {
+                    let msg = format!(
+                        "epochs {exp}..={}, at or below the checkpoint mark {m}, are damaged; nothing is lost (their pages are in the database already; a checkpoint removes the segment): {}: offset {off}: epoch {exp}: {what}",
+                        resume_epoch - 1,
+                        seg.path.display(),
+                    );
+                    report.note_damage(&seg.path, off, exp, msg);
+                    end.checkpoint_epoch = end.checkpoint_epoch.max(m);
+                    end.damaged.push(seg.path.clone());
+                    expected = Some(resume_epoch);
+                    match resume_at {
+                        Some(at) => {
+                            off = at;
+                            continue;
+                        }
+                        None => break,
+                    }
+                }
             }
             // Epoch `exp` is missing here: a torn tail, unless a later valid
             // frame of the same writer proves it had been synced.
@@ -1194,6 +1357,22 @@ pub(crate) fn scan(
         let rest: Vec<&FoundSegment> = found.iter().filter(|s| s.id >= seg.id).collect();
         let exp = end.last_epoch.saturating_add(1);
         fail(report, &mut end, &seg.path, 0, exp, what, &rest, seg.len)?;
+    }
+    if let Some((i, off)) = last_valid {
+        let seg = active[i];
+        let h = seg.header.expect("filtered above");
+        end.prefix_end = Some((seg.path.clone(), off, h.ident()));
+    }
+    if end.stop.is_some() {
+        // Where the prefix ends early, the frames past it may have been the
+        // only ones carrying the durable mark: it is read (from every
+        // segment with a valid header, the newest first) so that a cut can
+        // keep it.
+        let m = match mark.or(late_mark) {
+            Some(m) => m,
+            None => durable_mark(vfs, &with_header, &mut rd)?,
+        };
+        end.checkpoint_epoch = end.checkpoint_epoch.max(m);
     }
     if mark.is_none() {
         report.checkpoint_epoch = end.checkpoint_epoch;

@@ -144,17 +144,21 @@ fn find(reg: &mut [OpenLog], vfs_id: usize, key: &Path) -> Option<usize> {
 }
 
 /// Takes the log's lock for a reader, unless this process has the log open.
-pub(crate) fn lock_for_reading(
-    vfs: &dyn Vfs,
-    dir: &Path,
-) -> Result<Option<Box<dyn Any + Send + Sync>>> {
+pub(crate) fn lock_for_reading(vfs: &dyn Vfs, dir: &Path) -> Result<Reading> {
     install_fork_handlers()?;
     let (id, key) = registry_key(vfs, dir);
     let mut reg = registry();
-    if find(&mut reg, id, &key).is_some() {
-        return Ok(None);
+    if let Some(i) = find(&mut reg, id, &key) {
+        return Ok(Reading::Beside(reg[i].shared.clone()));
     }
-    take_lock(vfs, dir).map(Some)
+    take_lock(vfs, dir).map(Reading::Locked)
+}
+
+/// How a reader of a log holds it: with the log's lock (no writer), or
+/// beside this process's own open log, whose coordinator it gets.
+pub(crate) enum Reading {
+    Locked(#[allow(dead_code)] Box<dyn Any + Send + Sync>),
+    Beside(Arc<Shared>),
 }
 
 fn take_lock(vfs: &dyn Vfs, dir: &Path) -> Result<Box<dyn Any + Send + Sync>> {

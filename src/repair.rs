@@ -19,6 +19,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::epoch::{Certificate, SegmentIdent, END_MARK_LEN};
 use crate::error::{Error, Result};
 use crate::io::{RealVfs, Vfs};
 use crate::recovery::{scan, RecoveryReport, ReplayOptions};
@@ -50,8 +51,8 @@ pub fn repair_with_vfs(vfs: &dyn Vfs, db_path: &Path, report: &mut RecoveryRepor
     if !vfs.exists(&dir) {
         return Ok(());
     }
-    let guard = crate::registry::lock_for_reading(vfs, &dir)?;
-    if guard.is_none() {
+    let _guard = crate::registry::lock_for_reading(vfs, &dir)?;
+    if let crate::registry::Reading::Beside(_) = _guard {
         return Err(Error::Locked(format!(
             "{} is open in this process: close every handle before repairing it",
             dir.display()
@@ -59,10 +60,10 @@ pub fn repair_with_vfs(vfs: &dyn Vfs, db_path: &Path, report: &mut RecoveryRepor
     }
     let opts = ReplayOptions {
         durable_prefix: true,
-        refuse_seq_inversions: false,
+        ..ReplayOptions::default()
     };
     let end = scan(vfs, &dir, &opts, None, report)?;
-    let Some((cut_file, cut_at, _)) = end.stop else {
+    let Some((cut_file, cut_at, cut_epoch)) = end.stop.clone() else {
         return Ok(());
     };
     let cut_id = end
@@ -83,6 +84,31 @@ pub fn repair_with_vfs(vfs: &dyn Vfs, db_path: &Path, report: &mut RecoveryRepor
         copy_into(vfs, &cut_file, &damaged)?;
         sync_dir(vfs, &damaged)?;
     }
+    let mut zero_after = cut_at;
+    // The durable checkpoint mark may be carried only by frames past the
+    // cut: a frame of its own keeps it, written where the prefix ends
+    // (before anything is moved, so that a crash part-way leaves the mark
+    // on disk for the next run). Without it recovery would hand the engine
+    // checkpointed epochs again, and a log whose first segments a
+    // checkpoint removed would look as if it had lost its beginning.
+    let mark = end.checkpoint_epoch.min(cut_epoch.saturating_sub(1));
+    if mark > 0 {
+        let place = if move_cut_file {
+            end.prefix_end.clone()
+        } else {
+            end.segments
+                .iter()
+                .find(|s| s.path == cut_file)
+                .and_then(|s| s.header)
+                .map(|h| (cut_file.clone(), cut_at, h.ident()))
+        };
+        if let Some((file, at, ident)) = place {
+            let written = write_mark_frame(vfs, &file, at, ident, cut_epoch, mark)?;
+            if !move_cut_file {
+                zero_after = at + written;
+            }
+        }
+    }
     let mut moved = false;
     for s in list_segments(vfs, &dir)?
         .iter()
@@ -102,9 +128,39 @@ pub fn repair_with_vfs(vfs: &dyn Vfs, db_path: &Path, report: &mut RecoveryRepor
         sync_dir(vfs, &dir)?;
     }
     if !move_cut_file {
-        zero_from(vfs, &cut_file, cut_at)?;
+        zero_from(vfs, &cut_file, zero_after)?;
     }
     Ok(())
+}
+
+/// Writes, at `at` of `file`, an empty frame of `epoch` that carries the
+/// checkpoint mark `mark` (and says every epoch before it is synced: the
+/// prefix is), followed by an end mark of zeros, and syncs it. Returns the
+/// bytes written.
+fn write_mark_frame(
+    vfs: &dyn Vfs,
+    file: &Path,
+    at: u64,
+    ident: SegmentIdent,
+    epoch: u64,
+    mark: u64,
+) -> Result<u64> {
+    let cert = Certificate {
+        segment: ident,
+        epoch,
+        synced_through: epoch - 1,
+        checkpoint_epoch: mark,
+        ..Certificate::default()
+    };
+    let frame = cert.encode(&[]);
+    let zeros = [0u8; END_MARK_LEN];
+    let f = vfs
+        .open(file, false)
+        .map_err(|e| io_err("opening", file, e))?;
+    f.write_all_at(&[&frame, &zeros], at)
+        .map_err(|e| io_err("writing the checkpoint mark into", file, e))?;
+    f.sync_data().map_err(|e| io_err("syncing", file, e))?;
+    Ok(frame.len() as u64)
 }
 
 fn io_err(what: &str, path: &Path, e: std::io::Error) -> Error {

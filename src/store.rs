@@ -47,6 +47,10 @@ pub(crate) struct SegMeta {
     /// found at open, its length): a segment that started empty is shorter
     /// than that on disk.
     pub capacity: u64,
+    /// Recovery found damage in it (at or below the checkpoint mark, or
+    /// open would have refused the log): deleted, never recycled, when a
+    /// checkpoint removes it.
+    pub damaged: bool,
 }
 
 /// A preallocated (or recycled) file waiting to become a segment.
@@ -68,6 +72,10 @@ pub(crate) struct Catalog {
     pub spares: VecDeque<Spare>,
     pub next_spare: u64,
     pub stop: bool,
+    /// Recoveries reading the log beside this process's writer: while any
+    /// runs, no segment is removed or recycled (a checkpoint records its
+    /// mark and leaves the segments to the next one).
+    pub readers: usize,
     /// The capacity of the next spare to prepare: segments start small
     /// (`FIRST_SEGMENT_BYTES`) and double up to `segment_bytes`.
     pub next_capacity: u64,
@@ -108,14 +116,26 @@ pub(crate) fn open_catalog(
     dir: &Path,
     cfg: &Resolved,
     found: Vec<FoundSegment>,
+    damaged: &[PathBuf],
 ) -> Result<Catalog> {
+    // A file without a valid header between activated segments (the scan
+    // found every epoch it can hold at or below the checkpoint mark, or
+    // open would have refused the log) stands in the catalog for the epochs
+    // before the next segment: it goes with the segment before it, once a
+    // checkpoint covers the next segment's first epoch - 1.
     let segments: Vec<SegMeta> = found
         .iter()
-        .filter_map(|s| {
-            s.header.map(|h| SegMeta {
-                first_epoch: h.first_epoch,
+        .enumerate()
+        .filter_map(|(i, s)| {
+            let first_epoch = match s.header {
+                Some(h) => h.first_epoch,
+                None => found[i + 1..].iter().find_map(|n| n.header)?.first_epoch,
+            };
+            Some(SegMeta {
+                first_epoch,
                 path: s.path.clone(),
                 capacity: s.len.clamp(first_capacity(cfg), cfg.segment_bytes.max(1)),
+                damaged: s.header.is_none() || damaged.contains(&s.path),
             })
         })
         .collect();
@@ -174,6 +194,7 @@ pub(crate) fn open_catalog(
         spares,
         next_spare,
         stop: false,
+        readers: 0,
         next_capacity: first_capacity(cfg),
     })
 }
@@ -181,7 +202,33 @@ pub(crate) fn open_catalog(
 /// Whether a checkpoint through `through` can remove a segment: whole
 /// segments only, oldest first, never the one being written.
 pub(crate) fn removable(cat: &Catalog, through: u64) -> bool {
-    cat.segments.len() > 1 && cat.segments[1].first_epoch - 1 <= through
+    cat.readers == 0 && cat.segments.len() > 1 && cat.segments[1].first_epoch - 1 <= through
+}
+
+/// Keeps every segment file in place while a recovery reads the log beside
+/// this process's writer (the catalog's `readers`): dropped, removal may go
+/// on at the next checkpoint.
+pub(crate) struct RemovalHold {
+    shared: std::sync::Arc<Shared>,
+}
+
+impl RemovalHold {
+    /// Waits for a removal in progress (it holds the catalog lock), then
+    /// holds off every later one.
+    pub fn new(shared: std::sync::Arc<Shared>) -> RemovalHold {
+        shared.catalog.lock().readers += 1;
+        RemovalHold { shared }
+    }
+
+    pub fn shared(&self) -> &Shared {
+        &self.shared
+    }
+}
+
+impl Drop for RemovalHold {
+    fn drop(&mut self) {
+        self.shared.catalog.lock().readers -= 1;
+    }
 }
 
 /// A frame at least this large that starts a segment stops the zero-fill
@@ -226,7 +273,7 @@ pub(crate) fn remove_through(sh: &Shared, through: u64) -> Result<()> {
         // capacity decides, not its length: a segment that started empty
         // (under `off`, for a large frame, or when the preparer was late)
         // is a little shorter than its capacity.
-        let full_size = seg.capacity >= cat.next_capacity;
+        let full_size = seg.capacity >= cat.next_capacity && !seg.damaged;
         let done = if cat.spares.len() + recycled.len() < SPARES_KEPT && full_size {
             let n = cat.next_spare;
             cat.next_spare += 1;
@@ -408,6 +455,7 @@ pub(crate) fn activate(
     sh.catalog.lock().segments.push(SegMeta {
         first_epoch,
         path: path.clone(),
+        damaged: false,
         capacity: spare.capacity,
     });
     if !spare.recycled {

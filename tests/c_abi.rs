@@ -195,6 +195,31 @@ fn c_recover_and_open_refuses_a_damaged_log() {
 }
 
 #[test]
+fn c_damage_at_or_below_the_checkpoint_mark_costs_nothing() {
+    run_case("damage_below_mark");
+}
+
+#[test]
+fn c_repair_keeps_the_checkpoint_mark() {
+    run_case("repair_keeps_mark");
+}
+
+#[test]
+fn c_repair_after_a_checkpoint_removed_segments_leaves_a_log_that_opens() {
+    run_case("repair_after_removal");
+}
+
+#[test]
+fn c_rot_in_the_last_epoch_of_a_closed_log_is_corruption() {
+    run_case("closed_last_epoch_rot");
+}
+
+#[test]
+fn c_validate_first_gives_the_callback_nothing_from_a_damaged_log() {
+    run_case("validate_first");
+}
+
+#[test]
 fn c_repair_cuts_to_the_durable_prefix_and_keeps_every_byte() {
     run_case("repair");
 }

@@ -194,14 +194,27 @@ fn checkpointed_epochs_are_validated_but_never_replayed() {
     assert_eq!(r.report.first_epoch, 1);
     assert_eq!(r.report.epochs, r.report.last_epoch);
 
-    // Damage in a checkpointed epoch is still damage.
+    // Damage in a checkpointed epoch is reported, where it lies, but costs
+    // nothing: those pages are in the database, and every epoch after the
+    // mark is still replayed.
     let seg = segments(&vfs, Path::new(DB)).pop().unwrap();
     let f = flip_body_byte(&vfs, &seg, 1);
     assert_eq!(f.epoch, 2);
-    match recover(&vfs, Path::new(DB)) {
-        Err(Error::Corrupt { offset, .. }) => assert_eq!(offset, f.start),
-        other => panic!("expected Corrupt, got {other:?}"),
-    }
+    let d = recover(&vfs, Path::new(DB)).expect("damage at or below the mark is not corruption");
+    assert_eq!(d.report.damage_offset, f.start);
+    assert_eq!(d.report.damage_epoch, 2);
+    assert_eq!(d.report.damage_file.as_deref(), Some(seg.as_path()));
+    let text = d.report.damage.as_deref().unwrap();
+    assert!(text.contains("at or below the checkpoint mark 3"), "{text}");
+    assert_eq!(d.report.checkpoint_epoch, 3);
+    assert_eq!(
+        d.order, r.order,
+        "every epoch after the mark, as before the damage"
+    );
+    assert_eq!(d.report.last_epoch, r.report.last_epoch);
+    // And the log opens and goes on.
+    let log = open(&vfs, 1 << 20).expect("opens beside damage at or below the mark");
+    log.close().unwrap();
 }
 
 #[test]

@@ -260,7 +260,17 @@ fn segment_files(db: &Path) -> Vec<PathBuf> {
 
 /// Commits `n` one-page transactions, one epoch each; returns the log size.
 fn write_epochs(db: &Path, n: u64) {
-    let log = Log::open(db, &opts()).unwrap();
+    write_epochs_with(db, n, true)
+}
+
+/// `close_proof: false` leaves the log as a process that died right after
+/// its last sync leaves it: no frame vouches for the last epoch.
+fn write_epochs_with(db: &Path, n: u64, close_proof: bool) {
+    let o = Options {
+        close_proof,
+        ..opts()
+    };
+    let log = Log::open(db, &o).unwrap();
     for i in 1..=n {
         let f = txn_frames(i, 1, 1000);
         let e = submit_owned(&log, i, i, &f).unwrap();
@@ -286,7 +296,7 @@ const FRAME_1000: u64 = 80 + 4 * 2 + 4 + 44 + 12 + 1000;
 #[test]
 fn torn_tail_is_discarded_and_reported() {
     let db = scratch("torn");
-    write_epochs(&db, 3);
+    write_epochs_with(&db, 3, false);
     let seg = segment_files(&db).pop().unwrap();
     let frame = FRAME_1000;
     // Damage the middle of the last frame: nothing valid follows it.
@@ -300,6 +310,36 @@ fn torn_tail_is_discarded_and_reported() {
         "{:?}",
         report.damage
     );
+}
+
+/// After a clean close nothing was torn: the close wrote a frame vouching
+/// for the last epoch, so rot there is corruption (the durable prefix keeps
+/// the epochs before it), not a silently dropped torn tail.
+#[test]
+fn rot_in_the_last_epoch_of_a_cleanly_closed_log_is_corruption() {
+    let db = scratch("closed-rot");
+    write_epochs(&db, 3);
+    let seg = segment_files(&db).pop().unwrap();
+    let frame = FRAME_1000;
+    poke(&seg, 4096 + 2 * frame + frame / 2, |b| !b);
+    match recover_all(None, &db, false) {
+        Err(Error::Corrupt { file, what, .. }) => {
+            assert_eq!(file, seg);
+            assert!(
+                what.contains("records every epoch through 3 as synced"),
+                "{what}"
+            );
+        }
+        other => panic!("expected corruption, got {other:?}"),
+    }
+    let (got, _, report) = recover_all(None, &db, true).unwrap();
+    assert_eq!(
+        got.len(),
+        2,
+        "the durable prefix keeps the epochs before it"
+    );
+    assert_eq!(report.last_epoch, 2);
+    assert_eq!(report.damage_epoch, 3);
 }
 
 #[test]

@@ -23,6 +23,10 @@ fn opts() -> Options {
         segment_bytes: 1 << 20,
         lanes: 2,
         use_env: false,
+        // The logs here end as a process that died right after its last
+        // sync leaves them: no close writes a frame vouching for the last
+        // epoch, so damage there is a torn tail.
+        close_proof: false,
         ..Options::default()
     }
 }

@@ -27,6 +27,10 @@ fn opts(sync: SyncPolicy) -> Options {
         lanes: 2,
         sync,
         use_env: false,
+        // The logs here end as a process that died right after its last
+        // sync leaves them: no close writes a frame vouching for the last
+        // epoch, so damage there is a torn tail.
+        close_proof: false,
         ..Options::default()
     }
 }

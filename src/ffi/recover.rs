@@ -10,7 +10,7 @@ use super::boundary::{ffi_boundary, out_size, write_sized, Failure};
 use super::status::pwal_status;
 use super::types::{
     pwal_record, pwal_record_fn, pwal_recovery_report, PWAL_RECOVERY_REPORT_MIN_SIZE,
-    PWAL_RECOVER_DURABLE_PREFIX, PWAL_RECOVER_REFUSE_SEQ_INVERSIONS,
+    PWAL_RECOVER_DURABLE_PREFIX, PWAL_RECOVER_REFUSE_SEQ_INVERSIONS, PWAL_RECOVER_VALIDATE_FIRST,
 };
 use crate::io::RealVfs;
 use crate::{replay_with_vfs, Record, RecoveryReport, ReplayOptions};
@@ -18,7 +18,7 @@ use crate::{replay_with_vfs, Record, RecoveryReport, ReplayOptions};
 /// Every flag `pwal_recover` knows; other bits are rejected so that a flag
 /// from a newer header is not silently ignored.
 pub(crate) const KNOWN_FLAGS: u32 =
-    PWAL_RECOVER_DURABLE_PREFIX | PWAL_RECOVER_REFUSE_SEQ_INVERSIONS;
+    PWAL_RECOVER_DURABLE_PREFIX | PWAL_RECOVER_REFUSE_SEQ_INVERSIONS | PWAL_RECOVER_VALIDATE_FIRST;
 
 /// The recovery options of `flags`, refusing bits outside `known`.
 pub(crate) fn recover_options(flags: u32, known: u32) -> Result<ReplayOptions, Failure> {
@@ -31,6 +31,8 @@ pub(crate) fn recover_options(flags: u32, known: u32) -> Result<ReplayOptions, F
     Ok(ReplayOptions {
         durable_prefix: flags & PWAL_RECOVER_DURABLE_PREFIX != 0,
         refuse_seq_inversions: flags & PWAL_RECOVER_REFUSE_SEQ_INVERSIONS != 0,
+        validate_first: flags & PWAL_RECOVER_VALIDATE_FIRST != 0,
+        ..ReplayOptions::default()
     })
 }
 

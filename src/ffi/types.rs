@@ -60,6 +60,17 @@ pub const PWAL_RECOVER_DURABLE_PREFIX: u32 = 1;
 /// are not damaged, the engine submitted out of order.
 pub const PWAL_RECOVER_REFUSE_SEQ_INVERSIONS: u32 = 2;
 
+/// `pwal_recover` / `pwal_recover_and_open` flag: validate the whole log
+/// before the callback is called at all. On damage the callback is never
+/// called and the call fails as it would without the flag
+/// (`PWAL_ERR_CORRUPT`, `report` saying where); with
+/// `PWAL_RECOVER_DURABLE_PREFIX` too, the validated prefix is delivered.
+/// Without it a strict recovery of a damaged log gives the callback every
+/// record before the damage and only then fails. Cost: the log is read
+/// twice (once to validate, once to deliver); the second read usually comes
+/// from the page cache. Since 0.2.0.
+pub const PWAL_RECOVER_VALIDATE_FIRST: u32 = 4;
+
 /// Largest page accepted in a frame, in bytes (`pwal_frame.len`).
 pub const PWAL_MAX_PAGE_BYTES: u32 = 65536;
 /// Most frames in one transaction (`pwal_txn.frame_count`): enough for a

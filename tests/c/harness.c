@@ -1548,6 +1548,304 @@ static void case_trace(void) {
            (unsigned long long)t.mark);
 }
 
+/* ---- damage that costs no more than it must ---- */
+
+/* Commits ids first..last one by one, recording each id's epoch. */
+static void commit_each(pwal *log, uint64_t first, uint64_t last, uint64_t *epoch_of) {
+    txn_buf *b = malloc(sizeof *b);
+    CHECK(b != NULL);
+    for (uint64_t id = first; id <= last; id++) {
+        make_txn(b, id, id);
+        OK(pwal_commit(log, &b->txn, TEST_TIMEOUT_MS, &epoch_of[id]));
+    }
+    free(b);
+}
+
+/* The offset in `path` of id's first page, or -1. The whole page is
+ * matched: pages of 4096 bytes or more are unique to their id (the bytes are
+ * a function of id, position and position / 256). */
+static long find_page(const char *path, uint64_t id) {
+    uint32_t len = len_of(id, 0);
+    CHECK(len >= 4096);
+    unsigned char *want = malloc(len);
+    CHECK(want != NULL);
+    for (uint32_t i = 0; i < len; i++) want[i] = byte_of(id, 0, i);
+    size_t n = 0;
+    unsigned char *data = read_file(path, &n);
+    long at = -1;
+    for (size_t i = 0; i + len <= n && at < 0; i++)
+        if (data[i] == want[0] && memcmp(data + i, want, len) == 0) at = (long)i;
+    free(data);
+    free(want);
+    return at;
+}
+
+/* Rots a byte of id's first page in whichever segment holds it; returns the
+ * segment in `seg`. */
+static void rot_page(uint64_t id, char *seg, size_t seg_size) {
+    char dir[4200];
+    log_dir_of(dir, sizeof dir);
+    seg_list *l = malloc(sizeof *l);
+    CHECK(l != NULL);
+    list_segments(dir, l);
+    long at = -1;
+    for (size_t i = 0; i < l->n && at < 0; i++) {
+        at = find_page(l->path[i], id);
+        if (at >= 0) {
+            flip_byte(l->path[i], at + 100);
+            snprintf(seg, seg_size, "%s", l->path[i]);
+        }
+    }
+    free(l);
+    CHECK(at >= 0);
+}
+
+static int file_exists(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) return 0;
+    fclose(f);
+    return 1;
+}
+
+/* Rot in an epoch at or below the durable checkpoint mark, in a segment
+ * still on disk, costs nothing: it is reported (where, and that it lies at or
+ * below the mark), recovery returns PWAL_OK with every epoch above the
+ * mark, repair leaves the log alone, open succeeds, and the segment goes
+ * when a checkpoint removes it. */
+static void case_damage_below_mark(void) {
+    uint64_t epoch_of[100] = {0};
+    pwal *log = open_small();
+    commit_each(log, 1, 60, epoch_of);
+    uint64_t mark = epoch_of[40];
+    OK(pwal_checkpoint(log, mark));
+    commit_each(log, 61, 80, epoch_of);
+    OK(pwal_close(log));
+    /* The newest id at or below the mark still on disk, with a long page. */
+    uint64_t victim = 0;
+    char dir[4200];
+    log_dir_of(dir, sizeof dir);
+    seg_list *l = malloc(sizeof *l);
+    CHECK(l != NULL);
+    list_segments(dir, l);
+    for (uint64_t id = 39; id >= 1 && victim == 0; id--) {
+        if (len_of(id, 0) < 4096) continue;
+        for (size_t i = 0; i < l->n && victim == 0; i++)
+            if (find_page(l->path[i], id) >= 0) victim = id;
+    }
+    free(l);
+    CHECK(victim != 0);
+    char seg[4200];
+    rot_page(victim, seg, sizeof seg);
+
+    for (int pass = 0; pass < 2; pass++) {
+        oracle o;
+        oracle_init(&o, 100);
+        pwal_recovery_report rep = recover_all(&o, PWAL_OK);
+        CHECK(rep.has_damage == 1);
+        CHECK(strstr(rep.damage, "at or below the checkpoint mark") != NULL);
+        CHECK(strcmp(rep.damage_file, seg) == 0);
+        CHECK(rep.damage_epoch == epoch_of[victim]);
+        CHECK(rep.checkpoint_epoch == mark);
+        for (uint64_t id = 1; id <= 40; id++) CHECK(!o.seen[id]);
+        for (uint64_t id = 41; id <= 80; id++) CHECK(o.seen[id]);
+        free(o.seen);
+        /* Repair has nothing to cut: the second pass reads the same log. */
+        if (pass == 0) {
+            pwal_recovery_report r = new_report();
+            OK(pwal_repair(g_db, &r));
+        }
+    }
+    log = open_small();
+    commit_each(log, 81, 81, epoch_of);
+    OK(pwal_checkpoint(log, epoch_of[81]));
+    CHECK(!file_exists(seg));
+    OK(pwal_close(log));
+    oracle o;
+    oracle_init(&o, 100);
+    pwal_recovery_report rep = recover_all(&o, PWAL_OK);
+    CHECK(rep.has_damage == 0 && rep.transactions == 0);
+    free(o.seen);
+    printf("damage_below_mark: epoch %llu rotted under mark %llu; 40 epochs above it kept\n",
+           (unsigned long long)epoch_of[victim], (unsigned long long)mark);
+}
+
+/* A repair keeps the durable checkpoint mark, even when only the frames it
+ * cuts carried it: afterwards recovery returns exactly what the durable
+ * prefix returned (here nothing), not the checkpointed epochs again. */
+static void case_repair_keeps_mark(void) {
+    uint64_t epoch_of[100] = {0};
+    pwal *log = open_log();
+    commit_each(log, 1, 20, epoch_of);
+    uint64_t mark = epoch_of[20];
+    OK(pwal_checkpoint(log, mark));
+    commit_each(log, 21, 30, epoch_of);
+    OK(pwal_close(log));
+    char seg[4200];
+    rot_page(21, seg, sizeof seg);
+
+    oracle prefix;
+    oracle_init(&prefix, 100);
+    pwal_recovery_report want = new_report();
+    OK(pwal_recover(g_db, PWAL_RECOVER_DURABLE_PREFIX, oracle_cb, &prefix, &want));
+    CHECK(want.has_damage && want.checkpoint_epoch == mark && prefix.records == 0);
+    CHECK(want.damage_epoch == epoch_of[21]);
+    OK(pwal_repair(g_db, NULL));
+
+    oracle o;
+    oracle_init(&o, 100);
+    pwal_recovery_report rep = recover_all(&o, PWAL_OK);
+    CHECK(rep.checkpoint_epoch == mark);
+    CHECK(rep.records == 0 && rep.has_damage == 0);
+    free(o.seen);
+    log = open_log();
+    commit_each(log, 31, 31, epoch_of);
+    CHECK(epoch_of[31] > epoch_of[21]);
+    OK(pwal_close(log));
+    oracle_init(&o, 100);
+    rep = recover_all(&o, PWAL_OK);
+    for (uint64_t id = 1; id <= 30; id++) CHECK(!o.seen[id]);
+    CHECK(o.seen[31] && rep.checkpoint_epoch == mark);
+    free(o.seen);
+    free(prefix.seen);
+    printf("repair_keeps_mark: cut at epoch %llu, mark %llu kept\n",
+           (unsigned long long)epoch_of[21], (unsigned long long)mark);
+}
+
+/* After a checkpoint that removed segments, a repair leaves a log that
+ * recovery, open and a second repair accept. */
+static void case_repair_after_removal(void) {
+    uint64_t epoch_of[100] = {0};
+    pwal *log = open_small();
+    commit_each(log, 1, 60, epoch_of);
+    uint64_t mark = epoch_of[45];
+    OK(pwal_checkpoint(log, mark));
+    pwal_stats st = stats_of(log);
+    CHECK(st.segments_deleted + st.segments_recycled > 0);
+    commit_each(log, 61, 80, epoch_of);
+    OK(pwal_close(log));
+    /* Rot the first epoch above the mark that lies in the segment holding
+     * the mark's epoch: that segment was activated before the checkpoint,
+     * so its header names an older log start than the segments after it. */
+    char dir[4200];
+    log_dir_of(dir, sizeof dir);
+    seg_list *l = malloc(sizeof *l);
+    CHECK(l != NULL);
+    list_segments(dir, l);
+    CHECK(len_of(45, 0) >= 4096);
+    size_t at_mark = l->n;
+    for (size_t i = 0; i < l->n; i++)
+        if (find_page(l->path[i], 45) >= 0) at_mark = i;
+    CHECK(at_mark < l->n);
+    uint64_t victim = 0;
+    for (uint64_t id = 46; id <= 60 && victim == 0; id++)
+        if (len_of(id, 0) >= 4096 && find_page(l->path[at_mark], id) >= 0) victim = id;
+    free(l);
+    CHECK(victim != 0);
+    char seg[4200];
+    rot_page(victim, seg, sizeof seg);
+
+    oracle prefix;
+    oracle_init(&prefix, 100);
+    pwal_recovery_report want = new_report();
+    OK(pwal_recover(g_db, PWAL_RECOVER_DURABLE_PREFIX, oracle_cb, &prefix, &want));
+    finish_txn(&prefix);
+    CHECK(want.has_damage && want.damage_epoch == epoch_of[victim]);
+    OK(pwal_repair(g_db, NULL));
+    oracle o;
+    oracle_init(&o, 100);
+    pwal_recovery_report rep = recover_all(&o, PWAL_OK);
+    CHECK(memcmp(o.seen, prefix.seen, 101) == 0);
+    CHECK(rep.checkpoint_epoch == mark);
+    free(o.seen);
+    log = open_small();
+    commit_each(log, 81, 81, epoch_of);
+    OK(pwal_close(log));
+    OK(pwal_repair(g_db, NULL));
+    oracle_init(&o, 100);
+    rep = recover_all(&o, PWAL_OK);
+    CHECK(o.seen[81] && rep.has_damage == 0);
+    o.seen[81] = 0;
+    CHECK(memcmp(o.seen, prefix.seen, 101) == 0);
+    free(o.seen);
+    free(prefix.seen);
+    printf("repair_after_removal: cut at epoch %llu above mark %llu; reopened\n",
+           (unsigned long long)epoch_of[victim], (unsigned long long)mark);
+}
+
+/* After pwal_close nothing was torn: rot in the last committed epoch is
+ * corruption, and the durable prefix keeps the epochs before it. */
+static void case_closed_last_epoch_rot(void) {
+    uint64_t epoch_of[100] = {0};
+    pwal *log = open_log();
+    commit_each(log, 1, 10, epoch_of);
+    OK(pwal_close(log));
+    char seg[4200];
+    rot_page(10, seg, sizeof seg);
+    oracle o;
+    oracle_init(&o, 100);
+    pwal_recovery_report rep = new_report();
+    EXPECT_STATUS(pwal_recover(g_db, 0, oracle_cb, &o, &rep), PWAL_ERR_CORRUPT, seg);
+    CHECK(rep.damage_epoch == epoch_of[10]);
+    free(o.seen);
+    oracle_init(&o, 100);
+    rep = new_report();
+    OK(pwal_recover(g_db, PWAL_RECOVER_DURABLE_PREFIX, oracle_cb, &o, &rep));
+    finish_txn(&o);
+    for (uint64_t id = 1; id <= 9; id++) CHECK(o.seen[id]);
+    CHECK(!o.seen[10] && rep.has_damage == 1 && rep.torn_tail_bytes == 0);
+    free(o.seen);
+    printf("closed_last_epoch_rot: epoch %llu is corruption after a close\n",
+           (unsigned long long)epoch_of[10]);
+}
+
+/* PWAL_RECOVER_VALIDATE_FIRST: on damage the callback is never called; with
+ * the durable-prefix flag the validated prefix is delivered. */
+static void case_validate_first(void) {
+    char seg[4200];
+    damaged_log(40, seg, sizeof seg);
+    oracle o;
+    oracle_init(&o, 50);
+    pwal_recovery_report rep = new_report();
+    EXPECT_STATUS(pwal_recover(g_db, PWAL_RECOVER_VALIDATE_FIRST, oracle_cb, &o, &rep),
+                  PWAL_ERR_CORRUPT, "offset 4096");
+    CHECK(o.records == 0 && rep.records == 0 && rep.transactions == 0);
+    CHECK(strcmp(rep.damage_file, seg) == 0 && rep.damage_offset == 4096);
+    free(o.seen);
+
+    oracle plain, first;
+    oracle_init(&plain, 50);
+    oracle_init(&first, 50);
+    pwal_recovery_report a = new_report(), b = new_report();
+    OK(pwal_recover(g_db, PWAL_RECOVER_DURABLE_PREFIX, oracle_cb, &plain, &a));
+    OK(pwal_recover(g_db, PWAL_RECOVER_DURABLE_PREFIX | PWAL_RECOVER_VALIDATE_FIRST, oracle_cb,
+                    &first, &b));
+    finish_txn(&plain);
+    finish_txn(&first);
+    CHECK(plain.records > 0 && plain.records == first.records);
+    CHECK(memcmp(plain.seen, first.seen, 51) == 0);
+    CHECK(a.last_epoch == b.last_epoch && a.damage_offset == b.damage_offset);
+    free(plain.seen);
+    free(first.seen);
+
+    pwal_options opts = test_options();
+    opts.segment_bytes = SMALL_SEGMENT_BYTES;
+    pwal *log = NULL;
+    oracle_init(&o, 50);
+    EXPECT_STATUS(pwal_recover_and_open(g_db, &opts, PWAL_RECOVER_VALIDATE_FIRST, oracle_cb, &o,
+                                        NULL, &log),
+                  PWAL_ERR_CORRUPT, seg);
+    CHECK(log == NULL && o.records == 0);
+    free(o.seen);
+    OK(pwal_repair(g_db, NULL));
+    oracle_init(&o, 50);
+    OK(pwal_recover_and_open(g_db, &opts, PWAL_RECOVER_VALIDATE_FIRST, oracle_cb, &o, NULL, &log));
+    finish_txn(&o);
+    CHECK(log != NULL && o.records == plain.records);
+    OK(pwal_close(log));
+    free(o.seen);
+    printf("validate_first: the damaged log gave the callback nothing\n");
+}
+
 int main(int argc, char **argv) {
     if (argc < 3) {
         fprintf(stderr, "usage: %s CASE DIR [ARG...]\n", argv[0]);
@@ -1586,6 +1884,11 @@ int main(int argc, char **argv) {
         {"file_ids", case_file_ids},
         {"trace", case_trace},
         {"write_log", case_write_log},
+        {"damage_below_mark", case_damage_below_mark},
+        {"repair_keeps_mark", case_repair_keeps_mark},
+        {"repair_after_removal", case_repair_after_removal},
+        {"closed_last_epoch_rot", case_closed_last_epoch_rot},
+        {"validate_first", case_validate_first},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         if (strcmp(g_case, cases[i].name) == 0) {
