@@ -13,20 +13,29 @@ static int32_t replay(void *user_data, const pwal_record *r) {
 }
 
 int main(void) {
-    /* 1. After a crash, replay what was durable (a missing log is empty). */
-    if (pwal_recover("app.db", 0, replay, NULL, NULL) != PWAL_OK) {
-        fprintf(stderr, "recover: %s\n", pwal_last_error());
-        return 1;
-    }
-
-    /* 2. Open the log (the directory app.db-pwal/). */
+    /* 1. Replay what was durable (a missing log is empty) and open the log
+     *    (the directory app.db-pwal/), under one lock. The log is validated
+     *    whole before replay() sees a page: on damage it sees none. */
     pwal_options opts;
     pwal_options_init(&opts); /* defaults: PWAL_SYNC_FULL, PWAL_MODE_AUTO */
+    pwal_recovery_report report;
+    memset(&report, 0, sizeof report);
+    report.struct_size = sizeof report;
     pwal *log = NULL;
-    if (pwal_open("app.db", &opts, &log) != PWAL_OK) {
-        fprintf(stderr, "open: %s\n", pwal_last_error());
+    pwal_status rs = pwal_recover_and_open("app.db", &opts, PWAL_RECOVER_VALIDATE_FIRST, replay,
+                                           NULL, &report, &log);
+    if (rs == PWAL_ERR_CORRUPT) {
+        /* Nothing was replayed. To go on with what lies before the damage:
+         * pwal_recover with PWAL_RECOVER_DURABLE_PREFIX, then pwal_repair. */
+        fprintf(stderr, "damaged log: %s\n", report.damage);
         return 1;
     }
+    if (rs != PWAL_OK) {
+        fprintf(stderr, "recover and open: %s: %s\n", pwal_status_name(rs), pwal_last_error());
+        return 1;
+    }
+    if (report.has_damage) /* a torn tail, or damage the checkpoint covers */
+        printf("recovered past: %s\n", report.damage);
 
     /* 3. Commit a transaction of one page; from any number of threads. */
     unsigned char page[4096];

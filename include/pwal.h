@@ -1235,9 +1235,14 @@ pwal_status pwal_get_stats(struct pwal *log, struct pwal_stats *out);
  *
  * - The last handle closes the log: everything submitted through any
  *   handle and not yet written is written (and synced under
- *   `PWAL_SYNC_FULL`/`NORMAL`), the log's threads stop, and its lock is
- *   released; a failure of that final write or sync, or an earlier one, is
- *   reported.
+ *   `PWAL_SYNC_FULL`/`NORMAL`); under those two, when the last epoch
+ *   holding a record has no later frame vouching for it, one more empty
+ *   frame that does is written and synced (so that damage to it reads as
+ *   corruption, not as a torn tail); a log whose epochs are all
+ *   checkpointed is left as small as a fresh one (its spares deleted, a
+ *   grown segment left for a small one); the log's threads stop, and its
+ *   lock is released. A failure of that final write or sync, or an
+ *   earlier one, is reported.
  * - Any other handle only gives up its share of the log: nothing is
  *   flushed or waited for, no earlier failure is reported, and the result is
  *   `PWAL_OK`. Batches submitted through it stay in the log like any other
@@ -1285,7 +1290,10 @@ pwal_status pwal_close(struct pwal *log);
  * of `pwal_recover` (epochs after the checkpoint mark only), before the call
  * returns and before anything new is written; then the log is opened as by
  * `pwal_open`. If recovery fails, nothing is opened and nothing is written.
- * `flags`: 0 or `PWAL_RECOVER_REFUSE_SEQ_INVERSIONS`;
+ * `flags`: 0, or any of `PWAL_RECOVER_REFUSE_SEQ_INVERSIONS` and
+ * `PWAL_RECOVER_VALIDATE_FIRST` (the log is validated whole, as the open
+ * will judge it, before the callback is called: on damage it is never
+ * called and nothing is opened; costs a second read of the log);
  * `PWAL_RECOVER_DURABLE_PREFIX` is refused (`PWAL_ERR_INVALID`), since a log
  * with damage is not appended to: run `pwal_repair` first. `report` as for
  * `pwal_recover` (may be NULL; filled on every return). On success
@@ -1342,11 +1350,25 @@ pwal_status pwal_recover_and_open(const char *path, const struct pwal_options *o
  * Checkpointed epochs: the epochs at or below the durable checkpoint mark
  * (the highest `through_epoch` a `pwal_checkpoint` made durable, reported
  * in `report->checkpoint_epoch`) are in the database already and are never
- * given to the callback, even while their segments are still on disk; they
- * are still validated, so damage there fails recovery as anywhere else.
+ * given to the callback, even while their segments are still on disk. They
+ * are still validated, and damage wholly at or below the mark (a rotted
+ * frame, or a segment header in front of such epochs) is reported
+ * (`has_damage`, `damage` saying it lies at or below the checkpoint mark,
+ * `damage_file`, `damage_offset`, `damage_epoch`) but is not corruption:
+ * their pages are in the database, so recovery reads past it and returns
+ * `PWAL_OK` with every epoch above the mark; `pwal_open` accepts the log,
+ * and the damaged segment is deleted when a checkpoint removes it.
  *
- * `flags`: 0, or any of `PWAL_RECOVER_DURABLE_PREFIX` and
- * `PWAL_RECOVER_REFUSE_SEQ_INVERSIONS`. `report` may be NULL; otherwise set
+ * After `pwal_close` (under `PWAL_SYNC_FULL` or `NORMAL`) nothing is torn:
+ * damage to an epoch holding a record of a cleanly closed log is
+ * `PWAL_ERR_CORRUPT`, never a dropped torn tail. After a crash, the last
+ * epochs written that no later frame vouches for read as a torn tail
+ * whether their write was lost or rotted afterwards.
+ *
+ * `flags`: 0, or any of `PWAL_RECOVER_DURABLE_PREFIX`,
+ * `PWAL_RECOVER_REFUSE_SEQ_INVERSIONS` and `PWAL_RECOVER_VALIDATE_FIRST`
+ * (the whole log is validated before the callback is called: on damage it
+ * is never called; costs a second read of the log). `report` may be NULL; otherwise set
  * `report->struct_size = sizeof(pwal_recovery_report)`, and it is filled on
  * every return, whatever the status (as far as recovery got; on
  * `PWAL_ERR_CORRUPT` `damage`, `damage_file`, `damage_offset` and
@@ -1357,7 +1379,8 @@ pwal_status pwal_recover_and_open(const char *path, const struct pwal_options *o
  * `PWAL_RECOVER_DURABLE_PREFIX`; a lost beginning or a log of another
  * format version, in either mode; a commit-sequence inversion under
  * `PWAL_RECOVER_REFUSE_SEQ_INVERSIONS`; records before it were already
- * given to the callback); `PWAL_ERR_IO`; `PWAL_ERR_LOCKED` (another process
+ * given to the callback, unless `PWAL_RECOVER_VALIDATE_FIRST`);
+ * `PWAL_ERR_IO`; `PWAL_ERR_LOCKED` (another process
  * is writing the log, including the parent of a `fork()`ed child);
  * `PWAL_ERR_INVALID` (NULL or empty `path`, NULL `callback`, unknown `flags`
  * bits, `report->struct_size` below `PWAL_RECOVERY_REPORT_MIN_SIZE`, the log
@@ -1371,9 +1394,12 @@ pwal_status pwal_recover_and_open(const char *path, const struct pwal_options *o
  *
  * Thread safety: safe from any thread; the callback runs on the calling
  * thread. The usual place is before `pwal_open` (or use
- * `pwal_recover_and_open`, which does both with one read of the log); while
- * this process has the log open it may run too, and what is not yet
- * written reads as a torn tail.
+ * `pwal_recover_and_open`, which does both with one read of the log). While
+ * this process has the log open it may run too: it then reads a consistent
+ * prefix of the log, every epoch that was durable when the call began (none
+ * written later, and no torn tail), while checkpoints leave the segments
+ * they could free in place until it returns (the next checkpoint removes
+ * them).
  *
  * # Safety
  *
@@ -1395,8 +1421,13 @@ pwal_status pwal_recover(const char *path, uint32_t flags, pwal_record_fn callba
  * Every change is synced (the files, `damaged/` and the log directory)
  * before the call returns. A log with nothing to cut (no damage, or only a
  * torn tail at its very end followed by zeros) is left unchanged; a missing
- * log directory is an empty log. An interrupted repair (a crash) can simply
- * be run again. Use it when `pwal_recover` or `pwal_open` fails with
+ * log directory is an empty log. Damage at or below the checkpoint mark is
+ * not cut (it costs nothing: see `pwal_recover`). The durable checkpoint
+ * mark is kept: when only the frames cut carried it, repair writes an
+ * empty frame at the cut that carries it, so that recovery does not hand
+ * checkpointed epochs back and a log whose first segments a checkpoint
+ * removed still opens. An interrupted repair (a crash) can simply be run
+ * again. Use it when `pwal_recover` or `pwal_open` fails with
  * `PWAL_ERR_CORRUPT` and the engine accepts losing what lies after the
  * damage; keep `damaged/` for inspection, pwal never reads it.
  *

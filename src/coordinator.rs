@@ -779,6 +779,14 @@ impl Shared {
         for t in threads {
             panicked |= t.join().is_err();
         }
+        if !panicked && !self.poisoned.load(Ordering::Acquire) {
+            // A closed log needs no spares (the next open prepares its own):
+            // they go, so that a closed log takes no more than a fresh one.
+            if let Err(e) = crate::store::delete_spares(self) {
+                self._lock.lock().take();
+                return Err(e);
+            }
+        }
         self._lock.lock().take();
         if panicked {
             return Err(Error::Internal("a pwal background thread panicked".into()));

@@ -159,6 +159,19 @@ pub(crate) fn run(sh: Arc<Shared>) {
         match next_action(&sh) {
             Action::Exit => {
                 let mut fs = sh.flush.lock();
+                // A closed log whose epochs are all checkpointed keeps what a
+                // fresh one has: a large active segment is left for a small
+                // one, as the idle trim does (spares go at shutdown).
+                if !sh.poisoned.load(Ordering::Acquire) {
+                    crate::store::trim_spares(&sh);
+                    if let Some(through) = fs.shrink_when_idle(&sh) {
+                        drop(fs);
+                        if let Some(limit) = sh.removal_limit(through) {
+                            let _ = crate::store::remove_through(&sh, limit);
+                        }
+                        fs = sh.flush.lock();
+                    }
+                }
                 if sh.cfg.sync != SyncPolicy::Off {
                     if let Err((ctx, e)) = fs.sync_active(&sh) {
                         let next = sh.state.lock().synced + 1;

@@ -559,6 +559,31 @@ pub(crate) fn trim_spares(sh: &Shared) {
     }
 }
 
+/// Deletes every spare, those a stopped preparer left half filled too, and
+/// syncs the directory (at close, once the threads are joined).
+pub(crate) fn delete_spares(sh: &Shared) -> Result<()> {
+    let mut cat = sh.catalog.lock();
+    cat.spares.clear();
+    let names = sh
+        .vfs
+        .list_dir(&sh.dir)
+        .map_err(|e| Error::io(format!("listing {}", sh.dir.display()), e))?;
+    let mut removed = false;
+    for name in names.iter().filter(|n| parse_spare_name(n).is_some()) {
+        let path = sh.dir.join(name);
+        sh.vfs
+            .remove_file(&path)
+            .map_err(|e| Error::io(format!("deleting {}", path.display()), e))?;
+        removed = true;
+    }
+    if removed {
+        sh.vfs
+            .sync_dir(&sh.dir)
+            .map_err(|e| Error::io(format!("syncing directory {}", sh.dir.display()), e))?;
+    }
+    Ok(())
+}
+
 /// The capacity of the segment after one of `capacity`: twice as large, up
 /// to the segment size.
 fn doubled(sh: &Shared, capacity: u64) -> u64 {

@@ -380,3 +380,33 @@ fn an_idle_spell_ends_a_spell_of_large_frames() {
     });
     log.close().unwrap();
 }
+
+/// A closed log whose epochs are all checkpointed takes no more than a
+/// fresh log: close deletes the spares and leaves a grown active segment
+/// for a small one.
+#[test]
+fn a_closed_checkpointed_log_takes_no_more_than_a_fresh_one() {
+    let dir = common::scratch("footprint-closed");
+    let db = dir.join("db");
+    let log = Log::open(&db, &opts()).unwrap();
+    let mut e = 0;
+    for id in 1..=320 {
+        e = commit(&log, id, 1); // 5 MiB of 16 KiB pages
+    }
+    log.checkpoint(e).unwrap();
+    log.close().unwrap();
+    let used = total(&db);
+    assert!(used <= 8 * MIB, "{used} bytes: {:?}", files(&db));
+    assert!(
+        !files(&db).iter().any(|f| f.0.starts_with("spare-")),
+        "{:?}",
+        files(&db)
+    );
+    // Nothing is replayed, and the log opens and goes on.
+    let r = pwal::recover(&db, &pwal::RecoverOptions::default(), |_| true).unwrap();
+    assert_eq!(r.transactions, 0);
+    assert!(r.checkpoint_epoch >= e);
+    let log = Log::open(&db, &opts()).unwrap();
+    assert!(commit(&log, 321, 1) > e);
+    log.close().unwrap();
+}

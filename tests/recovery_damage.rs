@@ -209,10 +209,13 @@ fn damage_to_any_certificate_field_of_the_last_frame_is_a_torn_tail() {
                 "{case}: {damage}"
             );
             if reseal_it {
-                // The last frame ends the file: a body one byte longer runs
-                // past it before the records are read.
+                // When the last frame ends the file (the segment started
+                // empty: no spare was ready at the first commit), a body one
+                // byte longer runs past it before the records are read; in a
+                // zero-filled spare the records' own check catches it.
+                let ends_file = f.end == vfs.contents(&seg).unwrap().len() as u64;
                 let want = match name {
-                    "body length" => "runs past the end of the file",
+                    "body length" if ends_file => "runs past the end of the file",
                     _ => why(name),
                 };
                 assert!(damage.contains(want), "{case}: {damage}");

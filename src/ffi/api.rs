@@ -653,9 +653,14 @@ pub unsafe extern "C" fn pwal_get_stats(log: *mut pwal, out: *mut pwal_stats) ->
 ///
 /// - The last handle closes the log: everything submitted through any
 ///   handle and not yet written is written (and synced under
-///   `PWAL_SYNC_FULL`/`NORMAL`), the log's threads stop, and its lock is
-///   released; a failure of that final write or sync, or an earlier one, is
-///   reported.
+///   `PWAL_SYNC_FULL`/`NORMAL`); under those two, when the last epoch
+///   holding a record has no later frame vouching for it, one more empty
+///   frame that does is written and synced (so that damage to it reads as
+///   corruption, not as a torn tail); a log whose epochs are all
+///   checkpointed is left as small as a fresh one (its spares deleted, a
+///   grown segment left for a small one); the log's threads stop, and its
+///   lock is released. A failure of that final write or sync, or an
+///   earlier one, is reported.
 /// - Any other handle only gives up its share of the log: nothing is
 ///   flushed or waited for, no earlier failure is reported, and the result is
 ///   `PWAL_OK`. Batches submitted through it stay in the log like any other
@@ -715,7 +720,10 @@ pub unsafe extern "C" fn pwal_close(log: *mut pwal) -> pwal_status {
 /// of `pwal_recover` (epochs after the checkpoint mark only), before the call
 /// returns and before anything new is written; then the log is opened as by
 /// `pwal_open`. If recovery fails, nothing is opened and nothing is written.
-/// `flags`: 0 or `PWAL_RECOVER_REFUSE_SEQ_INVERSIONS`;
+/// `flags`: 0, or any of `PWAL_RECOVER_REFUSE_SEQ_INVERSIONS` and
+/// `PWAL_RECOVER_VALIDATE_FIRST` (the log is validated whole, as the open
+/// will judge it, before the callback is called: on damage it is never
+/// called and nothing is opened; costs a second read of the log);
 /// `PWAL_RECOVER_DURABLE_PREFIX` is refused (`PWAL_ERR_INVALID`), since a log
 /// with damage is not appended to: run `pwal_repair` first. `report` as for
 /// `pwal_recover` (may be NULL; filled on every return). On success
