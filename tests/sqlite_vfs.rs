@@ -100,6 +100,33 @@ vfs_cases!(
     renamed_dir
 );
 
+/// The VFS loaded into the system's SQLite (Debian's libsqlite3, built
+/// without `SQLITE_ENABLE_BATCH_ATOMIC_WRITE`, so SQLite would commit every
+/// transaction through its rollback journal and none through the log): the
+/// load fails, naming the missing compile option, and registers nothing
+/// (`system_load`, built by `make sqlite-system` against libsqlite3-dev).
+#[test]
+fn system_sqlite_refused() {
+    let dir = build_dir();
+    let mut make = Command::new("make");
+    make.arg("-C")
+        .arg(support::root().join("examples-c"))
+        .arg("sqlite-system")
+        .arg(format!("PWAL_SO={}", support::cdylib().display()));
+    support::run(
+        make,
+        "make -C examples-c sqlite-system (needs the system's SQLite: apt-get install \
+         libsqlite3-dev)",
+    );
+    let mut cmd = Command::new(dir.join("system_load"));
+    cmd.env_remove("LD_LIBRARY_PATH");
+    let out = support::run(cmd, "system_load");
+    assert!(
+        out.contains("ok system_load"),
+        "system_load did not report ok:\n{out}"
+    );
+}
+
 /// splitmix64, for the kill timings.
 struct Rng(u64);
 

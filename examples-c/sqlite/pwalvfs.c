@@ -1678,6 +1678,28 @@ int sqlite3_pwalvfs_init(sqlite3 *db, char **err, const sqlite3_api_routines *ap
     (void)db;
     SQLITE_EXTENSION_INIT2(api);
     if (sqlite3_vfs_find(VFS_NAME)) return SQLITE_OK_LOAD_PERMANENTLY; /* loaded before */
+    /* Without batch atomic writes SQLite never sends BEGIN_ATOMIC_WRITE:
+     * every transaction would go through its rollback journal and none
+     * through the log, silently. (A SQLite built without compile option
+     * diagnostics cannot say, and is refused too.) */
+#ifndef SQLITE_CORE
+    int diags = sqlite3_api->compileoption_used != NULL;
+#else
+    int diags = 1;
+#endif
+    if (!diags || !sqlite3_compileoption_used("ENABLE_BATCH_ATOMIC_WRITE")) {
+        const char *why = diags ? "was built without SQLITE_ENABLE_BATCH_ATOMIC_WRITE"
+                                : "cannot tell whether it was built with "
+                                  "SQLITE_ENABLE_BATCH_ATOMIC_WRITE (built without compile "
+                                  "option diagnostics)";
+        sqlite3_log(SQLITE_ERROR, "pwal vfs: this SQLite (%s) %s; the VFS needs it", sqlite3_libversion(), why);
+        if (err)
+            *err = sqlite3_mprintf("pwal vfs: this SQLite (%s) %s, so it would commit through its "
+                                   "rollback journal and never through the log; rebuild SQLite "
+                                   "with -DSQLITE_ENABLE_BATCH_ATOMIC_WRITE",
+                                   sqlite3_libversion(), why);
+        return SQLITE_ERROR;
+    }
     /* "unix-excl" is the unix VFS that takes one exclusive lock per
      * database file, once, and locks between the connections of this
      * process in memory: pwal allows one process per log anyway, and it
