@@ -97,7 +97,8 @@ vfs_cases!(
     moved,
     close_durable,
     readonly,
-    renamed_dir
+    renamed_dir,
+    shim
 );
 
 /// The VFS loaded into the system's SQLite (Debian's libsqlite3, built

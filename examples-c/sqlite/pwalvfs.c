@@ -48,9 +48,11 @@
  *    (which the log made durable) is a no-op.
  *  - xAccess remembers that "<db>-journal" and "<db>-wal" do not exist
  *    (see "what xAccess knows without asking").
- *  - No shared memory (xShmMap is NULL): SQLite refuses journal_mode=WAL,
- *    except under locking_mode=EXCLUSIVE, where its WAL needs no shared
- *    memory and its checkpoints are writes outside a batch (see above).
+ *  - No shared memory (io methods of version 1): SQLite refuses
+ *    journal_mode=WAL, except under locking_mode=EXCLUSIVE, where its WAL
+ *    needs no shared memory and its checkpoints are writes outside a batch
+ *    (see above). The version 2 and 3 slots hold stubs that fail, for
+ *    shims stacked on top that call them regardless.
  */
 #define _GNU_SOURCE /* realpath, pread, pwrite, fdatasync */
 
@@ -1420,7 +1422,8 @@ static int x_device_characteristics(sqlite3_file *f) {
     return p->real->pMethods->xDeviceCharacteristics(p->real) | SQLITE_IOCAP_BATCH_ATOMIC;
 }
 
-/* No memory mapping: reads go through xRead. */
+/* No memory mapping: reads go through xRead. (Version 1: SQLite does not
+ * call these either; a shim that forwards them gets nothing mapped.) */
 static int x_fetch(sqlite3_file *f, sqlite3_int64 off, int amt, void **pp) {
     (void)f;
     (void)off;
@@ -1436,8 +1439,45 @@ static int x_unfetch(sqlite3_file *f, sqlite3_int64 off, void *ptr) {
     return SQLITE_OK;
 }
 
+/* No shared memory. SQLite itself never calls these (the methods are of
+ * version 1, which has none); they are there for a shim stacked on this VFS
+ * that declares a later version and forwards every call without looking at
+ * the version underneath (as SQLite's cksumvfs does): it gets an error, not
+ * a call through NULL. */
+static int x_shm_map(sqlite3_file *f, int page, int size, int extend, void volatile **pp) {
+    (void)f;
+    (void)page;
+    (void)size;
+    (void)extend;
+    *pp = NULL;
+    return SQLITE_IOERR_SHMMAP;
+}
+
+static int x_shm_lock(sqlite3_file *f, int offset, int n, int flags) {
+    (void)f;
+    (void)offset;
+    (void)n;
+    (void)flags;
+    return SQLITE_IOERR_SHMLOCK;
+}
+
+static void x_shm_barrier(sqlite3_file *f) {
+    (void)f;
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+}
+
+static int x_shm_unmap(sqlite3_file *f, int delete_flag) {
+    (void)f;
+    (void)delete_flag;
+    return SQLITE_OK;
+}
+
+/* Version 1: no shared memory (so SQLite offers WAL only under
+ * locking_mode=EXCLUSIVE, where it keeps the WAL index in its own heap)
+ * and no memory mapping. Every slot of version 3 is filled all the same
+ * (see x_shm_map). */
 static const sqlite3_io_methods io_methods = {
-    3,
+    1,
     x_close,
     x_read,
     x_write,
@@ -1450,10 +1490,10 @@ static const sqlite3_io_methods io_methods = {
     x_file_control,
     x_sector_size,
     x_device_characteristics,
-    NULL, /* xShmMap: no shared memory, so no WAL (see the top) */
-    NULL,
-    NULL,
-    NULL,
+    x_shm_map, /* never called by SQLite (version 1): see x_shm_map */
+    x_shm_lock,
+    x_shm_barrier,
+    x_shm_unmap,
     x_fetch,
     x_unfetch,
 };
