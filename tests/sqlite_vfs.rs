@@ -98,7 +98,8 @@ vfs_cases!(
     close_durable,
     readonly,
     renamed_dir,
-    shim
+    shim,
+    foreign
 );
 
 /// The VFS loaded into the system's SQLite (Debian's libsqlite3, built

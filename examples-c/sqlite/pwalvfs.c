@@ -5,10 +5,12 @@
  *
  * A loadable extension (entry point sqlite3_pwalvfs_init) for a SQLite built
  * with SQLITE_ENABLE_BATCH_ATOMIC_WRITE. It wraps the unix VFS in its
- * "unix-excl" form (one exclusive lock per database file, taken once,
- * in-process locking between connections in memory: pwal allows one
- * process per log anyway) and registers a VFS named "pwal" (not as the
- * default). For a main database file opened through it:
+ * "unix-excl" form and registers a VFS named "pwal" (not as the default).
+ * Its handles lock each other in memory, and one file of the unix VFS per
+ * database holds an EXCLUSIVE lock from the first lock to the last close,
+ * which keeps other processes and this process's connections through
+ * other VFSes out (see "locks"): pwal allows one process per log anyway.
+ * For a main database file opened through it:
  *
  *  - xDeviceCharacteristics adds SQLITE_IOCAP_BATCH_ATOMIC, so SQLite commits
  *    a transaction that fits in its page cache with no rollback journal:
@@ -99,8 +101,8 @@ struct dbent {
     dev_t dev;           /* the file fd opened (is the file at the name still it?) */
     ino_t ino;
     int opens;           /* main database handles open on it (under shared.mu) */
-    /* A handle of a writable file has locked it: "unix-excl" then holds
-     * an exclusive fcntl() lock on it for this process until its last
+    /* A handle of a writable file has locked it: the guard (below) then
+     * holds an exclusive lock on it for this process until its last
      * handle closes, and no other process can change it. Only then may
      * the caches of its size and of its journal's absence be trusted.
      * Atomic; cleared at the last close. */
@@ -117,6 +119,18 @@ struct dbent {
      * writes, a direct write or truncation, a file control) bumps it. */
     sqlite3_int64 real_size;
     uint64_t real_size_gen, size_gen; /* real_size holds when they are equal and nonzero */
+    /* Locking (see "locks" below). The handles of the process lock each
+     * other here, in memory, with SQLite's lock levels; the file itself is
+     * locked by the guard, a file of the unix VFS underneath opened while
+     * the database has handles (under open_mu), which takes EXCLUSIVE at
+     * the first lock and keeps it until the last close. Lock order:
+     * shared.mu before lk_mu. */
+    pthread_mutex_t lk_mu;
+    int lk_level;          /* the highest level a handle holds (SQLITE_LOCK_*) */
+    int lk_shared;         /* handles at SHARED or above */
+    sqlite3_file *guard;   /* NULL: none open */
+    int guard_locked;      /* the guard holds EXCLUSIVE */
+    char *guard_name;      /* the name the guard was opened by (it must outlive it) */
 };
 
 typedef struct {
@@ -176,6 +190,7 @@ typedef struct {
     pwal_frame *frames;
     char *db_path;      /* the name it was opened by (sidecars); NULL for a read-only file */
     int readonly;       /* the real file is read-only: its locks are ordinary shared ones */
+    int lock;           /* the SQLITE_LOCK_* level it holds (not for a read-only file) */
     sqlite3_file *real; /* the default VFS's file, right after this struct */
 } pfile;
 
@@ -358,6 +373,7 @@ static dbent *add_ent(shared *s, const char *name, uint32_t id) {
     e->fd = -1;
     e->size_gen = 1;
     pthread_mutex_init(&e->ov_mu, NULL);
+    pthread_mutex_init(&e->lk_mu, NULL);
     e->next = s->files;
     s->files = e;
     return e;
@@ -497,6 +513,8 @@ static void free_shared(shared *s) {
         pm_clear(&e->live);
         pm_clear(&e->going);
         pthread_mutex_destroy(&e->ov_mu);
+        pthread_mutex_destroy(&e->lk_mu);
+        free(e->guard_name); /* the guard is closed with the database's last handle */
         free(e->name);
         free(e);
     }
@@ -778,8 +796,8 @@ static void release(shared *s) {
  * deletes that name, and when the database's last handle closes.
  *
  * Answered from memory only while a read-write handle has locked the
- * database (dbent.process_locked): the "unix-excl" lock is then an
- * exclusive fcntl() lock held until the last handle in this process
+ * database (dbent.process_locked): the guard's lock (see "locks") is then
+ * an exclusive fcntl() lock held until the last handle in this process
  * closes, so no other process can make a journal meanwhile, and every one
  * made here is opened through this VFS. Read-only handles take ordinary
  * shared locks and register nothing here. */
@@ -880,6 +898,135 @@ static void sidecar_note_absent(const char *path, uint64_t gen) {
     pthread_mutex_unlock(&g_side_mu);
 }
 
+/* ---- locks ----
+ *
+ * The handles of a database in this process lock each other in memory
+ * (dbent.lk_*), with the rules of SQLite's unix VFS between the
+ * connections of one process. The file is locked once for all of them, by
+ * the guard: a file of the unix VFS ("unix-excl") opened on the database
+ * beside the handles' own, which takes EXCLUSIVE at the first lock of any
+ * handle and holds it until the database's last handle closes.
+ *
+ * That lock is what keeps everyone else out, and it has to be an
+ * EXCLUSIVE lock of the unix VFS itself: the unix VFS shares one lock
+ * state per file among all its connections of a process ("unix",
+ * "unix-excl", and the handles under this VFS alike), and fcntl() locks do
+ * not conflict within a process. So a connection of this process through
+ * another VFS sees the guard's EXCLUSIVE and gets SQLITE_BUSY, instead of
+ * reading a database file that lacks the pages waiting in memory and
+ * writing a change that the next checkpoint would write over; another
+ * process meets the guard's exclusive fcntl() lock. The handles' own unix
+ * files are never locked. A file this process can only read (p->readonly)
+ * takes the unix VFS's ordinary locks instead, through its own file: no
+ * page of it ever waits in memory. */
+
+/* Takes the guard's EXCLUSIVE lock unless it holds it. Under e->lk_mu. */
+static int guard_take(dbent *e) {
+    if (e->guard_locked) return SQLITE_OK;
+    sqlite3_file *g = e->guard;
+    if (!g) return SQLITE_IOERR_LOCK;
+    int rc = g->pMethods->xLock(g, SQLITE_LOCK_SHARED);
+    if (rc == SQLITE_OK) rc = g->pMethods->xLock(g, SQLITE_LOCK_RESERVED);
+    if (rc == SQLITE_OK) rc = g->pMethods->xLock(g, SQLITE_LOCK_EXCLUSIVE);
+    if (rc != SQLITE_OK) {
+        /* Held elsewhere (another connection of this process through
+         * another VFS, or another process): no lock at all, try again. */
+        g->pMethods->xUnlock(g, SQLITE_LOCK_NONE);
+        return rc;
+    }
+    e->guard_locked = 1;
+    return SQLITE_OK;
+}
+
+static int lock_up(pfile *p, int want) {
+    dbent *e = p->e;
+    if (p->lock >= want) return SQLITE_OK;
+    pthread_mutex_lock(&e->lk_mu);
+    int rc = SQLITE_OK;
+    if (p->lock != e->lk_level && (e->lk_level >= SQLITE_LOCK_PENDING || want > SQLITE_LOCK_SHARED)) {
+        rc = SQLITE_BUSY; /* another handle holds what precludes it */
+    } else if (want == SQLITE_LOCK_SHARED &&
+               (e->lk_level == SQLITE_LOCK_SHARED || e->lk_level == SQLITE_LOCK_RESERVED)) {
+        p->lock = SQLITE_LOCK_SHARED;
+        e->lk_shared++;
+    } else if (want == SQLITE_LOCK_SHARED) { /* no handle holds a lock */
+        rc = guard_take(e);
+        if (rc == SQLITE_OK) {
+            p->lock = e->lk_level = SQLITE_LOCK_SHARED;
+            e->lk_shared = 1;
+        }
+    } else if (want == SQLITE_LOCK_EXCLUSIVE && e->lk_shared > 1) {
+        /* Readers remain: PENDING keeps new ones out until they leave. */
+        p->lock = e->lk_level = SQLITE_LOCK_PENDING;
+        rc = SQLITE_BUSY;
+    } else {
+        p->lock = e->lk_level = want;
+    }
+    pthread_mutex_unlock(&e->lk_mu);
+    return rc;
+}
+
+static void lock_down(pfile *p, int to) {
+    dbent *e = p->e;
+    if (p->lock <= to) return;
+    pthread_mutex_lock(&e->lk_mu);
+    if (p->lock > SQLITE_LOCK_SHARED) e->lk_level = SQLITE_LOCK_SHARED; /* it held the top */
+    if (to == SQLITE_LOCK_NONE && --e->lk_shared == 0) e->lk_level = SQLITE_LOCK_NONE;
+    p->lock = to;
+    pthread_mutex_unlock(&e->lk_mu);
+}
+
+/* Opens the guard of e if it has none. Under s->open_mu (which orders
+ * every change of e->guard). */
+static int guard_open(dbent *e, const char *name) {
+    if (e->guard) return SQLITE_OK;
+    size_t n = strlen(name);
+    /* A database name as SQLite lays it out (zeros before, and after for
+     * no URI parameters), which must outlive the file. */
+    char *buf = calloc(1, n + 8);
+    sqlite3_file *g = calloc(1, (size_t)g_orig->szOsFile);
+    if (!buf || !g) {
+        free(buf);
+        free(g);
+        return SQLITE_IOERR_NOMEM;
+    }
+    memcpy(buf + 4, name, n);
+    int out = 0;
+    int rc = g_orig->xOpen(g_orig, buf + 4, g, SQLITE_OPEN_MAIN_DB | SQLITE_OPEN_READWRITE, &out);
+    if (rc != SQLITE_OK) {
+        if (g->pMethods) g->pMethods->xClose(g);
+        free(g);
+        free(buf);
+        return rc;
+    }
+    free(e->guard_name);
+    e->guard_name = buf;
+    pthread_mutex_lock(&e->lk_mu);
+    e->guard = g;
+    e->guard_locked = 0;
+    pthread_mutex_unlock(&e->lk_mu);
+    return SQLITE_OK;
+}
+
+/* Closes the guard of e, its lock with it, if e has no handle open. Under
+ * s->open_mu. */
+static void guard_close_if_unused(shared *s, dbent *e) {
+    pthread_mutex_lock(&s->mu);
+    pthread_mutex_lock(&e->lk_mu);
+    sqlite3_file *g = e->opens == 0 ? e->guard : NULL;
+    int locked = e->guard_locked;
+    if (g) {
+        e->guard = NULL;
+        e->guard_locked = 0;
+    }
+    pthread_mutex_unlock(&e->lk_mu);
+    pthread_mutex_unlock(&s->mu);
+    if (!g) return;
+    if (locked) g->pMethods->xUnlock(g, SQLITE_LOCK_NONE);
+    g->pMethods->xClose(g);
+    free(g);
+}
+
 /* ---- io methods of a main database file ---- */
 
 static void batch_reset(pfile *p);
@@ -887,6 +1034,7 @@ static void batch_reset(pfile *p);
 static int x_close(sqlite3_file *f) {
     pfile *p = (pfile *)f;
     shared *s = p->s;
+    if (!p->readonly) lock_down(p, SQLITE_LOCK_NONE); /* SQLite unlocks first; in case not */
     pthread_mutex_lock(&s->mu);
     int last = --p->e->opens == 0, quiet = s->broken || s->ckpt_off;
     if (last) __atomic_store_n(&p->e->process_locked, 0, __ATOMIC_RELEASE);
@@ -901,6 +1049,10 @@ static int x_close(sqlite3_file *f) {
         sqlite3_log(SQLITE_IOERR, "pwal vfs: closing %s: its checkpoint failed: %s", p->e->name,
                     s->why);
     int rc = p->real->pMethods ? p->real->pMethods->xClose(p->real) : SQLITE_OK;
+    /* The last handle's checkpoint is done: the lock may go. */
+    pthread_mutex_lock(&s->open_mu);
+    guard_close_if_unused(s, p->e);
+    pthread_mutex_unlock(&s->open_mu);
     batch_reset(p);
     free(p->pgno);
     free(p->pages);
@@ -1095,20 +1247,29 @@ static int x_file_size(sqlite3_file *f, sqlite3_int64 *size) {
 
 static int x_lock(sqlite3_file *f, int lock) {
     pfile *p = (pfile *)f;
-    int rc = p->real->pMethods->xLock(p->real, lock);
-    if (rc == SQLITE_OK && !p->readonly && !__atomic_load_n(&p->e->process_locked, __ATOMIC_ACQUIRE))
+    if (p->readonly) return p->real->pMethods->xLock(p->real, lock);
+    int rc = lock_up(p, lock);
+    if (rc == SQLITE_OK && !__atomic_load_n(&p->e->process_locked, __ATOMIC_ACQUIRE))
         __atomic_store_n(&p->e->process_locked, 1, __ATOMIC_RELEASE);
     return rc;
 }
 
 static int x_unlock(sqlite3_file *f, int lock) {
     pfile *p = (pfile *)f;
-    return p->real->pMethods->xUnlock(p->real, lock);
+    if (p->readonly) return p->real->pMethods->xUnlock(p->real, lock);
+    lock_down(p, lock);
+    return SQLITE_OK;
 }
 
+/* Whether a handle holds RESERVED or above (no other process can: the
+ * guard's lock keeps them out while any handle holds a lock). */
 static int x_check_reserved(sqlite3_file *f, int *out) {
     pfile *p = (pfile *)f;
-    return p->real->pMethods->xCheckReservedLock(p->real, out);
+    if (p->readonly) return p->real->pMethods->xCheckReservedLock(p->real, out);
+    pthread_mutex_lock(&p->e->lk_mu);
+    *out = p->e->lk_level > SQLITE_LOCK_SHARED;
+    pthread_mutex_unlock(&p->e->lk_mu);
+    return SQLITE_OK;
 }
 
 /* Ends the batch: drops its pages that no commit handed over. */
@@ -1377,6 +1538,10 @@ static int x_file_control(sqlite3_file *f, int op, void *arg) {
         STAT_ADD(p->s, rollbacks, 1);
         batch_reset(p);
         return SQLITE_OK;
+    case SQLITE_FCNTL_LOCKSTATE:
+        if (p->readonly) break;
+        *(int *)arg = p->lock;
+        return SQLITE_OK;
     case SQLITE_FCNTL_PRAGMA: {
         int rc = x_pragma(p, (char **)arg);
         if (rc != SQLITE_NOTFOUND) return rc;
@@ -1534,12 +1699,12 @@ static int v_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *f, int flags
         return SQLITE_CANTOPEN;
     }
     /* The file is opened read-write even for a read-only connection (SQLite
-     * is told it is read-only, and never writes through it), because the
-     * unix VFS gives read-only files ordinary fcntl() locks: one read-only
-     * handle's unlock would drop this process's exclusive unix-excl lock
-     * that read-write handles rely on, and that the pages waiting in
-     * memory and the caches below rely on. A file this process cannot
-     * write is opened read-only all the same (then every handle of it is). */
+     * is told it is read-only, and never writes through it), so that it
+     * locks in memory with the other handles (see "locks"): a file the
+     * unix VFS opened read-only could only take the unix VFS's own locks,
+     * which the guard's EXCLUSIVE refuses. A file this process cannot
+     * write is opened read-only all the same (then every handle of it is,
+     * no page of it waits in memory, and it has no guard). */
     int opened = 0, want_ro = (flags & SQLITE_OPEN_READONLY) != 0;
     int real_flags = want_ro ? (flags & ~SQLITE_OPEN_READONLY) | SQLITE_OPEN_READWRITE : flags;
     int rc = g_orig->xOpen(g_orig, name, p->real, real_flags, &opened);
@@ -1600,9 +1765,17 @@ static int v_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *f, int flags
     if (e) open_ent_fd(s, e);
     if (e && e->fd >= 0) e->opens++;
     pthread_mutex_unlock(&s->mu);
+    const char *failed = !e ? "no memory" : e->fd < 0 ? strerror(errno) : NULL;
+    int guard_rc = failed || p->readonly ? SQLITE_OK : guard_open(e, name);
+    if (guard_rc != SQLITE_OK) {
+        failed = "cannot open the file a second time for its lock";
+        pthread_mutex_lock(&s->mu);
+        if (--e->opens == 0) __atomic_store_n(&e->process_locked, 0, __ATOMIC_RELEASE);
+        pthread_mutex_unlock(&s->mu);
+    }
     pthread_mutex_unlock(&s->open_mu);
-    if (!e || e->fd < 0) {
-        sqlite3_log(SQLITE_CANTOPEN, "pwal vfs: %s: %s", name, e ? strerror(errno) : "no memory");
+    if (failed) {
+        sqlite3_log(SQLITE_CANTOPEN, "pwal vfs: %s: %s", name, failed);
         p->real->pMethods->xClose(p->real);
         release(s);
         return SQLITE_CANTOPEN;
@@ -1740,10 +1913,9 @@ int sqlite3_pwalvfs_init(sqlite3 *db, char **err, const sqlite3_api_routines *ap
                                    sqlite3_libversion(), why);
         return SQLITE_ERROR;
     }
-    /* "unix-excl" is the unix VFS that takes one exclusive lock per
-     * database file, once, and locks between the connections of this
-     * process in memory: pwal allows one process per log anyway, and it
-     * saves the per-transaction fcntl() calls of rollback mode. */
+    /* "unix-excl" is the unix VFS that takes one exclusive fcntl() lock
+     * per database file, once, and keeps it: the guard's lock (see
+     * "locks") costs no fcntl() call per transaction. */
     g_orig = sqlite3_vfs_find("unix-excl");
     if (!g_orig) g_orig = sqlite3_vfs_find(NULL);
     if (!g_orig) {

@@ -699,6 +699,81 @@ static void case_process(void) {
     sqlite3_close(db);
 }
 
+/* A connection of this process through another VFS ("unix", the default,
+ * or "unix-excl") to a database pwal has open, whose committed pages wait
+ * in pwal's memory and are not in the file yet: it must be refused, not
+ * read the stale file, nor write a change that pwal's next checkpoint
+ * writes over. While pwal has it open the other connection gets
+ * SQLITE_BUSY, for reads and writes; after pwal's last close it reads
+ * every row and writes; and a pwal connection that finds the other
+ * connection inside a transaction waits (SQLITE_BUSY) until it ends. */
+static int busy_or_cantopen(int rc) {
+    return (rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_CANTOPEN;
+}
+
+static sqlite3 *open_other(const char *name, const char *vfs) {
+    sqlite3 *db = open_db(path_of(name), vfs);
+    sqlite3_busy_timeout(db, 0);
+    return db;
+}
+
+static void expect_refused(sqlite3 *db, const char *sql, const char *who) {
+    int rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
+    EXPECT(busy_or_cantopen(rc), "%s: %s gave %d (%s), not SQLITE_BUSY or SQLITE_CANTOPEN", who, sql,
+           rc, sqlite3_errmsg(db));
+}
+
+static void case_foreign(void) {
+    sqlite3 *db = open_pwal("fo.db");
+    create_table(db);
+    for (int i = 0; i < 20; i++) execf(db, "INSERT INTO t(v) VALUES('pwal %d')", i);
+    EXPECT(stat_of(db, "pages_waiting") > 0, "no committed page waits in memory");
+    const char *vfs[2] = {NULL, "unix-excl"};
+    sqlite3 *other[2];
+    for (int k = 0; k < 2; k++) {
+        const char *who = vfs[k] ? vfs[k] : "the default VFS";
+        other[k] = open_other("fo.db", vfs[k]);
+        expect_refused(other[k], "SELECT count(*) FROM t", who);
+        expect_refused(other[k], "INSERT INTO t(v) VALUES('other')", who);
+        expect_refused(other[k], "BEGIN IMMEDIATE", who);
+        sqlite3_exec(other[k], "ROLLBACK", NULL, NULL, NULL);
+    }
+    /* pwal goes on, checkpoints (the file current until the next commit)
+     * and commits again: still refused. */
+    exec(db, "PRAGMA pwal_checkpoint");
+    exec(db, "INSERT INTO t(v) VALUES('after the checkpoint')");
+    expect_refused(other[0], "SELECT count(*) FROM t", "the default VFS after a checkpoint");
+    sqlite3 *db2 = open_pwal("fo.db"); /* a second pwal connection is no stranger */
+    expect_int(db2, "SELECT count(*) FROM t", 21, "rows through a second pwal connection");
+    exec(db2, "INSERT INTO t(v) VALUES('second pwal connection')");
+    sqlite3_close(db2);
+    expect_refused(other[1], "INSERT INTO t(v) VALUES('other')", "unix-excl with two pwal handles");
+    sqlite3_close(db);
+
+    /* pwal's last close: the file is whole, the others read and write. */
+    for (int k = 0; k < 2; k++) {
+        expect_int(other[k], "SELECT count(*) FROM t", 22 + k, "rows the other VFS reads after the close");
+        execf(other[k], "INSERT INTO t(v) VALUES('other %d')", k);
+    }
+    sqlite3_close(other[1]);
+
+    /* The other connection inside a read transaction: pwal may not lock
+     * the file until it ends, and then has it again. */
+    exec(other[0], "BEGIN");
+    expect_int(other[0], "SELECT count(*) FROM t", 24, "rows in the other's transaction");
+    db = open_other("fo.db", "pwal");
+    expect_refused(db, "INSERT INTO t(v) VALUES('pwal while the other reads')", "pwal");
+    exec(other[0], "COMMIT");
+    expect_int(db, "SELECT count(*) FROM t", 24, "rows through pwal after the other VFS wrote");
+    exec(db, "INSERT INTO t(v) VALUES('pwal again')");
+    expect_refused(other[0], "SELECT count(*) FROM t", "the default VFS, pwal open again");
+    check_integrity(db, "foreign");
+    sqlite3_close(db);
+    expect_int(other[0], "SELECT count(*) FROM t", 25, "rows after pwal's second close");
+    check_integrity(other[0], "foreign, the default VFS");
+    sqlite3_close(other[0]);
+}
+
 /* ---- shim: a pass-through VFS stacked on pwal ----
  *
  * Like SQLite's cksumvfs (ext/misc/cksumvfs.c) it declares io methods of
@@ -890,7 +965,7 @@ int main(int argc, char **argv) {
         {"close_durable", case_close_durable}, {"close_holder", case_close_holder},
         {"plain_writer", case_plain_writer}, {"readonly", case_readonly},
         {"plain_grower", case_plain_grower}, {"renamed_dir", case_renamed_dir}, {"die_mid_spill", case_die_mid_spill},
-        {"shim", case_shim},
+        {"shim", case_shim},           {"foreign", case_foreign},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         if (strcmp(cases[i].name, argv[1]) == 0) {
