@@ -105,7 +105,8 @@ vfs_cases!(
     readonly,
     renamed_dir,
     shim,
-    foreign
+    foreign,
+    fork
 );
 
 /// The VFS loaded into the system's SQLite (Debian's libsqlite3, built

@@ -6,10 +6,10 @@
  * A loadable extension (entry point sqlite3_pwalvfs_init) for a SQLite built
  * with SQLITE_ENABLE_BATCH_ATOMIC_WRITE. It wraps the unix VFS in its
  * "unix-excl" form and registers a VFS named "pwal" (not as the default).
- * Its handles lock each other in memory, and one file of the unix VFS per
- * database holds an EXCLUSIVE lock from the first lock to the last close,
- * which keeps other processes and this process's connections through
- * other VFSes out (see "locks"): pwal allows one process per log anyway.
+ * Its handles lock each other in memory, and one open file description
+ * lock per database, from the first lock to the last close, keeps other
+ * processes and this process's connections through other VFSes out (see
+ * "locks"): pwal allows one process per log anyway.
  * For a main database file opened through it:
  *
  *  - xDeviceCharacteristics adds SQLITE_IOCAP_BATCH_ATOMIC, so SQLite commits
@@ -121,16 +121,13 @@ struct dbent {
     uint64_t real_size_gen, size_gen; /* real_size holds when they are equal and nonzero */
     /* Locking (see "locks" below). The handles of the process lock each
      * other here, in memory, with SQLite's lock levels; the file itself is
-     * locked by the guard, a file of the unix VFS underneath opened while
-     * the database has handles (under open_mu), which takes EXCLUSIVE at
-     * the first lock and keeps it until the last close. Lock order:
-     * shared.mu before lk_mu. */
+     * locked by the guard, an open file description lock on fd, taken at
+     * the first lock and kept until the last close. Lock order: shared.mu
+     * before lk_mu before g_guard_mu. */
     pthread_mutex_t lk_mu;
     int lk_level;          /* the highest level a handle holds (SQLITE_LOCK_*) */
     int lk_shared;         /* handles at SHARED or above */
-    sqlite3_file *guard;   /* NULL: none open */
-    int guard_locked;      /* the guard holds EXCLUSIVE */
-    char *guard_name;      /* the name the guard was opened by (it must outlive it) */
+    int guard_locked;      /* fd holds the guard */
 };
 
 typedef struct {
@@ -514,7 +511,6 @@ static void free_shared(shared *s) {
         pm_clear(&e->going);
         pthread_mutex_destroy(&e->ov_mu);
         pthread_mutex_destroy(&e->lk_mu);
-        free(e->guard_name); /* the guard is closed with the database's last handle */
         free(e->name);
         free(e);
     }
@@ -796,9 +792,9 @@ static void release(shared *s) {
  * deletes that name, and when the database's last handle closes.
  *
  * Answered from memory only while a read-write handle has locked the
- * database (dbent.process_locked): the guard's lock (see "locks") is then
- * an exclusive fcntl() lock held until the last handle in this process
- * closes, so no other process can make a journal meanwhile, and every one
+ * database (dbent.process_locked): the guard (see "locks") then holds an
+ * exclusive lock until the last handle in this process closes, so no
+ * other process can make a journal meanwhile, and every one
  * made here is opened through this VFS. Read-only handles take ordinary
  * shared locks and register nothing here. */
 typedef struct sidecar sidecar;
@@ -902,37 +898,102 @@ static void sidecar_note_absent(const char *path, uint64_t gen) {
  *
  * The handles of a database in this process lock each other in memory
  * (dbent.lk_*), with the rules of SQLite's unix VFS between the
- * connections of one process. The file is locked once for all of them, by
- * the guard: a file of the unix VFS ("unix-excl") opened on the database
- * beside the handles' own, which takes EXCLUSIVE at the first lock of any
- * handle and holds it until the database's last handle closes.
+ * connections of one process; their files of the unix VFS underneath are
+ * never locked. The file is locked once for all of them, by the guard: at
+ * the first lock of any handle, an open file description lock
+ * (F_OFD_SETLK) for writing on the bytes SQLite locks (its pending,
+ * reserved and shared bytes), on the VFS's own descriptor of the file
+ * (dbent.fd), held until the database's last handle closes.
  *
- * That lock is what keeps everyone else out, and it has to be an
- * EXCLUSIVE lock of the unix VFS itself: the unix VFS shares one lock
- * state per file among all its connections of a process ("unix",
- * "unix-excl", and the handles under this VFS alike), and fcntl() locks do
- * not conflict within a process. So a connection of this process through
- * another VFS sees the guard's EXCLUSIVE and gets SQLITE_BUSY, instead of
- * reading a database file that lacks the pages waiting in memory and
- * writing a change that the next checkpoint would write over; another
- * process meets the guard's exclusive fcntl() lock. The handles' own unix
- * files are never locked. A file this process can only read (p->readonly)
- * takes the unix VFS's ordinary locks instead, through its own file: no
- * page of it ever waits in memory. */
+ * Unlike fcntl()'s process-wide locks, such a lock conflicts with every
+ * fcntl() lock on the file, this process's included, and no close() of
+ * another descriptor of the file drops it. So a connection of this
+ * process through another VFS ("unix", "unix-excl") gets SQLITE_BUSY when
+ * its own fcntl() lock fails, instead of reading a database file that
+ * lacks the pages waiting in memory and writing a change that the next
+ * checkpoint would write over; so does any other process. A lock of the
+ * unix VFS itself could not do this: inside a process the unix VFS keeps
+ * one lock state per file for all its connections, and one connection's
+ * unlock drops fcntl() locks that another took.
+ *
+ * A file this process can only read (pfile.readonly) takes the unix VFS's
+ * ordinary locks instead, through its own file: no page of it ever waits
+ * in memory.
+ *
+ * A child forked while the guard is held would share the open file
+ * description, and the lock with it, for as long as it lives: the child
+ * handler of pthread_atfork() puts /dev/null in place of every descriptor
+ * that holds a guard (the child cannot use the parent's connections
+ * anyway, as SQLite says of any connection across a fork). */
 
-/* Takes the guard's EXCLUSIVE lock unless it holds it. Under e->lk_mu. */
+/* SQLite's lock bytes (os.h): PENDING_BYTE, RESERVED_BYTE, then the
+ * shared range of 510 bytes. */
+#define LOCK_FIRST 0x40000000
+#define LOCK_LEN (2 + 510)
+
+static pthread_mutex_t g_guard_mu = PTHREAD_MUTEX_INITIALIZER; /* g_guard_fds */
+static int *g_guard_fds;
+static size_t g_nguard, g_capguard;
+static int g_devnull = -1;
+
+static void guard_note(int fd, int held) {
+    pthread_mutex_lock(&g_guard_mu);
+    if (held) {
+        if (g_nguard == g_capguard) {
+            size_t cap = g_capguard ? g_capguard * 2 : 16;
+            int *grown = realloc(g_guard_fds, cap * sizeof *grown);
+            if (grown) {
+                g_guard_fds = grown;
+                g_capguard = cap;
+            }
+        }
+        if (g_nguard < g_capguard) g_guard_fds[g_nguard++] = fd;
+    } else {
+        for (size_t i = 0; i < g_nguard; i++)
+            if (g_guard_fds[i] == fd) {
+                g_guard_fds[i] = g_guard_fds[--g_nguard];
+                break;
+            }
+    }
+    pthread_mutex_unlock(&g_guard_mu);
+}
+
+static void fork_prepare(void) { pthread_mutex_lock(&g_guard_mu); }
+static void fork_parent(void) { pthread_mutex_unlock(&g_guard_mu); }
+static void fork_child(void) {
+    for (size_t i = 0; i < g_nguard; i++)
+        if (g_devnull >= 0) dup3(g_devnull, g_guard_fds[i], O_CLOEXEC);
+    g_nguard = 0;
+    pthread_mutex_unlock(&g_guard_mu);
+}
+
+static int guard_fcntl(int fd, short type) {
+    struct flock fl;
+    memset(&fl, 0, sizeof fl);
+    fl.l_type = type;
+    fl.l_whence = SEEK_SET;
+    fl.l_start = LOCK_FIRST;
+    fl.l_len = LOCK_LEN;
+    int rc;
+    do rc = fcntl(fd, F_OFD_SETLK, &fl);
+    while (rc != 0 && errno == EINTR);
+    return rc;
+}
+
+/* Takes the guard unless it holds it. Under e->lk_mu. */
 static int guard_take(dbent *e) {
     if (e->guard_locked) return SQLITE_OK;
-    sqlite3_file *g = e->guard;
-    if (!g) return SQLITE_IOERR_LOCK;
-    int rc = g->pMethods->xLock(g, SQLITE_LOCK_SHARED);
-    if (rc == SQLITE_OK) rc = g->pMethods->xLock(g, SQLITE_LOCK_RESERVED);
-    if (rc == SQLITE_OK) rc = g->pMethods->xLock(g, SQLITE_LOCK_EXCLUSIVE);
-    if (rc != SQLITE_OK) {
-        /* Held elsewhere (another connection of this process through
-         * another VFS, or another process): no lock at all, try again. */
-        g->pMethods->xUnlock(g, SQLITE_LOCK_NONE);
-        return rc;
+    if (e->fd < 0) return SQLITE_IOERR_LOCK;
+    /* Registered first, so that a fork in between finds it. */
+    guard_note(e->fd, 1);
+    if (guard_fcntl(e->fd, F_WRLCK) != 0) {
+        int err = errno;
+        guard_note(e->fd, 0);
+        /* Held elsewhere: a connection of this process through another
+         * VFS, or another process. Try again. */
+        if (err == EAGAIN || err == EACCES) return SQLITE_BUSY;
+        sqlite3_log(SQLITE_IOERR_LOCK, "pwal vfs: %s: locking: %s", e->name, strerror(err));
+        return SQLITE_IOERR_LOCK;
     }
     e->guard_locked = 1;
     return SQLITE_OK;
@@ -976,55 +1037,20 @@ static void lock_down(pfile *p, int to) {
     pthread_mutex_unlock(&e->lk_mu);
 }
 
-/* Opens the guard of e if it has none. Under s->open_mu (which orders
- * every change of e->guard). */
-static int guard_open(dbent *e, const char *name) {
-    if (e->guard) return SQLITE_OK;
-    size_t n = strlen(name);
-    /* A database name as SQLite lays it out (zeros before, and after for
-     * no URI parameters), which must outlive the file. */
-    char *buf = calloc(1, n + 8);
-    sqlite3_file *g = calloc(1, (size_t)g_orig->szOsFile);
-    if (!buf || !g) {
-        free(buf);
-        free(g);
-        return SQLITE_IOERR_NOMEM;
-    }
-    memcpy(buf + 4, name, n);
-    int out = 0;
-    int rc = g_orig->xOpen(g_orig, buf + 4, g, SQLITE_OPEN_MAIN_DB | SQLITE_OPEN_READWRITE, &out);
-    if (rc != SQLITE_OK) {
-        if (g->pMethods) g->pMethods->xClose(g);
-        free(g);
-        free(buf);
-        return rc;
-    }
-    free(e->guard_name);
-    e->guard_name = buf;
-    pthread_mutex_lock(&e->lk_mu);
-    e->guard = g;
-    e->guard_locked = 0;
-    pthread_mutex_unlock(&e->lk_mu);
-    return SQLITE_OK;
-}
-
-/* Closes the guard of e, its lock with it, if e has no handle open. Under
- * s->open_mu. */
-static void guard_close_if_unused(shared *s, dbent *e) {
+/* Releases the guard of e if e has no handle open. The descriptor stays
+ * open (closing it would drop every fcntl() lock this process holds on
+ * the file, other VFSes' too). */
+static void guard_release_if_unused(shared *s, dbent *e) {
     pthread_mutex_lock(&s->mu);
     pthread_mutex_lock(&e->lk_mu);
-    sqlite3_file *g = e->opens == 0 ? e->guard : NULL;
-    int locked = e->guard_locked;
-    if (g) {
-        e->guard = NULL;
+    if (e->opens == 0 && e->guard_locked) {
+        if (guard_fcntl(e->fd, F_UNLCK) != 0)
+            sqlite3_log(SQLITE_IOERR_UNLOCK, "pwal vfs: %s: unlocking: %s", e->name, strerror(errno));
+        guard_note(e->fd, 0);
         e->guard_locked = 0;
     }
     pthread_mutex_unlock(&e->lk_mu);
     pthread_mutex_unlock(&s->mu);
-    if (!g) return;
-    if (locked) g->pMethods->xUnlock(g, SQLITE_LOCK_NONE);
-    g->pMethods->xClose(g);
-    free(g);
 }
 
 /* ---- io methods of a main database file ---- */
@@ -1050,9 +1076,7 @@ static int x_close(sqlite3_file *f) {
                     s->why);
     int rc = p->real->pMethods ? p->real->pMethods->xClose(p->real) : SQLITE_OK;
     /* The last handle's checkpoint is done: the lock may go. */
-    pthread_mutex_lock(&s->open_mu);
-    guard_close_if_unused(s, p->e);
-    pthread_mutex_unlock(&s->open_mu);
+    guard_release_if_unused(s, p->e);
     batch_reset(p);
     free(p->pgno);
     free(p->pages);
@@ -1702,7 +1726,7 @@ static int v_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *f, int flags
      * is told it is read-only, and never writes through it), so that it
      * locks in memory with the other handles (see "locks"): a file the
      * unix VFS opened read-only could only take the unix VFS's own locks,
-     * which the guard's EXCLUSIVE refuses. A file this process cannot
+     * which the guard refuses. A file this process cannot
      * write is opened read-only all the same (then every handle of it is,
      * no page of it waits in memory, and it has no guard). */
     int opened = 0, want_ro = (flags & SQLITE_OPEN_READONLY) != 0;
@@ -1765,17 +1789,9 @@ static int v_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *f, int flags
     if (e) open_ent_fd(s, e);
     if (e && e->fd >= 0) e->opens++;
     pthread_mutex_unlock(&s->mu);
-    const char *failed = !e ? "no memory" : e->fd < 0 ? strerror(errno) : NULL;
-    int guard_rc = failed || p->readonly ? SQLITE_OK : guard_open(e, name);
-    if (guard_rc != SQLITE_OK) {
-        failed = "cannot open the file a second time for its lock";
-        pthread_mutex_lock(&s->mu);
-        if (--e->opens == 0) __atomic_store_n(&e->process_locked, 0, __ATOMIC_RELEASE);
-        pthread_mutex_unlock(&s->mu);
-    }
     pthread_mutex_unlock(&s->open_mu);
-    if (failed) {
-        sqlite3_log(SQLITE_CANTOPEN, "pwal vfs: %s: %s", name, failed);
+    if (!e || e->fd < 0) {
+        sqlite3_log(SQLITE_CANTOPEN, "pwal vfs: %s: %s", name, e ? strerror(errno) : "no memory");
         p->real->pMethods->xClose(p->real);
         release(s);
         return SQLITE_CANTOPEN;
@@ -1913,9 +1929,8 @@ int sqlite3_pwalvfs_init(sqlite3 *db, char **err, const sqlite3_api_routines *ap
                                    sqlite3_libversion(), why);
         return SQLITE_ERROR;
     }
-    /* "unix-excl" is the unix VFS that takes one exclusive fcntl() lock
-     * per database file, once, and keeps it: the guard's lock (see
-     * "locks") costs no fcntl() call per transaction. */
+    /* The handles' files underneath never lock (see "locks"): "unix-excl"
+     * or the default, it makes no difference. */
     g_orig = sqlite3_vfs_find("unix-excl");
     if (!g_orig) g_orig = sqlite3_vfs_find(NULL);
     if (!g_orig) {
@@ -1924,6 +1939,12 @@ int sqlite3_pwalvfs_init(sqlite3 *db, char **err, const sqlite3_api_routines *ap
     }
     if (g_orig->iVersion < 2 || !g_orig->xCurrentTimeInt64) {
         if (err) *err = sqlite3_mprintf("pwal vfs: the default VFS is too old to wrap");
+        return SQLITE_ERROR;
+    }
+    /* See "locks": a forked child lets go of the guards. */
+    g_devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (g_devnull < 0 || pthread_atfork(fork_prepare, fork_parent, fork_child) != 0) {
+        if (err) *err = sqlite3_mprintf("pwal vfs: cannot set up its fork handlers: %s", strerror(errno));
         return SQLITE_ERROR;
     }
     pwal_vfs.szOsFile = (int)sizeof(pfile) + g_orig->szOsFile;

@@ -723,6 +723,17 @@ static void expect_refused(sqlite3 *db, const char *sql, const char *who) {
            rc, sqlite3_errmsg(db));
 }
 
+/* The child of foreign: exits 0 if its write through the default VFS is
+ * refused (SQLITE_BUSY), 1 if it commits. */
+static void case_foreign_writer(void) {
+    sqlite3 *db = open_other("fo.db", NULL);
+    int rc = sqlite3_exec(db, "INSERT INTO t(v) VALUES('other process')", NULL, NULL, NULL);
+    sqlite3_close(db);
+    if ((rc & 0xff) == SQLITE_BUSY) return;
+    fprintf(stderr, "foreign_writer: the insert gave %d\n", rc);
+    exit(1);
+}
+
 static void case_foreign(void) {
     sqlite3 *db = open_pwal("fo.db");
     create_table(db);
@@ -755,10 +766,14 @@ static void case_foreign(void) {
         expect_int(other[k], "SELECT count(*) FROM t", 22 + k, "rows the other VFS reads after the close");
         execf(other[k], "INSERT INTO t(v) VALUES('other %d')", k);
     }
+    /* unix-excl keeps its exclusive lock until the process has no
+     * connection of the unix VFS to the file left: all of them go. */
     sqlite3_close(other[1]);
+    sqlite3_close(other[0]);
 
     /* The other connection inside a read transaction: pwal may not lock
      * the file until it ends, and then has it again. */
+    other[0] = open_other("fo.db", NULL);
     exec(other[0], "BEGIN");
     expect_int(other[0], "SELECT count(*) FROM t", 24, "rows in the other's transaction");
     db = open_other("fo.db", "pwal");
@@ -767,11 +782,78 @@ static void case_foreign(void) {
     expect_int(db, "SELECT count(*) FROM t", 24, "rows through pwal after the other VFS wrote");
     exec(db, "INSERT INTO t(v) VALUES('pwal again')");
     expect_refused(other[0], "SELECT count(*) FROM t", "the default VFS, pwal open again");
+    /* The other connection's locks came and went beside pwal's first lock:
+     * the process's lock on the file must still keep other processes out. */
+    int rc = child_case("foreign_writer");
+    EXPECT(rc == 0, "another process wrote the database beside pages waiting in pwal's memory (%d)", rc);
     check_integrity(db, "foreign");
     sqlite3_close(db);
     expect_int(other[0], "SELECT count(*) FROM t", 25, "rows after pwal's second close");
     check_integrity(other[0], "foreign, the default VFS");
     sqlite3_close(other[0]);
+}
+
+/* The child of fork: exits 0 once its insert into fk.db through the
+ * default VFS committed, 1 if it was refused. */
+static void case_plain_insert(void) {
+    sqlite3 *db = open_other("fk.db", NULL);
+    int rc = sqlite3_exec(db, "INSERT INTO t(v) VALUES('other process')", NULL, NULL, NULL);
+    sqlite3_close(db);
+    if (rc == SQLITE_OK) return;
+    fprintf(stderr, "plain_insert: the insert gave %d\n", rc);
+    exit(1);
+}
+
+/* The middle process of fork: opens fk.db through pwal, commits (the
+ * lock is taken), forks a child that waits for the end of the pipe in
+ * PWAL_TEST_HOLD_FD, and dies without closing anything. */
+static void case_fork_holder(void) {
+    const char *v = getenv("PWAL_TEST_HOLD_FD");
+    if (!v) die("fork_holder: no PWAL_TEST_HOLD_FD");
+    int hold = atoi(v), writer = atoi(strchr(v, ',') + 1);
+    close(writer);
+    sqlite3 *db = open_pwal("fk.db");
+    exec(db, "INSERT INTO t(v) VALUES('before the fork')");
+    pid_t pid = fork();
+    if (pid < 0) die("fork: %s", strerror(errno));
+    if (pid == 0) { /* touches nothing, lives until the test is done */
+        char c;
+        while (read(hold, &c, 1) < 0 && errno == EINTR) {
+        }
+        _exit(0);
+    }
+    _exit(0); /* a crash, the forked child alive */
+}
+
+/* A child forked (without exec) while pwal holds a database's lock does
+ * not inherit the lock: once the process that forked it died, another
+ * process writes the database while the forked child still runs. */
+static void case_fork(void) {
+    sqlite3 *db = open_pwal("fk.db");
+    create_table(db);
+    sqlite3_close(db);
+    int hold[2];
+    if (pipe(hold) != 0) die("pipe: %s", strerror(errno));
+    char fds[32];
+    snprintf(fds, sizeof fds, "%d,%d", hold[0], hold[1]);
+    setenv("PWAL_TEST_HOLD_FD", fds, 1);
+    int rc = child_case("fork_holder");
+    EXPECT(rc == 0, "fork_holder exited %d", rc);
+    close(hold[0]);
+    /* Through pwal first (the dead process's commit is in the log only). */
+    db = open_other("fk.db", "pwal");
+    rc = sqlite3_exec(db, "SELECT count(*) FROM t", NULL, NULL, NULL);
+    EXPECT(rc == SQLITE_OK, "pwal could not read after the crash: the forked child kept the lock (%d, %s)",
+           rc, sqlite3_errmsg(db));
+    expect_int(db, "SELECT count(*) FROM t", 1, "rows after the crash");
+    sqlite3_close(db);
+    rc = child_case("plain_insert");
+    close(hold[1]); /* the forked child ends */
+    EXPECT(rc == 0, "another process could not write: the forked child kept the lock (%d)", rc);
+    db = open_pwal("fk.db");
+    expect_int(db, "SELECT count(*) FROM t", 2, "rows after the fork");
+    check_integrity(db, "fork");
+    sqlite3_close(db);
 }
 
 /* ---- shim: a pass-through VFS stacked on pwal ----
@@ -966,6 +1048,9 @@ int main(int argc, char **argv) {
         {"plain_writer", case_plain_writer}, {"readonly", case_readonly},
         {"plain_grower", case_plain_grower}, {"renamed_dir", case_renamed_dir}, {"die_mid_spill", case_die_mid_spill},
         {"shim", case_shim},           {"foreign", case_foreign},
+        {"foreign_writer", case_foreign_writer}, {"fork", case_fork},
+        {"fork_holder", case_fork_holder},
+        {"plain_insert", case_plain_insert},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         if (strcmp(cases[i].name, argv[1]) == 0) {
