@@ -15,6 +15,12 @@
 //!   to be there, and the next writer goes on in the same directory.
 //!   `PWAL_SQLITE_KILLS=<n>` (default 30), `PWAL_SQLITE_SEED=<seed>`.
 //!
+//! - runs the power-loss test: `powerloss_test write` under
+//!   `libpowercut.so`, which at its Nth file call undoes every write not yet
+//!   synced (or keeps a seeded part of them) and exits, then
+//!   `powerloss_test check` (docs/TESTING.md, "Power loss").
+//!   `PWAL_SQLITE_POWERCUTS=<n>` (default 24), `PWAL_SQLITE_POWERCUT_TXNS`.
+//!
 //! Fetching the amalgamation needs cargo to reach crates.io (or the crate in
 //! its cache); if it cannot, the build fails and so does every test here,
 //! with make's output.
@@ -97,8 +103,38 @@ vfs_cases!(
     moved,
     close_durable,
     readonly,
-    renamed_dir
+    renamed_dir,
+    shim,
+    foreign,
+    fork
 );
+
+/// The VFS loaded into the system's SQLite (Debian's libsqlite3, built
+/// without `SQLITE_ENABLE_BATCH_ATOMIC_WRITE`, so SQLite would commit every
+/// transaction through its rollback journal and none through the log): the
+/// load fails, naming the missing compile option, and registers nothing
+/// (`system_load`, built by `make sqlite-system` against libsqlite3-dev).
+#[test]
+fn system_sqlite_refused() {
+    let dir = build_dir();
+    let mut make = Command::new("make");
+    make.arg("-C")
+        .arg(support::root().join("examples-c"))
+        .arg("sqlite-system")
+        .arg(format!("PWAL_SO={}", support::cdylib().display()));
+    support::run(
+        make,
+        "make -C examples-c sqlite-system (needs the system's SQLite: apt-get install \
+         libsqlite3-dev)",
+    );
+    let mut cmd = Command::new(dir.join("system_load"));
+    cmd.env_remove("LD_LIBRARY_PATH");
+    let out = support::run(cmd, "system_load");
+    assert!(
+        out.contains("ok system_load"),
+        "system_load did not report ok:\n{out}"
+    );
+}
 
 /// splitmix64, for the kill timings.
 struct Rng(u64);
@@ -199,6 +235,126 @@ fn sigkill_loop() {
         kills < 10 || large > 0,
         "no transaction larger than the page cache was acknowledged in {kills} runs"
     );
+}
+
+/// The power-loss test: `powerloss_test write` (two threads on two
+/// databases, `synchronous=FULL`, checkpoints every MiB) runs under
+/// `libpowercut.so`, which cuts the power at its Nth call that writes,
+/// truncates or syncs a file: every change since that file's last
+/// `fsync`/`fdatasync` is undone (every other run: a seeded random subset of
+/// them is kept, some torn at 512-byte sectors), and the process exits
+/// with 86. `powerloss_test check` then requires every acknowledged
+/// transaction there whole, no torn transaction, no hole, and integrity.
+/// A first run without a cut counts the calls; each cut picks N in
+/// 1..=calls. `PWAL_SQLITE_POWERCUTS=<n>` (default 24),
+/// `PWAL_SQLITE_POWERCUT_TXNS=<n>` (transactions per thread, default 100),
+/// `PWAL_SQLITE_SEED=<seed>`.
+#[test]
+fn power_loss() {
+    let cuts = env_u64("PWAL_SQLITE_POWERCUTS", 24);
+    let txns = env_u64("PWAL_SQLITE_POWERCUT_TXNS", 100);
+    let seed = env_u64("PWAL_SQLITE_SEED", 0x5117_e5ee_d000_0001);
+    let mut rng = Rng(seed ^ 0x9c17);
+    let shim = build_dir().join("libpowercut.so");
+    let root = support::scratch("sqlite-powerloss");
+    // One run to the end: how many calls the model sees, and the checker
+    // on a run that closed its databases.
+    let (status, calls_out, _) = powercut_run(
+        &root.join("count"),
+        &shim,
+        txns,
+        0,
+        0,
+        "the run without a cut",
+    );
+    assert_eq!(status, Some(0), "the uncut writer failed:\n{calls_out}");
+    let calls: u64 = calls_out
+        .lines()
+        .find_map(|l| l.strip_prefix("powercut: calls "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no call count from libpowercut.so:\n{calls_out}"));
+    assert!(
+        calls > 100,
+        "only {calls} calls intercepted: is the shim loaded?"
+    );
+    let (mut cut, mut acked, mut kept_runs) = (0, 0u64, 0);
+    for run in 0..cuts {
+        let at = 1 + rng.next() % calls;
+        let keep = if run % 2 == 1 { rng.next() | 1 } else { 0 };
+        let dir = root.join(format!("run-{run}"));
+        let what = format!(
+            "power cut {run} at call {at} (PWAL_POWERCUT_SEED={keep:#x}, PWAL_SQLITE_SEED={seed:#x})"
+        );
+        let (status, err, check) = powercut_run(&dir, &shim, txns, at, keep, &what);
+        match status {
+            Some(86) => cut += 1,
+            Some(0) => {} // fewer calls this time: it finished first
+            other => panic!("{what}: the writer exited with {other:?}:\n{err}"),
+        }
+        kept_runs += (keep != 0 && status == Some(86)) as u32;
+        let field = check
+            .split(", ")
+            .find_map(|f| f.trim().strip_prefix("acked txns "))
+            .and_then(|n| n.trim().parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("{what}: no count from the checker: {check}"));
+        acked += field;
+        std::fs::remove_dir_all(&dir).ok();
+        std::fs::remove_file(dir.with_extension("acks")).ok();
+    }
+    println!(
+        "survived {cut} power cuts of {cuts} runs ({kept_runs} keeping some unsynced writes), \
+         {acked} acknowledged transactions checked, {calls} calls in a whole run"
+    );
+    assert!(
+        cuts == 0 || cut * 2 >= cuts,
+        "only {cut} of {cuts} runs were cut: the call count is off"
+    );
+    assert!(
+        cuts < 4 || acked > 0,
+        "no transaction was acknowledged before a cut"
+    );
+}
+
+/// Runs `powerloss_test write` in a fresh `dir` under the shim (cut at call
+/// `at`, 0: never; `keep`: PWAL_POWERCUT_SEED), its acknowledgements on a
+/// pipe, then `powerloss_test check`. Returns the writer's exit code, its
+/// stderr, and the checker's output; `what` names the run in a failure.
+fn powercut_run(
+    dir: &std::path::Path,
+    shim: &std::path::Path,
+    txns: u64,
+    at: u64,
+    keep: u64,
+    what: &str,
+) -> (Option<i32>, String, String) {
+    std::fs::create_dir_all(dir).expect("create the run's directory");
+    let mut cmd = program("powerloss_test");
+    cmd.arg("write")
+        .arg(dir)
+        .arg(txns.to_string())
+        .env("PWALVFS_CHECKPOINT_MIB", "1")
+        .env("LD_PRELOAD", shim)
+        .env("PWAL_POWERCUT_AT", at.to_string())
+        .env("PWAL_POWERCUT_SEED", keep.to_string())
+        .env("PWAL_POWERCUT_REPORT", "1")
+        .stdin(Stdio::null());
+    let out = cmd.output().expect("run powerloss_test write");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    let acks = dir.with_extension("acks");
+    std::fs::write(&acks, &out.stdout).expect("write the acknowledgements");
+    // Under the shim too, never cutting: its syncs cost nothing, and what
+    // the checker reads does not depend on them.
+    let mut check = program("powerloss_test");
+    check
+        .arg("check")
+        .arg(dir)
+        .arg(&acks)
+        .env("LD_PRELOAD", shim);
+    let checked = support::run(
+        check,
+        &format!("powerloss_test check after {what}; the writer said:\n{err}"),
+    );
+    (out.status.code(), err, checked)
 }
 
 fn count_ready(acks: &std::path::Path) -> usize {

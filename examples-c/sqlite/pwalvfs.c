@@ -5,10 +5,12 @@
  *
  * A loadable extension (entry point sqlite3_pwalvfs_init) for a SQLite built
  * with SQLITE_ENABLE_BATCH_ATOMIC_WRITE. It wraps the unix VFS in its
- * "unix-excl" form (one exclusive lock per database file, taken once,
- * in-process locking between connections in memory: pwal allows one
- * process per log anyway) and registers a VFS named "pwal" (not as the
- * default). For a main database file opened through it:
+ * "unix-excl" form and registers a VFS named "pwal" (not as the default).
+ * Its handles lock each other in memory, and one open file description
+ * lock per database, from the first lock to the last close, keeps other
+ * processes and this process's connections through other VFSes out (see
+ * "locks"): pwal allows one process per log anyway.
+ * For a main database file opened through it:
  *
  *  - xDeviceCharacteristics adds SQLITE_IOCAP_BATCH_ATOMIC, so SQLite commits
  *    a transaction that fits in its page cache with no rollback journal:
@@ -48,9 +50,11 @@
  *    (which the log made durable) is a no-op.
  *  - xAccess remembers that "<db>-journal" and "<db>-wal" do not exist
  *    (see "what xAccess knows without asking").
- *  - No shared memory (xShmMap is NULL): SQLite refuses journal_mode=WAL,
- *    except under locking_mode=EXCLUSIVE, where its WAL needs no shared
- *    memory and its checkpoints are writes outside a batch (see above).
+ *  - No shared memory (io methods of version 1): SQLite refuses
+ *    journal_mode=WAL, except under locking_mode=EXCLUSIVE, where its WAL
+ *    needs no shared memory and its checkpoints are writes outside a batch
+ *    (see above). The version 2 and 3 slots hold stubs that fail, for
+ *    shims stacked on top that call them regardless.
  */
 #define _GNU_SOURCE /* realpath, pread, pwrite, fdatasync */
 
@@ -97,8 +101,8 @@ struct dbent {
     dev_t dev;           /* the file fd opened (is the file at the name still it?) */
     ino_t ino;
     int opens;           /* main database handles open on it (under shared.mu) */
-    /* A handle of a writable file has locked it: "unix-excl" then holds
-     * an exclusive fcntl() lock on it for this process until its last
+    /* A handle of a writable file has locked it: the guard (below) then
+     * holds an exclusive lock on it for this process until its last
      * handle closes, and no other process can change it. Only then may
      * the caches of its size and of its journal's absence be trusted.
      * Atomic; cleared at the last close. */
@@ -115,6 +119,15 @@ struct dbent {
      * writes, a direct write or truncation, a file control) bumps it. */
     sqlite3_int64 real_size;
     uint64_t real_size_gen, size_gen; /* real_size holds when they are equal and nonzero */
+    /* Locking (see "locks" below). The handles of the process lock each
+     * other here, in memory, with SQLite's lock levels; the file itself is
+     * locked by the guard, an open file description lock on fd, taken at
+     * the first lock and kept until the last close. Lock order: shared.mu
+     * before lk_mu before g_guard_mu. */
+    pthread_mutex_t lk_mu;
+    int lk_level;          /* the highest level a handle holds (SQLITE_LOCK_*) */
+    int lk_shared;         /* handles at SHARED or above */
+    int guard_locked;      /* fd holds the guard */
 };
 
 typedef struct {
@@ -174,6 +187,7 @@ typedef struct {
     pwal_frame *frames;
     char *db_path;      /* the name it was opened by (sidecars); NULL for a read-only file */
     int readonly;       /* the real file is read-only: its locks are ordinary shared ones */
+    int lock;           /* the SQLITE_LOCK_* level it holds (not for a read-only file) */
     sqlite3_file *real; /* the default VFS's file, right after this struct */
 } pfile;
 
@@ -356,6 +370,7 @@ static dbent *add_ent(shared *s, const char *name, uint32_t id) {
     e->fd = -1;
     e->size_gen = 1;
     pthread_mutex_init(&e->ov_mu, NULL);
+    pthread_mutex_init(&e->lk_mu, NULL);
     e->next = s->files;
     s->files = e;
     return e;
@@ -495,6 +510,7 @@ static void free_shared(shared *s) {
         pm_clear(&e->live);
         pm_clear(&e->going);
         pthread_mutex_destroy(&e->ov_mu);
+        pthread_mutex_destroy(&e->lk_mu);
         free(e->name);
         free(e);
     }
@@ -776,9 +792,9 @@ static void release(shared *s) {
  * deletes that name, and when the database's last handle closes.
  *
  * Answered from memory only while a read-write handle has locked the
- * database (dbent.process_locked): the "unix-excl" lock is then an
- * exclusive fcntl() lock held until the last handle in this process
- * closes, so no other process can make a journal meanwhile, and every one
+ * database (dbent.process_locked): the guard (see "locks") then holds an
+ * exclusive lock until the last handle in this process closes, so no
+ * other process can make a journal meanwhile, and every one
  * made here is opened through this VFS. Read-only handles take ordinary
  * shared locks and register nothing here. */
 typedef struct sidecar sidecar;
@@ -878,6 +894,165 @@ static void sidecar_note_absent(const char *path, uint64_t gen) {
     pthread_mutex_unlock(&g_side_mu);
 }
 
+/* ---- locks ----
+ *
+ * The handles of a database in this process lock each other in memory
+ * (dbent.lk_*), with the rules of SQLite's unix VFS between the
+ * connections of one process; their files of the unix VFS underneath are
+ * never locked. The file is locked once for all of them, by the guard: at
+ * the first lock of any handle, an open file description lock
+ * (F_OFD_SETLK) for writing on the bytes SQLite locks (its pending,
+ * reserved and shared bytes), on the VFS's own descriptor of the file
+ * (dbent.fd), held until the database's last handle closes.
+ *
+ * Unlike fcntl()'s process-wide locks, such a lock conflicts with every
+ * fcntl() lock on the file, this process's included, and no close() of
+ * another descriptor of the file drops it. So a connection of this
+ * process through another VFS ("unix", "unix-excl") gets SQLITE_BUSY when
+ * its own fcntl() lock fails, instead of reading a database file that
+ * lacks the pages waiting in memory and writing a change that the next
+ * checkpoint would write over; so does any other process. A lock of the
+ * unix VFS itself could not do this: inside a process the unix VFS keeps
+ * one lock state per file for all its connections, and one connection's
+ * unlock drops fcntl() locks that another took.
+ *
+ * A file this process can only read (pfile.readonly) takes the unix VFS's
+ * ordinary locks instead, through its own file: no page of it ever waits
+ * in memory.
+ *
+ * A child forked while the guard is held would share the open file
+ * description, and the lock with it, for as long as it lives: the child
+ * handler of pthread_atfork() puts /dev/null in place of every descriptor
+ * that holds a guard (the child cannot use the parent's connections
+ * anyway, as SQLite says of any connection across a fork). */
+
+/* SQLite's lock bytes (os.h): PENDING_BYTE, RESERVED_BYTE, then the
+ * shared range of 510 bytes. */
+#define LOCK_FIRST 0x40000000
+#define LOCK_LEN (2 + 510)
+
+static pthread_mutex_t g_guard_mu = PTHREAD_MUTEX_INITIALIZER; /* g_guard_fds */
+static int *g_guard_fds;
+static size_t g_nguard, g_capguard;
+static int g_devnull = -1;
+
+static void guard_note(int fd, int held) {
+    pthread_mutex_lock(&g_guard_mu);
+    if (held) {
+        if (g_nguard == g_capguard) {
+            size_t cap = g_capguard ? g_capguard * 2 : 16;
+            int *grown = realloc(g_guard_fds, cap * sizeof *grown);
+            if (grown) {
+                g_guard_fds = grown;
+                g_capguard = cap;
+            }
+        }
+        if (g_nguard < g_capguard) g_guard_fds[g_nguard++] = fd;
+    } else {
+        for (size_t i = 0; i < g_nguard; i++)
+            if (g_guard_fds[i] == fd) {
+                g_guard_fds[i] = g_guard_fds[--g_nguard];
+                break;
+            }
+    }
+    pthread_mutex_unlock(&g_guard_mu);
+}
+
+static void fork_prepare(void) { pthread_mutex_lock(&g_guard_mu); }
+static void fork_parent(void) { pthread_mutex_unlock(&g_guard_mu); }
+static void fork_child(void) {
+    for (size_t i = 0; i < g_nguard; i++)
+        if (g_devnull >= 0) dup3(g_devnull, g_guard_fds[i], O_CLOEXEC);
+    g_nguard = 0;
+    pthread_mutex_unlock(&g_guard_mu);
+}
+
+static int guard_fcntl(int fd, short type) {
+    struct flock fl;
+    memset(&fl, 0, sizeof fl);
+    fl.l_type = type;
+    fl.l_whence = SEEK_SET;
+    fl.l_start = LOCK_FIRST;
+    fl.l_len = LOCK_LEN;
+    int rc;
+    do rc = fcntl(fd, F_OFD_SETLK, &fl);
+    while (rc != 0 && errno == EINTR);
+    return rc;
+}
+
+/* Takes the guard unless it holds it. Under e->lk_mu. */
+static int guard_take(dbent *e) {
+    if (e->guard_locked) return SQLITE_OK;
+    if (e->fd < 0) return SQLITE_IOERR_LOCK;
+    /* Registered first, so that a fork in between finds it. */
+    guard_note(e->fd, 1);
+    if (guard_fcntl(e->fd, F_WRLCK) != 0) {
+        int err = errno;
+        guard_note(e->fd, 0);
+        /* Held elsewhere: a connection of this process through another
+         * VFS, or another process. Try again. */
+        if (err == EAGAIN || err == EACCES) return SQLITE_BUSY;
+        sqlite3_log(SQLITE_IOERR_LOCK, "pwal vfs: %s: locking: %s", e->name, strerror(err));
+        return SQLITE_IOERR_LOCK;
+    }
+    e->guard_locked = 1;
+    return SQLITE_OK;
+}
+
+static int lock_up(pfile *p, int want) {
+    dbent *e = p->e;
+    if (p->lock >= want) return SQLITE_OK;
+    pthread_mutex_lock(&e->lk_mu);
+    int rc = SQLITE_OK;
+    if (p->lock != e->lk_level && (e->lk_level >= SQLITE_LOCK_PENDING || want > SQLITE_LOCK_SHARED)) {
+        rc = SQLITE_BUSY; /* another handle holds what precludes it */
+    } else if (want == SQLITE_LOCK_SHARED &&
+               (e->lk_level == SQLITE_LOCK_SHARED || e->lk_level == SQLITE_LOCK_RESERVED)) {
+        p->lock = SQLITE_LOCK_SHARED;
+        e->lk_shared++;
+    } else if (want == SQLITE_LOCK_SHARED) { /* no handle holds a lock */
+        rc = guard_take(e);
+        if (rc == SQLITE_OK) {
+            p->lock = e->lk_level = SQLITE_LOCK_SHARED;
+            e->lk_shared = 1;
+        }
+    } else if (want == SQLITE_LOCK_EXCLUSIVE && e->lk_shared > 1) {
+        /* Readers remain: PENDING keeps new ones out until they leave. */
+        p->lock = e->lk_level = SQLITE_LOCK_PENDING;
+        rc = SQLITE_BUSY;
+    } else {
+        p->lock = e->lk_level = want;
+    }
+    pthread_mutex_unlock(&e->lk_mu);
+    return rc;
+}
+
+static void lock_down(pfile *p, int to) {
+    dbent *e = p->e;
+    if (p->lock <= to) return;
+    pthread_mutex_lock(&e->lk_mu);
+    if (p->lock > SQLITE_LOCK_SHARED) e->lk_level = SQLITE_LOCK_SHARED; /* it held the top */
+    if (to == SQLITE_LOCK_NONE && --e->lk_shared == 0) e->lk_level = SQLITE_LOCK_NONE;
+    p->lock = to;
+    pthread_mutex_unlock(&e->lk_mu);
+}
+
+/* Releases the guard of e if e has no handle open. The descriptor stays
+ * open (closing it would drop every fcntl() lock this process holds on
+ * the file, other VFSes' too). */
+static void guard_release_if_unused(shared *s, dbent *e) {
+    pthread_mutex_lock(&s->mu);
+    pthread_mutex_lock(&e->lk_mu);
+    if (e->opens == 0 && e->guard_locked) {
+        if (guard_fcntl(e->fd, F_UNLCK) != 0)
+            sqlite3_log(SQLITE_IOERR_UNLOCK, "pwal vfs: %s: unlocking: %s", e->name, strerror(errno));
+        guard_note(e->fd, 0);
+        e->guard_locked = 0;
+    }
+    pthread_mutex_unlock(&e->lk_mu);
+    pthread_mutex_unlock(&s->mu);
+}
+
 /* ---- io methods of a main database file ---- */
 
 static void batch_reset(pfile *p);
@@ -885,6 +1060,7 @@ static void batch_reset(pfile *p);
 static int x_close(sqlite3_file *f) {
     pfile *p = (pfile *)f;
     shared *s = p->s;
+    if (!p->readonly) lock_down(p, SQLITE_LOCK_NONE); /* SQLite unlocks first; in case not */
     pthread_mutex_lock(&s->mu);
     int last = --p->e->opens == 0, quiet = s->broken || s->ckpt_off;
     if (last) __atomic_store_n(&p->e->process_locked, 0, __ATOMIC_RELEASE);
@@ -899,6 +1075,8 @@ static int x_close(sqlite3_file *f) {
         sqlite3_log(SQLITE_IOERR, "pwal vfs: closing %s: its checkpoint failed: %s", p->e->name,
                     s->why);
     int rc = p->real->pMethods ? p->real->pMethods->xClose(p->real) : SQLITE_OK;
+    /* The last handle's checkpoint is done: the lock may go. */
+    guard_release_if_unused(s, p->e);
     batch_reset(p);
     free(p->pgno);
     free(p->pages);
@@ -1093,20 +1271,29 @@ static int x_file_size(sqlite3_file *f, sqlite3_int64 *size) {
 
 static int x_lock(sqlite3_file *f, int lock) {
     pfile *p = (pfile *)f;
-    int rc = p->real->pMethods->xLock(p->real, lock);
-    if (rc == SQLITE_OK && !p->readonly && !__atomic_load_n(&p->e->process_locked, __ATOMIC_ACQUIRE))
+    if (p->readonly) return p->real->pMethods->xLock(p->real, lock);
+    int rc = lock_up(p, lock);
+    if (rc == SQLITE_OK && !__atomic_load_n(&p->e->process_locked, __ATOMIC_ACQUIRE))
         __atomic_store_n(&p->e->process_locked, 1, __ATOMIC_RELEASE);
     return rc;
 }
 
 static int x_unlock(sqlite3_file *f, int lock) {
     pfile *p = (pfile *)f;
-    return p->real->pMethods->xUnlock(p->real, lock);
+    if (p->readonly) return p->real->pMethods->xUnlock(p->real, lock);
+    lock_down(p, lock);
+    return SQLITE_OK;
 }
 
+/* Whether a handle holds RESERVED or above (no other process can: the
+ * guard's lock keeps them out while any handle holds a lock). */
 static int x_check_reserved(sqlite3_file *f, int *out) {
     pfile *p = (pfile *)f;
-    return p->real->pMethods->xCheckReservedLock(p->real, out);
+    if (p->readonly) return p->real->pMethods->xCheckReservedLock(p->real, out);
+    pthread_mutex_lock(&p->e->lk_mu);
+    *out = p->e->lk_level > SQLITE_LOCK_SHARED;
+    pthread_mutex_unlock(&p->e->lk_mu);
+    return SQLITE_OK;
 }
 
 /* Ends the batch: drops its pages that no commit handed over. */
@@ -1375,6 +1562,10 @@ static int x_file_control(sqlite3_file *f, int op, void *arg) {
         STAT_ADD(p->s, rollbacks, 1);
         batch_reset(p);
         return SQLITE_OK;
+    case SQLITE_FCNTL_LOCKSTATE:
+        if (p->readonly) break;
+        *(int *)arg = p->lock;
+        return SQLITE_OK;
     case SQLITE_FCNTL_PRAGMA: {
         int rc = x_pragma(p, (char **)arg);
         if (rc != SQLITE_NOTFOUND) return rc;
@@ -1420,7 +1611,8 @@ static int x_device_characteristics(sqlite3_file *f) {
     return p->real->pMethods->xDeviceCharacteristics(p->real) | SQLITE_IOCAP_BATCH_ATOMIC;
 }
 
-/* No memory mapping: reads go through xRead. */
+/* No memory mapping: reads go through xRead. (Version 1: SQLite does not
+ * call these either; a shim that forwards them gets nothing mapped.) */
 static int x_fetch(sqlite3_file *f, sqlite3_int64 off, int amt, void **pp) {
     (void)f;
     (void)off;
@@ -1436,8 +1628,45 @@ static int x_unfetch(sqlite3_file *f, sqlite3_int64 off, void *ptr) {
     return SQLITE_OK;
 }
 
+/* No shared memory. SQLite itself never calls these (the methods are of
+ * version 1, which has none); they are there for a shim stacked on this VFS
+ * that declares a later version and forwards every call without looking at
+ * the version underneath (as SQLite's cksumvfs does): it gets an error, not
+ * a call through NULL. */
+static int x_shm_map(sqlite3_file *f, int page, int size, int extend, void volatile **pp) {
+    (void)f;
+    (void)page;
+    (void)size;
+    (void)extend;
+    *pp = NULL;
+    return SQLITE_IOERR_SHMMAP;
+}
+
+static int x_shm_lock(sqlite3_file *f, int offset, int n, int flags) {
+    (void)f;
+    (void)offset;
+    (void)n;
+    (void)flags;
+    return SQLITE_IOERR_SHMLOCK;
+}
+
+static void x_shm_barrier(sqlite3_file *f) {
+    (void)f;
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+}
+
+static int x_shm_unmap(sqlite3_file *f, int delete_flag) {
+    (void)f;
+    (void)delete_flag;
+    return SQLITE_OK;
+}
+
+/* Version 1: no shared memory (so SQLite offers WAL only under
+ * locking_mode=EXCLUSIVE, where it keeps the WAL index in its own heap)
+ * and no memory mapping. Every slot of version 3 is filled all the same
+ * (see x_shm_map). */
 static const sqlite3_io_methods io_methods = {
-    3,
+    1,
     x_close,
     x_read,
     x_write,
@@ -1450,10 +1679,10 @@ static const sqlite3_io_methods io_methods = {
     x_file_control,
     x_sector_size,
     x_device_characteristics,
-    NULL, /* xShmMap: no shared memory, so no WAL (see the top) */
-    NULL,
-    NULL,
-    NULL,
+    x_shm_map, /* never called by SQLite (version 1): see x_shm_map */
+    x_shm_lock,
+    x_shm_barrier,
+    x_shm_unmap,
     x_fetch,
     x_unfetch,
 };
@@ -1494,12 +1723,12 @@ static int v_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *f, int flags
         return SQLITE_CANTOPEN;
     }
     /* The file is opened read-write even for a read-only connection (SQLite
-     * is told it is read-only, and never writes through it), because the
-     * unix VFS gives read-only files ordinary fcntl() locks: one read-only
-     * handle's unlock would drop this process's exclusive unix-excl lock
-     * that read-write handles rely on, and that the pages waiting in
-     * memory and the caches below rely on. A file this process cannot
-     * write is opened read-only all the same (then every handle of it is). */
+     * is told it is read-only, and never writes through it), so that it
+     * locks in memory with the other handles (see "locks"): a file the
+     * unix VFS opened read-only could only take the unix VFS's own locks,
+     * which the guard refuses. A file this process cannot
+     * write is opened read-only all the same (then every handle of it is,
+     * no page of it waits in memory, and it has no guard). */
     int opened = 0, want_ro = (flags & SQLITE_OPEN_READONLY) != 0;
     int real_flags = want_ro ? (flags & ~SQLITE_OPEN_READONLY) | SQLITE_OPEN_READWRITE : flags;
     int rc = g_orig->xOpen(g_orig, name, p->real, real_flags, &opened);
@@ -1678,10 +1907,30 @@ int sqlite3_pwalvfs_init(sqlite3 *db, char **err, const sqlite3_api_routines *ap
     (void)db;
     SQLITE_EXTENSION_INIT2(api);
     if (sqlite3_vfs_find(VFS_NAME)) return SQLITE_OK_LOAD_PERMANENTLY; /* loaded before */
-    /* "unix-excl" is the unix VFS that takes one exclusive lock per
-     * database file, once, and locks between the connections of this
-     * process in memory: pwal allows one process per log anyway, and it
-     * saves the per-transaction fcntl() calls of rollback mode. */
+    /* Without batch atomic writes SQLite never sends BEGIN_ATOMIC_WRITE:
+     * every transaction would go through its rollback journal and none
+     * through the log, silently. (A SQLite built without compile option
+     * diagnostics cannot say, and is refused too.) */
+#ifndef SQLITE_CORE
+    int diags = sqlite3_api->compileoption_used != NULL;
+#else
+    int diags = 1;
+#endif
+    if (!diags || !sqlite3_compileoption_used("ENABLE_BATCH_ATOMIC_WRITE")) {
+        const char *why = diags ? "was built without SQLITE_ENABLE_BATCH_ATOMIC_WRITE"
+                                : "cannot tell whether it was built with "
+                                  "SQLITE_ENABLE_BATCH_ATOMIC_WRITE (built without compile "
+                                  "option diagnostics)";
+        sqlite3_log(SQLITE_ERROR, "pwal vfs: this SQLite (%s) %s; the VFS needs it", sqlite3_libversion(), why);
+        if (err)
+            *err = sqlite3_mprintf("pwal vfs: this SQLite (%s) %s, so it would commit through its "
+                                   "rollback journal and never through the log; rebuild SQLite "
+                                   "with -DSQLITE_ENABLE_BATCH_ATOMIC_WRITE",
+                                   sqlite3_libversion(), why);
+        return SQLITE_ERROR;
+    }
+    /* The handles' files underneath never lock (see "locks"): "unix-excl"
+     * or the default, it makes no difference. */
     g_orig = sqlite3_vfs_find("unix-excl");
     if (!g_orig) g_orig = sqlite3_vfs_find(NULL);
     if (!g_orig) {
@@ -1690,6 +1939,12 @@ int sqlite3_pwalvfs_init(sqlite3 *db, char **err, const sqlite3_api_routines *ap
     }
     if (g_orig->iVersion < 2 || !g_orig->xCurrentTimeInt64) {
         if (err) *err = sqlite3_mprintf("pwal vfs: the default VFS is too old to wrap");
+        return SQLITE_ERROR;
+    }
+    /* See "locks": a forked child lets go of the guards. */
+    g_devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (g_devnull < 0 || pthread_atfork(fork_prepare, fork_parent, fork_child) != 0) {
+        if (err) *err = sqlite3_mprintf("pwal vfs: cannot set up its fork handlers: %s", strerror(errno));
         return SQLITE_ERROR;
     }
     pwal_vfs.szOsFile = (int)sizeof(pfile) + g_orig->szOsFile;

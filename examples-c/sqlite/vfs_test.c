@@ -699,6 +699,336 @@ static void case_process(void) {
     sqlite3_close(db);
 }
 
+/* A connection of this process through another VFS ("unix", the default,
+ * or "unix-excl") to a database pwal has open, whose committed pages wait
+ * in pwal's memory and are not in the file yet: it must be refused, not
+ * read the stale file, nor write a change that pwal's next checkpoint
+ * writes over. While pwal has it open the other connection gets
+ * SQLITE_BUSY, for reads and writes; after pwal's last close it reads
+ * every row and writes; and a pwal connection that finds the other
+ * connection inside a transaction waits (SQLITE_BUSY) until it ends. */
+static int busy_or_cantopen(int rc) {
+    return (rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_CANTOPEN;
+}
+
+static sqlite3 *open_other(const char *name, const char *vfs) {
+    sqlite3 *db = open_db(path_of(name), vfs);
+    sqlite3_busy_timeout(db, 0);
+    return db;
+}
+
+static void expect_refused(sqlite3 *db, const char *sql, const char *who) {
+    int rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
+    EXPECT(busy_or_cantopen(rc), "%s: %s gave %d (%s), not SQLITE_BUSY or SQLITE_CANTOPEN", who, sql,
+           rc, sqlite3_errmsg(db));
+}
+
+/* The child of foreign: exits 0 if its write through the default VFS is
+ * refused (SQLITE_BUSY), 1 if it commits. */
+static void case_foreign_writer(void) {
+    sqlite3 *db = open_other("fo.db", NULL);
+    int rc = sqlite3_exec(db, "INSERT INTO t(v) VALUES('other process')", NULL, NULL, NULL);
+    sqlite3_close(db);
+    if ((rc & 0xff) == SQLITE_BUSY) return;
+    fprintf(stderr, "foreign_writer: the insert gave %d\n", rc);
+    exit(1);
+}
+
+static void case_foreign(void) {
+    sqlite3 *db = open_pwal("fo.db");
+    create_table(db);
+    for (int i = 0; i < 20; i++) execf(db, "INSERT INTO t(v) VALUES('pwal %d')", i);
+    EXPECT(stat_of(db, "pages_waiting") > 0, "no committed page waits in memory");
+    const char *vfs[2] = {NULL, "unix-excl"};
+    sqlite3 *other[2];
+    for (int k = 0; k < 2; k++) {
+        const char *who = vfs[k] ? vfs[k] : "the default VFS";
+        other[k] = open_other("fo.db", vfs[k]);
+        expect_refused(other[k], "SELECT count(*) FROM t", who);
+        expect_refused(other[k], "INSERT INTO t(v) VALUES('other')", who);
+        expect_refused(other[k], "BEGIN IMMEDIATE", who);
+        sqlite3_exec(other[k], "ROLLBACK", NULL, NULL, NULL);
+    }
+    /* pwal goes on, checkpoints (the file current until the next commit)
+     * and commits again: still refused. */
+    exec(db, "PRAGMA pwal_checkpoint");
+    exec(db, "INSERT INTO t(v) VALUES('after the checkpoint')");
+    expect_refused(other[0], "SELECT count(*) FROM t", "the default VFS after a checkpoint");
+    sqlite3 *db2 = open_pwal("fo.db"); /* a second pwal connection is no stranger */
+    expect_int(db2, "SELECT count(*) FROM t", 21, "rows through a second pwal connection");
+    exec(db2, "INSERT INTO t(v) VALUES('second pwal connection')");
+    sqlite3_close(db2);
+    expect_refused(other[1], "INSERT INTO t(v) VALUES('other')", "unix-excl with two pwal handles");
+    sqlite3_close(db);
+
+    /* pwal's last close: the file is whole, the others read and write. */
+    for (int k = 0; k < 2; k++) {
+        expect_int(other[k], "SELECT count(*) FROM t", 22 + k, "rows the other VFS reads after the close");
+        execf(other[k], "INSERT INTO t(v) VALUES('other %d')", k);
+    }
+    /* unix-excl keeps its exclusive lock until the process has no
+     * connection of the unix VFS to the file left: all of them go. */
+    sqlite3_close(other[1]);
+    sqlite3_close(other[0]);
+
+    /* The other connection inside a read transaction: pwal may not lock
+     * the file until it ends, and then has it again. */
+    other[0] = open_other("fo.db", NULL);
+    exec(other[0], "BEGIN");
+    expect_int(other[0], "SELECT count(*) FROM t", 24, "rows in the other's transaction");
+    db = open_other("fo.db", "pwal");
+    expect_refused(db, "INSERT INTO t(v) VALUES('pwal while the other reads')", "pwal");
+    exec(other[0], "COMMIT");
+    expect_int(db, "SELECT count(*) FROM t", 24, "rows through pwal after the other VFS wrote");
+    exec(db, "INSERT INTO t(v) VALUES('pwal again')");
+    expect_refused(other[0], "SELECT count(*) FROM t", "the default VFS, pwal open again");
+    /* The other connection's locks came and went beside pwal's first lock:
+     * the process's lock on the file must still keep other processes out. */
+    int rc = child_case("foreign_writer");
+    EXPECT(rc == 0, "another process wrote the database beside pages waiting in pwal's memory (%d)", rc);
+    check_integrity(db, "foreign");
+    sqlite3_close(db);
+    expect_int(other[0], "SELECT count(*) FROM t", 25, "rows after pwal's second close");
+    check_integrity(other[0], "foreign, the default VFS");
+    sqlite3_close(other[0]);
+}
+
+/* The child of fork: exits 0 once its insert into fk.db through the
+ * default VFS committed, 1 if it was refused. */
+static void case_plain_insert(void) {
+    sqlite3 *db = open_other("fk.db", NULL);
+    int rc = sqlite3_exec(db, "INSERT INTO t(v) VALUES('other process')", NULL, NULL, NULL);
+    sqlite3_close(db);
+    if (rc == SQLITE_OK) return;
+    fprintf(stderr, "plain_insert: the insert gave %d\n", rc);
+    exit(1);
+}
+
+/* The middle process of fork: opens fk.db through pwal, commits (the
+ * lock is taken), forks a child that waits for the end of the pipe in
+ * PWAL_TEST_HOLD_FD, and dies without closing anything. */
+static void case_fork_holder(void) {
+    const char *v = getenv("PWAL_TEST_HOLD_FD");
+    if (!v) die("fork_holder: no PWAL_TEST_HOLD_FD");
+    int hold = atoi(v), writer = atoi(strchr(v, ',') + 1);
+    close(writer);
+    sqlite3 *db = open_pwal("fk.db");
+    exec(db, "INSERT INTO t(v) VALUES('before the fork')");
+    pid_t pid = fork();
+    if (pid < 0) die("fork: %s", strerror(errno));
+    if (pid == 0) { /* touches nothing, lives until the test is done */
+        char c;
+        while (read(hold, &c, 1) < 0 && errno == EINTR) {
+        }
+        _exit(0);
+    }
+    _exit(0); /* a crash, the forked child alive */
+}
+
+/* A child forked (without exec) while pwal holds a database's lock does
+ * not inherit the lock: once the process that forked it died, another
+ * process writes the database while the forked child still runs. */
+static void case_fork(void) {
+    sqlite3 *db = open_pwal("fk.db");
+    create_table(db);
+    sqlite3_close(db);
+    int hold[2];
+    if (pipe(hold) != 0) die("pipe: %s", strerror(errno));
+    char fds[32];
+    snprintf(fds, sizeof fds, "%d,%d", hold[0], hold[1]);
+    setenv("PWAL_TEST_HOLD_FD", fds, 1);
+    int rc = child_case("fork_holder");
+    EXPECT(rc == 0, "fork_holder exited %d", rc);
+    close(hold[0]);
+    /* Through pwal first (the dead process's commit is in the log only). */
+    db = open_other("fk.db", "pwal");
+    rc = sqlite3_exec(db, "SELECT count(*) FROM t", NULL, NULL, NULL);
+    EXPECT(rc == SQLITE_OK, "pwal could not read after the crash: the forked child kept the lock (%d, %s)",
+           rc, sqlite3_errmsg(db));
+    expect_int(db, "SELECT count(*) FROM t", 1, "rows after the crash");
+    sqlite3_close(db);
+    rc = child_case("plain_insert");
+    close(hold[1]); /* the forked child ends */
+    EXPECT(rc == 0, "another process could not write: the forked child kept the lock (%d)", rc);
+    db = open_pwal("fk.db");
+    expect_int(db, "SELECT count(*) FROM t", 2, "rows after the fork");
+    check_integrity(db, "fork");
+    sqlite3_close(db);
+}
+
+/* ---- shim: a pass-through VFS stacked on pwal ----
+ *
+ * Like SQLite's cksumvfs (ext/misc/cksumvfs.c) it declares io methods of
+ * version 3 and forwards every call to the file underneath as it is,
+ * xShmMap and the other version 2 and 3 methods included, without
+ * looking at the version the file underneath declares. */
+typedef struct {
+    sqlite3_file base;
+    sqlite3_file *sub; /* the pwal file, right after this struct */
+} shim_file;
+
+static sqlite3_vfs *g_shim_under;
+#define SUB(f) (((shim_file *)(f))->sub)
+
+static int sh_close(sqlite3_file *f) { return SUB(f)->pMethods->xClose(SUB(f)); }
+static int sh_read(sqlite3_file *f, void *b, int n, sqlite3_int64 o) {
+    return SUB(f)->pMethods->xRead(SUB(f), b, n, o);
+}
+static int sh_write(sqlite3_file *f, const void *b, int n, sqlite3_int64 o) {
+    return SUB(f)->pMethods->xWrite(SUB(f), b, n, o);
+}
+static int sh_truncate(sqlite3_file *f, sqlite3_int64 n) {
+    return SUB(f)->pMethods->xTruncate(SUB(f), n);
+}
+static int sh_sync(sqlite3_file *f, int fl) { return SUB(f)->pMethods->xSync(SUB(f), fl); }
+static int sh_file_size(sqlite3_file *f, sqlite3_int64 *n) {
+    return SUB(f)->pMethods->xFileSize(SUB(f), n);
+}
+static int sh_lock(sqlite3_file *f, int l) { return SUB(f)->pMethods->xLock(SUB(f), l); }
+static int sh_unlock(sqlite3_file *f, int l) { return SUB(f)->pMethods->xUnlock(SUB(f), l); }
+static int sh_check_reserved(sqlite3_file *f, int *o) {
+    return SUB(f)->pMethods->xCheckReservedLock(SUB(f), o);
+}
+static int sh_file_control(sqlite3_file *f, int op, void *a) {
+    return SUB(f)->pMethods->xFileControl(SUB(f), op, a);
+}
+static int sh_sector_size(sqlite3_file *f) { return SUB(f)->pMethods->xSectorSize(SUB(f)); }
+static int sh_device(sqlite3_file *f) { return SUB(f)->pMethods->xDeviceCharacteristics(SUB(f)); }
+static int sh_shm_map(sqlite3_file *f, int pg, int sz, int ext, void volatile **pp) {
+    return SUB(f)->pMethods->xShmMap(SUB(f), pg, sz, ext, pp);
+}
+static int sh_shm_lock(sqlite3_file *f, int off, int n, int fl) {
+    return SUB(f)->pMethods->xShmLock(SUB(f), off, n, fl);
+}
+static void sh_shm_barrier(sqlite3_file *f) { SUB(f)->pMethods->xShmBarrier(SUB(f)); }
+static int sh_shm_unmap(sqlite3_file *f, int del) {
+    return SUB(f)->pMethods->xShmUnmap(SUB(f), del);
+}
+static int sh_fetch(sqlite3_file *f, sqlite3_int64 o, int n, void **pp) {
+    return SUB(f)->pMethods->xFetch(SUB(f), o, n, pp);
+}
+static int sh_unfetch(sqlite3_file *f, sqlite3_int64 o, void *p) {
+    return SUB(f)->pMethods->xUnfetch(SUB(f), o, p);
+}
+
+static const sqlite3_io_methods shim_io = {
+    3, sh_close, sh_read, sh_write, sh_truncate, sh_sync, sh_file_size, sh_lock, sh_unlock,
+    sh_check_reserved, sh_file_control, sh_sector_size, sh_device, sh_shm_map, sh_shm_lock,
+    sh_shm_barrier, sh_shm_unmap, sh_fetch, sh_unfetch,
+};
+
+static int shv_open(sqlite3_vfs *v, const char *name, sqlite3_file *f, int flags, int *out) {
+    (void)v;
+    shim_file *p = (shim_file *)f;
+    p->sub = (sqlite3_file *)&p[1];
+    int rc = g_shim_under->xOpen(g_shim_under, name, p->sub, flags, out);
+    f->pMethods = rc == SQLITE_OK && p->sub->pMethods ? &shim_io : NULL;
+    return rc;
+}
+static int shv_delete(sqlite3_vfs *v, const char *n, int d) {
+    (void)v;
+    return g_shim_under->xDelete(g_shim_under, n, d);
+}
+static int shv_access(sqlite3_vfs *v, const char *n, int fl, int *o) {
+    (void)v;
+    return g_shim_under->xAccess(g_shim_under, n, fl, o);
+}
+static int shv_full(sqlite3_vfs *v, const char *n, int k, char *o) {
+    (void)v;
+    return g_shim_under->xFullPathname(g_shim_under, n, k, o);
+}
+static void *shv_dlopen(sqlite3_vfs *v, const char *n) {
+    (void)v;
+    return g_shim_under->xDlOpen(g_shim_under, n);
+}
+static void shv_dlerror(sqlite3_vfs *v, int n, char *o) {
+    (void)v;
+    g_shim_under->xDlError(g_shim_under, n, o);
+}
+static void (*shv_dlsym(sqlite3_vfs *v, void *h, const char *s))(void) {
+    (void)v;
+    return g_shim_under->xDlSym(g_shim_under, h, s);
+}
+static void shv_dlclose(sqlite3_vfs *v, void *h) {
+    (void)v;
+    g_shim_under->xDlClose(g_shim_under, h);
+}
+static int shv_random(sqlite3_vfs *v, int n, char *o) {
+    (void)v;
+    return g_shim_under->xRandomness(g_shim_under, n, o);
+}
+static int shv_sleep(sqlite3_vfs *v, int us) {
+    (void)v;
+    return g_shim_under->xSleep(g_shim_under, us);
+}
+static int shv_time(sqlite3_vfs *v, double *o) {
+    (void)v;
+    return g_shim_under->xCurrentTime(g_shim_under, o);
+}
+static int shv_last_error(sqlite3_vfs *v, int n, char *o) {
+    (void)v;
+    return g_shim_under->xGetLastError(g_shim_under, n, o);
+}
+static int shv_time64(sqlite3_vfs *v, sqlite3_int64 *o) {
+    (void)v;
+    return g_shim_under->xCurrentTimeInt64(g_shim_under, o);
+}
+
+static sqlite3_vfs shim_vfs = {
+    2, 0, 0, NULL, "shim", NULL, shv_open, shv_delete, shv_access, shv_full, shv_dlopen,
+    shv_dlerror, shv_dlsym, shv_dlclose, shv_random, shv_sleep, shv_time, shv_last_error,
+    shv_time64, NULL, NULL, NULL,
+};
+
+/* A shim stacked on pwal that forwards every io method regardless of the
+ * version pwal declares (as cksumvfs does) calls pwal's shared memory
+ * methods: they must fail, not crash. Through the shim SQLite believes
+ * WAL is possible (the shim has xShmMap), so journal_mode=WAL switches the
+ * file to WAL and the next statement fails with SQLITE_IOERR_SHMMAP. The
+ * data stays whole: under locking_mode=EXCLUSIVE (WAL without shared
+ * memory) pwal opens it, reads every row and switches it back, after
+ * which it commits through the log again. */
+static void case_shim(void) {
+    g_shim_under = sqlite3_vfs_find("pwal");
+    shim_vfs.szOsFile = (int)sizeof(shim_file) + g_shim_under->szOsFile;
+    shim_vfs.mxPathname = g_shim_under->mxPathname;
+    if (sqlite3_vfs_register(&shim_vfs, 0) != SQLITE_OK) die("register the shim");
+    sqlite3 *db = open_db(path_of("sh.db"), "shim");
+    exec(db, "PRAGMA synchronous=FULL");
+    create_table(db);
+    for (int i = 0; i < 10; i++) execf(db, "INSERT INTO t(v) VALUES('row %d')", i);
+    EXPECT(stat_of(db, "commits") == 10, "10 inserts through the shim made %lld pwal commits",
+           stat_of(db, "commits"));
+    char *mode = query(db, "PRAGMA journal_mode=WAL");
+    EXPECT(strcmp(mode, "wal") == 0, "journal_mode=WAL through the shim gave %s", mode);
+    free(mode);
+    int rc = sqlite3_exec(db, "SELECT count(*) FROM t", NULL, NULL, NULL);
+    EXPECT(sqlite3_extended_errcode(db) == SQLITE_IOERR_SHMMAP,
+           "a read in WAL mode through the shim gave %d (%s), not SQLITE_IOERR_SHMMAP", rc,
+           sqlite3_errmsg(db));
+    sqlite3_close(db);
+
+    /* In its ordinary locking mode pwal cannot open a WAL database. */
+    db = open_db(path_of("sh.db"), "pwal");
+    rc = sqlite3_exec(db, "SELECT count(*) FROM t", NULL, NULL, NULL);
+    EXPECT(rc == SQLITE_CANTOPEN, "a read of the WAL database through pwal gave %d (%s)", rc,
+           sqlite3_errmsg(db));
+    exec(db, "PRAGMA locking_mode=EXCLUSIVE");
+    expect_int(db, "SELECT count(*) FROM t", 10, "rows read in exclusive WAL mode");
+    mode = query(db, "PRAGMA journal_mode=DELETE");
+    EXPECT(strcmp(mode, "delete") == 0, "journal_mode=DELETE gave %s", mode);
+    free(mode);
+    sqlite3_close(db);
+
+    db = open_pwal("sh.db");
+    long long commits = stat_of(db, "commits");
+    exec(db, "INSERT INTO t(v) VALUES('after')");
+    EXPECT(stat_of(db, "commits") == commits + 1, "the insert after leaving WAL was no pwal commit");
+    expect_int(db, "SELECT count(*) FROM t", 11, "rows after the shim");
+    check_integrity(db, "after the shim");
+    sqlite3_close(db);
+}
+
 int main(int argc, char **argv) {
     g_prog = "vfs_test";
     if (argc != 3) die("usage: vfs_test CASE DIR");
@@ -717,6 +1047,10 @@ int main(int argc, char **argv) {
         {"close_durable", case_close_durable}, {"close_holder", case_close_holder},
         {"plain_writer", case_plain_writer}, {"readonly", case_readonly},
         {"plain_grower", case_plain_grower}, {"renamed_dir", case_renamed_dir}, {"die_mid_spill", case_die_mid_spill},
+        {"shim", case_shim},           {"foreign", case_foreign},
+        {"foreign_writer", case_foreign_writer}, {"fork", case_fork},
+        {"fork_holder", case_fork_holder},
+        {"plain_insert", case_plain_insert},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         if (strcmp(cases[i].name, argv[1]) == 0) {
