@@ -17,6 +17,7 @@ use pwal::{Error, Record, RecoveryReport};
 use serde_json::{json, Value};
 
 use crate::holder::{lock_holder, Holder};
+use crate::out::{out, outln, Out};
 use crate::{Outcome, CLEAN, DAMAGED};
 
 /// The log's files, or an error naming the directory when there is none.
@@ -298,7 +299,7 @@ pub fn info(db: &Path, as_json: bool) -> Outcome {
             "error": error,
             "unstable": seen.unstable,
         });
-        println!("{out}");
+        outln!("{out}");
         return Ok(ExitCode::from(CLEAN));
     }
     let mut o = String::new();
@@ -400,7 +401,7 @@ pub fn info(db: &Path, as_json: bool) -> Outcome {
             "the writer changed the log while it was read; the reads did not agree".into(),
         );
     }
-    print!("{o}");
+    out!("{o}");
     Ok(ExitCode::from(CLEAN))
 }
 
@@ -503,7 +504,7 @@ pub fn verify(db: &Path) -> Outcome {
     if seen.unstable {
         o.push_str("note: the writer changed the log while it was read; the reads did not agree\n");
     }
-    print!("{o}");
+    out!("{o}");
     Ok(ExitCode::from(code))
 }
 
@@ -530,9 +531,8 @@ fn hex(data: &[u8]) -> String {
 pub fn dump(db: &Path, filter: &DumpFilter, as_json: bool, with_data: bool) -> Outcome {
     let listing = existing_log(db)?;
     let holder = lock_holder(&listing.dir);
-    let stdout = std::io::stdout();
-    let show = std::io::stderr().is_terminal() && !stdout.is_terminal();
-    let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
+    let show = std::io::stderr().is_terminal() && !std::io::stdout().is_terminal();
+    let mut out = BufWriter::with_capacity(1 << 16, Out);
     let mut write_error: Option<std::io::Error> = None;
     let mut printed = 0u64;
     let mut cb = |r: &Record<'_>| -> bool {
@@ -602,12 +602,17 @@ pub fn dump(db: &Path, filter: &DumpFilter, as_json: bool, with_data: bool) -> O
     progress.finish();
     let flushed = out.flush();
     drop(out);
-    if let Some(e) = write_error.or(flushed.err()) {
-        // A reader that went away (`pwal dump ... | head`) is not an error.
-        if e.kind() == std::io::ErrorKind::BrokenPipe {
+    let cut_short = write_error.is_some();
+    match write_error.or(flushed.err()) {
+        // A reader that went away (`pwal dump ... | head`) ends the output,
+        // and is not an error: a scan it cut short exits 0; one that had
+        // ended has its verdict.
+        Some(e) if e.kind() == std::io::ErrorKind::BrokenPipe && cut_short => {
             return Ok(ExitCode::from(CLEAN));
         }
-        return Err(format!("writing the dump: {e}"));
+        Some(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+        Some(e) => return Err(format!("writing the dump: {e}")),
+        None => {}
     }
     let mut err = std::io::stderr().lock();
     let insp = match result {
@@ -672,8 +677,8 @@ pub fn repair(db: &Path, dry_run: bool) -> Outcome {
     let insp = match &seen.result {
         Ok(i) => i,
         Err(e @ Error::Corrupt { .. }) => {
-            println!("cannot repair: {e}");
-            println!(
+            outln!("cannot repair: {e}");
+            outln!(
                 "(a lost beginning or another format version: repair refuses the log, unchanged)"
             );
             return Ok(ExitCode::from(DAMAGED));
@@ -683,13 +688,13 @@ pub fn repair(db: &Path, dry_run: bool) -> Outcome {
     let plan = insp.repair_plan();
     if dry_run {
         if holder.is_held() {
-            println!(
+            outln!(
                 "writer: {}: repair refuses a log that is open; this is what it would do once \
                  the writer closes it, if nothing changes",
                 holder.describe()
             );
         }
-        println!(
+        outln!(
             "would keep epochs {} ({} epochs, {} transactions and {} frames after checkpoint \
              mark {})",
             epochs_text(r.first_epoch, r.last_epoch),
@@ -699,10 +704,10 @@ pub fn repair(db: &Path, dry_run: bool) -> Outcome {
             r.checkpoint_epoch
         );
         match &plan {
-            None => println!("nothing to cut: the log is its durable prefix"),
+            None => outln!("nothing to cut: the log is its durable prefix"),
             Some(p) => {
                 if let Some((file, off)) = &p.cut {
-                    println!(
+                    outln!(
                         "would copy {} whole into {}/damaged/, then write zeros over it from \
                          offset {off} to its end",
                         file.display(),
@@ -710,7 +715,7 @@ pub fn repair(db: &Path, dry_run: bool) -> Outcome {
                     );
                 }
                 if !p.moved.is_empty() {
-                    println!(
+                    outln!(
                         "would move into {}/damaged/: {}",
                         listing.dir.display(),
                         names(&p.moved)
@@ -719,7 +724,7 @@ pub fn repair(db: &Path, dry_run: bool) -> Outcome {
             }
         }
         if let Some(d) = &r.damage {
-            println!("because: {d}");
+            outln!("because: {d}");
         }
         return Ok(ExitCode::from(CLEAN));
     }
@@ -728,7 +733,7 @@ pub fn repair(db: &Path, dry_run: bool) -> Outcome {
     match pwal::repair(db, &mut report) {
         Ok(()) => {}
         Err(e @ Error::Corrupt { .. }) => {
-            println!("cannot repair: {e}");
+            outln!("cannot repair: {e}");
             return Ok(ExitCode::from(DAMAGED));
         }
         Err(e) => return Err(e.to_string()),
@@ -740,18 +745,18 @@ pub fn repair(db: &Path, dry_run: bool) -> Outcome {
         .map(|f| f.name.as_str())
         .filter(|n| !before.iter().any(|b| b == n))
         .collect();
-    println!(
+    outln!(
         "kept epochs {} ({} epochs)",
         epochs_text(report.first_epoch, report.last_epoch),
         report.epochs
     );
     if added.is_empty() {
-        println!("nothing to cut: the log is its durable prefix");
+        outln!("nothing to cut: the log is its durable prefix");
         return Ok(ExitCode::from(CLEAN));
     }
     if let Some(p) = &plan {
         if let Some((file, off)) = &p.cut {
-            println!(
+            outln!(
                 "cut {} at offset {off}: zeros from there to its end",
                 file.display()
             );
@@ -768,21 +773,21 @@ pub fn repair(db: &Path, dry_run: bool) -> Outcome {
     };
     let (copied, moved): (Vec<&str>, Vec<&str>) = added.iter().partition(|n| live(n));
     if !copied.is_empty() {
-        println!(
+        outln!(
             "copied into {}/damaged/: {}",
             after.dir.display(),
             copied.join(", ")
         );
     }
     if !moved.is_empty() {
-        println!(
+        outln!(
             "moved into {}/damaged/: {}",
             after.dir.display(),
             moved.join(", ")
         );
     }
     if let Some(d) = &report.damage {
-        println!("because: {d}");
+        outln!("because: {d}");
     }
     Ok(ExitCode::from(CLEAN))
 }

@@ -667,3 +667,107 @@ fn usage_and_missing_logs_exit_2() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Runs pwal with its stdout a pipe whose reader is already closed: every
+/// write to it fails with EPIPE (or, were SIGPIPE not ignored, kills pwal).
+fn pwal_closed_stdout(args: &[&str]) -> Output {
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    Command::new(env!("CARGO_BIN_EXE_pwal"))
+        .args(args)
+        .stdout(writer)
+        .output()
+        .expect("run pwal")
+}
+
+/// Runs pwal with a closed stdout and checks that it exits `code` (not
+/// killed by a signal, no panic) and says nothing on stderr.
+fn pwal_closed_ok(args: &[&str], code: i32) {
+    let out = pwal_closed_stdout(args);
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "pwal {args:?} with a closed stdout: {}\nstderr:\n{}",
+        out.status,
+        text(&out.stderr)
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "pwal {args:?} with a closed stdout\nstderr:\n{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn a_closed_stdout_ends_the_output_not_the_command() {
+    let dir = support::scratch("cli-epipe");
+    let db = dir.join("test.db");
+    write_log(&dir, 40, "close", Some(64 << 10));
+    let before = snapshot(&dir);
+    for (args, code) in [
+        (&["info", s(&db)][..], 0),
+        (&["info", s(&db), "--json"], 0),
+        (&["verify", s(&db)], 0),
+        (&["dump", s(&db)], 0),
+        (&["dump", s(&db), "--json", "--data", "hex"], 0),
+        (&["repair", s(&db), "--dry-run"], 0),
+        (&["repair", s(&db)], 0),
+        (&["--help"], 0),
+        (&["info", "--help"], 0),
+    ] {
+        pwal_closed_ok(args, code);
+    }
+    assert!(snapshot(&dir) == before, "a command changed the log");
+    // Any other error writing stdout is an I/O error, named.
+    let full = Command::new(env!("CARGO_BIN_EXE_pwal"))
+        .args(["info", s(&db)])
+        .stdout(std::fs::File::create("/dev/full").expect("/dev/full"))
+        .output()
+        .expect("run pwal");
+    assert_eq!(full.status.code(), Some(2), "{}", text(&full.stderr));
+    assert!(
+        text(&full.stderr).contains("writing to standard output: No space left"),
+        "{}",
+        text(&full.stderr)
+    );
+    let bench = support::scratch("cli-epipe-bench");
+    pwal_closed_ok(&["bench", s(&bench), "--seconds", "0.05"], 0);
+    assert_eq!(
+        std::fs::read_dir(&bench).unwrap().count(),
+        0,
+        "bench left files behind"
+    );
+
+    // A damaged log: verify's verdict is its status still, and repair does
+    // all its work, its copy and moves into damaged/ included.
+    let segs = segments(&db);
+    assert!(segs.len() >= 3, "{segs:?}");
+    let damaged = segs[1].clone();
+    let epoch = header_first_epoch(&damaged);
+    patch(&damaged, 4096 + 200, |b| b[0] ^= 0x40);
+    let (prefix, _) = recovered(&db, true);
+    let before = snapshot(&dir);
+    pwal_closed_ok(&["verify", s(&db)], 1);
+    pwal_closed_ok(&["repair", s(&db), "--dry-run"], 0);
+    assert!(snapshot(&dir) == before, "the dry run changed the log");
+    pwal_closed_ok(&["repair", s(&db)], 0);
+    let v = pwal_ok(&["verify", s(&db)], 0);
+    assert!(
+        v.contains(&format!("epochs 1 to {} valid", epoch - 1)),
+        "{v}"
+    );
+    let (after, _) = recovered(&db, false);
+    assert_eq!(after, prefix);
+    let log = pwal::log_dir(&db);
+    let rel = |p: &Path| p.strip_prefix(&dir).unwrap().to_path_buf();
+    for seg in &segs[1..] {
+        let kept = log.join("damaged").join(seg.file_name().unwrap());
+        assert!(
+            std::fs::read(&kept).ok().as_ref() == before.get(&rel(seg)),
+            "damaged/ does not hold {} as it was",
+            seg.display()
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&bench);
+}
