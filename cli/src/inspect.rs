@@ -241,6 +241,54 @@ fn holder_json(h: &Holder) -> Value {
     }
 }
 
+/// What a directory takes on disk, counted as `du` counts: the directory
+/// and everything under it, each inode once.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct DiskUse {
+    /// Allocated blocks, `st_blocks` × 512 (`du -sB1`).
+    allocated: u64,
+    /// Sizes, `st_size` (`du -sb`).
+    apparent: u64,
+    /// Files (not directories) counted.
+    files: u64,
+}
+
+/// The disk use of `dir` and everything under it. An entry gone between the
+/// listing of its directory and its `lstat` (a spare the writer renamed, a
+/// segment a checkpoint removed) is not counted.
+fn disk_use(dir: &Path) -> Result<DiskUse, String> {
+    use std::os::unix::fs::MetadataExt;
+    let mut seen = std::collections::HashSet::new();
+    let mut total = DiskUse::default();
+    let mut todo = vec![dir.to_path_buf()];
+    let err = |p: &Path, e: std::io::Error| format!("measuring {}: {e}", p.display());
+    while let Some(path) = todo.pop() {
+        let meta = match std::fs::symlink_metadata(&path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && path != dir => continue,
+            Err(e) => return Err(err(&path, e)),
+        };
+        if !seen.insert((meta.dev(), meta.ino())) {
+            continue;
+        }
+        total.allocated += meta.blocks() * 512;
+        total.apparent += meta.size();
+        if !meta.is_dir() {
+            total.files += 1;
+            continue;
+        }
+        let entries = match std::fs::read_dir(&path) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && path != dir => continue,
+            Err(e) => return Err(err(&path, e)),
+        };
+        for entry in entries {
+            todo.push(entry.map_err(|e| err(&path, e))?.path());
+        }
+    }
+    Ok(total)
+}
+
 fn place_json(p: &Option<PrefixEnd>) -> Value {
     match p {
         Some(p) => json!({"file": p.file, "offset": p.offset, "epoch": p.epoch}),
@@ -260,6 +308,7 @@ pub fn info(db: &Path, as_json: bool) -> Outcome {
     };
     // Without a scan (it failed), the files as listed.
     let files = insp.map_or(&listing, |i| &i.listing);
+    let disk = disk_use(&files.dir)?;
     let prefix_end = insp.and_then(|i| i.prefix_end.clone());
     let damaged = error.is_some() || insp.is_some_and(|i| is_damaged(i, r));
     if as_json {
@@ -294,6 +343,11 @@ pub fn info(db: &Path, as_json: bool) -> Outcome {
             "segments": segments,
             "spares": other(&files.spares),
             "damaged_dir": other(&files.damaged),
+            "disk": {
+                "allocated_bytes": disk.allocated,
+                "apparent_bytes": disk.apparent,
+                "files": disk.files,
+            },
             "epochs": r.epochs,
             "first_epoch": r.first_epoch,
             "last_epoch": r.last_epoch,
@@ -357,6 +411,16 @@ pub fn info(db: &Path, as_json: bool) -> Outcome {
         let names: Vec<&str> = files.damaged.iter().map(|f| f.name.as_str()).collect();
         line("damaged/", names.join(", "));
     }
+    line(
+        "disk",
+        format!(
+            "{} bytes on disk (allocated), {} bytes apparent, in {} file{}",
+            disk.allocated,
+            disk.apparent,
+            disk.files,
+            if disk.files == 1 { "" } else { "s" }
+        ),
+    );
     line(
         "epochs",
         format!(

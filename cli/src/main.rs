@@ -45,7 +45,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Segments, epochs, checkpoint mark, torn tail, and the writer holding the log
+    /// Segments, disk use, epochs, checkpoint mark, torn tail, and the writer holding the log
     Info {
         /// Database path (the log is PATH-pwal/)
         path: PathBuf,

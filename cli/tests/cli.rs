@@ -917,3 +917,58 @@ fn dump_beside_a_writer_that_checkpoints_reads_a_healthy_log_every_time() {
     log.close().expect("close");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// What `du -s` says `dir` takes, in bytes: allocated (`-B1`) or apparent
+/// (`-b`).
+fn du(dir: &Path, flag: &str) -> u64 {
+    let out = support::run(
+        {
+            let mut c = Command::new("du");
+            c.arg("-s").arg(flag).arg(dir);
+            c
+        },
+        "du",
+    );
+    out.split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("du {flag} {}: {out:?}", dir.display()))
+}
+
+#[test]
+fn info_shows_what_the_log_directory_takes_on_disk() {
+    let dir = support::scratch("cli-disk");
+    let db = dir.join("test.db");
+    write_log(&dir, 40, "close", Some(64 << 10));
+    // A repaired log: segments, a spare, LOCK, and damaged/ with copies.
+    let segs = segments(&db);
+    assert!(segs.len() >= 3, "{segs:?}");
+    patch(&segs[1], 4096 + 200, |b| b[0] ^= 0x40);
+    pwal_ok(&["repair", s(&db)], 0);
+    let log = pwal::log_dir(&db);
+    let damaged = log.join("damaged");
+    assert!(du(&damaged, "-B1") > 0);
+
+    let (allocated, apparent) = (du(&log, "-B1"), du(&log, "-b"));
+    let files = snapshot(&log).len() as u64;
+    let info = info_json(&db);
+    assert_eq!(info["disk"]["allocated_bytes"], allocated, "{info}");
+    assert_eq!(info["disk"]["apparent_bytes"], apparent, "{info}");
+    assert_eq!(info["disk"]["files"], files, "{info}");
+    // Everything in the directory: more than the segments and spares alone.
+    let listed: u64 = ["segments", "spares", "damaged_dir"]
+        .iter()
+        .flat_map(|k| info[k].as_array().unwrap())
+        .map(|f| f["bytes"].as_u64().unwrap())
+        .sum();
+    assert!(apparent > listed, "{apparent} {listed}");
+    let text = pwal_ok(&["info", s(&db)], 0);
+    assert!(
+        text.contains(&format!(
+            "\ndisk         {allocated} bytes on disk (allocated), {apparent} bytes apparent, in \
+             {files} files\n"
+        )),
+        "{text}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
