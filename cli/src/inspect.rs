@@ -253,9 +253,10 @@ struct DiskUse {
     files: u64,
 }
 
-/// The disk use of `dir` and everything under it. An entry gone between the
-/// listing of its directory and its `lstat` (a spare the writer renamed, a
-/// segment a checkpoint removed) is not counted.
+/// The disk use of `dir` (followed if it is a symbolic link) and everything
+/// under it (links not followed). An entry gone between the listing of its
+/// directory and its `lstat` (a spare the writer renamed, a segment a
+/// checkpoint removed) is not counted.
 fn disk_use(dir: &Path) -> Result<DiskUse, String> {
     use std::os::unix::fs::MetadataExt;
     let mut seen = std::collections::HashSet::new();
@@ -263,7 +264,12 @@ fn disk_use(dir: &Path) -> Result<DiskUse, String> {
     let mut todo = vec![dir.to_path_buf()];
     let err = |p: &Path, e: std::io::Error| format!("measuring {}: {e}", p.display());
     while let Some(path) = todo.pop() {
-        let meta = match std::fs::symlink_metadata(&path) {
+        let stat = if path == dir {
+            std::fs::metadata(&path)
+        } else {
+            std::fs::symlink_metadata(&path)
+        };
+        let meta = match stat {
             Ok(m) => m,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && path != dir => continue,
             Err(e) => return Err(err(&path, e)),

@@ -22,9 +22,13 @@ fn failed() -> Option<io::Error> {
     f.as_ref().map(|(k, m)| io::Error::new(*k, m.clone()))
 }
 
+/// Keeps `e` as the first error, unless it is an interrupted call (which
+/// the caller, `write_all`, makes again).
 fn record(e: io::Error) -> io::Error {
-    let mut f = FAILED.lock().unwrap_or_else(|p| p.into_inner());
-    f.get_or_insert_with(|| (e.kind(), e.to_string()));
+    if e.kind() != ErrorKind::Interrupted {
+        let mut f = FAILED.lock().unwrap_or_else(|p| p.into_inner());
+        f.get_or_insert_with(|| (e.kind(), e.to_string()));
+    }
     e
 }
 
