@@ -23,6 +23,17 @@ use pwal::{Frame, Log, Options, SyncPolicy, Txn};
 
 use crate::{Outcome, CLEAN};
 
+/// Prints a line; when stdout no longer takes it (its reader went away, or
+/// another error `main` reports), nothing reads the figures: the bench
+/// stops there, removing its directory.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        if !crate::out::print(format_args!("{}\n", format_args!($($arg)*))) {
+            return Ok(ExitCode::from(CLEAN));
+        }
+    };
+}
+
 const PAGE: usize = 4096;
 const APPEND: usize = 1 << 20;
 /// The append file is emptied (outside the measured time) when it reaches
@@ -56,23 +67,23 @@ pub fn run(dir: Option<&Path>, seconds: f64) -> Outcome {
         .unwrap_or(0);
     let tmp = TempDir(base.join(format!("pwal-bench-{}-{nanos:08x}", std::process::id())));
     std::fs::create_dir(&tmp.0).map_err(|e| format!("creating {}: {e}", tmp.0.display()))?;
-    println!(
+    say!(
         "pwal bench in {} ({} s per measurement)",
         tmp.0.display(),
         seconds
     );
 
     let rate = overwrite(&tmp.0.join("overwrite"), per)?;
-    println!("disk: 4 KiB overwrite + fdatasync: {rate:.0} commits/s");
+    say!("disk: 4 KiB overwrite + fdatasync: {rate:.0} commits/s");
     let mbps = append(&tmp.0.join("append"), per)?;
-    println!("disk: 1 MiB append + fdatasync: {mbps:.1} MB/s");
+    say!("disk: 1 MiB append + fdatasync: {mbps:.1} MB/s");
 
-    println!("pwal: sync full, one 4 KiB page per transaction, Log::commit in a loop");
+    say!("pwal: sync full, one 4 KiB page per transaction, Log::commit in a loop");
     for writers in WRITERS {
         let db = tmp.0.join(format!("bench-{writers}.db"));
         let rate = pwal_commits(&db, writers, per)?;
         let noun = if writers == 1 { "writer" } else { "writers" };
-        println!("pwal: {writers} {noun}: {rate:.0} commits/s");
+        say!("pwal: {writers} {noun}: {rate:.0} commits/s");
         let _ = std::fs::remove_dir_all(pwal::log_dir(&db));
     }
     Ok(ExitCode::from(CLEAN))

@@ -5,10 +5,16 @@
 //! log's writer does (see `pwal::inspect`). `repair` takes the lock through
 //! `pwal::repair`. Exit status: 0 success (a clean log, for `verify`), 1 a
 //! damaged log, 2 a usage or I/O error.
+//!
+//! Everything for stdout goes through `out` (never `println!`, which panics
+//! on a closed pipe): a closed stdout (EPIPE; SIGPIPE stays ignored, as the
+//! Rust runtime sets it) ends the output, not the command, which exits with
+//! the status of what it did.
 
 mod bench;
 mod holder;
 mod inspect;
+mod out;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -25,7 +31,12 @@ use clap::{Parser, Subcommand, ValueEnum};
         PATH is the database path, as given to pwal_open: the log is the directory PATH-pwal/ \
         (the log directory itself is accepted too). info, verify, dump and repair --dry-run \
         only read, without taking the log's lock: they may run while its writer does.\n\n\
-        Exit status: 0 success, 1 damaged log, 2 usage or I/O error."
+        Exit status: 0 success, 1 damaged log, 2 usage or I/O error.\n\n\
+        A closed stdout (a pipe whose reader went away: EPIPE) ends the output and is not an \
+        error: the status is that of what the command did. info, verify and repair (repair \
+        --dry-run too) still do all their work; repair completes every step. dump and bench stop \
+        at the first write that fails: bench exits 0, dump exits 0, or 1 if it had already \
+        reached damage. Any other error writing stdout is an I/O error (2)."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -34,7 +45,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Segments, epochs, checkpoint mark, torn tail, and the writer holding the log
+    /// Segments, disk use, epochs, checkpoint mark, torn tail, and the writer holding the log
     Info {
         /// Database path (the log is PATH-pwal/)
         path: PathBuf,
@@ -130,10 +141,19 @@ fn main() -> ExitCode {
         Command::Repair { path, dry_run } => inspect::repair(&db_path(&path), dry_run),
         Command::Bench { dir, seconds } => bench::run(dir.as_deref(), seconds),
     };
-    match outcome {
-        Ok(code) => code,
-        Err(msg) => {
-            let _ = writeln!(std::io::stderr(), "pwal: {msg}");
+    // A closed stdout (EPIPE: the reader of a pipe went away) ends the
+    // output, not the command: it exits with the status of what it did.
+    let written = out::finish();
+    let mut stderr = std::io::stderr();
+    match (outcome, written) {
+        (Err(msg), _) => {
+            let _ = writeln!(stderr, "pwal: {msg}");
+            ExitCode::from(2)
+        }
+        (Ok(code), Ok(())) => code,
+        (Ok(code), Err(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => code,
+        (Ok(_), Err(e)) => {
+            let _ = writeln!(stderr, "pwal: writing to standard output: {e}");
             ExitCode::from(2)
         }
     }

@@ -669,3 +669,308 @@ fn usage_and_missing_logs_exit_2() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Runs pwal with its stdout a pipe whose reader is already closed: every
+/// write to it fails with EPIPE (or, were SIGPIPE not ignored, kills pwal).
+fn pwal_closed_stdout(args: &[&str]) -> Output {
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    Command::new(env!("CARGO_BIN_EXE_pwal"))
+        .args(args)
+        .stdout(writer)
+        .output()
+        .expect("run pwal")
+}
+
+/// Runs pwal with a closed stdout and checks that it exits `code` (not
+/// killed by a signal, no panic) and says nothing on stderr.
+fn pwal_closed_ok(args: &[&str], code: i32) {
+    let out = pwal_closed_stdout(args);
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "pwal {args:?} with a closed stdout: {}\nstderr:\n{}",
+        out.status,
+        text(&out.stderr)
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "pwal {args:?} with a closed stdout\nstderr:\n{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn a_closed_stdout_ends_the_output_not_the_command() {
+    let dir = support::scratch("cli-epipe");
+    let db = dir.join("test.db");
+    write_log(&dir, 40, "close", Some(64 << 10));
+    let before = snapshot(&dir);
+    for (args, code) in [
+        (&["info", s(&db)][..], 0),
+        (&["info", s(&db), "--json"], 0),
+        (&["verify", s(&db)], 0),
+        (&["dump", s(&db)], 0),
+        (&["dump", s(&db), "--json", "--data", "hex"], 0),
+        (&["repair", s(&db), "--dry-run"], 0),
+        (&["repair", s(&db)], 0),
+        (&["--help"], 0),
+        (&["info", "--help"], 0),
+    ] {
+        pwal_closed_ok(args, code);
+    }
+    assert!(snapshot(&dir) == before, "a command changed the log");
+    // Any other error writing stdout is an I/O error, named.
+    let full = Command::new(env!("CARGO_BIN_EXE_pwal"))
+        .args(["info", s(&db)])
+        .stdout(std::fs::File::create("/dev/full").expect("/dev/full"))
+        .output()
+        .expect("run pwal");
+    assert_eq!(full.status.code(), Some(2), "{}", text(&full.stderr));
+    assert!(
+        text(&full.stderr).contains("writing to standard output: No space left"),
+        "{}",
+        text(&full.stderr)
+    );
+    let bench = support::scratch("cli-epipe-bench");
+    pwal_closed_ok(&["bench", s(&bench), "--seconds", "0.05"], 0);
+    assert_eq!(
+        std::fs::read_dir(&bench).unwrap().count(),
+        0,
+        "bench left files behind"
+    );
+
+    // A damaged log: verify's verdict is its status still, and repair does
+    // all its work, its copy and moves into damaged/ included.
+    let segs = segments(&db);
+    assert!(segs.len() >= 3, "{segs:?}");
+    let damaged = segs[1].clone();
+    let epoch = header_first_epoch(&damaged);
+    patch(&damaged, 4096 + 200, |b| b[0] ^= 0x40);
+    let (prefix, _) = recovered(&db, true);
+    let before = snapshot(&dir);
+    pwal_closed_ok(&["verify", s(&db)], 1);
+    pwal_closed_ok(&["repair", s(&db), "--dry-run"], 0);
+    assert!(snapshot(&dir) == before, "the dry run changed the log");
+    pwal_closed_ok(&["repair", s(&db)], 0);
+    let v = pwal_ok(&["verify", s(&db)], 0);
+    assert!(
+        v.contains(&format!("epochs 1 to {} valid", epoch - 1)),
+        "{v}"
+    );
+    let (after, _) = recovered(&db, false);
+    assert_eq!(after, prefix);
+    let log = pwal::log_dir(&db);
+    let rel = |p: &Path| p.strip_prefix(&dir).unwrap().to_path_buf();
+    for seg in &segs[1..] {
+        let kept = log.join("damaged").join(seg.file_name().unwrap());
+        assert!(
+            std::fs::read(&kept).ok().as_ref() == before.get(&rel(seg)),
+            "damaged/ does not hold {} as it was",
+            seg.display()
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&bench);
+}
+
+/// The frames of transaction `id` in
+/// `dump_beside_a_writer_that_checkpoints_reads_a_healthy_log_every_time`.
+fn frames_of(id: u64) -> u64 {
+    1 + id % 3
+}
+
+/// `pwal dump` (and `verify`, `info`) in a loop beside a writer that
+/// commits and checkpoints (removing and recycling segments under their
+/// scans): every one reads a healthy log, and every dump exits 0 and prints each transaction of the log after the mark once,
+/// whole, in order, without a gap unless stderr names the epochs a
+/// checkpoint took out between two reads.
+#[test]
+fn dump_beside_a_writer_that_checkpoints_reads_a_healthy_log_every_time() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let dir = support::scratch("cli-dump-live");
+    let db = dir.join("test.db");
+    let opts = pwal::Options {
+        // Small segments: checkpoints remove and recycle them all the time.
+        segment_bytes: 64 << 10,
+        lanes: 1,
+        sync: pwal::SyncPolicy::Off,
+        // Short epochs: many segments a second.
+        max_flush_delay: std::time::Duration::from_micros(200),
+        use_env: false,
+        ..pwal::Options::default()
+    };
+    let log = pwal::Log::open(&db, &opts).expect("open");
+    let page = vec![0x5au8; 4096];
+    let stop = AtomicBool::new(false);
+    let committed = AtomicU64::new(0);
+    let checkpoints = AtomicU64::new(0);
+    std::thread::scope(|scope| {
+        let writer = scope.spawn(|| {
+            let mut id = 0u64;
+            let mut epochs = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                id += 1;
+                let frames: Vec<pwal::Frame<'_>> = (0..frames_of(id))
+                    .map(|k| pwal::Frame {
+                        page_number: 1 + k as u32,
+                        db_size_if_commit: 0,
+                        data: &page,
+                    })
+                    .collect();
+                let txn = pwal::Txn {
+                    txn_id: id,
+                    commit_seq: id,
+                    txn_epoch: 0,
+                    frames: &frames,
+                };
+                epochs.push(log.commit(&txn, None).expect("commit"));
+                committed.store(id, Ordering::Relaxed);
+                // The last 200 transactions or more stay after the mark:
+                // several segments.
+                if id.is_multiple_of(8) && id > 200 {
+                    let through = epochs[(id - 200) as usize - 1];
+                    if log.durable_epoch() >= through {
+                        log.checkpoint(through).expect("checkpoint");
+                        checkpoints.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        });
+        // Stops the writer when the dumps end, by a failed assertion too
+        // (the scope joins it before the panic goes on).
+        struct StopOnDrop<'a>(&'a AtomicBool);
+        impl Drop for StopOnDrop<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::Relaxed);
+            }
+        }
+        let stopping = StopOnDrop(&stop);
+        while committed.load(Ordering::Relaxed) < 300 {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        for run in 0..100 {
+            // info and verify, which read as dump does, too.
+            let v = pwal_ok(&["verify", s(&db)], 0);
+            assert!(v.starts_with("ok: "), "verify {run}: {v}");
+            let info: Value =
+                serde_json::from_str(&pwal_ok(&["info", s(&db), "--json"], 0)).unwrap();
+            assert!(
+                info["damaged"] == false && info["error"].is_null(),
+                "info {run}: {info}"
+            );
+            let out = pwal(&["dump", s(&db), "--json", "--data", "hex"]);
+            let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+            assert_eq!(
+                out.status.code(),
+                Some(0),
+                "dump {run}\nstderr:\n{stderr}\nstdout:\n{stdout}"
+            );
+            assert!(
+                stderr.lines().all(|l| [
+                    "pwal: torn tail of ",
+                    "pwal: writer pid ",
+                    "pwal: a checkpoint moved the mark "
+                ]
+                .iter()
+                .any(|p| l.starts_with(p))),
+                "dump {run}: {stderr}"
+            );
+            let gap_named = stderr.contains("pwal: a checkpoint moved the mark ");
+            let rows: Vec<Row> = stdout
+                .lines()
+                .map(|l| row_of(&serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}"))))
+                .collect();
+            assert!(!rows.is_empty(), "dump {run}: {stderr}");
+            // Each transaction once, whole, in order.
+            let mut k = 0;
+            while k < rows.len() {
+                let id = rows[k].txn_id;
+                let n = frames_of(id) as usize;
+                let txn = &rows[k..(k + n).min(rows.len())];
+                assert!(
+                    txn.len() == n
+                        && txn.iter().enumerate().all(|(i, r)| {
+                            r.txn_id == id
+                                && r.page_number == 1 + i as u64
+                                && r.epoch == txn[0].epoch
+                        }),
+                    "dump {run}: transaction {id} is not whole at row {k}: {txn:?}"
+                );
+                assert!(
+                    txn.iter()
+                        .all(|r| r.len == 4096 && r.crc32c == crc32c::crc32c(&page) as u64),
+                    "dump {run}: {txn:?}"
+                );
+                if k > 0 {
+                    let before = rows[k - 1].txn_id;
+                    assert!(
+                        before + 1 == id || (gap_named && before < id),
+                        "dump {run}: transaction {id} after {before}\nstderr:\n{stderr}"
+                    );
+                }
+                k += n;
+            }
+        }
+        drop(stopping);
+        writer.join().expect("writer");
+    });
+    assert!(checkpoints.load(Ordering::Relaxed) > 0);
+    log.close().expect("close");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// What `du -s` says `dir` takes, in bytes: allocated (`-B1`) or apparent
+/// (`-b`).
+fn du(dir: &Path, flag: &str) -> u64 {
+    let out = support::run(
+        {
+            let mut c = Command::new("du");
+            c.arg("-s").arg(flag).arg(dir);
+            c
+        },
+        "du",
+    );
+    out.split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("du {flag} {}: {out:?}", dir.display()))
+}
+
+#[test]
+fn info_shows_what_the_log_directory_takes_on_disk() {
+    let dir = support::scratch("cli-disk");
+    let db = dir.join("test.db");
+    write_log(&dir, 40, "close", Some(64 << 10));
+    // A repaired log: segments, a spare, LOCK, and damaged/ with copies.
+    let segs = segments(&db);
+    assert!(segs.len() >= 3, "{segs:?}");
+    patch(&segs[1], 4096 + 200, |b| b[0] ^= 0x40);
+    pwal_ok(&["repair", s(&db)], 0);
+    let log = pwal::log_dir(&db);
+    let damaged = log.join("damaged");
+    assert!(du(&damaged, "-B1") > 0);
+
+    let (allocated, apparent) = (du(&log, "-B1"), du(&log, "-b"));
+    let files = snapshot(&log).len() as u64;
+    let info = info_json(&db);
+    assert_eq!(info["disk"]["allocated_bytes"], allocated, "{info}");
+    assert_eq!(info["disk"]["apparent_bytes"], apparent, "{info}");
+    assert_eq!(info["disk"]["files"], files, "{info}");
+    // Everything in the directory: more than the segments and spares alone.
+    let listed: u64 = ["segments", "spares", "damaged_dir"]
+        .iter()
+        .flat_map(|k| info[k].as_array().unwrap())
+        .map(|f| f["bytes"].as_u64().unwrap())
+        .sum();
+    assert!(apparent > listed, "{apparent} {listed}");
+    let text = pwal_ok(&["info", s(&db)], 0);
+    assert!(
+        text.contains(&format!(
+            "\ndisk         {allocated} bytes on disk (allocated), {apparent} bytes apparent, in \
+             {files} files\n"
+        )),
+        "{text}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
