@@ -562,8 +562,8 @@ pub fn verify(db: &Path) -> Outcome {
             if r.torn_tail_bytes > 0 {
                 let at = first_damage(r).map(|p| at_text(&p)).unwrap_or_default();
                 o.push_str(&format!(
-                    "torn tail: {} bytes at {at}: never acknowledged as durable, dropped by \
-                     recovery; not damage\n",
+                    "torn tail: {} bytes at {at}: not proven durable by a later frame, dropped \
+                     by recovery; not damage\n",
                     r.torn_tail_bytes
                 ));
             }
@@ -874,7 +874,7 @@ pub fn dump(db: &Path, filter: &DumpFilter, as_json: bool, with_data: bool) -> O
             .unwrap_or_default();
         let _ = writeln!(
             err,
-            "pwal: torn tail of {} bytes at {at} not dumped (not damage: never acknowledged)",
+            "pwal: torn tail of {} bytes at {at} not dumped (not damage: not proven durable by a later frame)",
             report.torn_tail_bytes
         );
     }

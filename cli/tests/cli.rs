@@ -413,6 +413,28 @@ fn a_torn_tail_is_reported_and_is_not_damage() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// After a clean close nothing was torn: rot in the last commit's epoch is
+/// damage (`verify` exits 1), not a torn tail.
+#[test]
+fn rot_in_the_last_epoch_of_a_closed_log_is_damage() {
+    let dir = support::scratch("cli-closed-rot");
+    let db = dir.join("test.db");
+    let w = write_log(&dir, 40, "close", None);
+    let segs = segments(&db);
+    assert_eq!(segs.len(), 1, "one segment expected: {segs:?}");
+    let (_, report) = recovered(&db, false);
+    // The close's frame (an empty epoch, a few dozen bytes) ends the log;
+    // 100 bytes before its end lies inside the last commit's frame.
+    let end = 4096 + report.bytes;
+    patch(&segs[0], end - 100, |b| {
+        b[..4].iter_mut().for_each(|x| *x ^= 0x5a)
+    });
+    let v = pwal_ok(&["verify", s(&db)], 1);
+    assert!(v.contains(&format!("epoch {}", w.last_epoch)), "{v}");
+    assert!(!v.contains("torn tail: "), "{v}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn a_damaged_log_is_found_then_repaired_as_the_dry_run_said() {
     let dir = support::scratch("cli-damaged");
