@@ -386,3 +386,51 @@ fn repair_refuses_a_log_open_in_this_process() {
     ));
     log.close().unwrap();
 }
+
+/// A segment whose header rotted, holding only epochs at or below the
+/// checkpoint mark (as a crash between the mark's sync and the removal
+/// leaves one), costs nothing: recovery reports it and returns every epoch
+/// above the mark, and the log opens; the next checkpoint deletes it.
+#[test]
+fn a_rotted_header_in_front_of_checkpointed_epochs_costs_nothing() {
+    let vfs = SimVfs::new();
+    let j = Journal::new();
+    let log = open(&vfs, 64 << 10).unwrap();
+    while segments(&vfs, Path::new(DB)).len() < 3 {
+        j.commit(&log, j.next_id()).unwrap();
+    }
+    // The first segment as it is before the checkpoint removes it.
+    let first = segments(&vfs, Path::new(DB)).remove(0);
+    let saved = vfs.contents(&first).unwrap();
+    let mark = log.durable_epoch();
+    j.checkpoint(&log).unwrap();
+    for _ in 0..5 {
+        j.commit(&log, j.next_id()).unwrap();
+    }
+    j.close(log).unwrap();
+    assert!(vfs.contents(&first).is_none(), "the checkpoint removed it");
+    let clean = recover(&vfs, Path::new(DB)).unwrap();
+    // Put it back (the removal never happened), with a rotted header.
+    let mut rotted = saved;
+    rotted[20] ^= 0x08;
+    vfs.set_contents(&first, rotted);
+    let r = recover(&vfs, Path::new(DB)).expect("a rotted header below the mark is not corruption");
+    assert_eq!(
+        r.order, clean.order,
+        "every epoch above the mark, as before"
+    );
+    assert_eq!(r.report.checkpoint_epoch, mark);
+    assert_eq!(r.report.damage_file.as_deref(), Some(first.as_path()));
+    assert_eq!(r.report.damage_offset, 0);
+    let text = r.report.damage.as_deref().unwrap();
+    assert!(text.contains("at or below the checkpoint mark"), "{text}");
+    // It opens, and a checkpoint deletes the rotted file.
+    let log = open(&vfs, 64 << 10).unwrap();
+    j.commit(&log, j.next_id()).unwrap();
+    j.checkpoint(&log).unwrap();
+    assert!(
+        vfs.contents(&first).is_none(),
+        "deleted by the next checkpoint"
+    );
+    j.close(log).unwrap();
+}
