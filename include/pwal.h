@@ -421,13 +421,20 @@ enum pwal_fallback_reason
      */
     PWAL_FALLBACK_OPERATOR_FORCED = 1,
     /**
-     * Shadow-compare mode found a lane encoding that differs from the
-     * conservative encoding of the same transaction; the conservative bytes
-     * were logged, and the log stays conservative (`fallback_detail` names
-     * the transaction and the byte). Values 2, 3 and 5 to 8 are reserved:
-     * no condition raises them.
+     * Not raised since 0.2.0, which raises `PWAL_FALLBACK_ENCODER_DIVERGENCE`
+     * for what 0.1.0 reported under this name (kept so that programs naming
+     * it still build). Values 2, 3 and 5 to 8 are reserved: no condition
+     * raises them.
      */
     PWAL_FALLBACK_CERTIFICATE_CHECKSUM_MISMATCH = 4,
+    /**
+     * Shadow-compare mode found that the lane encoder's bytes for a
+     * transaction differ from the reference encoder's: a bug in pwal's
+     * encoder, not damage on the disk. The reference bytes were logged, and
+     * the log stays conservative (`fallback_detail` names the transaction
+     * and the byte). Since 0.2.0.
+     */
+    PWAL_FALLBACK_ENCODER_DIVERGENCE = 9,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -1518,11 +1525,6 @@ void pwal_options_init(struct pwal_options *options);
 void pwal_options_init_sized(struct pwal_options *options, size_t size);
 
 /**
- * The name of a `pwal_fallback_reason` ("none", "operator forced",
- * "certificate checksum mismatch"), or "unknown" for a value this version
- * does not know. Never NULL; static: do not free.
- *
- * Thread safety: safe from any thread.
  * The name of a `pwal_mode` as the `PWAL_MODE` environment variable spells
  * it ("auto", "conservative", "shadow_compare"), or "unknown" for a value
  * this version does not know. Never NULL; static: do not free.
@@ -1540,6 +1542,14 @@ const char *pwal_mode_name(uint32_t mode);
  */
 const char *pwal_sync_name(uint32_t sync);
 
+/**
+ * The name of a `pwal_fallback_reason` ("none", "operator forced",
+ * "encoder divergence", and "certificate checksum mismatch" for the value
+ * 0.1.0 raised), or "unknown" for a value this version does not know.
+ * Never NULL; static: do not free.
+ *
+ * Thread safety: safe from any thread.
+ */
 const char *pwal_fallback_reason_name(uint32_t reason);
 
 /**

@@ -85,16 +85,16 @@ pub enum Mode {
 pub enum FallbackReason {
     /// `PWAL_MODE=conservative` in the environment.
     OperatorForced = 1,
-    /// Shadow-compare mode found a lane encoding that differs from the
-    /// reference encoding.
-    CertificateChecksumMismatch = 4,
+    /// Shadow-compare mode found that the lane encoder's bytes differ from
+    /// the reference encoder's (a bug in the encoder, not damage on disk).
+    EncoderDivergence = 9,
 }
 
 impl FallbackReason {
     pub fn name(self) -> &'static str {
         match self {
             FallbackReason::OperatorForced => "operator forced",
-            FallbackReason::CertificateChecksumMismatch => "certificate checksum mismatch",
+            FallbackReason::EncoderDivergence => "encoder divergence",
         }
     }
 }
@@ -472,6 +472,23 @@ impl Options {
         if max_flush_delay > MAX_FLUSH_DELAY {
             return Err(Error::invalid(format!(
                 "max_flush_delay = {max_flush_delay:?}: at most {MAX_FLUSH_DELAY:?}"
+            )));
+        }
+        if o.shadow_compare_per_mille != 0 && o.mode != Mode::ShadowCompare {
+            let from_env = if o.env_fields & ENV_SHADOW_COMPARE_PER_MILLE != 0 {
+                " (from PWAL_SHADOW_COMPARE_PER_MILLE)"
+            } else {
+                ""
+            };
+            return Err(Error::invalid(format!(
+                "shadow_compare_per_mille = {}{from_env}: a sampling rate applies only to mode \
+                 shadow_compare, and the mode is {}",
+                o.shadow_compare_per_mille,
+                match o.mode {
+                    Mode::Auto => "auto",
+                    Mode::Conservative => "conservative",
+                    Mode::ShadowCompare => "shadow_compare",
+                }
             )));
         }
         if o.shadow_compare_per_mille > 1000 {

@@ -429,7 +429,7 @@ impl Shared {
                     g.bytes.extend_from_slice(&reference);
                     crc = u32::from_le_bytes(reference[..4].try_into().unwrap());
                     self.fall_back(
-                        FallbackReason::CertificateChecksumMismatch,
+                        FallbackReason::EncoderDivergence,
                         format!(
                             "transaction {}: lane encoding differs from the conservative encoding at record byte {at}; the conservative bytes were logged",
                             head.txn_id

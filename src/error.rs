@@ -43,8 +43,9 @@ pub enum Error {
         what: String,
     },
 
-    /// Another process holds the log.
-    #[error("log is locked by another process: {0}")]
+    /// A writer holds the log: another process, or (for repair) this one.
+    /// The text says which.
+    #[error("log is locked: {0}")]
     Locked(String),
 
     /// An earlier write or sync failed; the log accepts nothing more until it

@@ -331,7 +331,7 @@ pub fn recover_and_open_with_vfs(
             let _ = log.close();
             Err(Error::invalid(format!(
                 "{} is already open in this process: recovery runs before the first open; \
-                 open further handles with open",
+                 open further handles with pwal_open",
                 crate::log_dir(db_path).display()
             )))
         }

@@ -729,10 +729,7 @@ fn shadow_compare_catches_a_divergent_lane_encoding_and_falls_back() {
         .unwrap();
     let st = log.stats();
     assert_eq!(st.mode, Mode::Conservative);
-    assert_eq!(
-        st.fallback,
-        Some(FallbackReason::CertificateChecksumMismatch)
-    );
+    assert_eq!(st.fallback, Some(FallbackReason::EncoderDivergence));
     assert!(
         st.fallback_detail.contains("transaction 2"),
         "{}",
@@ -947,4 +944,51 @@ fn a_segment_cut_short_inside_its_header_page_is_corruption_with_a_sane_skip_cou
         .sum();
     assert_eq!(report.skipped_segments, segs.len() as u64);
     assert_eq!(report.skipped_bytes, later, "bytes reported skipped");
+}
+
+/// A sampling rate below 1000 compares that many batches in every 1000 (the
+/// sample is a counter, not a coin); a rate given with another mode is
+/// refused, naming the field, instead of being ignored.
+#[test]
+fn shadow_compare_samples_its_rate_and_a_rate_without_the_mode_is_refused() {
+    let db = scratch("shadow-rate");
+    for per_mille in [1u32, 10, 250] {
+        let dir = db.join(format!("r{per_mille}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = Log::open(
+            dir.join("db"),
+            &Options {
+                mode: Mode::ShadowCompare,
+                shadow_compare_per_mille: per_mille,
+                sync: SyncPolicy::Off,
+                ..opts()
+            },
+        )
+        .unwrap();
+        let f = txn_frames(1, 1, 100);
+        for id in 1..=2000 {
+            submit_owned(&log, id, id, &f).unwrap();
+        }
+        log.flush(None).unwrap();
+        let st = log.stats();
+        assert_eq!(st.shadow_compares, 2 * per_mille as u64, "rate {per_mille}");
+        assert_eq!(st.fallback, None);
+        log.close().unwrap();
+    }
+    for mode in [Mode::Auto, Mode::Conservative] {
+        let e = Log::open(
+            db.join("refused"),
+            &Options {
+                mode,
+                shadow_compare_per_mille: 10,
+                ..opts()
+            },
+        )
+        .err()
+        .expect("a rate without shadow_compare mode is refused");
+        match e {
+            Error::Invalid(m) => assert!(m.contains("shadow_compare_per_mille = 10"), "{m}"),
+            other => panic!("expected Invalid, got {other}"),
+        }
+    }
 }

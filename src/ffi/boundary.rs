@@ -71,9 +71,17 @@ impl Failure {
 
 impl From<crate::Error> for Failure {
     fn from(e: crate::Error) -> Failure {
+        let mut message = e.to_string();
+        if let crate::Error::Corrupt { .. } = e {
+            // What a C engine can do next, said where it reads the failure.
+            message.push_str(
+                " (to go on with what lies before the damage: replay it with pwal_recover and \
+                 PWAL_RECOVER_DURABLE_PREFIX, then cut the log back to it with pwal_repair)",
+            );
+        }
         Failure {
             status: pwal_status::from(&e),
-            message: e.to_string(),
+            message,
         }
     }
 }

@@ -159,12 +159,17 @@ pub enum pwal_fallback_reason {
     /// `PWAL_MODE=conservative` in the environment forced the conservative
     /// path at open.
     PWAL_FALLBACK_OPERATOR_FORCED = 1,
-    /// Shadow-compare mode found a lane encoding that differs from the
-    /// conservative encoding of the same transaction; the conservative bytes
-    /// were logged, and the log stays conservative (`fallback_detail` names
-    /// the transaction and the byte). Values 2, 3 and 5 to 8 are reserved:
-    /// no condition raises them.
+    /// Not raised since 0.2.0, which raises `PWAL_FALLBACK_ENCODER_DIVERGENCE`
+    /// for what 0.1.0 reported under this name (kept so that programs naming
+    /// it still build). Values 2, 3 and 5 to 8 are reserved: no condition
+    /// raises them.
     PWAL_FALLBACK_CERTIFICATE_CHECKSUM_MISMATCH = 4,
+    /// Shadow-compare mode found that the lane encoder's bytes for a
+    /// transaction differ from the reference encoder's: a bug in pwal's
+    /// encoder, not damage on the disk. The reference bytes were logged, and
+    /// the log stays conservative (`fallback_detail` names the transaction
+    /// and the byte). Since 0.2.0.
+    PWAL_FALLBACK_ENCODER_DIVERGENCE = 9,
 }
 
 /// Options for `pwal_open`. Initialise with `pwal_options_init`, then change
@@ -592,20 +597,30 @@ pub struct pwal_stats {
 pub const PWAL_STATS_MIN_SIZE: u32 = 1016;
 
 fn fallback_to_c(r: Option<FallbackReason>) -> u32 {
-    // The core's discriminants are the ABI values (1 and 4), 0 is "none".
+    // The core's discriminants are the ABI values (1 and 9), 0 is "none".
     r.map_or(pwal_fallback_reason::PWAL_FALLBACK_NONE as u32, |r| {
         r as u32
     })
 }
 
-/// Copies `s` into a fixed C buffer, truncated at a character boundary and
-/// always NUL-terminated.
+/// Copies `s` into a fixed C buffer, always NUL-terminated. Text too long
+/// for it is cut at the last space that leaves room for "..." (never in
+/// the middle of a word, a path or a number), and "..." says it was cut.
 pub(crate) fn copy_text(dst: &mut [c_char; PWAL_TEXT_BYTES], s: &str) {
-    let mut n = s.len().min(PWAL_TEXT_BYTES - 1);
-    while !s.is_char_boundary(n) {
-        n -= 1;
-    }
-    for (d, &b) in dst.iter_mut().zip(&s.as_bytes()[..n]) {
+    const MORE: &str = "...";
+    let fitted: std::borrow::Cow<'_, str> = if s.len() < PWAL_TEXT_BYTES {
+        s.into()
+    } else {
+        let room = PWAL_TEXT_BYTES - 1 - MORE.len();
+        let mut n = room;
+        while !s.is_char_boundary(n) {
+            n -= 1;
+        }
+        let cut = s[..n].rfind(' ').map_or(n, |sp| sp + 1);
+        format!("{}{MORE}", &s[..cut]).into()
+    };
+    let n = fitted.len().min(PWAL_TEXT_BYTES - 1);
+    for (d, &b) in dst.iter_mut().zip(&fitted.as_bytes()[..n]) {
         *d = if b == 0 { b'?' } else { b } as c_char;
     }
     dst[n] = 0;
@@ -843,11 +858,6 @@ unsafe fn init_options(options: *mut pwal_options, size: usize, env: bool) {
     };
 }
 
-/// The name of a `pwal_fallback_reason` ("none", "operator forced",
-/// "certificate checksum mismatch"), or "unknown" for a value this version
-/// does not know. Never NULL; static: do not free.
-///
-/// Thread safety: safe from any thread.
 /// The name of a `pwal_mode` as the `PWAL_MODE` environment variable spells
 /// it ("auto", "conservative", "shadow_compare"), or "unknown" for a value
 /// this version does not know. Never NULL; static: do not free.
@@ -878,12 +888,19 @@ pub extern "C" fn pwal_sync_name(sync: u32) -> *const c_char {
     }
 }
 
+/// The name of a `pwal_fallback_reason` ("none", "operator forced",
+/// "encoder divergence", and "certificate checksum mismatch" for the value
+/// 0.1.0 raised), or "unknown" for a value this version does not know.
+/// Never NULL; static: do not free.
+///
+/// Thread safety: safe from any thread.
 #[no_mangle]
 pub extern "C" fn pwal_fallback_reason_name(reason: u32) -> *const c_char {
     match reason {
         0 => cstr!("none"),
         1 => cstr!("operator forced"),
         4 => cstr!("certificate checksum mismatch"),
+        9 => cstr!("encoder divergence"),
         _ => cstr!("unknown"),
     }
 }
@@ -913,6 +930,31 @@ mod tests {
             let field = unsafe { std::ptr::addr_of!((*base).$f) };
             field as usize - base as usize
         }};
+    }
+
+    fn text_of(buf: &[c_char; PWAL_TEXT_BYTES]) -> String {
+        // SAFETY: copy_text always writes a NUL inside the buffer.
+        unsafe { CStr::from_ptr(buf.as_ptr()) }
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    #[test]
+    fn long_text_is_cut_between_words_and_says_so() {
+        let mut buf = [0 as c_char; PWAL_TEXT_BYTES];
+        copy_text(&mut buf, "short text");
+        assert_eq!(text_of(&buf), "short text");
+        let words = "epoch 12345 at offset 67890 of /a/rather/long/path.pwseg ".repeat(8);
+        copy_text(&mut buf, &words);
+        let t = text_of(&buf);
+        assert!(t.len() < PWAL_TEXT_BYTES && t.ends_with(" ..."), "{t}");
+        let kept = t.trim_end_matches("...");
+        assert!(words.starts_with(kept), "a prefix of whole words: {t}");
+        // One long word: cut at a character boundary, still marked.
+        let word = "\u{e9}".repeat(400);
+        copy_text(&mut buf, &word);
+        let t = text_of(&buf);
+        assert!(t.ends_with("...") && t.len() < PWAL_TEXT_BYTES, "{t}");
     }
 
     #[test]
@@ -979,7 +1021,7 @@ mod tests {
     fn fallback_names_match_the_core() {
         for r in [
             FallbackReason::OperatorForced,
-            FallbackReason::CertificateChecksumMismatch,
+            FallbackReason::EncoderDivergence,
         ] {
             // SAFETY: the function returns a static NUL-terminated string.
             let name = unsafe { CStr::from_ptr(pwal_fallback_reason_name(fallback_to_c(Some(r)))) };
