@@ -95,7 +95,7 @@
 /**
  * Minor version.
  */
-#define PWAL_VERSION_MINOR 1
+#define PWAL_VERSION_MINOR 2
 
 /**
  * Patch version.
@@ -446,6 +446,8 @@ typedef uint32_t pwal_fallback_reason;
 
 /**
  * What a `pwal_trace_event` reports (`pwal_trace_event.kind`).
+ *
+ * Since 0.2.0.
  */
 enum pwal_trace_kind
 #if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
@@ -511,6 +513,8 @@ typedef struct pwal pwal;
 /**
  * One event of a log, given to `pwal_options.trace`. Owned by pwal, valid
  * during the call only.
+ *
+ * Since 0.2.0.
  */
 typedef struct pwal_trace_event {
     /**
@@ -535,6 +539,8 @@ typedef struct pwal_trace_event {
 
 /**
  * The trace callback (`pwal_options.trace`); see there for its rules.
+ *
+ * Since 0.2.0.
  */
 typedef void (*pwal_trace_fn)(void *user_data, const struct pwal_trace_event *event);
 
@@ -601,8 +607,8 @@ typedef struct pwal_options {
      * filled from `PWAL_*` environment variables. The environment fills
      * the options the way the defaults do; a field the program sets
      * afterwards wins (a value it changed no longer counts as the
-     * environment's). Leave it as `pwal_options_init` set it. Added after
-     * 0.1.0: a program built with the 0.1.0 header (`struct_size` 48) gets
+     * environment's). Leave it as `pwal_options_init` set it. Since 0.2.0:
+     * a program built with the 0.1.0 header (`struct_size` 48) gets
      * every field it left at its default filled from the environment.
      */
     uint32_t env_fields;
@@ -615,7 +621,7 @@ typedef struct pwal_options {
      * quickly, must not block, and must not call any pwal function on this
      * log. The event and its `detail` are valid during the call only.
      * A second `pwal_open` of a log already open keeps the first open's
-     * callback. Added after 0.1.0.
+     * callback. Since 0.2.0.
      */
     pwal_trace_fn trace;
     /**
@@ -790,7 +796,7 @@ typedef struct pwal_stats {
     /**
      * The `PWAL_ENV_*` bits of the options in effect that came from the
      * environment (filled by `pwal_options_init` and kept by the program).
-     * Added after 0.1.0 (filled when `struct_size` covers it).
+     * Since 0.2.0 (filled when `struct_size` covers it).
      */
     uint32_t env_fields;
 } pwal_stats;
@@ -815,7 +821,7 @@ typedef struct pwal_record {
     /**
      * The file the transaction belongs to: the `file_id` given to
      * `pwal_submit_file` / `pwal_commit_file`, 0 for `pwal_submit` /
-     * `pwal_commit`. Added after 0.1.0 (appended: callbacks built against
+     * `pwal_commit`. Since 0.2.0 (appended: callbacks built against
      * 0.1.0 never read it).
      */
     uint32_t file_id;
@@ -1061,6 +1067,8 @@ pwal_status pwal_submit(struct pwal *log, const struct pwal_txn *txn, uint64_t *
  *
  * Returns, and is safe to call, as `pwal_submit`.
  *
+ * Since 0.2.0.
+ *
  * # Safety
  *
  * As for `pwal_submit`.
@@ -1123,6 +1131,8 @@ pwal_status pwal_commit(struct pwal *log, const struct pwal_txn *txn, uint32_t t
  * `pwal_submit_file`).
  *
  * Returns, and is safe to call, as `pwal_commit`.
+ *
+ * Since 0.2.0.
  *
  * # Safety
  *
@@ -1320,6 +1330,8 @@ pwal_status pwal_close(struct pwal *log);
  *
  * Thread safety: safe from any thread.
  *
+ * Since 0.2.0.
+ *
  * # Safety
  *
  * As for `pwal_recover` and `pwal_open`: `path` is NULL or a NUL-terminated
@@ -1454,6 +1466,8 @@ pwal_status pwal_recover(const char *path, uint32_t flags, pwal_record_fn callba
  * Thread safety: safe from any thread; it takes the log's lock for the
  * whole call.
  *
+ * Since 0.2.0.
+ *
  * # Safety
  *
  * `path` is NULL or a NUL-terminated string; `report` is NULL or writable
@@ -1518,6 +1532,8 @@ void pwal_options_init(struct pwal_options *options);
  *
  * Thread safety: safe from any thread.
  *
+ * Since 0.2.0.
+ *
  * # Safety
  *
  * `options` is NULL or points to `size` writable bytes.
@@ -1553,7 +1569,7 @@ const char *pwal_sync_name(uint32_t sync);
 const char *pwal_fallback_reason_name(uint32_t reason);
 
 /**
- * The library's version as a static string, e.g. "0.1.0". Compare with the
+ * The library's version as a static string, e.g. "0.2.0". Compare with the
  * `PWAL_VERSION_*` macros to detect a header/library mismatch.
  *
  * Thread safety: safe from any thread.

@@ -284,3 +284,31 @@ mod closed_handles {
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
+
+/// A program built against the header as 0.1.0 shipped it
+/// (`tests/c/abi-0.1.0/pwal.h`, never edited) runs against this library:
+/// the 0.1.0 struct sizes and functions keep working.
+#[test]
+fn c_a_program_built_against_the_0_1_0_header_still_runs() {
+    let dir = support::scratch("abi-0.1.0");
+    let lib = support::stage_library(&dir);
+    let exe = dir.join("program");
+    let old = support::root().join("tests/c/abi-0.1.0");
+    let mut cc = support::compiler(false);
+    cc.arg("-std=c99")
+        .args(["-Wall", "-Wextra", "-Werror"])
+        .arg("-I")
+        .arg(&old)
+        .arg(old.join("program.c"))
+        .arg("-o")
+        .arg(&exe)
+        .arg("-L")
+        .arg(&lib)
+        .arg(format!("-Wl,-rpath,{}", lib.display()))
+        .arg("-lpwal");
+    support::run(cc, "compiling tests/c/abi-0.1.0/program.c");
+    let mut run = Command::new(&exe);
+    run.arg(&dir).env_clear();
+    let out = support::run(run, "running the 0.1.0 program");
+    assert!(out.contains("committed and recovered 20"), "{out}");
+}

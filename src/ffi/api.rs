@@ -344,6 +344,8 @@ pub unsafe extern "C" fn pwal_submit(
 ///
 /// Returns, and is safe to call, as `pwal_submit`.
 ///
+/// Since 0.2.0.
+///
 /// # Safety
 ///
 /// As for `pwal_submit`.
@@ -451,6 +453,8 @@ pub unsafe extern "C" fn pwal_commit(
 /// `pwal_submit_file`).
 ///
 /// Returns, and is safe to call, as `pwal_commit`.
+///
+/// Since 0.2.0.
 ///
 /// # Safety
 ///
@@ -742,6 +746,8 @@ pub unsafe extern "C" fn pwal_close(log: *mut pwal) -> pwal_status {
 /// belongs before the first open; open further handles with `pwal_open`).
 ///
 /// Thread safety: safe from any thread.
+///
+/// Since 0.2.0.
 ///
 /// # Safety
 ///

@@ -257,6 +257,8 @@ pub unsafe extern "C" fn pwal_recover(
 /// Thread safety: safe from any thread; it takes the log's lock for the
 /// whole call.
 ///
+/// Since 0.2.0.
+///
 /// # Safety
 ///
 /// `path` is NULL or a NUL-terminated string; `report` is NULL or writable

@@ -15,7 +15,7 @@ use crate::{FallbackReason, LatencySummary, Mode, Options, Stats, SyncPolicy};
 /// Major version of the header (and of the library it came with).
 pub const PWAL_VERSION_MAJOR: u32 = 0;
 /// Minor version.
-pub const PWAL_VERSION_MINOR: u32 = 1;
+pub const PWAL_VERSION_MINOR: u32 = 2;
 /// Patch version.
 pub const PWAL_VERSION_PATCH: u32 = 0;
 
@@ -216,8 +216,8 @@ pub struct pwal_options {
     /// filled from `PWAL_*` environment variables. The environment fills
     /// the options the way the defaults do; a field the program sets
     /// afterwards wins (a value it changed no longer counts as the
-    /// environment's). Leave it as `pwal_options_init` set it. Added after
-    /// 0.1.0: a program built with the 0.1.0 header (`struct_size` 48) gets
+    /// environment's). Leave it as `pwal_options_init` set it. Since 0.2.0:
+    /// a program built with the 0.1.0 header (`struct_size` 48) gets
     /// every field it left at its default filled from the environment.
     pub env_fields: u32,
     /// Called for each event of the log (see `pwal_trace_event`); NULL
@@ -228,7 +228,7 @@ pub struct pwal_options {
     /// quickly, must not block, and must not call any pwal function on this
     /// log. The event and its `detail` are valid during the call only.
     /// A second `pwal_open` of a log already open keeps the first open's
-    /// callback. Added after 0.1.0.
+    /// callback. Since 0.2.0.
     pub trace: pwal_trace_fn,
     /// Passed to `trace` unchanged; pwal never dereferences it. It must stay
     /// valid until `pwal_close` of the last handle returns.
@@ -236,6 +236,8 @@ pub struct pwal_options {
 }
 
 /// What a `pwal_trace_event` reports (`pwal_trace_event.kind`).
+///
+/// Since 0.2.0.
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum pwal_trace_kind {
@@ -266,6 +268,8 @@ pub enum pwal_trace_kind {
 
 /// One event of a log, given to `pwal_options.trace`. Owned by pwal, valid
 /// during the call only.
+///
+/// Since 0.2.0.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct pwal_trace_event {
@@ -297,6 +301,8 @@ const _: () = {
 };
 
 /// The trace callback (`pwal_options.trace`); see there for its rules.
+///
+/// Since 0.2.0.
 pub type pwal_trace_fn =
     Option<unsafe extern "C" fn(user_data: *mut c_void, event: *const pwal_trace_event)>;
 
@@ -494,7 +500,7 @@ pub struct pwal_record {
     pub len: u32,
     /// The file the transaction belongs to: the `file_id` given to
     /// `pwal_submit_file` / `pwal_commit_file`, 0 for `pwal_submit` /
-    /// `pwal_commit`. Added after 0.1.0 (appended: callbacks built against
+    /// `pwal_commit`. Since 0.2.0 (appended: callbacks built against
     /// 0.1.0 never read it).
     pub file_id: u32,
 }
@@ -587,7 +593,7 @@ pub struct pwal_stats {
     pub fallback_detail: [c_char; PWAL_TEXT_BYTES],
     /// The `PWAL_ENV_*` bits of the options in effect that came from the
     /// environment (filled by `pwal_options_init` and kept by the program).
-    /// Added after 0.1.0 (filled when `struct_size` covers it).
+    /// Since 0.2.0 (filled when `struct_size` covers it).
     pub env_fields: u32,
 }
 
@@ -818,6 +824,8 @@ pub unsafe extern "C" fn pwal_options_init(options: *mut pwal_options) {
 ///
 /// Thread safety: safe from any thread.
 ///
+/// Since 0.2.0.
+///
 /// # Safety
 ///
 /// `options` is NULL or points to `size` writable bytes.
@@ -905,7 +913,7 @@ pub extern "C" fn pwal_fallback_reason_name(reason: u32) -> *const c_char {
     }
 }
 
-/// The library's version as a static string, e.g. "0.1.0". Compare with the
+/// The library's version as a static string, e.g. "0.2.0". Compare with the
 /// `PWAL_VERSION_*` macros to detect a header/library mismatch.
 ///
 /// Thread safety: safe from any thread.
