@@ -535,6 +535,18 @@ typedef struct pwal_trace_event {
      * `PWAL_TEXT_BYTES - 1` bytes.
      */
     char detail[PWAL_TEXT_BYTES];
+    /**
+     * `PWAL_TRACE_EPOCH_DURABLE`: the lowest and highest `commit_seq` of
+     * the epoch's transactions (both 0 when it holds none); 0 for other
+     * events.
+     */
+    uint64_t first_commit_seq;
+    uint64_t last_commit_seq;
+    /**
+     * `PWAL_TRACE_EPOCH_DURABLE`: how many lanes held a record in the
+     * epoch; 0 for other events.
+     */
+    uint32_t lanes;
 } pwal_trace_event;
 
 /**

@@ -527,6 +527,9 @@ impl FlushState {
                 transactions: commits as u64,
                 bytes: frame_len,
                 duration: sealed_at.elapsed(),
+                first_commit_seq: cert.first_commit_seq,
+                last_commit_seq: cert.last_commit_seq,
+                lanes: sealed.iter().filter(|b| b.txns > 0).count() as u32,
                 ..crate::TraceEvent::new(TraceKind::EpochDurable, epoch, "")
             });
         }

@@ -45,6 +45,12 @@ pub struct TraceEvent<'a> {
     pub bytes: u64,
     pub duration: Duration,
     pub detail: &'a str,
+    /// For a durable epoch: the lowest and highest commit sequence of its
+    /// transactions (0 and 0 for an epoch without one), and how many lanes
+    /// held a record in it.
+    pub first_commit_seq: u64,
+    pub last_commit_seq: u64,
+    pub lanes: u32,
 }
 
 /// A trace callback. It runs on the thread that caused the event (the
@@ -76,6 +82,9 @@ impl<'a> TraceEvent<'a> {
             bytes: 0,
             duration: Duration::ZERO,
             detail,
+            first_commit_seq: 0,
+            last_commit_seq: 0,
+            lanes: 0,
         }
     }
 }

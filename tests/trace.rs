@@ -155,3 +155,76 @@ fn poisoning_and_fallback_are_traced() {
         "the first epoch not acknowledged"
     );
 }
+
+/// A durable epoch's event carries the commit-sequence range of its
+/// transactions and the number of lanes that held a record in it.
+#[test]
+fn a_durable_epoch_carries_its_commit_sequence_range_and_lane_count() {
+    type Durable = Arc<Mutex<Vec<(u64, u64, u64, u64, u32)>>>;
+    let seen: Durable = Arc::default();
+    let ev = seen.clone();
+    let opts = Options {
+        sync: SyncPolicy::Full,
+        lanes: 2,
+        use_env: false,
+        trace: Some(Tracer::new(move |e| {
+            if e.kind == TraceKind::EpochDurable {
+                let t = (
+                    e.epoch,
+                    e.transactions,
+                    e.first_commit_seq,
+                    e.last_commit_seq,
+                    e.lanes,
+                );
+                ev.lock().unwrap().push(t);
+            }
+        })),
+        ..Options::default()
+    };
+    let vfs = SimVfs::new();
+    let log = Arc::new(Log::open_with_vfs(Path::new("/sim/db"), &opts, Arc::new(vfs)).unwrap());
+    let page = vec![5u8; 1000];
+    let writers: Vec<_> = (1..=3u64)
+        .map(|t| {
+            let (log, page) = (log.clone(), page.clone());
+            std::thread::spawn(move || {
+                (0..40)
+                    .map(|i| {
+                        let id = t * 1000 + i;
+                        (id, commit(&log, id, &page).unwrap())
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let committed: Vec<(u64, u64)> = writers
+        .into_iter()
+        .flat_map(|w| w.join().unwrap())
+        .collect();
+    Arc::try_unwrap(log).ok().unwrap().close().unwrap();
+    let seen = seen.lock().unwrap().clone();
+    for &(id, epoch) in &committed {
+        let &(_, n, first, last, lanes) = seen.iter().find(|e| e.0 == epoch).unwrap();
+        assert!(
+            n > 0 && (1..=2).contains(&lanes),
+            "epoch {epoch}: {n} txns, {lanes} lanes"
+        );
+        assert!(
+            first <= id && id <= last,
+            "seq {id} outside {first}..={last} of epoch {epoch}"
+        );
+    }
+    for &(epoch, n, first, last, lanes) in &seen {
+        if n == 0 {
+            assert_eq!((first, last, lanes), (0, 0, 0), "empty epoch {epoch}");
+        }
+        let inside = committed
+            .iter()
+            .filter(|&&(id, _)| id >= first && id <= last)
+            .count();
+        assert!(
+            inside as u64 >= n,
+            "epoch {epoch}: {n} txns in a range of {inside}"
+        );
+    }
+}

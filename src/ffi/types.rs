@@ -285,6 +285,14 @@ pub struct pwal_trace_event {
     /// Words about the event ("" when none); NUL-terminated, truncated to
     /// `PWAL_TEXT_BYTES - 1` bytes.
     pub detail: [c_char; PWAL_TEXT_BYTES],
+    /// `PWAL_TRACE_EPOCH_DURABLE`: the lowest and highest `commit_seq` of
+    /// the epoch's transactions (both 0 when it holds none); 0 for other
+    /// events.
+    pub first_commit_seq: u64,
+    pub last_commit_seq: u64,
+    /// `PWAL_TRACE_EPOCH_DURABLE`: how many lanes held a record in the
+    /// epoch; 0 for other events.
+    pub lanes: u32,
 }
 
 const _: () = {
@@ -321,6 +329,9 @@ fn tracer_from_c(f: pwal_trace_fn, user_data: *mut c_void) -> Option<crate::Trac
             bytes: e.bytes,
             duration_us: e.duration.as_micros().min(u64::MAX as u128) as u64,
             detail: [0; PWAL_TEXT_BYTES],
+            first_commit_seq: e.first_commit_seq,
+            last_commit_seq: e.last_commit_seq,
+            lanes: e.lanes,
         };
         copy_text(&mut ev.detail, e.detail);
         // SAFETY: `f` is a C function of this type (the caller's promise in

@@ -1504,13 +1504,19 @@ typedef struct {
 
 static void on_trace(void *user, const pwal_trace_event *e) {
     trace_seen *t = (trace_seen *)user;
-    CHECK(e->struct_size >= sizeof *e - PWAL_TEXT_BYTES);
+    CHECK(e->struct_size == sizeof *e);
     switch (e->kind) {
     case PWAL_TRACE_EPOCH_DURABLE:
         if (e->epoch != t->last_epoch + 1) t->out_of_order++;
         t->last_epoch = e->epoch;
         t->durable++;
         t->transactions += e->transactions;
+        /* The epoch's commit-sequence range and lanes (since 0.2.0). */
+        if (e->transactions > 0)
+            CHECK(e->lanes >= 1 && e->first_commit_seq >= 1 &&
+                  e->first_commit_seq <= e->last_commit_seq);
+        else
+            CHECK(e->lanes == 0 && e->first_commit_seq == 0 && e->last_commit_seq == 0);
         break;
     case PWAL_TRACE_CHECKPOINT:
         t->checkpoints++;
