@@ -811,6 +811,18 @@ typedef struct pwal_stats {
      * Since 0.2.0 (filled when `struct_size` covers it).
      */
     uint32_t env_fields;
+    /**
+     * Per lane, since open (entries as `lane_backlog_bytes`: the first
+     * `lane_backlog_count` are filled, lanes past `PWAL_STATS_LANES` summed
+     * into the last): transactions committed through the lane, bytes of
+     * records it handed to epochs, times a writer on it waited for room in
+     * a full epoch, and epochs sealed with a record of it. Since 0.2.0
+     * (filled when `struct_size` covers them).
+     */
+    uint64_t lane_commits[PWAL_STATS_LANES];
+    uint64_t lane_bytes[PWAL_STATS_LANES];
+    uint64_t lane_room_waits[PWAL_STATS_LANES];
+    uint64_t lane_seals[PWAL_STATS_LANES];
 } pwal_stats;
 
 /**

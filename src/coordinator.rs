@@ -389,6 +389,9 @@ impl Shared {
                 // the sealer to move this lane on (bounded memory; a record
                 // is never split).
                 slot.fetch_sub(len as u64, Ordering::AcqRel);
+                if epoch > after {
+                    lane.counters.room_waits.fetch_add(1, Ordering::Relaxed);
+                }
                 self.request_seal(epoch);
                 self.blocked_seqs.lock().push(head.commit_seq);
                 lane.swapped.wait(&mut g);
@@ -753,6 +756,20 @@ impl Shared {
             segments_deleted: c.segments_deleted.load(Ordering::Relaxed),
             shadow_compares: c.shadow_compares.load(Ordering::Relaxed),
             lane_backlog_bytes,
+            lane_counters: self
+                .lanes
+                .lanes
+                .iter()
+                .map(|l| {
+                    let c = &l.counters;
+                    crate::stats::LaneStats {
+                        commits: c.commits.load(Ordering::Relaxed),
+                        bytes: c.bytes.load(Ordering::Relaxed),
+                        room_waits: c.room_waits.load(Ordering::Relaxed),
+                        seals: c.seals.load(Ordering::Relaxed),
+                    }
+                })
+                .collect(),
             sync_latency: c.sync_latency.summary(),
             commit_wait_latency: c.commit_wait.summary(),
             txns_per_epoch: c.txns_per_epoch.summary(),

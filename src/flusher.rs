@@ -358,6 +358,14 @@ impl FlushState {
         }
         // No writer can add to `epoch` any more: every lane has moved on.
         sh.epoch_bytes[(epoch & 1) as usize].store(0, Ordering::Release);
+        for (lane, b) in sh.lanes.lanes.iter().zip(&sealed) {
+            if b.txns > 0 {
+                let c = &lane.counters;
+                c.commits.fetch_add(b.commits.into(), Ordering::Relaxed);
+                c.bytes.fetch_add(b.bytes.len() as u64, Ordering::Relaxed);
+                c.seals.fetch_add(1, Ordering::Relaxed);
+            }
+        }
         let min_seq = sealed
             .iter()
             .filter(|b| b.commits > 0)

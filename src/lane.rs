@@ -78,6 +78,21 @@ pub(crate) struct Lane {
     pub swapped: Condvar,
     /// Threads bound to this lane.
     bound: AtomicUsize,
+    /// What this lane did since open (`Stats::lanes_detail`).
+    pub counters: LaneCounters,
+}
+
+/// Per-lane counters, relaxed: each is a count, read for stats only.
+#[derive(Debug, Default)]
+pub(crate) struct LaneCounters {
+    /// Transactions committed through the lane (records that commit one).
+    pub commits: AtomicU64,
+    /// Bytes of records the lane handed to epochs.
+    pub bytes: AtomicU64,
+    /// Times a writer on the lane waited for room (its epoch was full).
+    pub room_waits: AtomicU64,
+    /// Epochs sealed with a record of this lane in them.
+    pub seals: AtomicU64,
 }
 
 pub(crate) struct Lanes {
@@ -95,6 +110,7 @@ impl Lanes {
                     buf: Mutex::new(LaneBuf::new(epoch)),
                     swapped: Condvar::new(),
                     bound: AtomicUsize::new(0),
+                    counters: LaneCounters::default(),
                 })
                 .collect(),
             id: NEXT_LANES_ID.fetch_add(1, Ordering::Relaxed),

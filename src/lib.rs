@@ -44,7 +44,7 @@ pub use recovery::{
 #[doc(hidden)]
 pub use registry::debug_inject_fs_type;
 pub use repair::{repair, repair_with_vfs};
-pub use stats::{LatencySummary, Stats};
+pub use stats::{LaneStats, LatencySummary, Stats};
 pub use trace::{TraceEvent, TraceKind, Tracer};
 
 /// One page image of a transaction.

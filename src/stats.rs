@@ -17,6 +17,19 @@ pub struct LatencySummary {
 }
 
 /// A snapshot of a log's counters (see [`crate::Log::stats`]).
+/// One lane's counters since open.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LaneStats {
+    /// Transactions committed through the lane.
+    pub commits: u64,
+    /// Bytes of records it handed to epochs.
+    pub bytes: u64,
+    /// Times a writer on it waited for room in a full epoch.
+    pub room_waits: u64,
+    /// Epochs sealed with a record of this lane in them.
+    pub seals: u64,
+}
+
 #[derive(Clone, Debug)]
 pub struct Stats {
     /// The mode the log runs in now (the configured one unless it fell back).
@@ -53,6 +66,8 @@ pub struct Stats {
     pub shadow_compares: u64,
     /// Bytes buffered in each lane and not yet sealed.
     pub lane_backlog_bytes: Vec<u64>,
+    /// What each lane did since open, one entry per lane.
+    pub lane_counters: Vec<LaneStats>,
     pub sync_latency: LatencySummary,
     pub commit_wait_latency: LatencySummary,
     /// Transactions per written epoch (count = epochs); values are counts, not

@@ -992,3 +992,72 @@ fn shadow_compare_samples_its_rate_and_a_rate_without_the_mode_is_refused() {
         }
     }
 }
+
+/// Per-lane counters: every commit, byte and seal is counted on the lane
+/// that took it, and a writer whose epoch is full counts a wait for room.
+#[test]
+fn per_lane_counters_add_up_to_the_log_counters() {
+    let db = scratch("lane-counters");
+    let log = Arc::new(
+        Log::open(
+            &db,
+            &Options {
+                lanes: 2,
+                max_batch_bytes: 64 << 10, // the epoch holds 8 MiB at least
+                ..opts()
+            },
+        )
+        .unwrap(),
+    );
+    let writers: Vec<_> = (0..2u64)
+        .map(|t| {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                for i in 0..50 {
+                    let id = t * 1000 + i + 1;
+                    let f = txn_frames(id, 1, 2000);
+                    log.wait_durable(submit_owned(&log, id, id, &f).unwrap(), None)
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().unwrap();
+    }
+    let st = log.stats();
+    assert_eq!(st.lane_counters.len(), 2);
+    let commits: u64 = st.lane_counters.iter().map(|l| l.commits).sum();
+    assert_eq!(commits, 100);
+    assert_eq!(commits, st.transactions);
+    let bytes: u64 = st.lane_counters.iter().map(|l| l.bytes).sum();
+    assert!(bytes >= 100 * 2000 && bytes < st.bytes_written, "{bytes}");
+    let seals: u64 = st.lane_counters.iter().map(|l| l.seals).sum();
+    assert!(
+        seals >= st.epochs.min(100) / 2 && seals <= 2 * st.epochs,
+        "{seals}"
+    );
+    assert!(st
+        .lane_counters
+        .iter()
+        .all(|l| l.commits > 0 && l.seals > 0));
+    // A writer that outruns the disk fills its epoch and waits for room:
+    // batches of 240 KB submitted without waiting (a full epoch holds 8 MiB;
+    // writing and syncing one takes far longer than copying it).
+    let big = txn_frames(9000, 4, 60_000);
+    let room_waits =
+        |log: &Log| -> u64 { log.stats().lane_counters.iter().map(|l| l.room_waits).sum() };
+    let before = room_waits(&log);
+    let mut last = 0;
+    let mut n = 0;
+    while room_waits(&log) == before {
+        n += 1;
+        assert!(
+            n <= 2000,
+            "2000 batches of 240 KB and no writer waited for room"
+        );
+        last = submit_owned(&log, 9000 + n, 9000 + n, &big).unwrap();
+    }
+    log.wait_durable(last, None).unwrap();
+    Arc::try_unwrap(log).ok().unwrap().close().unwrap();
+}

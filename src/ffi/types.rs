@@ -606,6 +606,16 @@ pub struct pwal_stats {
     /// environment (filled by `pwal_options_init` and kept by the program).
     /// Since 0.2.0 (filled when `struct_size` covers it).
     pub env_fields: u32,
+    /// Per lane, since open (entries as `lane_backlog_bytes`: the first
+    /// `lane_backlog_count` are filled, lanes past `PWAL_STATS_LANES` summed
+    /// into the last): transactions committed through the lane, bytes of
+    /// records it handed to epochs, times a writer on it waited for room in
+    /// a full epoch, and epochs sealed with a record of it. Since 0.2.0
+    /// (filled when `struct_size` covers them).
+    pub lane_commits: [u64; PWAL_STATS_LANES],
+    pub lane_bytes: [u64; PWAL_STATS_LANES],
+    pub lane_room_waits: [u64; PWAL_STATS_LANES],
+    pub lane_seals: [u64; PWAL_STATS_LANES],
 }
 
 /// The smallest `pwal_stats.struct_size` accepted: `sizeof(pwal_stats)` in
@@ -643,6 +653,17 @@ pub(crate) fn copy_text(dst: &mut [c_char; PWAL_TEXT_BYTES], s: &str) {
     dst[n] = 0;
 }
 
+/// One counter of every lane, lanes past `PWAL_STATS_LANES` summed into the
+/// last entry.
+fn per_lane(s: &Stats, f: impl Fn(&crate::stats::LaneStats) -> u64) -> [u64; PWAL_STATS_LANES] {
+    let mut out = [0u64; PWAL_STATS_LANES];
+    for (i, l) in s.lane_counters.iter().enumerate() {
+        let slot = i.min(PWAL_STATS_LANES - 1);
+        out[slot] = out[slot].saturating_add(f(l));
+    }
+    out
+}
+
 impl From<&Stats> for pwal_stats {
     fn from(s: &Stats) -> pwal_stats {
         let mut backlog = [0u64; PWAL_STATS_LANES];
@@ -677,6 +698,10 @@ impl From<&Stats> for pwal_stats {
             lane_backlog_bytes: backlog,
             fallback_detail: [0; PWAL_TEXT_BYTES],
             env_fields: s.env_fields,
+            lane_commits: per_lane(s, |l| l.commits),
+            lane_bytes: per_lane(s, |l| l.bytes),
+            lane_room_waits: per_lane(s, |l| l.room_waits),
+            lane_seals: per_lane(s, |l| l.seals),
         };
         copy_text(&mut out.fallback_detail, &s.fallback_detail);
         out
@@ -985,7 +1010,7 @@ mod tests {
 
     #[test]
     fn abi_layouts_are_the_documented_ones() {
-        // These sizes are part of the ABI of 0.1; a change here breaks
+        // These sizes are part of the ABI; a change here breaks
         // compiled callers unless it only appends fields.
         assert_eq!(size_of::<pwal_options>(), 72);
         // The 0.1.0 sizes, frozen as the minimums: every field since is
@@ -998,7 +1023,9 @@ mod tests {
             offset!(pwal_stats, env_fields),
             PWAL_STATS_MIN_SIZE as usize
         );
-        assert_eq!(size_of::<pwal_stats>(), 1024);
+        // 0.2.0 appended the per-lane counters after env_fields.
+        assert_eq!(offset!(pwal_stats, lane_commits), 1024);
+        assert_eq!(size_of::<pwal_stats>(), 1024 + 4 * 8 * PWAL_STATS_LANES);
         // Grown at the end only: the 0.1.0 fields keep their offsets.
         assert_eq!(offset!(pwal_recovery_report, damage), 88);
         assert_eq!(
