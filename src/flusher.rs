@@ -499,6 +499,10 @@ impl FlushState {
         // has passed the request to the background flusher).
         sh.durable_cv[(epoch & 1) as usize].notify_all();
         sh.durable_cv[((epoch + 1) & 1) as usize].notify_one();
+        // archive: the archiver learns of each durable epoch, in order.
+        if let Some(a) = sh.archive.get() {
+            a.note_durable(epoch, frame_len);
+        }
         // In epoch order: epochs become durable here only, one at a time
         // under the flush lock.
         if let Some(t) = &sh.cfg.trace {

@@ -34,6 +34,14 @@ pub enum TraceKind {
     /// A write, sync or file operation failed: the log is poisoned
     /// (`epoch`: the first epoch not acknowledged; `detail`: the error).
     Poisoned = 8,
+    /// (archive) An archive object was created (`epoch`: its last epoch;
+    /// `bytes`: its size; `duration`: the upload's time; `detail`: its URL).
+    /// Runs on the archiver thread.
+    ArchiveObject = 9,
+    /// (archive) An archive upload or check failed; it is retried with
+    /// backoff (`epoch`: the first epoch not archived; `detail`: why).
+    /// Runs on the archiver thread.
+    ArchiveFailed = 10,
 }
 
 /// One event, as given to the tracer.

@@ -29,7 +29,7 @@ pub struct pwal {
     /// close and use after close (as SQLite's `magic` does). Best effort: freed
     /// memory may be reused, so use after close stays undefined behaviour.
     magic: u64,
-    log: Log,
+    pub(crate) log: Log,
 }
 
 /// `pwal.magic` of a live handle ("pwal" "open").
@@ -43,7 +43,7 @@ const CLOSED: u64 = 0x7077_616c_6465_6164;
 ///
 /// `log` is NULL or points to a `pwal` (live, or freed by `pwal_close`: the
 /// read of freed memory is the best-effort part).
-unsafe fn handle<'a>(log: *mut pwal) -> Result<&'a pwal, Failure> {
+pub(crate) unsafe fn handle<'a>(log: *mut pwal) -> Result<&'a pwal, Failure> {
     if log.is_null() {
         return Err(Failure::invalid("log is NULL"));
     }
