@@ -456,6 +456,11 @@ impl FlushState {
             }
         }
 
+        // archive: the archiver learns of each durable epoch, in order, with
+        // its time taken before the epoch is published to any waiter.
+        if let Some(a) = sh.archive.get() {
+            a.note_durable(epoch, frame_len);
+        }
         let mut st = sh.state.lock();
         debug_assert_eq!(st.durable + 1, epoch, "epochs become durable in order");
         st.durable = epoch;
@@ -499,10 +504,6 @@ impl FlushState {
         // has passed the request to the background flusher).
         sh.durable_cv[(epoch & 1) as usize].notify_all();
         sh.durable_cv[((epoch + 1) & 1) as usize].notify_one();
-        // archive: the archiver learns of each durable epoch, in order.
-        if let Some(a) = sh.archive.get() {
-            a.note_durable(epoch, frame_len);
-        }
         // In epoch order: epochs become durable here only, one at a time
         // under the flush lock.
         if let Some(t) = &sh.cfg.trace {
