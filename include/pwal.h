@@ -1481,11 +1481,11 @@ pwal_status pwal_wait_archived(struct pwal *log, uint64_t epoch, uint32_t timeou
 /**
  * Restores the log of the database at `path` (the directory
  * `<path>-pwal/`) from the archive at `url` (as `pwal_options.archive_url`;
- * S3 settings from the `AWS_*` variables): every archived epoch up to
- * `to_epoch` (0: up to the archive's end) that became durable at or
- * before `to_time_unix_ms` (milliseconds since the Unix epoch; 0: no time
- * limit), with its epoch number, whatever checkpoints the archived log
- * had made. Then `pwal_recover` (or `pwal_recover_and_open`) replays them
+ * S3 settings from the `AWS_*` variables): every archived epoch, with its
+ * epoch number, whatever checkpoints the archived log had made; or, with
+ * `to_epoch` non-zero, those up to `to_epoch`; or, with `to_time_unix_ms`
+ * non-zero (milliseconds since the Unix epoch), those that became durable
+ * at or before that time. At most one of the two may be non-zero. Then `pwal_recover` (or `pwal_recover_and_open`) replays them
  * all as usual. The time resolution is one epoch: an epoch is restored
  * whole or not at all, by the time it became durable on the archiving
  * machine (its wall clock).
