@@ -257,4 +257,42 @@ fn archiving_to_s3_restores_conflicts_and_survives_a_stopped_store() {
     acked.insert(3, commit_id(&log, 3, None).unwrap());
     log.close().unwrap();
     assert_restores_exactly(url, &root.join("d-restored"), &acked);
+
+    // Archive-durable commits from many writers group: each upload carries
+    // what became durable while the ones before it were in flight, so
+    // there are far fewer objects than commits.
+    let url = "s3://pwal/e";
+    let o = Options {
+        archive_durable: true,
+        ..opts(url)
+    };
+    let log = Log::open(root.join("e"), &o).unwrap();
+    let acked = std::sync::Mutex::new(BTreeMap::new());
+    let t0 = Instant::now();
+    std::thread::scope(|s| {
+        for t in 0..8u64 {
+            let (log, acked) = (&log, &acked);
+            s.spawn(move || {
+                for n in 0..20 {
+                    let id = 1 + n * 8 + t;
+                    let e = commit_id(log, id, None).unwrap();
+                    acked.lock().unwrap().insert(id, e);
+                }
+            });
+        }
+    });
+    let elapsed = t0.elapsed();
+    let objects = log.archive_status().unwrap().unwrap().objects_archived;
+    log.close().unwrap();
+    let acked = acked.into_inner().unwrap();
+    assert!(
+        objects * 2 <= acked.len() as u64,
+        "{objects} objects for {} commits",
+        acked.len()
+    );
+    println!(
+        "archive_s3: {} archive-durable commits from 8 writers in {objects} objects, {elapsed:?}",
+        acked.len()
+    );
+    assert_restores_exactly(url, &root.join("e-restored"), &acked);
 }

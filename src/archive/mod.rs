@@ -100,6 +100,8 @@ struct Inner {
     wanted: u64,
     /// The store was checked against the persisted state.
     checked: bool,
+    /// Finished uploads: (first epoch, result), for the archiver.
+    done: Vec<(u64, std::result::Result<Put, String>)>,
 }
 
 /// The archive side of one open log.
@@ -270,6 +272,7 @@ pub(crate) fn start(sh: &Arc<Shared>) -> Result<Option<std::thread::JoinHandle<(
             last_crc,
             wanted: 0,
             checked: last_first == 0,
+            done: Vec::new(),
         }),
         work_cv: Condvar::new(),
         done_cv: Condvar::new(),
@@ -287,136 +290,203 @@ pub(crate) fn start(sh: &Arc<Shared>) -> Result<Option<std::thread::JoinHandle<(
     Ok(Some(t))
 }
 
-/// What one round of the archiver found to do.
-enum Round {
-    /// Nothing durable to archive.
-    Idle,
-    /// Archived an object, or adopted one that was ours.
-    Progress,
-    Failed(String),
+/// Objects being uploaded at once, at most: each next one names the one
+/// before by its checksum, computed here, so it need not wait for it.
+pub const PIPELINE_DEPTH: usize = 2;
+
+/// An object built and handed to an upload thread.
+struct Job {
+    first: u64,
+    last: u64,
+    crc: u32,
+    name: String,
+    bytes: Arc<Vec<u8>>,
+    started: Instant,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Starts the upload of `job` on a thread of its own; its result goes to
+/// `Inner::done`, keyed by its first epoch, and wakes the archiver.
+fn spawn_upload(a: &Arc<Archive>, job: &mut Job) -> std::result::Result<(), String> {
+    let a2 = a.clone();
+    let name = job.name.clone();
+    let bytes = job.bytes.clone();
+    let first = job.first;
+    job.started = Instant::now();
+    let h = std::thread::Builder::new()
+        .name("pwal-archive-put".into())
+        .spawn(move || {
+            let r = a2.store.put_new(&name, &bytes);
+            let mut g = a2.inner.lock();
+            g.done.push((first, r));
+            a2.work_cv.notify_all();
+        })
+        .map_err(|e| format!("starting an upload thread: {e}"))?;
+    job.handle = Some(h);
+    Ok(())
+}
+
+fn join(job: &mut Job) {
+    if let Some(h) = job.handle.take() {
+        let _ = h.join();
+    }
+}
+
+/// The archiver's own bookkeeping: the uploads in flight, in epoch order,
+/// and where the next object starts.
+struct Pipeline {
+    jobs: VecDeque<Job>,
+    /// The last epoch of the last object built (in flight or done).
+    built_through: u64,
+    /// The link the next object built carries.
+    next_prev: Option<object::PrevLink>,
+    /// A failed upload waits for this instant before it is sent again.
+    retry_at: Option<Instant>,
+    backoff: Duration,
+}
+
+fn record_failure(sh: &Shared, a: &Archive, msg: String) {
+    {
+        let mut g = a.inner.lock();
+        g.status.consecutive_failures += 1;
+        g.status.last_error = msg.clone();
+    }
+    if let Some(t) = &sh.cfg.trace {
+        let epoch = a.archived_epoch() + 1;
+        t.emit(&TraceEvent::new(TraceKind::ArchiveFailed, epoch, &msg));
+    }
 }
 
 fn run(sh: Arc<Shared>, a: Arc<Archive>) {
     let mut cursor = None;
-    let mut backoff = FIRST_BACKOFF;
+    let mut p = Pipeline {
+        jobs: VecDeque::new(),
+        built_through: a.archived_epoch(),
+        next_prev: None,
+        retry_at: None,
+        backoff: FIRST_BACKOFF,
+    };
+    {
+        let g = a.inner.lock();
+        let lf = g.status.last_object_first_epoch;
+        p.next_prev = (lf != 0).then_some(object::PrevLink {
+            first_epoch: lf,
+            last_epoch: g.status.archived_epoch,
+            crc: g.last_crc,
+        });
+    }
     loop {
         let closing = sh.closing.load(Ordering::Acquire);
         let flushed = closing && sh.state.lock().flusher_exited;
-        let round = round(&sh, &a, &mut cursor, closing);
-        match round {
-            Round::Progress => {
-                backoff = FIRST_BACKOFF;
-                release_segments(&sh);
+        // The store is checked against the persisted state first.
+        if !a.inner.lock().checked {
+            match check_store(&a) {
+                Ok(()) => a.inner.lock().checked = true,
+                Err(msg) => {
+                    record_failure(&sh, &a, msg);
+                    if closing {
+                        return;
+                    }
+                    let mut g = a.inner.lock();
+                    a.work_cv.wait_for(&mut g, p.backoff);
+                    p.backoff = (p.backoff * 2).min(MAX_BACKOFF);
+                    continue;
+                }
+            }
+        }
+        // Finished uploads, oldest first.
+        match complete(&sh, &a, &mut p, &mut cursor) {
+            Ok(true) => continue,
+            Ok(false) => {}
+            Err(()) => {
+                if closing {
+                    for j in p.jobs.iter_mut() {
+                        join(j);
+                    }
+                    return;
+                }
+            }
+        }
+        // A failed upload goes again, the same bytes, when its time comes.
+        if let Some(t) = p.retry_at {
+            if Instant::now() >= t {
+                p.retry_at = None;
+                if let Some(j) = p.jobs.front_mut() {
+                    if j.handle.is_none() {
+                        if let Err(msg) = spawn_upload(&a, j) {
+                            record_failure(&sh, &a, msg);
+                            p.retry_at = Some(Instant::now() + p.backoff);
+                        }
+                    }
+                }
                 continue;
             }
-            Round::Failed(msg) => {
-                {
-                    let mut g = a.inner.lock();
-                    g.status.consecutive_failures += 1;
-                    g.status.last_error = msg.clone();
+        }
+        // New objects, while there is room in the pipeline.
+        let mut wait = if closing {
+            Duration::from_millis(5)
+        } else {
+            Duration::from_millis(100)
+        };
+        if p.retry_at.is_none() && p.jobs.len() < PIPELINE_DEPTH {
+            match build(&sh, &a, &mut p, &mut cursor, closing) {
+                Built::Job(mut job) => {
+                    if let Err(msg) = spawn_upload(&a, &mut job) {
+                        record_failure(&sh, &a, msg);
+                        p.retry_at = Some(Instant::now() + p.backoff);
+                    }
+                    p.jobs.push_back(job);
+                    continue;
                 }
-                if let Some(t) = &sh.cfg.trace {
-                    let epoch = a.archived_epoch() + 1;
-                    t.emit(&TraceEvent::new(TraceKind::ArchiveFailed, epoch, &msg));
+                Built::Later(d) => wait = wait.min(d),
+                Built::Nothing => {
+                    if flushed && p.jobs.is_empty() {
+                        return;
+                    }
                 }
-                if closing {
-                    // One attempt at close; the rest waits for the next open.
-                    return;
+                Built::Failed(msg) => {
+                    record_failure(&sh, &a, msg);
+                    if closing && p.jobs.is_empty() {
+                        return;
+                    }
+                    p.retry_at = None;
+                    wait = p.backoff;
+                    p.backoff = (p.backoff * 2).min(MAX_BACKOFF);
                 }
-                let mut g = a.inner.lock();
-                a.work_cv.wait_for(&mut g, backoff);
-                backoff = (backoff * 2).min(MAX_BACKOFF);
             }
-            Round::Idle => {
-                if flushed {
-                    return;
-                }
-                let mut g = a.inner.lock();
-                let wait = if closing {
-                    Duration::from_millis(5)
-                } else {
-                    Duration::from_millis(100)
-                };
-                a.work_cv.wait_for(&mut g, wait);
-            }
+        }
+        if let Some(t) = p.retry_at {
+            wait = wait.min(t.saturating_duration_since(Instant::now()));
+        }
+        let mut g = a.inner.lock();
+        if g.done.is_empty() {
+            a.work_cv.wait_for(&mut g, wait);
         }
     }
 }
 
-/// One round: checks the store against the persisted state if not done,
-/// then archives the next run of durable epochs.
-fn round(sh: &Shared, a: &Archive, cursor: &mut Option<local::Cursor>, closing: bool) -> Round {
-    if !a.inner.lock().checked {
-        if let Err(msg) = check_store(a) {
-            return Round::Failed(msg);
-        }
-        a.inner.lock().checked = true;
-    }
-    // Only epochs synced to the local disk are archived: an epoch written
-    // but not synced (under `normal` or `off`) could be lost with the
-    // power, and the log would then number new epochs over it.
-    let (synced, written) = {
-        let st = sh.state.lock();
-        (st.synced, st.written)
+/// Handles the oldest upload if it finished: `Ok(true)` when it made
+/// progress, `Ok(false)` when nothing finished, `Err(())` after a failure.
+fn complete(
+    sh: &Shared,
+    a: &Archive,
+    p: &mut Pipeline,
+    cursor: &mut Option<local::Cursor>,
+) -> std::result::Result<bool, ()> {
+    let Some(front) = p.jobs.front() else {
+        return Ok(false);
     };
+    let first = front.first;
+    let r = {
+        let mut g = a.inner.lock();
+        match g.done.iter().position(|(f, _)| *f == first) {
+            Some(i) => g.done.swap_remove(i).1,
+            None => return Ok(false),
+        }
+    };
+    let mut job = p.jobs.pop_front().expect("front exists");
+    join(&mut job);
     let archived = a.archived_epoch();
-    if written > synced && written > archived && sh.cfg.sync != crate::SyncPolicy::Full {
-        let _ = sh.sync_through(
-            written,
-            Some(Instant::now() + Duration::from_secs(1)),
-            Instant::now(),
-        );
-    }
-    let synced = sh.state.lock().synced.max(synced);
-    if synced <= archived {
-        return Round::Idle;
-    }
-    // Gather: unless someone waits for the archive, let a run build up.
-    let (run, bytes, oldest_ns, urgent) = {
-        let g = a.inner.lock();
-        let urgent = a.cfg.durable || g.wanted > archived || closing;
-        let mut run = Vec::new();
-        let mut bytes = 0u64;
-        for p in g
-            .pending
-            .iter()
-            .filter(|p| p.epoch > archived && p.epoch <= synced)
-        {
-            if !run.is_empty() && bytes + p.frame_len > OBJECT_MAX_BYTES {
-                break;
-            }
-            bytes += p.frame_len;
-            run.push(*p);
-        }
-        (run, bytes, g.pending.front().map(|p| p.unix_ns), urgent)
-    };
-    if run.is_empty() {
-        return Round::Idle;
-    }
-    if !urgent && bytes < OBJECT_MAX_BYTES {
-        let age = Duration::from_nanos(unix_ns_now().saturating_sub(oldest_ns.unwrap_or(0)));
-        if age < GATHER_DELAY {
-            let mut g = a.inner.lock();
-            if !(a.cfg.durable || g.wanted > archived) {
-                a.work_cv.wait_for(&mut g, GATHER_DELAY - age);
-            }
-            drop(g);
-            return round(sh, a, cursor, closing);
-        }
-    }
-    let mut epochs = Vec::with_capacity(run.len());
-    for p in &run {
-        match local::read_epoch(sh, cursor, p.epoch, true) {
-            Ok(mut l) => {
-                l.epoch.durable_unix_ns = p.unix_ns;
-                epochs.push(l.epoch);
-            }
-            Err(why) => {
-                *cursor = None;
-                return Round::Failed(format!("reading epoch {} from the log: {why}", p.epoch));
-            }
-        }
-    }
     let prev = {
         let g = a.inner.lock();
         let lf = g.status.last_object_first_epoch;
@@ -426,61 +496,188 @@ fn round(sh: &Shared, a: &Archive, cursor: &mut Option<local::Cursor>, closing: 
             crc: g.last_crc,
         })
     };
-    let first = epochs[0].epoch;
-    let last = epochs[epochs.len() - 1].epoch;
-    let (bytes_out, crc) = object::encode(prev, &epochs);
-    let name = object::object_name(first);
-    let started = Instant::now();
-    let (obj_first, obj_last, obj_crc) = match a.store.put_new(&name, &bytes_out) {
-        Ok(Put::Created) => (first, last, crc),
-        Ok(Put::Exists) => match adopt(a, &name, first, prev, &epochs, sh, cursor) {
-            Ok(x) => x,
-            Err(msg) => return Round::Failed(msg),
-        },
-        Err(msg) => return Round::Failed(msg),
+    let outcome = match r {
+        Ok(Put::Created) => Ok((job.first, job.last, job.crc)),
+        Ok(Put::Exists) => adopt(a, &job, prev, sh, cursor),
+        Err(msg) => {
+            // Sent again later, the same bytes: the uploads after it (they
+            // name it by its checksum) stay valid.
+            record_failure(sh, a, msg);
+            p.retry_at = Some(Instant::now() + p.backoff);
+            p.backoff = (p.backoff * 2).min(MAX_BACKOFF);
+            p.jobs.push_front(job);
+            return Err(());
+        }
     };
+    let (f, l, c) = match outcome {
+        Ok(x) => x,
+        Err(msg) => {
+            record_failure(sh, a, msg);
+            // What was built after it named it; start again from the
+            // archived epoch once the uploads in flight are done.
+            for j in p.jobs.iter_mut() {
+                join(j);
+            }
+            p.jobs.clear();
+            a.inner.lock().done.clear();
+            p.built_through = archived;
+            p.next_prev = prev;
+            p.retry_at = Some(Instant::now() + p.backoff);
+            p.backoff = (p.backoff * 2).min(MAX_BACKOFF);
+            return Err(());
+        }
+    };
+    if (f, l, c) != (job.first, job.last, job.crc) {
+        // An adopted object of another extent: what was built after ours
+        // named ours, so it is built again after the adopted one.
+        for j in p.jobs.iter_mut() {
+            join(j);
+        }
+        p.jobs.clear();
+        a.inner.lock().done.clear();
+        p.built_through = l;
+        p.next_prev = Some(object::PrevLink {
+            first_epoch: f,
+            last_epoch: l,
+            crc: c,
+        });
+    }
     if let Err(e) = state::write(
         &*sh.vfs,
         &sh.dir,
         &state::Persisted {
             url: a.cfg.url.clone(),
-            archived_epoch: obj_last,
-            last_first_epoch: obj_first,
-            last_crc: obj_crc,
+            archived_epoch: l,
+            last_first_epoch: f,
+            last_crc: c,
         },
     ) {
-        return Round::Failed(format!("persisting the archive state: {e}"));
+        record_failure(sh, a, format!("persisting the archive state: {e}"));
+        // Sent again: it exists, is found to be ours, and the state is
+        // written again.
+        p.jobs.push_front(job);
+        p.retry_at = Some(Instant::now() + p.backoff);
+        p.backoff = (p.backoff * 2).min(MAX_BACKOFF);
+        return Err(());
     }
-    let freed: u64;
     {
         let mut g = a.inner.lock();
-        let mut f = 0;
-        while g.pending.front().is_some_and(|p| p.epoch <= obj_last) {
-            f += g.pending.pop_front().expect("non-empty").frame_len;
+        let mut freed = 0;
+        while g.pending.front().is_some_and(|q| q.epoch <= l) {
+            freed += g.pending.pop_front().expect("non-empty").frame_len;
         }
-        freed = f;
-        g.status.archived_epoch = obj_last;
-        g.status.last_object_first_epoch = obj_first;
+        g.status.archived_epoch = l;
+        g.status.last_object_first_epoch = f;
         g.status.consecutive_failures = 0;
         g.status.objects_archived += 1;
-        g.last_crc = obj_crc;
-        a.archived.store(obj_last, Ordering::Release);
+        g.last_crc = c;
+        a.archived.store(l, Ordering::Release);
         a.lag.fetch_sub(freed, Ordering::AcqRel);
         a.done_cv.notify_all();
     }
+    p.backoff = FIRST_BACKOFF;
     if let Some(t) = &sh.cfg.trace {
-        let detail = format!(
-            "{}{name}",
-            a.cfg.url.trim_end_matches('/').to_string() + "/"
-        );
+        let detail = format!("{}/{}", a.cfg.url.trim_end_matches('/'), job.name);
         t.emit(&TraceEvent {
             transactions: 0,
-            bytes: bytes_out.len() as u64,
-            duration: started.elapsed(),
-            ..TraceEvent::new(TraceKind::ArchiveObject, obj_last, &detail)
+            bytes: job.bytes.len() as u64,
+            duration: job.started.elapsed(),
+            ..TraceEvent::new(TraceKind::ArchiveObject, l, &detail)
         });
     }
-    Round::Progress
+    release_segments(sh);
+    Ok(true)
+}
+
+enum Built {
+    Job(Job),
+    /// Epochs are gathering; look again after this long.
+    Later(Duration),
+    Nothing,
+    Failed(String),
+}
+
+/// Builds the next object from the synced epochs after the last one built.
+fn build(
+    sh: &Shared,
+    a: &Archive,
+    p: &mut Pipeline,
+    cursor: &mut Option<local::Cursor>,
+    closing: bool,
+) -> Built {
+    // Only epochs synced to the local disk are archived: an epoch written
+    // but not synced (under `normal` or `off`) could be lost with the
+    // power, and the log would then number new epochs over it.
+    let (synced, written) = {
+        let st = sh.state.lock();
+        (st.synced, st.written)
+    };
+    if written > synced && written > p.built_through && sh.cfg.sync != crate::SyncPolicy::Full {
+        let now = Instant::now();
+        let _ = sh.sync_through(written, Some(now + Duration::from_secs(1)), now);
+    }
+    let synced = sh.state.lock().synced.max(synced);
+    if synced <= p.built_through {
+        return Built::Nothing;
+    }
+    let (run, bytes, urgent) = {
+        let g = a.inner.lock();
+        let urgent = a.cfg.durable || g.wanted > p.built_through || closing;
+        let mut run = Vec::new();
+        let mut bytes = 0u64;
+        for q in g
+            .pending
+            .iter()
+            .filter(|q| q.epoch > p.built_through && q.epoch <= synced)
+        {
+            if !run.is_empty() && bytes + q.frame_len > OBJECT_MAX_BYTES {
+                break;
+            }
+            bytes += q.frame_len;
+            run.push(*q);
+        }
+        (run, bytes, urgent)
+    };
+    let Some(oldest) = run.first() else {
+        return Built::Nothing;
+    };
+    if !urgent && bytes < OBJECT_MAX_BYTES {
+        let age = Duration::from_nanos(unix_ns_now().saturating_sub(oldest.unix_ns));
+        if age < GATHER_DELAY {
+            return Built::Later(GATHER_DELAY - age);
+        }
+    }
+    let mut epochs = Vec::with_capacity(run.len());
+    for q in &run {
+        match local::read_epoch(sh, cursor, q.epoch, true) {
+            Ok(mut l) => {
+                l.epoch.durable_unix_ns = q.unix_ns;
+                epochs.push(l.epoch);
+            }
+            Err(why) => {
+                *cursor = None;
+                return Built::Failed(format!("reading epoch {} from the log: {why}", q.epoch));
+            }
+        }
+    }
+    let first = epochs[0].epoch;
+    let last = epochs[epochs.len() - 1].epoch;
+    let (bytes, crc) = object::encode(p.next_prev, &epochs);
+    p.built_through = last;
+    p.next_prev = Some(object::PrevLink {
+        first_epoch: first,
+        last_epoch: last,
+        crc,
+    });
+    Built::Job(Job {
+        first,
+        last,
+        crc,
+        name: object::object_name(first),
+        bytes: Arc::new(bytes),
+        started: Instant::now(),
+        handle: None,
+    })
 }
 
 /// The store must hold the last object the state names, with its checksum:
@@ -521,25 +718,28 @@ fn check_store(a: &Archive) -> std::result::Result<(), String> {
 /// archive: a conflict, reported.
 fn adopt(
     a: &Archive,
-    name: &str,
-    first: u64,
+    job: &Job,
     prev: Option<object::PrevLink>,
-    ours: &[object::ArchivedEpoch],
     sh: &Shared,
     cursor: &mut Option<local::Cursor>,
 ) -> std::result::Result<(u64, u64, u32), String> {
+    let name = &job.name;
     let conflict = |why: String| {
         format!(
-            "conflict: {}{name} exists and was not written by this log ({why}); another log archives to this URL",
-            a.cfg.url.trim_end_matches('/').to_string() + "/"
+            "conflict: {}/{name} exists and was not written by this log ({why}); another log archives to this URL",
+            a.cfg.url.trim_end_matches('/')
         )
     };
     let b = a
         .store
         .get(name)?
         .ok_or_else(|| format!("{}: {name} exists yet cannot be read", a.cfg.url))?;
-    let o =
-        object::decode(&b, first).map_err(|why| conflict(format!("it does not decode: {why}")))?;
+    if b == *job.bytes {
+        // Ours: an earlier attempt was created and its answer lost.
+        return Ok((job.first, job.last, job.crc));
+    }
+    let o = object::decode(&b, job.first)
+        .map_err(|why| conflict(format!("it does not decode: {why}")))?;
     if o.prev != prev {
         return Err(conflict(format!(
             "it follows {:?}, this log's last object is {:?}",
@@ -554,14 +754,9 @@ fn adopt(
         )));
     }
     for theirs in &o.epochs {
-        let mine = match ours.iter().find(|m| m.epoch == theirs.epoch) {
-            Some(m) => m.clone(),
-            None => {
-                local::read_epoch(sh, cursor, theirs.epoch, true)
-                    .map_err(|why| format!("reading epoch {}: {why}", theirs.epoch))?
-                    .epoch
-            }
-        };
+        let mine = local::read_epoch(sh, cursor, theirs.epoch, true)
+            .map_err(|why| format!("reading epoch {}: {why}", theirs.epoch))?
+            .epoch;
         let same = mine.body == theirs.body
             && mine.txn_count == theirs.txn_count
             && mine.first_commit_seq == theirs.first_commit_seq
@@ -572,6 +767,7 @@ fn adopt(
             return Err(conflict(format!("epoch {} differs", theirs.epoch)));
         }
     }
+    *cursor = None;
     Ok((o.first_epoch, o.last_epoch, o.crc))
 }
 
