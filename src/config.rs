@@ -698,4 +698,51 @@ mod tests {
         let r = o.resolve_with(&env(&[("PWAL_MODE", "fast")])).unwrap();
         assert_eq!(r.mode, Mode::Auto);
     }
+
+    #[test]
+    fn the_archive_options_fill_from_the_environment_and_are_checked() {
+        let vars = env(&[
+            ("PWAL_ARCHIVE_URL", "file:///srv/archive"),
+            ("PWAL_ARCHIVE_DURABLE", "1"),
+        ]);
+        let filled = Options::from_env_with(&vars);
+        assert_eq!(filled.archive_url, "file:///srv/archive");
+        assert!(filled.archive_durable);
+        assert_eq!(filled.env_fields, ENV_ARCHIVE_URL | ENV_ARCHIVE_DURABLE);
+        let r = filled.resolve_with(&vars).unwrap();
+        let a = r.archive.unwrap();
+        assert_eq!(a.url, "file:///srv/archive");
+        assert!(a.durable);
+        assert_eq!(a.max_lag_bytes, crate::archive::DEFAULT_MAX_LAG_BYTES);
+        // What the program sets wins.
+        let set = Options {
+            archive_url: String::new(),
+            archive_durable: false,
+            ..filled.clone()
+        };
+        assert_eq!(set.resolve_with(&vars).unwrap().archive, None);
+        // Bad values name what is wrong.
+        let bad = Options::default();
+        let e = bad
+            .resolve_with(&env(&[("PWAL_ARCHIVE_DURABLE", "yes")]))
+            .unwrap_err();
+        assert!(e.to_string().contains("PWAL_ARCHIVE_DURABLE"), "{e}");
+        let e = bad
+            .resolve_with(&env(&[("PWAL_ARCHIVE_URL", "ftp://x")]))
+            .unwrap_err();
+        assert!(e.to_string().contains("PWAL_ARCHIVE_URL"), "{e}");
+        let e = Options {
+            archive_durable: true,
+            ..Options::default()
+        }
+        .resolve_with(&env(&[]))
+        .unwrap_err();
+        assert!(e.to_string().contains("archive_url"), "{e}");
+        // Ignoring the environment undoes what it filled.
+        let ignoring = Options {
+            use_env: false,
+            ..filled
+        };
+        assert_eq!(ignoring.resolve_with(&vars).unwrap().archive, None);
+    }
 }
