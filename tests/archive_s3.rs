@@ -138,7 +138,7 @@ fn archiving_to_s3_restores_conflicts_and_survives_a_stopped_store() {
     std::env::set_var("AWS_REGION", "us-east-1");
     std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
     std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
-    std::env::set_var("PWAL_ARCHIVE_REQUEST_TIMEOUT_MS", "1000");
+    std::env::set_var("PWAL_ARCHIVE_REQUEST_TIMEOUT_MS", "5000");
     ureq::put(&format!("{}/pwal", moto.endpoint()))
         .call()
         .expect("creating the bucket");
@@ -223,9 +223,13 @@ fn archiving_to_s3_restores_conflicts_and_survives_a_stopped_store() {
         .consecutive_failures
         > 0));
     moto.signal(libc::SIGCONT);
-    assert!(eventually(|| commit_id(&log, 50_000, None)
-        .map(|e| acked.insert(50_000, e))
-        .is_ok()));
+    assert!(
+        eventually(|| commit_id(&log, 50_000, None)
+            .map(|e| acked.insert(50_000, e))
+            .is_ok()),
+        "commits did not resume: {:?}",
+        log.archive_status().unwrap()
+    );
     log.wait_archived(log.durable_epoch(), None).unwrap();
     assert_eq!(
         log.archive_status().unwrap().unwrap().consecutive_failures,
