@@ -639,10 +639,11 @@ typedef struct pwal_options {
      * Called for each event of the log (see `pwal_trace_event`); NULL
      * (default): no tracing, and no cost. It runs on the thread that caused
      * the event (pwal's flusher thread, a thread inside `pwal_commit` or
-     * `pwal_wait_durable` that leads a flush, or the thread in
-     * `pwal_checkpoint`), with locks of the log held: it must return
-     * quickly, must not block, and must not call any pwal function on this
-     * log. The event and its `detail` are valid during the call only.
+     * `pwal_wait_durable` that leads a flush, the thread in
+     * `pwal_checkpoint`, or the log's archiver thread for archive events
+     * and for segments the archive held back), with locks of the log held:
+     * it must return quickly, must not block, and must not call any pwal
+     * function on this log. The event and its `detail` are valid during the call only.
      * A second `pwal_open` of a log already open keeps the first open's
      * callback. Added after 0.1.0.
      */

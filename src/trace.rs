@@ -56,8 +56,8 @@ pub struct TraceEvent<'a> {
 }
 
 /// A trace callback. It runs on the thread that caused the event (the
-/// flusher, a committing thread leading a flush, or the checkpointing
-/// thread), with locks of the log held: it must be quick, must not block,
+/// flusher, a committing thread leading a flush, the checkpointing
+/// thread, or the archiver), with locks of the log held: it must be quick, must not block,
 /// and must not call back into the log.
 #[derive(Clone)]
 pub struct Tracer(pub Arc<dyn Fn(&TraceEvent<'_>) + Send + Sync>);
