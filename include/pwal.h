@@ -88,6 +88,19 @@
 #include <stdint.h>
 
 /**
+ * The smallest `pwal_archive_status.struct_size` accepted: the size of the
+ * struct in the first version that had it. Never changes when fields are
+ * appended.
+ */
+#define PWAL_ARCHIVE_STATUS_MIN_SIZE 304
+
+/**
+ * `pwal_restore` flag: replace an existing log directory (refused while a
+ * process has that log open: `PWAL_ERR_LOCKED`).
+ */
+#define PWAL_RESTORE_FORCE 1
+
+/**
  * Major version of the header (and of the library it came with).
  */
 #define PWAL_VERSION_MAJOR 0
@@ -226,7 +239,8 @@
  * Bits of `pwal_options.env_fields` and `pwal_stats.env_fields`: the
  * option that a `PWAL_*` environment variable filled (`PWAL_SYNC`,
  * `PWAL_MODE`, `PWAL_LANES`, `PWAL_MAX_BATCH_BYTES`,
- * `PWAL_MAX_FLUSH_DELAY_MS`, `PWAL_SHADOW_COMPARE_PER_MILLE`).
+ * `PWAL_MAX_FLUSH_DELAY_MS`, `PWAL_SHADOW_COMPARE_PER_MILLE`,
+ * `PWAL_ARCHIVE_URL`, `PWAL_ARCHIVE_DURABLE`).
  */
 #define PWAL_ENV_SYNC 1
 
@@ -239,6 +253,21 @@
 #define PWAL_ENV_MAX_FLUSH_DELAY 16
 
 #define PWAL_ENV_SHADOW_COMPARE_PER_MILLE 32
+
+#define PWAL_ENV_ARCHIVE_URL 64
+
+#define PWAL_ENV_ARCHIVE_DURABLE 128
+
+/**
+ * The default of `pwal_options.archive_max_lag_bytes`: 256 MiB.
+ */
+#define PWAL_ARCHIVE_DEFAULT_MAX_LAG_BYTES 268435456
+
+/**
+ * An archive object holds the epochs durable and not yet archived up to
+ * about this many bytes (one epoch alone may be larger): 16 MiB.
+ */
+#define PWAL_ARCHIVE_OBJECT_MAX_BYTES 16777216
 
 /**
  * The smallest `pwal_options.struct_size` accepted: `sizeof(pwal_options)`
@@ -333,6 +362,14 @@ enum pwal_status
      * `PWAL_ERR_LOCKED` while the parent has it open).
      */
     PWAL_ERR_FORKED = 10,
+    /**
+     * The log archives (`pwal_options.archive_url`) and more than
+     * `archive_max_lag_bytes` of durable epochs are not archived yet (the
+     * store is unreachable or slow; `pwal_get_archive_status` says why).
+     * The transaction was refused and nothing was written. Retry later:
+     * commits are accepted again by themselves once the archive catches up.
+     */
+    PWAL_ERR_ARCHIVE_BEHIND = 11,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -493,6 +530,18 @@ enum pwal_trace_kind
      * `epoch` is the first epoch not acknowledged, `detail` the error.
      */
     PWAL_TRACE_POISONED = 8,
+    /**
+     * An archive object was created (`pwal_options.archive_url`): `epoch`
+     * is its last epoch, `bytes` its size, `duration_us` the upload's time,
+     * `detail` its URL. Runs on the log's archiver thread.
+     */
+    PWAL_TRACE_ARCHIVE_OBJECT = 9,
+    /**
+     * An archive upload or check failed and will be retried with backoff
+     * (`pwal_get_archive_status` has the count): `epoch` is the first epoch
+     * not archived, `detail` the error. Runs on the archiver thread.
+     */
+    PWAL_TRACE_ARCHIVE_FAILED = 10,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -628,10 +677,11 @@ typedef struct pwal_options {
      * Called for each event of the log (see `pwal_trace_event`); NULL
      * (default): no tracing, and no cost. It runs on the thread that caused
      * the event (pwal's flusher thread, a thread inside `pwal_commit` or
-     * `pwal_wait_durable` that leads a flush, or the thread in
-     * `pwal_checkpoint`), with locks of the log held: it must return
-     * quickly, must not block, and must not call any pwal function on this
-     * log. The event and its `detail` are valid during the call only.
+     * `pwal_wait_durable` that leads a flush, the thread in
+     * `pwal_checkpoint`, or the log's archiver thread for archive events
+     * and for segments the archive held back), with locks of the log held:
+     * it must return quickly, must not block, and must not call any pwal
+     * function on this log. The event and its `detail` are valid during the call only.
      * A second `pwal_open` of a log already open keeps the first open's
      * callback. Since 0.2.0.
      */
@@ -641,6 +691,40 @@ typedef struct pwal_options {
      * valid until `pwal_close` of the last handle returns.
      */
     void *trace_user_data;
+    /**
+     * Where to archive the log (docs/ARCHIVE.md): `"s3://bucket/prefix"`
+     * or `"file:///absolute/dir"`; NULL or `""` (default): no archive.
+     * For S3 the endpoint, region and credentials come from the standard
+     * variables `AWS_ENDPOINT_URL` (an `http://` endpoint is accepted and
+     * addressed path-style), `AWS_REGION` or `AWS_DEFAULT_REGION`,
+     * `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`,
+     * read at `pwal_open`. The string is the caller's and is copied by
+     * `pwal_open` (not kept). `pwal_options_init` fills it from
+     * `PWAL_ARCHIVE_URL` with a string the library owns until the process
+     * exits. A URL that does not parse makes `pwal_open` return
+     * `PWAL_ERR_INVALID`. With an archive, a segment is removed only once
+     * every epoch in it is archived, and one archiver thread per open log
+     * uploads durable epochs. Added after 0.1.0.
+     */
+    const char *archive_url;
+    /**
+     * While more than this many bytes of durable epochs are not archived,
+     * `pwal_submit` and `pwal_commit` fail at once with
+     * `PWAL_ERR_ARCHIVE_BEHIND` and write nothing; 0 means
+     * `PWAL_ARCHIVE_DEFAULT_MAX_LAG_BYTES`. Bounds the local disk the log
+     * takes while the store is unreachable. Added after 0.1.0.
+     */
+    uint64_t archive_max_lag_bytes;
+    /**
+     * 1: `pwal_commit` and `pwal_wait_durable` return `PWAL_OK` only once
+     * the epoch is locally durable *and* archived (on timeout,
+     * `PWAL_ERR_TIMEOUT`: it stays locally durable and is archived later);
+     * a lost machine then loses nothing acknowledged. 0 (default):
+     * acknowledged when locally durable; a lost machine loses at most the
+     * lag. Needs `archive_url`. Filled from `PWAL_ARCHIVE_DURABLE` (0 or
+     * 1). Added after 0.1.0.
+     */
+    uint32_t archive_durable;
 } pwal_options;
 
 /**
@@ -959,6 +1043,55 @@ typedef struct pwal_recovery_report {
     uint64_t damage_epoch;
 } pwal_recovery_report;
 
+/**
+ * What the archiver of a log has done (`pwal_get_archive_status`). Set
+ * `struct_size = sizeof(pwal_archive_status)` before the call; on return
+ * it holds the number of bytes filled.
+ */
+typedef struct pwal_archive_status {
+    /**
+     * `sizeof(pwal_archive_status)`, set by the caller.
+     */
+    uint32_t struct_size;
+    /**
+     * 1 when the log archives (`pwal_options.archive_url` set), else 0
+     * and every other field is 0.
+     */
+    uint32_t enabled;
+    /**
+     * Every epoch up to this one is in the archive.
+     */
+    uint64_t archived_epoch;
+    /**
+     * Bytes of durable epochs (their frames) not archived yet; commits
+     * fail with `PWAL_ERR_ARCHIVE_BEHIND` while it is above
+     * `archive_max_lag_bytes`.
+     */
+    uint64_t lag_bytes;
+    /**
+     * Objects uploaded since the log was opened.
+     */
+    uint64_t objects_archived;
+    /**
+     * The first epoch of the last object (0: none yet).
+     */
+    uint64_t last_object_first_epoch;
+    /**
+     * Failed attempts since the last success (0: the last one succeeded).
+     */
+    uint32_t consecutive_failures;
+    /**
+     * 1 when commits wait for the archive (`archive_durable`).
+     */
+    uint32_t archive_durable;
+    /**
+     * The last failure's message, "" when none since open; NUL-terminated,
+     * truncated to `PWAL_TEXT_BYTES - 1` bytes. A failure stays here after
+     * later successes (see `consecutive_failures`).
+     */
+    char last_error[PWAL_TEXT_BYTES];
+} pwal_archive_status;
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -995,7 +1128,8 @@ extern "C" {
  * handle to the same log (each must be closed). It must ask for the same
  * options as the open log, compared after defaults and `PWAL_*` variables
  * are applied (so `ignore_env` itself need not match): `sync`, `mode`,
- * `lanes`, `segment_bytes`, `max_batch_bytes`, `max_flush_delay_us`, and
+ * `lanes`, `segment_bytes`, `max_batch_bytes`, `max_flush_delay_us`, the
+ * archive (`archive_url`, `archive_max_lag_bytes`, `archive_durable`), and
  * `shadow_compare_per_mille` when the mode is `PWAL_MODE_SHADOW_COMPARE`
  * (each changes durability, file layout, lane mapping or when epochs seal,
  * which one log cannot do two ways). Otherwise it returns
@@ -1063,7 +1197,9 @@ pwal_status pwal_open(const char *path, const struct pwal_options *options, stru
  * and frames of more than `PWAL_MAX_TXN_BYTES` in all; nothing is
  * submitted); `PWAL_ERR_POISONED` (an earlier I/O failure);
  * `PWAL_ERR_CLOSED`; `PWAL_ERR_FORKED` (the handle was inherited across
- * `fork()`: nothing was done).
+ * `fork()`: nothing was done); `PWAL_ERR_ARCHIVE_BEHIND` (the log archives
+ * and more than `archive_max_lag_bytes` is not archived yet: nothing was
+ * submitted; retry once the archive catches up).
  *
  * Thread safety: safe from any thread, concurrently with every call on the
  * same handle except `pwal_close`.
@@ -1116,8 +1252,14 @@ pwal_status pwal_submit_file(struct pwal *log, uint32_t file_id, const struct pw
  *   so (the fastest path at one writer). A write it has started is not
  *   abandoned at the deadline: the call returns when that write ends.
  *
- * Returns `PWAL_OK`; `PWAL_ERR_TIMEOUT` (not durable yet; the batch is not
- * lost and a later wait may succeed); `PWAL_ERR_IO` or `PWAL_ERR_POISONED` (a
+ * With `pwal_options.archive_durable = 1`, `PWAL_OK` also means the epoch
+ * is archived (docs/ARCHIVE.md); the timeout covers both waits, and a
+ * timeout after the local write leaves the epoch locally durable (it is
+ * archived later: `pwal_wait_archived`).
+ *
+ * Returns `PWAL_OK`; `PWAL_ERR_TIMEOUT` (not durable yet, or under
+ * `archive_durable` not archived yet; the batch is not lost and a later
+ * wait may succeed); `PWAL_ERR_IO` or `PWAL_ERR_POISONED` (a
  * write or sync failed: the epoch will never be acknowledged by this handle);
  * `PWAL_ERR_INVALID` (NULL `log`, or an epoch never handed out);
  * `PWAL_ERR_CLOSED`; `PWAL_ERR_FORKED` (the handle was inherited across
@@ -1365,6 +1507,83 @@ pwal_status pwal_close(struct pwal *log);
  * `report->struct_size` bytes; `out_log` is NULL or writable.
  */
 pwal_status pwal_recover_and_open(const char *path, const struct pwal_options *options, uint32_t flags, pwal_record_fn callback, void *user_data, struct pwal_recovery_report *report, struct pwal **out_log);
+
+/**
+ * Fills `*out` with what the log's archiver has done: the archived
+ * epoch, the lag, the failures. Set `out->struct_size =
+ * sizeof(pwal_archive_status)` first. A log without an archive gets
+ * `enabled = 0`.
+ *
+ * Returns `PWAL_OK`; `PWAL_ERR_INVALID` (NULL `log` or `out`,
+ * `out->struct_size` below `PWAL_ARCHIVE_STATUS_MIN_SIZE`);
+ * `PWAL_ERR_FORKED` (the handle was inherited across `fork()`: nothing
+ * was done).
+ *
+ * Thread safety: safe from any thread, concurrently with every call on
+ * the same handle except `pwal_close`.
+ *
+ * # Safety
+ *
+ * `log` is NULL or a live handle; `out` is NULL or writable for
+ * `out->struct_size` bytes.
+ */
+pwal_status pwal_get_archive_status(struct pwal *log, struct pwal_archive_status *out);
+
+/**
+ * Blocks until every epoch up to `epoch` (from `pwal_submit`) is in the
+ * archive, or `timeout_ms` milliseconds pass (`PWAL_WAIT_FOREVER`: no
+ * limit; 0: only checks). Does not make the epoch locally durable: wait
+ * for that with `pwal_wait_durable` (the archiver uploads only epochs
+ * durable on the local disk).
+ *
+ * Returns `PWAL_OK`; `PWAL_ERR_TIMEOUT` (not archived yet: the store is
+ * slow or unreachable, `pwal_get_archive_status` says why; a later wait
+ * may succeed); `PWAL_ERR_INVALID` (NULL `log`, a log without
+ * `archive_url`, or an epoch never handed out); `PWAL_ERR_CLOSED` (the
+ * log is closing); `PWAL_ERR_FORKED` (the handle was inherited across
+ * `fork()`: nothing was done).
+ *
+ * Thread safety: safe from any thread, concurrently with every call on
+ * the same handle except `pwal_close`.
+ *
+ * # Safety
+ *
+ * `log` is NULL or a live handle from `pwal_open`.
+ */
+pwal_status pwal_wait_archived(struct pwal *log, uint64_t epoch, uint32_t timeout_ms);
+
+/**
+ * Restores the log of the database at `path` (the directory
+ * `<path>-pwal/`) from the archive at `url` (as `pwal_options.archive_url`;
+ * S3 settings from the `AWS_*` variables): every archived epoch, with its
+ * epoch number, whatever checkpoints the archived log had made; or, with
+ * `to_epoch` non-zero, those up to `to_epoch`; or, with `to_time_unix_ms`
+ * non-zero (milliseconds since the Unix epoch), those that became durable
+ * at or before that time. At most one of the two may be non-zero. Then `pwal_recover` (or `pwal_recover_and_open`) replays them
+ * all as usual. The time resolution is one epoch: an epoch is restored
+ * whole or not at all, by the time it became durable on the archiving
+ * machine (its wall clock).
+ *
+ * The whole chain is verified before anything is written: every
+ * object's checksum, every frame, and that each object follows the one
+ * before (no gap, no fork).
+ *
+ * Returns `PWAL_OK`; `PWAL_ERR_CORRUPT` (a damaged, missing or forked
+ * object: nothing was written; `pwal_last_error()` names it);
+ * `PWAL_ERR_INVALID` (NULL or bad `url` or `path`, unknown `flags`, an
+ * existing non-empty log directory without `PWAL_RESTORE_FORCE`, an empty
+ * archive, or a target the archive does not hold); `PWAL_ERR_IO` (the
+ * store is unreachable, or writing the log failed); `PWAL_ERR_LOCKED`
+ * (forced over a log a process has open).
+ *
+ * Thread safety: safe from any thread; do not run it on a log that
+ * another thread or process opens meanwhile.
+ *
+ * # Safety
+ *
+ * `url` and `path` are NULL or NUL-terminated strings valid for the call.
+ */
+pwal_status pwal_restore(const char *url, const char *path, uint64_t to_epoch, uint64_t to_time_unix_ms, uint32_t flags);
 
 /**
  * Replays the log of the database at `path` (the directory `<path>-pwal/`):

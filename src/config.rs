@@ -141,6 +141,17 @@ pub struct Options {
     /// tests turn it off to leave a log as a process that died right after
     /// its last sync leaves it.
     pub close_proof: bool,
+    /// archive: where durable epochs are archived, `s3://bucket/prefix` or
+    /// `file:///absolute/dir`; empty (default): no archive
+    /// (`docs/ARCHIVE.md`). Filled from `PWAL_ARCHIVE_URL`.
+    pub archive_url: String,
+    /// archive: commits are refused with [`Error::ArchiveBehind`] while
+    /// more than this many bytes of durable epochs are not archived; 0
+    /// means [`crate::archive::DEFAULT_MAX_LAG_BYTES`].
+    pub archive_max_lag_bytes: u64,
+    /// archive: `commit` and `wait_durable` succeed only once the epoch is
+    /// archived too. Filled from `PWAL_ARCHIVE_DURABLE` (0 or 1).
+    pub archive_durable: bool,
 }
 
 impl Default for Options {
@@ -158,6 +169,9 @@ impl Default for Options {
             trace: None,
             normal_sync_interval: Duration::ZERO,
             close_proof: true,
+            archive_url: String::new(),
+            archive_max_lag_bytes: 0,
+            archive_durable: false,
         }
     }
 }
@@ -170,9 +184,12 @@ pub const ENV_LANES: u32 = 4;
 pub const ENV_MAX_BATCH_BYTES: u32 = 8;
 pub const ENV_MAX_FLUSH_DELAY: u32 = 16;
 pub const ENV_SHADOW_COMPARE_PER_MILLE: u32 = 32;
+/// archive: `PWAL_ARCHIVE_URL` and `PWAL_ARCHIVE_DURABLE`.
+pub const ENV_ARCHIVE_URL: u32 = 64;
+pub const ENV_ARCHIVE_DURABLE: u32 = 128;
 
 /// The `PWAL_*` variables that are set, parsed.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub(crate) struct EnvValues {
     sync: Option<SyncPolicy>,
     mode: Option<Mode>,
@@ -180,6 +197,8 @@ pub(crate) struct EnvValues {
     max_batch_bytes: Option<usize>,
     max_flush_delay: Option<Duration>,
     shadow_compare_per_mille: Option<u32>,
+    archive_url: Option<String>,
+    archive_durable: Option<bool>,
 }
 
 /// Calls `$m!(bit, field)` for each option a `PWAL_*` variable can fill:
@@ -192,6 +211,8 @@ macro_rules! for_each_env_field {
         $m!(ENV_MAX_BATCH_BYTES, max_batch_bytes);
         $m!(ENV_MAX_FLUSH_DELAY, max_flush_delay);
         $m!(ENV_SHADOW_COMPARE_PER_MILLE, shadow_compare_per_mille);
+        $m!(ENV_ARCHIVE_URL, archive_url);
+        $m!(ENV_ARCHIVE_DURABLE, archive_durable);
     };
 }
 
@@ -237,6 +258,24 @@ impl EnvValues {
         if let Some(n) = env_u64("PWAL_SHADOW_COMPARE_PER_MILLE", lookup)? {
             e.shadow_compare_per_mille = Some(n.min(u32::MAX as u64) as u32);
         }
+        if let Some(v) = lookup("PWAL_ARCHIVE_URL") {
+            if !v.is_empty() {
+                crate::archive::ArchiveUrl::parse(&v)
+                    .map_err(|why| Error::invalid(format!("PWAL_ARCHIVE_URL: {why}")))?;
+            }
+            e.archive_url = Some(v);
+        }
+        if let Some(v) = lookup("PWAL_ARCHIVE_DURABLE") {
+            e.archive_durable = Some(match v.trim() {
+                "0" => false,
+                "1" => true,
+                _ => {
+                    return Err(Error::invalid(format!(
+                        "PWAL_ARCHIVE_DURABLE={v:?}: expected 0 or 1"
+                    )))
+                }
+            });
+        }
         Ok(e)
     }
 
@@ -251,6 +290,8 @@ impl EnvValues {
             "PWAL_MAX_BATCH_BYTES",
             "PWAL_MAX_FLUSH_DELAY_MS",
             "PWAL_SHADOW_COMPARE_PER_MILLE",
+            "PWAL_ARCHIVE_URL",
+            "PWAL_ARCHIVE_DURABLE",
         ] {
             let only = |n: &str| if n == name { lookup(n) } else { None };
             if let Ok(one) = EnvValues::read(&only) {
@@ -261,6 +302,8 @@ impl EnvValues {
                 e.max_flush_delay = e.max_flush_delay.or(one.max_flush_delay);
                 e.shadow_compare_per_mille =
                     e.shadow_compare_per_mille.or(one.shadow_compare_per_mille);
+                e.archive_url = e.archive_url.or(one.archive_url);
+                e.archive_durable = e.archive_durable.or(one.archive_durable);
             }
         }
         e
@@ -272,9 +315,9 @@ impl EnvValues {
         let mut bits = 0;
         macro_rules! fill {
             ($bit:expr, $field:ident) => {
-                if let Some(v) = self.$field {
+                if let Some(v) = &self.$field {
                     if which & $bit != 0 {
-                        o.$field = v;
+                        o.$field = v.to_owned();
                         bits |= $bit;
                     }
                 }
@@ -289,7 +332,7 @@ impl EnvValues {
         let mut bits = 0;
         macro_rules! m {
             ($bit:expr, $field:ident) => {
-                if self.$field == Some(o.$field) {
+                if self.$field.as_ref() == Some(&o.$field) {
                     bits |= $bit;
                 }
             };
@@ -316,6 +359,8 @@ pub(crate) struct Resolved {
     pub env_fields: u32,
     pub trace: Option<crate::Tracer>,
     pub close_proof: bool,
+    /// archive: `None` without an archive URL.
+    pub archive: Option<crate::archive::ArchiveConfig>,
 }
 
 impl Resolved {
@@ -517,6 +562,26 @@ impl Options {
                 "normal_sync_interval = {normal_sync_interval:?}: at most {MAX_NORMAL_SYNC_INTERVAL:?}"
             )));
         }
+        // archive: the URL must parse; durable archiving needs a URL.
+        let archive = if o.archive_url.is_empty() {
+            if o.archive_durable {
+                return Err(Error::invalid(
+                    "archive_durable = 1 needs an archive_url (PWAL_ARCHIVE_URL)",
+                ));
+            }
+            None
+        } else {
+            crate::archive::ArchiveUrl::parse(&o.archive_url).map_err(Error::invalid)?;
+            Some(crate::archive::ArchiveConfig {
+                url: o.archive_url.clone(),
+                max_lag_bytes: if o.archive_max_lag_bytes == 0 {
+                    crate::archive::DEFAULT_MAX_LAG_BYTES
+                } else {
+                    o.archive_max_lag_bytes
+                },
+                durable: o.archive_durable,
+            })
+        };
         let per_mille = if o.mode == Mode::ShadowCompare && o.shadow_compare_per_mille == 0 {
             1000
         } else {
@@ -539,6 +604,7 @@ impl Options {
             env_fields,
             trace: o.trace.clone(),
             close_proof: o.close_proof,
+            archive,
         })
     }
 }
@@ -658,5 +724,52 @@ mod tests {
         };
         let r = o.resolve_with(&env(&[("PWAL_MODE", "fast")])).unwrap();
         assert_eq!(r.mode, Mode::Auto);
+    }
+
+    #[test]
+    fn the_archive_options_fill_from_the_environment_and_are_checked() {
+        let vars = env(&[
+            ("PWAL_ARCHIVE_URL", "file:///srv/archive"),
+            ("PWAL_ARCHIVE_DURABLE", "1"),
+        ]);
+        let filled = Options::from_env_with(&vars);
+        assert_eq!(filled.archive_url, "file:///srv/archive");
+        assert!(filled.archive_durable);
+        assert_eq!(filled.env_fields, ENV_ARCHIVE_URL | ENV_ARCHIVE_DURABLE);
+        let r = filled.resolve_with(&vars).unwrap();
+        let a = r.archive.unwrap();
+        assert_eq!(a.url, "file:///srv/archive");
+        assert!(a.durable);
+        assert_eq!(a.max_lag_bytes, crate::archive::DEFAULT_MAX_LAG_BYTES);
+        // What the program sets wins.
+        let set = Options {
+            archive_url: String::new(),
+            archive_durable: false,
+            ..filled.clone()
+        };
+        assert_eq!(set.resolve_with(&vars).unwrap().archive, None);
+        // Bad values name what is wrong.
+        let bad = Options::default();
+        let e = bad
+            .resolve_with(&env(&[("PWAL_ARCHIVE_DURABLE", "yes")]))
+            .unwrap_err();
+        assert!(e.to_string().contains("PWAL_ARCHIVE_DURABLE"), "{e}");
+        let e = bad
+            .resolve_with(&env(&[("PWAL_ARCHIVE_URL", "ftp://x")]))
+            .unwrap_err();
+        assert!(e.to_string().contains("PWAL_ARCHIVE_URL"), "{e}");
+        let e = Options {
+            archive_durable: true,
+            ..Options::default()
+        }
+        .resolve_with(&env(&[]))
+        .unwrap_err();
+        assert!(e.to_string().contains("archive_url"), "{e}");
+        // Ignoring the environment undoes what it filled.
+        let ignoring = Options {
+            use_env: false,
+            ..filled
+        };
+        assert_eq!(ignoring.resolve_with(&vars).unwrap().archive, None);
     }
 }

@@ -175,6 +175,8 @@ pub(crate) struct Shared {
     /// The process's fork generation when the log was opened: a different
     /// one now means this is a `fork()`ed child, where the log is not ours.
     pub fork_generation: u64,
+    /// archive: the archiver's side of the log, when it has an archive URL.
+    pub archive: std::sync::OnceLock<Arc<crate::archive::Archive>>,
 }
 
 fn mode_to_u8(m: Mode) -> u8 {
@@ -282,6 +284,10 @@ impl Shared {
         }
         if self.closing.load(Ordering::Acquire) {
             return Err(Error::Closed);
+        }
+        // archive: the lag gate (refused at once, nothing written).
+        if let Some(a) = self.archive.get() {
+            a.check_lag()?;
         }
         let len = validate_txn(txn, file_id)?;
         if len > MAX_RECORD_BYTES {
@@ -682,7 +688,7 @@ impl Shared {
         Ok(())
     }
 
-    fn checkpoint_steps(&self, through: u64, start: Instant) -> Result<()> {
+    pub(crate) fn checkpoint_steps(&self, through: u64, start: Instant) -> Result<()> {
         if self.poisoned.load(Ordering::Acquire) {
             return Err(self.poisoned_error());
         }
@@ -716,6 +722,11 @@ impl Shared {
     /// checkpointed (the first parts of a transaction that commits above the
     /// mark stay), or `None` when no segment would.
     pub(crate) fn removal_limit(&self, through: u64) -> Option<u64> {
+        // archive: the gate. No segment goes before its epochs are archived.
+        let through = match self.archive.get() {
+            Some(a) => through.min(a.archived_epoch()),
+            None => through,
+        };
         let limit = self.pins.lock().removable_through(through);
         crate::store::removable(&self.catalog.lock(), limit).then_some(limit)
     }
@@ -790,6 +801,10 @@ impl Shared {
             let mut cat = self.catalog.lock();
             cat.stop = true;
             self.catalog_cv.notify_all();
+        }
+        // archive: the archiver makes its last attempt once the flusher is done.
+        if let Some(a) = self.archive.get() {
+            a.wake();
         }
         let threads: Vec<JoinHandle<()>> = std::mem::take(&mut *self.threads.lock());
         let mut panicked = false;
@@ -907,8 +922,11 @@ pub(crate) fn start(
         threads: Mutex::new(Vec::new()),
         _lock: Mutex::new(Some(lock)),
         fork_generation: crate::registry::fork_generation(),
+        archive: std::sync::OnceLock::new(),
         cfg,
     });
+    // archive: measures the lag and starts the archiver (joined last at close).
+    let archiver = crate::archive::start(&shared)?;
     let flusher = {
         let s = shared.clone();
         std::thread::Builder::new()
@@ -924,5 +942,6 @@ pub(crate) fn start(
             .map_err(|e| Error::io("starting the preallocation thread", e))?
     };
     shared.threads.lock().extend([flusher, preparer]);
+    shared.threads.lock().extend(archiver);
     Ok(shared)
 }

@@ -527,6 +527,15 @@ pub fn parse_header(b: &[u8], at_eof: bool, seg: &SegmentIdent) -> Header {
     }
 }
 
+/// The certificate at the start of `b` (its whole header), decoded but not
+/// checked against its body: for the archiver's walk over frame sizes.
+pub fn decode_certificate(b: &[u8], seg: &SegmentIdent) -> Option<Certificate> {
+    match decode_cert(b, seg, true) {
+        Decoded::Fields(cert, _, None) => Some(cert),
+        _ => None,
+    }
+}
+
 /// The identity a header carries (the first frame of a segment), if it is
 /// one with a plausible magic and the identity flag.
 pub fn carried_identity(b: &[u8]) -> Option<SegmentIdent> {

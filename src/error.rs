@@ -66,6 +66,17 @@ pub enum Error {
     #[error("recovery stopped by the callback at epoch {epoch}")]
     Aborted { epoch: u64 },
 
+    /// (archive) More than `archive_max_lag_bytes` of durable epochs are
+    /// not archived yet: the transaction was refused and nothing written.
+    /// Commits are accepted again once the archive catches up.
+    #[error("the archive is behind: {0}")]
+    ArchiveBehind(String),
+
+    /// (archive) An archive object failed verification (a checksum, a gap,
+    /// a fork): nothing was restored.
+    #[error("damaged archive: {0}")]
+    ArchiveDamaged(String),
+
     /// A bug in pwal (a caught panic or a broken invariant).
     #[error("internal error: {0}")]
     Internal(String),

@@ -485,6 +485,11 @@ impl FlushState {
             }
         }
 
+        // archive: the archiver learns of each durable epoch, in order, with
+        // its time taken before the epoch is published to any waiter.
+        if let Some(a) = sh.archive.get() {
+            a.note_durable(epoch, frame_len);
+        }
         let mut st = sh.state.lock();
         debug_assert_eq!(st.durable + 1, epoch, "epochs become durable in order");
         st.durable = epoch;

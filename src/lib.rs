@@ -9,6 +9,8 @@
 //! The on-disk format is described in `docs/FORMAT.md`; the design and the
 //! reasons behind it in `docs/DESIGN.md`. The C ABI lives in [`ffi`].
 
+// archive: continuous archiving to object storage, and restore.
+pub mod archive;
 mod config;
 mod coordinator;
 mod epoch;

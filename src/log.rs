@@ -63,7 +63,10 @@ impl Log {
     /// Blocks until `epoch` is durable, the timeout passes (`None`: no
     /// timeout), or the log fails.
     pub fn wait_durable(&self, epoch: u64, timeout: Option<Duration>) -> Result<()> {
-        self.live()?.wait_durable(epoch, timeout)
+        let shared = self.live()?;
+        let start = std::time::Instant::now();
+        shared.wait_durable(epoch, timeout)?;
+        archive_durable_wait(shared, epoch, timeout, start)
     }
 
     /// Returns once everything submitted before the call is written and
@@ -88,8 +91,10 @@ impl Log {
         timeout: Option<Duration>,
     ) -> Result<u64> {
         let shared = self.live()?;
+        let start = std::time::Instant::now();
         let e = shared.submit(txn, file_id, true)?;
         shared.wait_durable(e, timeout)?;
+        archive_durable_wait(shared, e, timeout, start)?;
         Ok(e)
     }
 
@@ -98,6 +103,35 @@ impl Log {
     /// append.
     pub fn checkpoint(&self, through_epoch: u64) -> Result<()> {
         self.live()?.checkpoint(through_epoch)
+    }
+
+    /// archive: what the archiver has done and how far behind it is;
+    /// `None` when the log has no archive URL.
+    pub fn archive_status(&self) -> Result<Option<crate::archive::ArchiveStatus>> {
+        Ok(self.live()?.archive.get().map(|a| a.status()))
+    }
+
+    /// archive: commits wait for the archive (`archive_durable`).
+    pub fn archive_durable(&self) -> bool {
+        self.shared.cfg.archive.as_ref().is_some_and(|a| a.durable)
+    }
+
+    /// archive: blocks until every epoch up to `epoch` is archived, the
+    /// timeout passes ([`Error::Timeout`](crate::Error::Timeout)), or the log
+    /// closes. [`Error::Invalid`](crate::Error::Invalid) when the log has no
+    /// archive URL, or `epoch` was never handed out.
+    pub fn wait_archived(&self, epoch: u64, timeout: Option<Duration>) -> Result<()> {
+        let shared = self.live()?;
+        let Some(a) = shared.archive.get() else {
+            return Err(crate::Error::invalid("the log has no archive_url"));
+        };
+        let filling = shared.state.lock().filling;
+        if epoch > filling {
+            return Err(crate::Error::invalid(format!(
+                "epoch {epoch} was never handed out (the filling epoch is {filling})"
+            )));
+        }
+        a.wait_archived(shared, epoch, timeout)
     }
 
     /// Panics in a `fork()`ed child on a log opened before the fork (see
@@ -248,5 +282,22 @@ impl Log {
 impl Drop for Log {
     fn drop(&mut self) {
         let _ = self.close_inner();
+    }
+}
+
+/// archive: with `archive_durable`, an epoch is acknowledged once it is
+/// archived too, within what is left of `timeout`.
+fn archive_durable_wait(
+    shared: &crate::coordinator::Shared,
+    epoch: u64,
+    timeout: Option<Duration>,
+    start: std::time::Instant,
+) -> Result<()> {
+    match shared.archive.get() {
+        Some(a) if a.cfg.durable => {
+            let left = timeout.map(|t| t.saturating_sub(start.elapsed()));
+            a.wait_archived(shared, epoch, left)
+        }
+        _ => Ok(()),
     }
 }

@@ -318,6 +318,17 @@ pub(crate) fn differing_option(open: &Resolved, asked: &Resolved) -> Option<Stri
             us(open.max_flush_delay).to_string(),
         );
     }
+    // archive: one log archives to one place, one way.
+    if asked.archive != open.archive {
+        let show = |a: &Option<crate::archive::ArchiveConfig>| match a {
+            None => "no archive".to_string(),
+            Some(c) => format!(
+                "{} (max lag {} bytes, durable {})",
+                c.url, c.max_lag_bytes, c.durable as u8
+            ),
+        };
+        return field("archive", show(&asked.archive), show(&open.archive));
+    }
     if open.mode == Mode::ShadowCompare
         && asked.shadow_compare_per_mille != open.shadow_compare_per_mille
     {

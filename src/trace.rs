@@ -34,6 +34,14 @@ pub enum TraceKind {
     /// A write, sync or file operation failed: the log is poisoned
     /// (`epoch`: the first epoch not acknowledged; `detail`: the error).
     Poisoned = 8,
+    /// (archive) An archive object was created (`epoch`: its last epoch;
+    /// `bytes`: its size; `duration`: the upload's time; `detail`: its URL).
+    /// Runs on the archiver thread.
+    ArchiveObject = 9,
+    /// (archive) An archive upload or check failed; it is retried with
+    /// backoff (`epoch`: the first epoch not archived; `detail`: why).
+    /// Runs on the archiver thread.
+    ArchiveFailed = 10,
 }
 
 /// One event, as given to the tracer.
@@ -54,8 +62,8 @@ pub struct TraceEvent<'a> {
 }
 
 /// A trace callback. It runs on the thread that caused the event (the
-/// flusher, a committing thread leading a flush, or the checkpointing
-/// thread), with locks of the log held: it must be quick, must not block,
+/// flusher, a committing thread leading a flush, the checkpointing
+/// thread, or the archiver), with locks of the log held: it must be quick, must not block,
 /// and must not call back into the log.
 #[derive(Clone)]
 pub struct Tracer(pub Arc<dyn Fn(&TraceEvent<'_>) + Send + Sync>);

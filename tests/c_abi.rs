@@ -120,6 +120,11 @@ fn c_transactions_of_several_files_share_one_log() {
 }
 
 #[test]
+fn c_archive_durable_commits_status_wait_and_restore() {
+    run_case("archive");
+}
+
+#[test]
 fn c_the_trace_callback_sees_every_durable_epoch_in_order() {
     run_case("trace");
 }

@@ -11,6 +11,7 @@
 //! Rust runtime sets it) ends the output, not the command, which exits with
 //! the status of what it did.
 
+mod archive;
 mod bench;
 mod holder;
 mod inspect;
@@ -91,6 +92,31 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Write the log at PATH-pwal/ from an archive (docs/ARCHIVE.md): every
+    /// archived epoch up to the target, after verifying the whole chain.
+    /// Exit 0 restored, 1 damaged archive (nothing written), 2 error
+    Restore {
+        /// The archive: s3://bucket/prefix or file:///absolute/dir (S3
+        /// settings from AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID, ...)
+        url: String,
+        /// Database path (the log is written to PATH-pwal/)
+        path: PathBuf,
+        /// Restore epochs up to N only
+        #[arg(long, value_name = "N", conflicts_with = "to_time")]
+        to_epoch: Option<u64>,
+        /// Restore the epochs durable at or before T only (RFC 3339, like
+        /// 2026-12-08T10:00:00Z; the resolution is one epoch)
+        #[arg(long, value_name = "T")]
+        to_time: Option<String>,
+        /// Replace an existing log at PATH-pwal/
+        #[arg(long)]
+        force: bool,
+    },
+    /// The archive of a log: status, verify, ls
+    Archive {
+        #[command(subcommand)]
+        command: ArchiveCommand,
+    },
     /// This disk's fdatasync floor and durable bandwidth, then pwal's
     /// commits/s at 1, 4 and 16 writer threads (sync FULL)
     Bench {
@@ -99,6 +125,28 @@ enum Command {
         /// Seconds for each of the five measurements
         #[arg(long, default_value_t = 5.0, value_name = "S")]
         seconds: f64,
+    },
+}
+
+#[derive(Subcommand)]
+enum ArchiveCommand {
+    /// What the log at PATH has archived (its persisted state), its lag,
+    /// and whether the store holds the last object: exit 0 fine, 1 the store
+    /// disagrees, 2 error
+    Status {
+        /// Database path (the log is PATH-pwal/)
+        path: PathBuf,
+    },
+    /// Check every object of the archive (checksums, frames) and its chain
+    /// (gaps, forks): exit 0 clean, 1 damaged, 2 error
+    Verify {
+        /// s3://bucket/prefix or file:///absolute/dir
+        url: String,
+    },
+    /// One line per object: its epochs, size and durable times
+    Ls {
+        /// s3://bucket/prefix or file:///absolute/dir
+        url: String,
     },
 }
 
@@ -140,6 +188,18 @@ fn main() -> ExitCode {
         ),
         Command::Repair { path, dry_run } => inspect::repair(&db_path(&path), dry_run),
         Command::Bench { dir, seconds } => bench::run(dir.as_deref(), seconds),
+        Command::Restore {
+            url,
+            path,
+            to_epoch,
+            to_time,
+            force,
+        } => archive::restore(&url, &path, to_epoch, to_time.as_deref(), force),
+        Command::Archive { command } => match command {
+            ArchiveCommand::Status { path } => archive::status(&db_path(&path)),
+            ArchiveCommand::Verify { url } => archive::verify(&url),
+            ArchiveCommand::Ls { url } => archive::ls(&url),
+        },
     };
     // A closed stdout (EPIPE: the reader of a pipe went away) ends the
     // output, not the command: it exits with the status of what it did.

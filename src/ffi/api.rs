@@ -29,7 +29,7 @@ pub struct pwal {
     /// close and use after close (as SQLite's `magic` does). Best effort: freed
     /// memory may be reused, so use after close stays undefined behaviour.
     magic: u64,
-    log: Log,
+    pub(crate) log: Log,
 }
 
 /// `pwal.magic` of a live handle ("pwal" "open").
@@ -43,7 +43,7 @@ const CLOSED: u64 = 0x7077_616c_6465_6164;
 ///
 /// `log` is NULL or points to a `pwal` (live, or freed by `pwal_close`: the
 /// read of freed memory is the best-effort part).
-unsafe fn handle<'a>(log: *mut pwal) -> Result<&'a pwal, Failure> {
+pub(crate) unsafe fn handle<'a>(log: *mut pwal) -> Result<&'a pwal, Failure> {
     if log.is_null() {
         return Err(Failure::invalid("log is NULL"));
     }
@@ -227,7 +227,8 @@ fn with_txn<R>(
 /// handle to the same log (each must be closed). It must ask for the same
 /// options as the open log, compared after defaults and `PWAL_*` variables
 /// are applied (so `ignore_env` itself need not match): `sync`, `mode`,
-/// `lanes`, `segment_bytes`, `max_batch_bytes`, `max_flush_delay_us`, and
+/// `lanes`, `segment_bytes`, `max_batch_bytes`, `max_flush_delay_us`, the
+/// archive (`archive_url`, `archive_max_lag_bytes`, `archive_durable`), and
 /// `shadow_compare_per_mille` when the mode is `PWAL_MODE_SHADOW_COMPARE`
 /// (each changes durability, file layout, lane mapping or when epochs seal,
 /// which one log cannot do two ways). Otherwise it returns
@@ -310,7 +311,9 @@ pub unsafe extern "C" fn pwal_open(
 /// and frames of more than `PWAL_MAX_TXN_BYTES` in all; nothing is
 /// submitted); `PWAL_ERR_POISONED` (an earlier I/O failure);
 /// `PWAL_ERR_CLOSED`; `PWAL_ERR_FORKED` (the handle was inherited across
-/// `fork()`: nothing was done).
+/// `fork()`: nothing was done); `PWAL_ERR_ARCHIVE_BEHIND` (the log archives
+/// and more than `archive_max_lag_bytes` is not archived yet: nothing was
+/// submitted; retry once the archive catches up).
 ///
 /// Thread safety: safe from any thread, concurrently with every call on the
 /// same handle except `pwal_close`.
@@ -398,8 +401,14 @@ unsafe fn submit_in(
 ///   so (the fastest path at one writer). A write it has started is not
 ///   abandoned at the deadline: the call returns when that write ends.
 ///
-/// Returns `PWAL_OK`; `PWAL_ERR_TIMEOUT` (not durable yet; the batch is not
-/// lost and a later wait may succeed); `PWAL_ERR_IO` or `PWAL_ERR_POISONED` (a
+/// With `pwal_options.archive_durable = 1`, `PWAL_OK` also means the epoch
+/// is archived (docs/ARCHIVE.md); the timeout covers both waits, and a
+/// timeout after the local write leaves the epoch locally durable (it is
+/// archived later: `pwal_wait_archived`).
+///
+/// Returns `PWAL_OK`; `PWAL_ERR_TIMEOUT` (not durable yet, or under
+/// `archive_durable` not archived yet; the batch is not lost and a later
+/// wait may succeed); `PWAL_ERR_IO` or `PWAL_ERR_POISONED` (a
 /// write or sync failed: the epoch will never be acknowledged by this handle);
 /// `PWAL_ERR_INVALID` (NULL `log`, or an epoch never handed out);
 /// `PWAL_ERR_CLOSED`; `PWAL_ERR_FORKED` (the handle was inherited across

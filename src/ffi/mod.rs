@@ -25,11 +25,14 @@
 #[macro_use]
 mod boundary;
 pub mod api;
+// archive: pwal_get_archive_status, pwal_wait_archived, pwal_restore.
+pub mod archive;
 pub mod recover;
 pub mod status;
 pub mod types;
 
 pub use api::*;
+pub use archive::*;
 pub use recover::*;
 pub use status::*;
 pub use types::*;

@@ -47,6 +47,12 @@ pub enum pwal_status {
     /// then `pwal_open` the log again if this process needs it (it gets
     /// `PWAL_ERR_LOCKED` while the parent has it open).
     PWAL_ERR_FORKED = 10,
+    /// The log archives (`pwal_options.archive_url`) and more than
+    /// `archive_max_lag_bytes` of durable epochs are not archived yet (the
+    /// store is unreachable or slow; `pwal_get_archive_status` says why).
+    /// The transaction was refused and nothing was written. Retry later:
+    /// commits are accepted again by themselves once the archive catches up.
+    PWAL_ERR_ARCHIVE_BEHIND = 11,
 }
 
 impl From<&Error> for pwal_status {
@@ -63,6 +69,8 @@ impl From<&Error> for pwal_status {
             Error::Aborted { .. } => pwal_status::PWAL_ERR_ABORTED,
             Error::Internal(_) => pwal_status::PWAL_ERR_INTERNAL,
             Error::Forked(_) => pwal_status::PWAL_ERR_FORKED,
+            Error::ArchiveBehind(_) => pwal_status::PWAL_ERR_ARCHIVE_BEHIND,
+            Error::ArchiveDamaged(_) => pwal_status::PWAL_ERR_CORRUPT,
         }
     }
 }
@@ -86,6 +94,7 @@ pub extern "C" fn pwal_status_name(status: i32) -> *const c_char {
         8 => cstr!("PWAL_ERR_ABORTED"),
         9 => cstr!("PWAL_ERR_INTERNAL"),
         10 => cstr!("PWAL_ERR_FORKED"),
+        11 => cstr!("PWAL_ERR_ARCHIVE_BEHIND"),
         _ => cstr!("PWAL_ERR_UNKNOWN"),
     }
 }
@@ -120,6 +129,10 @@ mod tests {
             (pwal_status::PWAL_ERR_ABORTED, "PWAL_ERR_ABORTED"),
             (pwal_status::PWAL_ERR_INTERNAL, "PWAL_ERR_INTERNAL"),
             (pwal_status::PWAL_ERR_FORKED, "PWAL_ERR_FORKED"),
+            (
+                pwal_status::PWAL_ERR_ARCHIVE_BEHIND,
+                "PWAL_ERR_ARCHIVE_BEHIND",
+            ),
         ] {
             // SAFETY: pwal_status_name returns a static NUL-terminated string.
             let got = unsafe { CStr::from_ptr(pwal_status_name(code as i32)) };

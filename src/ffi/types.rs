@@ -223,16 +223,45 @@ pub struct pwal_options {
     /// Called for each event of the log (see `pwal_trace_event`); NULL
     /// (default): no tracing, and no cost. It runs on the thread that caused
     /// the event (pwal's flusher thread, a thread inside `pwal_commit` or
-    /// `pwal_wait_durable` that leads a flush, or the thread in
-    /// `pwal_checkpoint`), with locks of the log held: it must return
-    /// quickly, must not block, and must not call any pwal function on this
-    /// log. The event and its `detail` are valid during the call only.
+    /// `pwal_wait_durable` that leads a flush, the thread in
+    /// `pwal_checkpoint`, or the log's archiver thread for archive events
+    /// and for segments the archive held back), with locks of the log held:
+    /// it must return quickly, must not block, and must not call any pwal
+    /// function on this log. The event and its `detail` are valid during the call only.
     /// A second `pwal_open` of a log already open keeps the first open's
     /// callback. Since 0.2.0.
     pub trace: pwal_trace_fn,
     /// Passed to `trace` unchanged; pwal never dereferences it. It must stay
     /// valid until `pwal_close` of the last handle returns.
     pub trace_user_data: *mut c_void,
+    /// Where to archive the log (docs/ARCHIVE.md): `"s3://bucket/prefix"`
+    /// or `"file:///absolute/dir"`; NULL or `""` (default): no archive.
+    /// For S3 the endpoint, region and credentials come from the standard
+    /// variables `AWS_ENDPOINT_URL` (an `http://` endpoint is accepted and
+    /// addressed path-style), `AWS_REGION` or `AWS_DEFAULT_REGION`,
+    /// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`,
+    /// read at `pwal_open`. The string is the caller's and is copied by
+    /// `pwal_open` (not kept). `pwal_options_init` fills it from
+    /// `PWAL_ARCHIVE_URL` with a string the library owns until the process
+    /// exits. A URL that does not parse makes `pwal_open` return
+    /// `PWAL_ERR_INVALID`. With an archive, a segment is removed only once
+    /// every epoch in it is archived, and one archiver thread per open log
+    /// uploads durable epochs. Added after 0.1.0.
+    pub archive_url: *const c_char,
+    /// While more than this many bytes of durable epochs are not archived,
+    /// `pwal_submit` and `pwal_commit` fail at once with
+    /// `PWAL_ERR_ARCHIVE_BEHIND` and write nothing; 0 means
+    /// `PWAL_ARCHIVE_DEFAULT_MAX_LAG_BYTES`. Bounds the local disk the log
+    /// takes while the store is unreachable. Added after 0.1.0.
+    pub archive_max_lag_bytes: u64,
+    /// 1: `pwal_commit` and `pwal_wait_durable` return `PWAL_OK` only once
+    /// the epoch is locally durable *and* archived (on timeout,
+    /// `PWAL_ERR_TIMEOUT`: it stays locally durable and is archived later);
+    /// a lost machine then loses nothing acknowledged. 0 (default):
+    /// acknowledged when locally durable; a lost machine loses at most the
+    /// lag. Needs `archive_url`. Filled from `PWAL_ARCHIVE_DURABLE` (0 or
+    /// 1). Added after 0.1.0.
+    pub archive_durable: u32,
 }
 
 /// What a `pwal_trace_event` reports (`pwal_trace_event.kind`).
@@ -264,6 +293,14 @@ pub enum pwal_trace_kind {
     /// A write, sync or file operation failed and the log is poisoned;
     /// `epoch` is the first epoch not acknowledged, `detail` the error.
     PWAL_TRACE_POISONED = 8,
+    /// An archive object was created (`pwal_options.archive_url`): `epoch`
+    /// is its last epoch, `bytes` its size, `duration_us` the upload's time,
+    /// `detail` its URL. Runs on the log's archiver thread.
+    PWAL_TRACE_ARCHIVE_OBJECT = 9,
+    /// An archive upload or check failed and will be retried with backoff
+    /// (`pwal_get_archive_status` has the count): `epoch` is the first epoch
+    /// not archived, `detail` the error. Runs on the archiver thread.
+    PWAL_TRACE_ARCHIVE_FAILED = 10,
 }
 
 /// One event of a log, given to `pwal_options.trace`. Owned by pwal, valid
@@ -306,6 +343,8 @@ const _: () = {
     assert!(K::Checkpoint as u32 == C::PWAL_TRACE_CHECKPOINT as u32);
     assert!(K::Fallback as u32 == C::PWAL_TRACE_FALLBACK as u32);
     assert!(K::Poisoned as u32 == C::PWAL_TRACE_POISONED as u32);
+    assert!(K::ArchiveObject as u32 == C::PWAL_TRACE_ARCHIVE_OBJECT as u32);
+    assert!(K::ArchiveFailed as u32 == C::PWAL_TRACE_ARCHIVE_FAILED as u32);
 };
 
 /// The trace callback (`pwal_options.trace`); see there for its rules.
@@ -344,13 +383,16 @@ fn tracer_from_c(f: pwal_trace_fn, user_data: *mut c_void) -> Option<crate::Trac
 /// Bits of `pwal_options.env_fields` and `pwal_stats.env_fields`: the
 /// option that a `PWAL_*` environment variable filled (`PWAL_SYNC`,
 /// `PWAL_MODE`, `PWAL_LANES`, `PWAL_MAX_BATCH_BYTES`,
-/// `PWAL_MAX_FLUSH_DELAY_MS`, `PWAL_SHADOW_COMPARE_PER_MILLE`).
+/// `PWAL_MAX_FLUSH_DELAY_MS`, `PWAL_SHADOW_COMPARE_PER_MILLE`,
+/// `PWAL_ARCHIVE_URL`, `PWAL_ARCHIVE_DURABLE`).
 pub const PWAL_ENV_SYNC: u32 = 1;
 pub const PWAL_ENV_MODE: u32 = 2;
 pub const PWAL_ENV_LANES: u32 = 4;
 pub const PWAL_ENV_MAX_BATCH_BYTES: u32 = 8;
 pub const PWAL_ENV_MAX_FLUSH_DELAY: u32 = 16;
 pub const PWAL_ENV_SHADOW_COMPARE_PER_MILLE: u32 = 32;
+pub const PWAL_ENV_ARCHIVE_URL: u32 = 64;
+pub const PWAL_ENV_ARCHIVE_DURABLE: u32 = 128;
 
 const _: () = assert!(PWAL_ENV_SYNC == crate::config::ENV_SYNC);
 const _: () = assert!(PWAL_ENV_MODE == crate::config::ENV_MODE);
@@ -359,6 +401,33 @@ const _: () = assert!(PWAL_ENV_MAX_BATCH_BYTES == crate::config::ENV_MAX_BATCH_B
 const _: () = assert!(PWAL_ENV_MAX_FLUSH_DELAY == crate::config::ENV_MAX_FLUSH_DELAY);
 const _: () =
     assert!(PWAL_ENV_SHADOW_COMPARE_PER_MILLE == crate::config::ENV_SHADOW_COMPARE_PER_MILLE);
+const _: () = assert!(PWAL_ENV_ARCHIVE_URL == crate::config::ENV_ARCHIVE_URL);
+const _: () = assert!(PWAL_ENV_ARCHIVE_DURABLE == crate::config::ENV_ARCHIVE_DURABLE);
+
+/// The default of `pwal_options.archive_max_lag_bytes`: 256 MiB.
+pub const PWAL_ARCHIVE_DEFAULT_MAX_LAG_BYTES: u64 = 268435456;
+const _: () = assert!(PWAL_ARCHIVE_DEFAULT_MAX_LAG_BYTES == crate::archive::DEFAULT_MAX_LAG_BYTES);
+/// An archive object holds the epochs durable and not yet archived up to
+/// about this many bytes (one epoch alone may be larger): 16 MiB.
+pub const PWAL_ARCHIVE_OBJECT_MAX_BYTES: u64 = 16777216;
+const _: () = assert!(PWAL_ARCHIVE_OBJECT_MAX_BYTES == crate::archive::OBJECT_MAX_BYTES);
+
+/// C strings of `PWAL_ARCHIVE_URL` handed out by `pwal_options_init`:
+/// owned by the library until the process exits.
+static ENV_STRINGS: std::sync::Mutex<Vec<std::ffi::CString>> = std::sync::Mutex::new(Vec::new());
+
+/// A pointer to a NUL-terminated copy of `s` that stays valid until exit.
+fn library_owned_c_string(s: &str) -> *const c_char {
+    let Ok(c) = std::ffi::CString::new(s) else {
+        return std::ptr::null();
+    };
+    let mut v = ENV_STRINGS.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(found) = v.iter().find(|x| **x == c) {
+        return found.as_ptr();
+    }
+    v.push(c);
+    v.last().expect("pushed").as_ptr()
+}
 
 /// The smallest `pwal_options.struct_size` accepted: `sizeof(pwal_options)`
 /// in 0.1.0. Never changes, however many fields later versions append: a
@@ -382,6 +451,9 @@ impl Default for pwal_options {
             env_fields: 0,
             trace: None,
             trace_user_data: std::ptr::null_mut(),
+            archive_url: std::ptr::null(),
+            archive_max_lag_bytes: 0,
+            archive_durable: 0,
         }
     }
 }
@@ -398,6 +470,13 @@ impl From<&Options> for pwal_options {
             ignore_env: u32::from(!o.use_env),
             segment_bytes: o.segment_bytes,
             env_fields: o.env_fields,
+            archive_url: if o.archive_url.is_empty() {
+                std::ptr::null()
+            } else {
+                library_owned_c_string(&o.archive_url)
+            },
+            archive_max_lag_bytes: o.archive_max_lag_bytes,
+            archive_durable: u32::from(o.archive_durable),
             ..pwal_options::default()
         }
     }
@@ -456,6 +535,27 @@ impl pwal_options {
             use_env: self.ignore_env == 0,
             env_fields: self.env_fields,
             trace: tracer_from_c(self.trace, self.trace_user_data),
+            archive_url: if self.archive_url.is_null() {
+                String::new()
+            } else {
+                // SAFETY: a non-NULL `archive_url` points to a NUL-terminated
+                // string (the contract of `pwal_options.archive_url`), read
+                // here before `pwal_open` returns and not kept.
+                unsafe { std::ffi::CStr::from_ptr(self.archive_url) }
+                    .to_str()
+                    .map_err(|_| Failure::invalid("options->archive_url is not UTF-8"))?
+                    .to_string()
+            },
+            archive_max_lag_bytes: self.archive_max_lag_bytes,
+            archive_durable: match self.archive_durable {
+                0 => false,
+                1 => true,
+                v => {
+                    return Err(Failure::invalid(format!(
+                        "options->archive_durable = {v}: expected 0 or 1"
+                    )))
+                }
+            },
             ..Options::default()
         })
     }
@@ -1012,7 +1112,9 @@ mod tests {
     fn abi_layouts_are_the_documented_ones() {
         // These sizes are part of the ABI; a change here breaks
         // compiled callers unless it only appends fields.
-        assert_eq!(size_of::<pwal_options>(), 72);
+        assert_eq!(size_of::<pwal_options>(), 96);
+        // The archive fields were appended after the trace pointers.
+        assert_eq!(offset!(pwal_options, archive_url), 72);
         // The 0.1.0 sizes, frozen as the minimums: every field since is
         // appended after them.
         assert_eq!(
