@@ -855,6 +855,8 @@ pub(crate) fn start(
     let next_epoch = end.last_epoch + 1;
     // Marks found on disk are durable (every segment was synced above).
     let mark = end.checkpoint_epoch;
+    let end_synced = end.synced_through;
+    let end_records = end.last_record_epoch;
     // Transactions in parts that the log will replay keep their first parts.
     let mut pins = Pins::default();
     for &(first, last) in &end.parted {
@@ -899,7 +901,11 @@ pub(crate) fn start(
         seal_lock: Mutex::new(()),
         catalog: Mutex::new(catalog),
         catalog_cv: Condvar::new(),
-        flush: Mutex::new(crate::flusher::FlushState::new(durable)),
+        flush: Mutex::new(crate::flusher::FlushState::new(
+            durable,
+            end_synced,
+            end_records,
+        )),
         mode: AtomicU8::new(mode_to_u8(mode)),
         fallback: Mutex::new(cfg.forced_by_operator.then(|| {
             (

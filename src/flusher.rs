@@ -66,24 +66,31 @@ pub(crate) struct FlushState {
     /// The last epoch written with a record in it (at open: the last epoch
     /// of the log, as if every epoch recovered held one).
     last_data_epoch: u64,
-    /// The highest `synced_through` stamped in a frame this process wrote
-    /// (at open: the last epoch of the log). A close leaves no epoch with a
-    /// record above it: it writes a frame that proves the last one.
+    /// The highest `synced_through` stamped in a frame (at open: the
+    /// highest one on disk). A close leaves no epoch with a record above it:
+    /// it writes a frame that proves the last one.
     proven_through: u64,
+    /// The last epoch known to hold a record (at open: the last such epoch
+    /// on disk): what a close must leave proven.
+    last_record_epoch: u64,
     /// Bytes of frames smaller than `store::LARGE_FRAME` written since the
     /// last larger one: a long enough run ends a spell of large frames.
     small_run: u64,
 }
 
 impl FlushState {
-    pub fn new(durable: u64) -> FlushState {
+    /// `durable`: the last epoch of the log at open; `proven`: the highest
+    /// `synced_through` of a frame on disk (what a close need not prove
+    /// again).
+    pub fn new(durable: u64, proven: u64, last_record: u64) -> FlushState {
         FlushState {
             active: None,
             spare_bufs: Vec::new(),
             unsynced: false,
             roll_next: false,
             last_data_epoch: durable,
-            proven_through: durable,
+            proven_through: proven.min(durable),
+            last_record_epoch: last_record.min(durable),
             small_run: 0,
         }
     }
@@ -474,6 +481,7 @@ impl FlushState {
         c.txns_per_epoch.record(commits as u64);
         if cert.txn_count > 0 {
             self.last_data_epoch = epoch;
+            self.last_record_epoch = epoch;
         }
         self.proven_through = self.proven_through.max(synced);
         if frame_len >= crate::store::LARGE_FRAME {
@@ -614,7 +622,7 @@ impl FlushState {
             let st = sh.state.lock();
             if st.poison.is_some()
                 || !sh.cfg.close_proof
-                || self.last_data_epoch <= self.proven_through
+                || self.last_record_epoch <= self.proven_through
             {
                 return;
             }

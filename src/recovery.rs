@@ -443,6 +443,8 @@ pub(crate) struct ScanEnd {
     /// Segments with damage at or below the checkpoint mark, read past
     /// (never recycled: a checkpoint deletes them).
     pub damaged: Vec<PathBuf>,
+    /// The last valid epoch read whose frame holds a record (0: none).
+    pub last_record_epoch: u64,
     /// Where the last valid frame read ends: the file, the offset just
     /// after the frame, and the identity of its segment.
     pub prefix_end: Option<(PathBuf, u64, SegmentIdent)>,
@@ -870,6 +872,17 @@ fn durable_mark(vfs: &dyn Vfs, segs: &[&FoundSegment], rd: &mut FrameReader) -> 
     Ok(newest_marks(vfs, segs, rd)?.0)
 }
 
+/// The highest checkpoint mark of a valid frame of the segment files in
+/// `dir` (0 when none): for repair, which reads it from `damaged/` too.
+pub(crate) fn mark_in_dir(vfs: &dyn Vfs, dir: &Path) -> Result<u64> {
+    if !vfs.exists(dir) {
+        return Ok(0);
+    }
+    let found = list_segments(vfs, dir)?;
+    let with_header: Vec<&FoundSegment> = found.iter().filter(|s| s.header.is_some()).collect();
+    durable_mark(vfs, &with_header, &mut FrameReader::new())
+}
+
 /// Scans the whole log in `dir`, validating every epoch, and replays it to
 /// `callback` when there is one.
 pub(crate) fn scan(
@@ -1195,6 +1208,9 @@ pub(crate) fn scan(
                         end.checkpoint_epoch = end.checkpoint_epoch.max(cert.checkpoint_epoch);
                         end.synced_through = end.synced_through.max(cert.synced_through);
                         end.last_epoch = cert.epoch;
+                        if !txns.is_empty() {
+                            end.last_record_epoch = cert.epoch;
+                        }
                         // Bounded by MAX_EPOCH (validate_frame).
                         expected = Some(exp + 1);
                         off += len;
@@ -1232,16 +1248,26 @@ pub(crate) fn scan(
                     m
                 }
             };
-            if exp <= m {
+            // A next segment that starts at `exp` supersedes the rest of this
+            // one (the rules below), and frames of this segment from the next
+            // segment's first epoch on are superseded too: never read past to.
+            if exp <= m && !superseded {
+                let next_first = next.map(|n| n.first_epoch);
                 let after =
                     search_after(&*file, &seg.path, file_len, off + 1, ident, &mut rd, None)?;
-                let resume = match (after.first_valid, after.first_valid_at) {
-                    (Some(e2), Some(at2)) => (e2 > exp && e2 - 1 <= m).then_some((e2, Some(at2))),
-                    _ => next
-                        .map(|n| n.first_epoch)
-                        .filter(|&n| n > exp && n - 1 <= m)
-                        .map(|n| (n, None)),
+                let here = match (after.first_valid, after.first_valid_at) {
+                    (Some(e2), Some(at2))
+                        if e2 > exp && e2 - 1 <= m && next_first.is_none_or(|n| e2 < n) =>
+                    {
+                        Some((e2, Some(at2)))
+                    }
+                    _ => None,
                 };
+                let resume = here.or_else(|| {
+                    next_first
+                        .filter(|&n| n > exp && n - 1 <= m)
+                        .map(|n| (n, None))
+                });
                 if let Some((resume_epoch, resume_at)) = resume {
                     let msg = format!(
                         "epochs {exp}..={}, at or below the checkpoint mark {m}, are damaged; nothing is lost (their pages are in the database already; a checkpoint removes the segment): {}: offset {off}: epoch {exp}: {what}",

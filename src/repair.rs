@@ -9,13 +9,17 @@
 //! expected are the ordinary end of a segment's frames (FORMAT.md, "Reading a
 //! log"), so recovery's rules read the cut log as ending there. Every
 //! segment file after it is renamed into `damaged/`. A segment whose header
-//! is itself the damage is moved whole. Everything changed is synced: the
-//! copies, `damaged/`, the cut file, and the log directory.
+//! is itself the damage is moved whole. Once nothing past the cut is in the
+//! log, an empty frame carrying the durable checkpoint mark is written at
+//! the cut (the frames cut may have been the only ones carrying it).
+//! Everything changed is synced: the copies, `damaged/`, the mark's frame,
+//! the cut file, and the log directory.
 //!
-//! Repair can be run again after a crash part-way: a cut file with the
-//! later segments still in place, or the later segments moved and the file
-//! not yet cut, is cut at the same place on the next run (at worst the
-//! segment is copied into `damaged/` twice).
+//! Repair can be run again after a crash part-way: the later segments still
+//! in place, or moved with the file not yet cut, the file cut at the same
+//! place on the next run, which reads the mark from `damaged/` too (at worst
+//! the segment is copied into `damaged/` twice, or a run after the mark's
+//! frame was written cuts one epoch later, after it).
 
 use std::path::{Path, PathBuf};
 
@@ -84,31 +88,6 @@ pub fn repair_with_vfs(vfs: &dyn Vfs, db_path: &Path, report: &mut RecoveryRepor
         copy_into(vfs, &cut_file, &damaged)?;
         sync_dir(vfs, &damaged)?;
     }
-    let mut zero_after = cut_at;
-    // The durable checkpoint mark may be carried only by frames past the
-    // cut: a frame of its own keeps it, written where the prefix ends
-    // (before anything is moved, so that a crash part-way leaves the mark
-    // on disk for the next run). Without it recovery would hand the engine
-    // checkpointed epochs again, and a log whose first segments a
-    // checkpoint removed would look as if it had lost its beginning.
-    let mark = end.checkpoint_epoch.min(cut_epoch.saturating_sub(1));
-    if mark > 0 {
-        let place = if move_cut_file {
-            end.prefix_end.clone()
-        } else {
-            end.segments
-                .iter()
-                .find(|s| s.path == cut_file)
-                .and_then(|s| s.header)
-                .map(|h| (cut_file.clone(), cut_at, h.ident()))
-        };
-        if let Some((file, at, ident)) = place {
-            let written = write_mark_frame(vfs, &file, at, ident, cut_epoch, mark)?;
-            if !move_cut_file {
-                zero_after = at + written;
-            }
-        }
-    }
     let mut moved = false;
     for s in list_segments(vfs, &dir)?
         .iter()
@@ -126,6 +105,38 @@ pub fn repair_with_vfs(vfs: &dyn Vfs, db_path: &Path, report: &mut RecoveryRepor
     if moved {
         sync_dir(vfs, &damaged)?;
         sync_dir(vfs, &dir)?;
+    }
+    // The durable checkpoint mark may be carried only by frames past the
+    // cut: a frame of its own keeps it, written where the prefix ends, once
+    // everything after the cut is out of the log (written earlier, a crash
+    // before the moves were durable would leave a log reading on from the
+    // new frame into the next segment, the damaged epoch silently empty).
+    // The mark is also read from `damaged/`: after a crash between the moves
+    // and this frame, the frames carrying it are there only. Without it
+    // recovery would hand the engine checkpointed epochs again, and a log
+    // whose first segments a checkpoint removed would look as if it had lost
+    // its beginning.
+    let durable_mark = end
+        .checkpoint_epoch
+        .max(crate::recovery::mark_in_dir(vfs, &damaged)?);
+    let mark = durable_mark.min(cut_epoch.saturating_sub(1));
+    let mut zero_after = cut_at;
+    if mark > 0 {
+        let place = if move_cut_file {
+            end.prefix_end.clone()
+        } else {
+            end.segments
+                .iter()
+                .find(|s| s.path == cut_file)
+                .and_then(|s| s.header)
+                .map(|h| (cut_file.clone(), cut_at, h.ident()))
+        };
+        if let Some((file, at, ident)) = place {
+            let written = write_mark_frame(vfs, &file, at, ident, cut_epoch, mark)?;
+            if !move_cut_file {
+                zero_after = at + written;
+            }
+        }
     }
     if !move_cut_file {
         zero_from(vfs, &cut_file, zero_after)?;

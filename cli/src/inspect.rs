@@ -22,7 +22,7 @@ use crate::{Outcome, CLEAN, DAMAGED};
 
 /// How many times a command reads a log its writer holds before it
 /// reports what the reads found (damage, or an I/O error) as it is.
-const READS: usize = 4;
+const READS: usize = 8;
 
 /// The log's files and who holds the log, or an error naming the directory
 /// when there is none. While a writer holds the log, a listing that fails

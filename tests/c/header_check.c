@@ -18,7 +18,7 @@ PWAL_STATIC_ASSERT(sizeof(pwal_status) == 4, status_is_32_bits);
 PWAL_STATIC_ASSERT(sizeof(pwal_frame) == 24 && sizeof(pwal_txn) == 32, frame_and_txn_layout);
 PWAL_STATIC_ASSERT(sizeof(pwal_options) == 96, options_layout);
 PWAL_STATIC_ASSERT(sizeof(pwal_archive_status) == 304, archive_status_layout);
-PWAL_STATIC_ASSERT(sizeof(pwal_stats) == 1024, stats_layout);
+PWAL_STATIC_ASSERT(sizeof(pwal_stats) == 1024 + 4 * 8 * PWAL_STATS_LANES, stats_layout);
 PWAL_STATIC_ASSERT(PWAL_VERSION_MAJOR >= 0 && PWAL_VERSION_MINOR >= 0 && PWAL_VERSION_PATCH >= 0,
                    version_macros);
 
