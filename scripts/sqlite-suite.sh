@@ -1,0 +1,425 @@
+#!/usr/bin/env bash
+# Runs SQLite's own TCL test suite on the pwal VFS (docs/TESTING.md, "SQLite's
+# own test suite").
+#
+#   scripts/sqlite-suite.sh --set ci          # the CI subset (tests/sqlite-suite/ci.txt)
+#   scripts/sqlite-suite.sh --set full        # every test/*.test but the drivers
+#   scripts/sqlite-suite.sh --files wal.test,pager1.test
+#
+# Options: --jobs N (parallel test files, default: the number of cores),
+# --timeout S (per test file and VFS, default 300 for ci, 900 otherwise),
+# --results FILE (also write the markdown summary there, e.g.
+# docs/SQLITE-SUITE.md), --no-check (report, but exit 0 on divergences),
+# --summarize (build and run nothing: compare the outputs the last run left,
+# the files of a run cut short included, against the expected list as it is now).
+#
+# It fetches Debian's sqlite3 source package once (apt-get source: needs a
+# deb-src line for the installed suite, dpkg-dev, and tcl8.6-dev to build;
+# .ci/run installs them) into ${PWAL_SQLITE_SUITE_CACHE:-${XDG_CACHE_HOME:-
+# $HOME/.cache}/pwal-sqlite-suite}, compiles SQLite's testfixture objects
+# there once (with -DSQLITE_ENABLE_BATCH_ATOMIC_WRITE
+# -DSQLITE_EXTRA_INIT=pwal_suite_init), and links two testfixtures from them
+# under target/sqlite-suite/:
+#   testfixture-default  SQLite as it is (pwal_suite_init does nothing);
+#   testfixture-pwal     examples-c/sqlite/pwalvfs.c compiled in, with the
+#                        repository's fresh target/release/libpwal.a, and
+#                        made the default VFS by tests/sqlite-suite/pwal_default.c.
+# Each test file runs under each testfixture in its own scratch directory
+# (target/sqlite-suite/run/<vfs>/<file>/), with a timeout. A file whose
+# outcome differs between the two runs is run once more under both; it is
+# divergent when it differs both times the same way (one that differs only
+# once is reported as unstable). The script exits non-zero when a divergent
+# file is not in tests/sqlite-suite/expected-divergences.txt, or when a listed
+# file that ran no longer diverges (the list is stale).
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+suite_dir=$repo/tests/sqlite-suite
+out_root=${PWAL_SQLITE_SUITE_OUT:-$repo/target/sqlite-suite}
+cache=${PWAL_SQLITE_SUITE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/pwal-sqlite-suite}
+
+die() { echo "sqlite-suite: $*" >&2; exit 2; }
+log() { echo "sqlite-suite: $*" >&2; }
+
+# ---- one test file under one testfixture (run by xargs below) ----
+# Writes <dir>/result: "<status> <errors> <tests> <seconds>", status one of
+# pass, fail, timeout, crash.
+if [[ ${1:-} == --run-one ]]; then
+    fixture=$2 testfile=$3 dir=$4 timeout_s=$5
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    cd "$dir"
+    start=$SECONDS
+    set +e
+    timeout -k 10 "$timeout_s" "$fixture" "$testfile" </dev/null >out.txt 2>&1
+    rc=$?
+    set -e
+    secs=$((SECONDS - start))
+    summary=$(grep -aE '^[0-9]+ errors out of [0-9]+ tests' out.txt | tail -1 || true)
+    errors=$(awk '{print $1}' <<<"$summary")
+    tests=$(awk '{print $5}' <<<"$summary")
+    if ((rc == 124 || rc == 137)); then
+        status=timeout
+    elif ((rc > 128)); then
+        status=crash
+    elif ((rc == 0)) && [[ $errors == 0 ]]; then
+        status=pass
+    else
+        status=fail
+    fi
+    echo "$status ${errors:--} ${tests:--} $secs" >result
+    # A file that passed leaves only its output: some leave large databases.
+    if [[ $status == pass ]]; then
+        find . -mindepth 1 -maxdepth 1 ! -name out.txt ! -name result -exec rm -rf {} +
+    fi
+    exit 0
+fi
+
+set_name=
+files_arg=
+jobs=$(nproc)
+timeout_s=
+results_file=
+check=1
+summarize=0
+while (($#)); do
+    case $1 in
+    --set) set_name=${2:?--set needs ci or full}; shift 2 ;;
+    --files) files_arg=${2:?--files needs a comma-separated list}; shift 2 ;;
+    --jobs) jobs=${2:?--jobs needs a number}; shift 2 ;;
+    --timeout) timeout_s=${2:?--timeout needs seconds}; shift 2 ;;
+    --results) results_file=${2:?--results needs a file}; shift 2 ;;
+    --no-check) check=0; shift ;;
+    --summarize) summarize=1; shift ;;
+    -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    *) die "unknown argument '$1' (see --help)" ;;
+    esac
+done
+[[ -n $set_name || -n $files_arg ]] || die "say which tests: --set ci, --set full or --files a.test,b.test"
+[[ -z $set_name || -z $files_arg ]] || die "--set and --files exclude each other"
+[[ -z $set_name || $set_name == ci || $set_name == full ]] || die "unknown set '$set_name' (ci or full)"
+[[ $jobs =~ ^[1-9][0-9]*$ ]] || die "--jobs wants a positive number, not '$jobs'"
+if [[ -z $timeout_s ]]; then
+    if [[ $set_name == ci ]]; then timeout_s=300; else timeout_s=900; fi
+fi
+[[ $timeout_s =~ ^[1-9][0-9]*$ ]] || die "--timeout wants seconds, not '$timeout_s'"
+for tool in tclsh8.6 gcc make timeout; do
+    command -v "$tool" >/dev/null || die "needs $tool (tcl8.6-dev, build-essential, coreutils)"
+done
+[[ -f /usr/include/tcl8.6/tcl.h ]] || die "needs Tcl's headers: apt-get install tcl8.6-dev"
+
+# ---- the source: Debian's sqlite3 source package, fetched once ----
+mkdir -p "$cache"
+src=$(find "$cache/src" -mindepth 2 -maxdepth 2 -name manifest.uuid -printf '%h\n' 2>/dev/null | head -1 || true)
+if [[ -z $src ]]; then
+    command -v dpkg-source >/dev/null || die "needs dpkg-source to unpack the source: apt-get install dpkg-dev"
+    version=$(apt-cache showsrc sqlite3 2>/dev/null | awk '/^Version:/ {print $2; exit}')
+    [[ -n $version ]] || die "apt knows no source package sqlite3: add a deb-src line for your suite \
+(e.g. /etc/apt/sources.list.d/*.sources with 'Types: deb-src', as .ci/run does), then apt-get update"
+    log "fetching Debian's sqlite3 $version source into $cache/src"
+    tmp=$(mktemp -d "$cache/fetch.XXXXXX")
+    (cd "$tmp" && apt-get source -qq "sqlite3=$version" >fetch.log 2>&1) ||
+        { cat "$tmp/fetch.log" >&2; rm -rf "$tmp"; die "apt-get source sqlite3=$version failed"; }
+    unpacked=$(find "$tmp" -mindepth 2 -maxdepth 2 -name manifest.uuid -printf '%h\n' | head -1)
+    [[ -n $unpacked ]] || die "apt-get source sqlite3 left no source tree in $tmp"
+    mkdir -p "$cache/src"
+    rm -rf "$cache/src/${unpacked##*/}"
+    mv "$unpacked" "$cache/src/"
+    rm -rf "$tmp"
+    src=$cache/src/${unpacked##*/}
+fi
+sqlite_version=$(cat "$src/VERSION")
+
+if ((!summarize)); then
+# ---- the testfixture objects, compiled once per source and flags ----
+extra_defs=(-DSQLITE_ENABLE_BATCH_ATOMIC_WRITE -DSQLITE_EXTRA_INIT=pwal_suite_init)
+key=$(printf '%s\n' "$src" "${extra_defs[*]}" "$(gcc --version | head -1)" | sha256sum | cut -c1-12)
+build=$cache/build-${src##*/}-$key
+if [[ ! -f $build/objects.ok ]]; then
+    log "building SQLite $sqlite_version's testfixture objects in $build"
+    rm -rf "$build"
+    mkdir -p "$build/obj"
+    (cd "$build" && "$src/configure" --with-tcl=/usr/lib/tcl8.6 --disable-shared >configure.log 2>&1) ||
+        { tail -20 "$build/configure.log" >&2; die "configure failed ($build/configure.log)"; }
+    (cd "$build" && make -s sqlite3.c >make.log 2>&1) ||
+        { tail -20 "$build/make.log" >&2; die "make sqlite3.c failed ($build/make.log)"; }
+    # The testfixture rule's own flags and sources, read from its Makefile.
+    printf 'print-%%: ; @echo $($*)\n' >"$build/print.mk"
+    mkvar() { make -s -C "$build" -f Makefile -f print.mk "print-$1"; }
+    {
+        echo "cflags=($(mkvar TCC) -DSQLITE_NO_SYNC=1 $(mkvar TEMP_STORE) $(mkvar TESTFIXTURE_FLAGS) ${extra_defs[*]})"
+        echo "sources=($(mkvar TESTFIXTURE_SRC))"
+        echo "libs=($(mkvar LIBTCL) $(mkvar TLIBS))"
+    } >"$build/flags.sh"
+    # shellcheck disable=SC1091
+    source "$build/flags.sh"
+    printf '%s\n' "${cflags[@]:1}" >"$build/cflags.rsp"
+    for s in "${sources[@]}"; do
+        o=${s#"$src"/}
+        o=${o//\//_}
+        printf '%s\0%s\0' "$s" "$build/obj/${o%.c}.o"
+    done | (cd "$build" && xargs -0 -n2 -P"$jobs" sh -c 'exec "$0" @cflags.rsp -c "$1" -o "$2"' "${cflags[0]}") \
+        >"$build/compile.log" 2>&1 || { grep -m20 -i error "$build/compile.log" >&2; die "compiling the testfixture failed ($build/compile.log)"; }
+    touch "$build/objects.ok"
+fi
+# shellcheck disable=SC1091
+source "$build/flags.sh"
+objects=()
+for s in "${sources[@]}"; do
+    o=${s#"$src"/}
+    o=${o//\//_}
+    objects+=("$build/obj/${o%.c}.o")
+done
+
+# ---- the two testfixtures ----
+log "building libpwal (cargo build --release --lib) and the two testfixtures"
+(cd "$repo" && cargo build --release --lib --quiet)
+bin=$out_root/bin
+mkdir -p "$bin"
+inc=(-I"$build" -I"$src/src" -I"$repo/include")
+gcc -O2 -g -std=c99 -Wall -Wextra -Werror -DSQLITE_CORE -DPWAL_SUITE_PLAIN "${inc[@]}" \
+    -c "$suite_dir/pwal_default.c" -o "$bin/pwal_default_plain.o"
+gcc -O2 -g -std=c99 -Wall -Wextra -Werror -DSQLITE_CORE "${inc[@]}" \
+    -c "$suite_dir/pwal_default.c" -o "$bin/pwal_default.o"
+gcc -O2 -g -std=c99 -Wall -Wextra -Werror -DSQLITE_CORE "${inc[@]}" \
+    -c "$repo/examples-c/sqlite/pwalvfs.c" -o "$bin/pwalvfs.o"
+gcc -o "$bin/testfixture-default" "${objects[@]}" "$bin/pwal_default_plain.o" "${libs[@]}" -lpthread -ldl
+gcc -o "$bin/testfixture-pwal" "${objects[@]}" "$bin/pwal_default.o" "$bin/pwalvfs.o" \
+    "$repo/target/release/libpwal.a" "${libs[@]}" -lpthread -ldl -lm
+# The pwal one must really run on pwal: its default VFS is named "pwal".
+probe=$(mktemp -d)
+trap 'rm -rf "$probe"' EXIT
+cat >"$probe/probe.tcl" <<'EOF'
+sqlite3 db probe.db
+db eval {CREATE TABLE t(x); INSERT INTO t VALUES(1); INSERT INTO t VALUES(2)}
+puts "[lindex [sqlite3_vfs_list] 0] [db one {SELECT count(*) FROM t}] [file isdirectory .pwal-shared-pwal]"
+db close
+EOF
+got=$(cd "$probe" && "$bin/testfixture-pwal" probe.tcl)
+[[ $got == "pwal 2 1" ]] || die "testfixture-pwal does not run on the pwal VFS (probe said '$got')"
+echo 'puts [lindex [sqlite3_vfs_list] 0]' >"$probe/probe.tcl"
+got=$(cd "$probe" && "$bin/testfixture-default" probe.tcl)
+[[ $got == unix ]] || die "testfixture-default's default VFS is '$got', not unix"
+fi
+
+# ---- the test files ----
+drivers=" all.test async.test quick.test veryquick.test memleak.test permutations.test soak.test
+fts3.test mallocAll.test rtree.test full.test extraquick.test session.test rbu.test "
+files=()
+if [[ $set_name == ci ]]; then
+    while read -r f _; do
+        [[ -z $f || $f == \#* ]] || files+=("$f")
+    done <"$suite_dir/ci.txt"
+elif [[ $set_name == full ]]; then
+    for f in "$src"/test/*.test; do
+        f=${f##*/}
+        [[ $drivers == *" $f "* ]] || files+=("$f")
+    done
+else
+    IFS=, read -r -a files <<<"$files_arg"
+fi
+for f in "${files[@]}"; do
+    [[ -f $src/test/$f ]] || die "no test file $f in $src/test"
+done
+((${#files[@]})) || die "no test files to run"
+
+run=$out_root/run
+label=${set_name:+--set $set_name}
+label=${label:---files $files_arg}
+bin=$out_root/bin
+
+# Runs the given files under both testfixtures, each file's two runs side by side.
+run_files() {
+    local f
+    for f in "$@"; do
+        printf '%s\0%s\0%s\0' "$bin/testfixture-default" "$src/test/$f" "$run/default/$f"
+        printf '%s\0%s\0%s\0' "$bin/testfixture-pwal" "$src/test/$f" "$run/pwal/$f"
+    done | xargs -0 -n3 -P"$jobs" sh -c 'exec "$0" --run-one "$1" "$2" "$3" '"$timeout_s" "$0"
+}
+status_of() { awk '{print $1}' "$run/$1/$2/result" 2>/dev/null || echo missing; }
+
+if ((!summarize)); then
+    rm -rf "$run"
+    mkdir -p "$run/default" "$run/pwal"
+    echo "$label|$jobs|$timeout_s|$(date -u +%Y-%m-%d)" >"$run/params"
+    log "running ${#files[@]} test files ($label) under both VFSes, $jobs at a time, timeout ${timeout_s}s each"
+    start=$SECONDS
+    run_files "${files[@]}"
+    echo $((SECONDS - start)) >"$run/first-pass-seconds"
+    # Files whose outcome differs: run once more, keeping the first outcome.
+    again=()
+    for f in "${files[@]}"; do
+        d=$(status_of default "$f") p=$(status_of pwal "$f")
+        if { [[ $d == pass ]] && [[ $p != pass ]]; } || { [[ $d != pass ]] && [[ $p == pass ]]; }; then
+            again+=("$f")
+            for v in default pwal; do mv "$run/$v/$f" "$run/$v/$f.first"; done
+        fi
+    done
+    if ((${#again[@]})); then
+        log "running the ${#again[@]} files whose outcome differed once more"
+        run_files "${again[@]}"
+    fi
+fi
+[[ -f $run/params ]] || die "no run to summarize in $run"
+IFS='|' read -r label jobs timeout_s run_date <"$run/params"
+first_secs=$(cat "$run/first-pass-seconds" 2>/dev/null || echo "(cut short)")
+# The files that ran (a run cut short ran some), and the first outcome of
+# those run twice.
+declare -A first
+ran=() again=()
+for f in "${files[@]}"; do
+    if [[ -d $run/default/$f.first ]]; then
+        again+=("$f")
+        first[$f]="$(status_of default "$f.first") $(status_of pwal "$f.first")"
+    fi
+    if [[ -f $run/default/$f/result && -f $run/pwal/$f/result ]]; then ran+=("$f"); fi
+done
+not_run=$((${#files[@]} - ${#ran[@]}))
+files=("${ran[@]}")
+
+# ---- compare ----
+declare -A expected
+while IFS= read -r line; do
+    [[ -z $line || $line == \#* ]] && continue
+    f=${line%%[[:space:]]*}
+    reason=${line#"$f"}
+    reason=${reason#"${reason%%[![:space:]]*}"}
+    expected[$f]=$reason
+done <"$suite_dir/expected-divergences.txt"
+
+# dir DEFAULT PWAL: which VFS alone passed (default, pwal), or none.
+dir() {
+    if [[ $1 == pass && $2 != pass ]]; then echo default
+    elif [[ $1 != pass && $2 == pass ]]; then echo pwal
+    else echo none; fi
+}
+declare -A rerun
+for f in "${again[@]}"; do rerun[$f]=1; done
+both=() neither=() only_default=() only_pwal=() unstable=() problems=()
+for f in "${files[@]}"; do
+    d=$(status_of default "$f") p=$(status_of pwal "$f")
+    now=$(dir "$d" "$p")
+    if [[ -n ${rerun[$f]+x} ]]; then
+        # shellcheck disable=SC2086 # two words
+        before=$(dir ${first[$f]})
+        if [[ $now != "$before" ]]; then unstable+=("$f"); continue; fi
+    fi
+    case $now in
+    default) only_default+=("$f") ;;
+    pwal) only_pwal+=("$f") ;;
+    *) if [[ $d == pass ]]; then both+=("$f"); else neither+=("$f"); fi ;;
+    esac
+done
+for f in "${only_default[@]}" "${only_pwal[@]}"; do
+    [[ -n ${expected[$f]+x} ]] || problems+=("$f diverges and is not in tests/sqlite-suite/expected-divergences.txt")
+done
+for f in "${files[@]}"; do
+    if [[ -n ${expected[$f]+x} && " ${only_default[*]} ${only_pwal[*]} " != *" $f "* ]]; then
+        problems+=("$f is in tests/sqlite-suite/expected-divergences.txt but did not diverge: the list is stale")
+    fi
+done
+
+# One line per file: "<file> <default> <pwal>", outcome "status/errors/tests/seconds".
+outcome() { local r; r=$(cat "$run/$1/$2/result" 2>/dev/null || echo "missing - - -"); tr ' ' / <<<"$r"; }
+for f in "${files[@]}"; do echo "$f $(outcome default "$f") $(outcome pwal "$f")"; done >"$run/outcomes.txt"
+
+# Failing cases of a file's pwal run, from its output ("! name expected: ...").
+failing_cases() {
+    local out=$run/$1/$2/out.txt cases abort
+    cases=$(grep -aoE '^! [^ ]+' "$out" 2>/dev/null | cut -c3- | awk '!seen[$0]++' | head -6 | paste -sd' ' || true)
+    [[ $(grep -ac '^! ' "$out") -le 6 ]] || cases+=" ..."
+    if ! grep -aqE '^[0-9]+ errors out of [0-9]+ tests' "$out"; then
+        # The file stopped: the Tcl error, and the test and procedure it was in.
+        abort=$(awk '/^    while executing$/ {print prev; exit} {prev=$0}' "$out" | sed "s|^$bin/||" | cut -c1-120)
+        local at proc
+        at=$(grep -aE '^[A-Za-z0-9_.-]+\.\.\.' "$out" | tail -1 | sed 's/\.\.\..*//')
+        proc=$(grep -aoE '\(procedure "[^"]+"' "$out" | tail -1 | cut -d'"' -f2)
+        cases+="${cases:+; }stopped${at:+ after $at}: ${abort:-no summary line}${proc:+ (in $proc)}"
+    fi
+    # Table cells: no pipes.
+    echo "${cases//|/\\|}"
+}
+summary() {
+    local f
+    echo "# SQLite's test suite on the pwal VFS: last result"
+    echo
+    echo "Written by \`scripts/sqlite-suite.sh $label\` (docs/TESTING.md, \"SQLite's own"
+    echo "test suite\"): SQLite $sqlite_version (Debian's \`sqlite3\` source package, \`${src##*/}\`),"
+    echo "each test file under the same testfixture built twice, once with the unix VFS as the"
+    echo "default and once with the \`pwal\` VFS as the default; ${jobs} files at a time, a"
+    echo "timeout of ${timeout_s} s per file and VFS; ${first_secs} s for the first pass, on $run_date."
+    echo
+    echo "| outcome | files |"
+    echo "| --- | ---: |"
+    echo "| run | ${#files[@]} |"
+    ((not_run == 0)) || echo "| not run (the run was cut short) | $not_run |"
+    echo "| pass under both | ${#both[@]} |"
+    echo "| fail under both | ${#neither[@]} |"
+    echo "| pass only under the default VFS | ${#only_default[@]} |"
+    echo "| pass only under pwal | ${#only_pwal[@]} |"
+    echo "| unstable (differed in one of two runs) | ${#unstable[@]} |"
+    echo
+    if ((${#only_default[@]})); then
+        echo "## Pass only under the default VFS"
+        echo
+        echo "| file | pwal run (status, errors/tests) | failing cases under pwal | reason |"
+        echo "| --- | --- | --- | --- |"
+        for f in "${only_default[@]}"; do
+            read -r s e t _ <"$run/pwal/$f/result"
+            echo "| $f | $s $e/$t | $(failing_cases pwal "$f") | ${expected[$f]:-**not in the expected list**} |"
+        done
+        echo
+    fi
+    if ((${#only_pwal[@]})); then
+        echo "## Pass only under pwal"
+        echo
+        echo "| file | default run (status, errors/tests) | failing cases under the default VFS | reason |"
+        echo "| --- | --- | --- | --- |"
+        for f in "${only_pwal[@]}"; do
+            read -r s e t _ <"$run/default/$f/result"
+            echo "| $f | $s $e/$t | $(failing_cases default "$f") | ${expected[$f]:-**not in the expected list**} |"
+        done
+        echo
+    fi
+    if ((${#neither[@]})); then
+        echo "## Fail under both"
+        echo
+        echo "Failures of this build of SQLite's suite itself, the same with either VFS"
+        echo "(status and errors/tests under default, then pwal):"
+        echo
+        for f in "${neither[@]}"; do
+            read -r s1 e1 t1 _ <"$run/default/$f/result"
+            read -r s2 e2 t2 _ <"$run/pwal/$f/result"
+            echo "- $f: $s1 $e1/$t1, $s2 $e2/$t2"
+        done
+        echo
+    fi
+    if ((${#unstable[@]})); then
+        echo "## Unstable"
+        echo
+        echo "Outcome (default, pwal) in the first run, then the second:"
+        echo
+        for f in "${unstable[@]}"; do
+            echo "- $f: ${first[$f]}, $(status_of default "$f") $(status_of pwal "$f")"
+        done
+        echo
+    fi
+    if ((${#problems[@]})); then
+        echo "## Against tests/sqlite-suite/expected-divergences.txt"
+        echo
+        for f in "${problems[@]}"; do echo "- $f"; done
+        echo
+    fi
+}
+summary >"$run/summary.md"
+[[ -z $results_file ]] || cp "$run/summary.md" "$results_file"
+cat "$run/summary.md"
+echo "outputs: $run/{default,pwal}/<file>/out.txt; one line per file: $run/outcomes.txt"
+echo "sqlite-suite: ${#files[@]} files, ${#both[@]} pass both, ${#neither[@]} fail both," \
+    "${#only_default[@]} pass only default, ${#only_pwal[@]} pass only pwal, ${#unstable[@]} unstable," \
+    "${#problems[@]} not as expected"
+if ((${#problems[@]})) && ((check)); then
+    printf 'sqlite-suite: %s\n' "${problems[@]}" >&2
+    exit 1
+fi
+exit 0
