@@ -8,6 +8,8 @@
 #
 # Options: --jobs N (parallel test files, default: the number of cores),
 # --timeout S (per test file and VFS, default 300 for ci, 900 otherwise),
+# --scratch DIR (where the tests run, default target/sqlite-suite/scratch;
+# a tmpfs such as /dev/shm/... makes the many opens of the fault tests cheap),
 # --results FILE (also write the markdown summary there, e.g.
 # docs/SQLITE-SUITE.md), --no-check (report, but exit 0 on divergences),
 # --summarize (build and run nothing: compare the outputs the last run left,
@@ -25,7 +27,8 @@
 #                        repository's fresh target/release/libpwal.a, and
 #                        made the default VFS by tests/sqlite-suite/pwal_default.c.
 # Each test file runs under each testfixture in its own scratch directory
-# (target/sqlite-suite/run/<vfs>/<file>/), with a timeout. A file whose
+# (removed after it; its output stays in target/sqlite-suite/run/<vfs>/<file>/),
+# with a timeout. A file whose
 # outcome differs between the two runs is run once more under both; it is
 # divergent when it differs both times the same way (one that differs only
 # once is reported as unstable). The script exits non-zero when a divergent
@@ -42,20 +45,24 @@ die() { echo "sqlite-suite: $*" >&2; exit 2; }
 log() { echo "sqlite-suite: $*" >&2; }
 
 # ---- one test file under one testfixture (run by xargs below) ----
-# Writes <dir>/result: "<status> <errors> <tests> <seconds>", status one of
-# pass, fail, timeout, crash.
+# Runs it in the empty scratch directory SCRATCH, then keeps its output in
+# RESULTS/out.txt and writes RESULTS/result: "<status> <errors> <tests>
+# <seconds>", status one of pass, fail, timeout, crash. The scratch directory
+# goes (some tests leave large databases).
 if [[ ${1:-} == --run-one ]]; then
-    fixture=$2 testfile=$3 dir=$4 timeout_s=$5
-    rm -rf "$dir"
-    mkdir -p "$dir"
-    cd "$dir"
+    fixture=$2 testfile=$3 results=$4 scratch=$5 timeout_s=$6
+    rm -rf "$results" "$scratch"
+    mkdir -p "$results" "$scratch"
+    cd "$scratch"
     start=$SECONDS
     set +e
-    timeout -k 10 "$timeout_s" "$fixture" "$testfile" </dev/null >out.txt 2>&1
+    timeout -k 10 "$timeout_s" "$fixture" "$testfile" </dev/null >"$results/out.txt" 2>&1
     rc=$?
     set -e
     secs=$((SECONDS - start))
-    summary=$(grep -aE '^[0-9]+ errors out of [0-9]+ tests' out.txt | tail -1 || true)
+    cd /
+    rm -rf "$scratch"
+    summary=$(grep -aE '^[0-9]+ errors out of [0-9]+ tests' "$results/out.txt" | tail -1 || true)
     errors=$(awk '{print $1}' <<<"$summary")
     tests=$(awk '{print $5}' <<<"$summary")
     if ((rc == 124 || rc == 137)); then
@@ -67,11 +74,7 @@ if [[ ${1:-} == --run-one ]]; then
     else
         status=fail
     fi
-    echo "$status ${errors:--} ${tests:--} $secs" >result
-    # A file that passed leaves only its output: some leave large databases.
-    if [[ $status == pass ]]; then
-        find . -mindepth 1 -maxdepth 1 ! -name out.txt ! -name result -exec rm -rf {} +
-    fi
+    echo "$status ${errors:--} ${tests:--} $secs" >"$results/result"
     exit 0
 fi
 
@@ -82,6 +85,7 @@ timeout_s=
 results_file=
 check=1
 summarize=0
+scratch_root=$out_root/scratch
 while (($#)); do
     case $1 in
     --set) set_name=${2:?--set needs ci or full}; shift 2 ;;
@@ -90,6 +94,7 @@ while (($#)); do
     --timeout) timeout_s=${2:?--timeout needs seconds}; shift 2 ;;
     --results) results_file=${2:?--results needs a file}; shift 2 ;;
     --no-check) check=0; shift ;;
+    --scratch) scratch_root=${2:?--scratch needs a directory}; shift 2 ;;
     --summarize) summarize=1; shift ;;
     -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument '$1' (see --help)" ;;
@@ -232,16 +237,19 @@ bin=$out_root/bin
 run_files() {
     local f
     for f in "$@"; do
-        printf '%s\0%s\0%s\0' "$bin/testfixture-default" "$src/test/$f" "$run/default/$f"
-        printf '%s\0%s\0%s\0' "$bin/testfixture-pwal" "$src/test/$f" "$run/pwal/$f"
-    done | xargs -0 -n3 -P"$jobs" sh -c 'exec "$0" --run-one "$1" "$2" "$3" '"$timeout_s" "$0"
+        for v in default pwal; do
+            printf '%s\0' "$bin/testfixture-$v" "$src/test/$f" "$run/$v/$f" "$scratch_root/$v/$f"
+        done
+    done | xargs -0 -n4 -P"$jobs" sh -c 'exec "$0" --run-one "$1" "$2" "$3" "$4" '"$timeout_s" "$0"
 }
 status_of() { awk '{print $1}' "$run/$1/$2/result" 2>/dev/null || echo missing; }
 
 if ((!summarize)); then
     rm -rf "$run"
     mkdir -p "$run/default" "$run/pwal"
-    echo "$label|$jobs|$timeout_s|$(date -u +%Y-%m-%d)" >"$run/params"
+    mkdir -p "$scratch_root"
+    fs=$(stat -f -c %T "$scratch_root")
+    echo "$label|$jobs|$timeout_s|$(date -u +%Y-%m-%d)|$fs" >"$run/params"
     log "running ${#files[@]} test files ($label) under both VFSes, $jobs at a time, timeout ${timeout_s}s each"
     start=$SECONDS
     run_files "${files[@]}"
@@ -261,7 +269,7 @@ if ((!summarize)); then
     fi
 fi
 [[ -f $run/params ]] || die "no run to summarize in $run"
-IFS='|' read -r label jobs timeout_s run_date <"$run/params"
+IFS='|' read -r label jobs timeout_s run_date fs <"$run/params"
 first_secs=$(cat "$run/first-pass-seconds" 2>/dev/null || echo "(cut short)")
 # The files that ran (a run cut short ran some), and the first outcome of
 # those run twice.
@@ -347,7 +355,8 @@ summary() {
     echo "test suite\"): SQLite $sqlite_version (Debian's \`sqlite3\` source package, \`${src##*/}\`),"
     echo "each test file under the same testfixture built twice, once with the unix VFS as the"
     echo "default and once with the \`pwal\` VFS as the default; ${jobs} files at a time, a"
-    echo "timeout of ${timeout_s} s per file and VFS; ${first_secs} s for the first pass, on $run_date."
+    echo "timeout of ${timeout_s} s per file and VFS, in scratch directories on $fs;"
+    echo "${first_secs} s for the first pass, on $run_date."
     echo
     echo "| outcome | files |"
     echo "| --- | ---: |"
