@@ -318,6 +318,15 @@ for f in "${files[@]}"; do
     *) if [[ $d == pass ]]; then both+=("$f"); else neither+=("$f"); fi ;;
     esac
 done
+# Files that pass under both but ran far fewer tests under pwal: most skip
+# themselves where batch atomic writes are on (SQLite's atomic_batch_write
+# check), or skip a part that needs WAL.
+fewer=()
+for f in "${both[@]}"; do
+    read -r _ _ td _ <"$run/default/$f/result"
+    read -r _ _ tp _ <"$run/pwal/$f/result"
+    if [[ $td =~ ^[0-9]+$ && $tp =~ ^[0-9]+$ ]] && ((tp * 2 < td)); then fewer+=("$f $tp/$td"); fi
+done
 for f in "${only_default[@]}" "${only_pwal[@]}"; do
     [[ -n ${expected[$f]+x} ]] || problems+=("$f diverges and is not in tests/sqlite-suite/expected-divergences.txt")
 done
@@ -367,6 +376,7 @@ summary() {
     echo "| pass only under the default VFS | ${#only_default[@]} |"
     echo "| pass only under pwal | ${#only_pwal[@]} |"
     echo "| unstable (differed in one of two runs) | ${#unstable[@]} |"
+    echo "| of those passing under both: ran under half as many tests under pwal | ${#fewer[@]} |"
     echo
     if ((${#only_default[@]})); then
         echo "## Pass only under the default VFS"
@@ -401,6 +411,16 @@ summary() {
             read -r s2 e2 t2 _ <"$run/pwal/$f/result"
             echo "- $f: $s1 $e1/$t1, $s2 $e2/$t2"
         done
+        echo
+    fi
+    if ((${#fewer[@]})); then
+        echo "## Pass under both, with under half the tests under pwal"
+        echo
+        echo "Most skip themselves where the VFS offers batch atomic writes"
+        echo "(\`atomic_batch_write\` in SQLite's tests), or skip a part that needs WAL;"
+        echo "tests run under pwal / under the default VFS:"
+        echo
+        echo "${fewer[*]}" | sed 's/\([^ ]*\) \([0-9]*\/[0-9]*\)/\1 (\2),/g; s/,$//'
         echo
     fi
     if ((${#unstable[@]})); then
