@@ -276,6 +276,10 @@ first_secs=$(cat "$run/first-pass-seconds" 2>/dev/null || echo "(cut short)")
 declare -A first
 ran=() again=()
 for f in "${files[@]}"; do
+    # A second run cut short: its first outcome is the outcome.
+    if [[ -d $run/default/$f.first && ! ( -f $run/default/$f/result && -f $run/pwal/$f/result ) ]]; then
+        for v in default pwal; do rm -rf "${run:?}/$v/$f" && mv "$run/$v/$f.first" "$run/$v/$f"; done
+    fi
     if [[ -d $run/default/$f.first ]]; then
         again+=("$f")
         first[$f]="$(status_of default "$f.first") $(status_of pwal "$f.first")"
