@@ -137,6 +137,8 @@ sqlite_version=$(cat "$src/VERSION")
 
 if ((!summarize)); then
 # ---- the testfixture objects, compiled once per source and flags ----
+# Set by the generated flags.sh: compiler and flags, sources, libraries.
+cflags=() sources=() libs=()
 extra_defs=(-DSQLITE_ENABLE_BATCH_ATOMIC_WRITE -DSQLITE_EXTRA_INIT=pwal_suite_init)
 key=$(printf '%s\n' "$src" "${extra_defs[*]}" "$(gcc --version | head -1)" | sha256sum | cut -c1-12)
 build=$cache/build-${src##*/}-$key
@@ -149,6 +151,7 @@ if [[ ! -f $build/objects.ok ]]; then
     (cd "$build" && make -s sqlite3.c >make.log 2>&1) ||
         { tail -20 "$build/make.log" >&2; die "make sqlite3.c failed ($build/make.log)"; }
     # The testfixture rule's own flags and sources, read from its Makefile.
+    # shellcheck disable=SC2016 # make's $, not the shell's
     printf 'print-%%: ; @echo $($*)\n' >"$build/print.mk"
     mkvar() { make -s -C "$build" -f Makefile -f print.mk "print-$1"; }
     {
@@ -159,6 +162,7 @@ if [[ ! -f $build/objects.ok ]]; then
     # shellcheck disable=SC1091
     source "$build/flags.sh"
     printf '%s\n' "${cflags[@]:1}" >"$build/cflags.rsp"
+    # shellcheck disable=SC2016 # expanded by sh -c
     for s in "${sources[@]}"; do
         o=${s#"$src"/}
         o=${o//\//_}
@@ -236,6 +240,7 @@ bin=$out_root/bin
 # Runs the given files under both testfixtures, each file's two runs side by side.
 run_files() {
     local f
+    # shellcheck disable=SC2016 # expanded by sh -c
     for f in "$@"; do
         for v in default pwal; do
             printf '%s\0' "$bin/testfixture-$v" "$src/test/$f" "$run/$v/$f" "$scratch_root/$v/$f"
