@@ -135,6 +135,7 @@ typedef struct {
     uint64_t direct_writes, direct_truncates, syncs, syncs_skipped;
     uint64_t checkpoints, replayed_frames, pages_home;
     uint64_t oversized; /* batches too large for one pwal transaction: journaled instead */
+    uint64_t journal_syncs; /* journals synced before a failed batch's direct writes */
 } vstats;
 
 typedef struct shared shared;
@@ -188,6 +189,9 @@ typedef struct {
      * falls back to its rollback journal. */
     int batch_bad;
     int batch_oversized; /* ... because of the batch's size */
+    /* COMMIT_ATOMIC_WRITE failed: SQLite commits through its journal,
+     * which it wrote from memory and does not sync (see journal_first). */
+    int fell_back;
     int direct_dirty; /* written outside a batch since the last real xSync */
     uint32_t page_size;
     uint32_t n, cap;  /* pages in the batch */
@@ -1240,9 +1244,50 @@ static int batch_add(pfile *p, const void *buf, int amt, sqlite3_int64 off) {
     return SQLITE_OK;
 }
 
+/* After a failed COMMIT_ATOMIC_WRITE, SQLite (sqlite3PagerCommitPhaseOne)
+ * writes the rollback journal it kept in memory to "<db>-journal"
+ * (sqlite3JournalCreate) and then writes the database file directly,
+ * without syncing the journal first: a power loss could keep some of the
+ * database's writes and lose the journal that would roll them back. So
+ * before the first direct write after such a failure, the journal (if
+ * there is one: journal_mode MEMORY and OFF have none) and its directory
+ * are synced, as SQLite's own journal path syncs them before it writes
+ * the database. */
+static int journal_first(pfile *p) {
+    p->fell_back = 0;
+    if (!p->db_path) return SQLITE_OK;
+    size_t n = strlen(p->db_path) + sizeof "-journal";
+    char *jpath = malloc(n);
+    if (!jpath) return SQLITE_IOERR_NOMEM;
+    snprintf(jpath, n, "%s-journal", p->db_path);
+    int fd = open(jpath, O_RDONLY | O_CLOEXEC);
+    int rc = SQLITE_OK;
+    if (fd >= 0) {
+        if (fsync(fd) != 0) rc = SQLITE_IOERR_FSYNC;
+        close(fd);
+        char *slash = strrchr(jpath, '/');
+        if (rc == SQLITE_OK && slash) {
+            *slash = 0;
+            if (sync_dir(slash == jpath ? "/" : jpath) != 0) rc = SQLITE_IOERR_DIR_FSYNC;
+        }
+        if (rc == SQLITE_OK) STAT_ADD(p->s, journal_syncs, 1);
+    } else if (errno != ENOENT) {
+        rc = SQLITE_IOERR_FSYNC;
+    }
+    if (rc != SQLITE_OK)
+        sqlite3_log(rc, "pwal vfs: syncing %s before the database's direct writes: %s", jpath,
+                    strerror(errno));
+    free(jpath);
+    return rc;
+}
+
 static int x_write(sqlite3_file *f, const void *buf, int amt, sqlite3_int64 off) {
     pfile *p = (pfile *)f;
     if (p->in_batch) return batch_add(p, buf, amt, off);
+    if (p->fell_back) {
+        int rc = journal_first(p);
+        if (rc != SQLITE_OK) return rc;
+    }
     int rc = before_direct_change(p);
     if (rc != SQLITE_OK) return rc == SQLITE_IOERR ? SQLITE_IOERR_WRITE : rc;
     p->direct_dirty = 1;
@@ -1255,6 +1300,10 @@ static int x_write(sqlite3_file *f, const void *buf, int amt, sqlite3_int64 off)
 static int x_truncate(sqlite3_file *f, sqlite3_int64 size) {
     pfile *p = (pfile *)f;
     if (p->in_batch) return SQLITE_IOERR_TRUNCATE;
+    if (p->fell_back) {
+        int rc = journal_first(p);
+        if (rc != SQLITE_OK) return rc;
+    }
     int rc = before_direct_change(p);
     if (rc != SQLITE_OK) return rc == SQLITE_IOERR ? SQLITE_IOERR_TRUNCATE : rc;
     p->direct_dirty = 1;
@@ -1550,7 +1599,7 @@ static int x_pragma(pfile *p, char **arg) {
             "commits=%llu frames=%llu frame_bytes=%llu commit_failures=%llu rollbacks=%llu "
             "direct_writes=%llu direct_truncates=%llu syncs=%llu syncs_skipped=%llu "
             "checkpoints=%llu checkpoint_epoch=%llu replayed_frames=%llu file_id=%u broken=%d "
-            "pages_waiting=%u pages_home=%llu access_known=%llu oversized=%llu "
+            "pages_waiting=%u pages_home=%llu access_known=%llu oversized=%llu journal_syncs=%llu "
             "log_epochs=%llu log_transactions=%llu log_bytes=%llu log_syncs=%llu "
             "log_segments_created=%llu log_segments_recycled=%llu log_sync_p50_us=%llu",
             (unsigned long long)v.commits, (unsigned long long)v.frames,
@@ -1561,7 +1610,7 @@ static int x_pragma(pfile *p, char **arg) {
             (unsigned long long)v.replayed_frames, p->e->file_id, broken, waiting,
             (unsigned long long)v.pages_home,
             (unsigned long long)__atomic_load_n(&g_access_known, __ATOMIC_RELAXED),
-            (unsigned long long)v.oversized,
+            (unsigned long long)v.oversized, (unsigned long long)v.journal_syncs,
             (unsigned long long)ls.epochs, (unsigned long long)ls.transactions,
             (unsigned long long)ls.bytes_written, (unsigned long long)ls.syncs,
             (unsigned long long)ls.segments_created, (unsigned long long)ls.segments_recycled,
@@ -1605,10 +1654,12 @@ static int x_file_control(sqlite3_file *f, int op, void *arg) {
     case SQLITE_FCNTL_BEGIN_ATOMIC_WRITE:
         batch_reset(p);
         p->in_batch = 1;
+        p->fell_back = 0;
         return SQLITE_OK;
     case SQLITE_FCNTL_COMMIT_ATOMIC_WRITE: {
         int rc = p->in_batch ? commit_batch(p) : SQLITE_MISUSE;
         batch_reset(p);
+        p->fell_back = rc != SQLITE_OK;
         return rc;
     }
     case SQLITE_FCNTL_ROLLBACK_ATOMIC_WRITE:
