@@ -48,6 +48,10 @@
  *    frames of that file, so an older frame can never be replayed over it.
  *    Such writes are synced by xSync as usual; xSync after a batch commit
  *    (which the log made durable) is a no-op.
+ *  - A batch over PWAL_MAX_TXN_BYTES or PWAL_MAX_TXN_FRAMES is dropped
+ *    as it arrives and its COMMIT fails without breaking the log: SQLite
+ *    commits it through its rollback journal (writes outside a batch,
+ *    above), which the VFS syncs before the first of them (journal_first).
  *  - xAccess remembers that "<db>-journal" and "<db>-wal" do not exist
  *    (see "what xAccess knows without asking").
  *  - No shared memory (io methods of version 1): SQLite refuses
