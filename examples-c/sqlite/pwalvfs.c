@@ -1265,22 +1265,29 @@ static int journal_first(pfile *p) {
     if (!jpath) return SQLITE_IOERR_NOMEM;
     snprintf(jpath, n, "%s-journal", p->db_path);
     int fd = open(jpath, O_RDONLY | O_CLOEXEC);
-    int rc = SQLITE_OK;
+    int rc = SQLITE_OK, err = errno;
     if (fd >= 0) {
-        if (fsync(fd) != 0) rc = SQLITE_IOERR_FSYNC;
+        if (fsync(fd) != 0) {
+            rc = SQLITE_IOERR_FSYNC;
+            err = errno;
+        }
         close(fd);
         char *slash = strrchr(jpath, '/');
         if (rc == SQLITE_OK && slash) {
             *slash = 0;
-            if (sync_dir(slash == jpath ? "/" : jpath) != 0) rc = SQLITE_IOERR_DIR_FSYNC;
+            if (sync_dir(slash == jpath ? "/" : jpath) != 0) {
+                rc = SQLITE_IOERR_DIR_FSYNC;
+                err = errno;
+            }
         }
         if (rc == SQLITE_OK) STAT_ADD(p->s, journal_syncs, 1);
-    } else if (errno != ENOENT) {
+    } else if (err != ENOENT) {
         rc = SQLITE_IOERR_FSYNC;
     }
     if (rc != SQLITE_OK)
-        sqlite3_log(rc, "pwal vfs: syncing %s before the database's direct writes: %s", jpath,
-                    strerror(errno));
+        sqlite3_log(rc, "pwal vfs: syncing %s (or its directory) before the database's direct "
+                        "writes: %s",
+                    jpath, strerror(err));
     free(jpath);
     return rc;
 }
