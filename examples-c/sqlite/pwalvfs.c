@@ -48,6 +48,10 @@
  *    frames of that file, so an older frame can never be replayed over it.
  *    Such writes are synced by xSync as usual; xSync after a batch commit
  *    (which the log made durable) is a no-op.
+ *  - A batch over PWAL_MAX_TXN_BYTES or PWAL_MAX_TXN_FRAMES is dropped
+ *    as it arrives and its COMMIT fails without breaking the log: SQLite
+ *    commits it through its rollback journal (writes outside a batch,
+ *    above), which the VFS syncs before the first of them (journal_first).
  *  - xAccess remembers that "<db>-journal" and "<db>-wal" do not exist
  *    (see "what xAccess knows without asking").
  *  - No shared memory (io methods of version 1): SQLite refuses
@@ -134,6 +138,8 @@ typedef struct {
     uint64_t commits, frames, frame_bytes, commit_failures, rollbacks;
     uint64_t direct_writes, direct_truncates, syncs, syncs_skipped;
     uint64_t checkpoints, replayed_frames, pages_home;
+    uint64_t oversized; /* batches too large for one pwal transaction: journaled instead */
+    uint64_t journal_syncs; /* journals synced before a failed batch's direct writes */
 } vstats;
 
 typedef struct shared shared;
@@ -159,6 +165,9 @@ struct shared {
     int broken;        /* the files may lag the log: no checkpoint, no write, until reopened */
     int ckpt_off;      /* test hook: no checkpoint runs (PRAGMA pwal_checkpoints) */
     int fail_commits;  /* test hook: so many next commits fail (PRAGMA pwal_fail_commits) */
+    /* The most page bytes one batch may log: PWAL_MAX_TXN_BYTES, or less
+     * for the tests (PWALVFS_TEST_MAX_TXN_BYTES). Set at the log's open. */
+    uint64_t max_txn_bytes;
     char why[256];     /* what broke it */
     pthread_mutex_t ckpt_mu; /* one checkpoint at a time */
     pthread_mutex_t open_mu; /* one open past acquire() at a time (v_open) */
@@ -178,7 +187,15 @@ typedef struct {
     shared *s;
     dbent *e;
     int in_batch;
-    int batch_bad;    /* a write the log cannot take: COMMIT fails, SQLite falls back */
+    /* A write the log cannot take (not a page of the batch's size, or one
+     * page more than one pwal transaction may hold): the batch's pages are
+     * dropped, later writes of the batch too, and COMMIT fails, so SQLite
+     * falls back to its rollback journal. */
+    int batch_bad;
+    int batch_oversized; /* ... because of the batch's size */
+    /* COMMIT_ATOMIC_WRITE failed: SQLite commits through its journal,
+     * which it wrote from memory and does not sync (see journal_first). */
+    int fell_back;
     int direct_dirty; /* written outside a batch since the last real xSync */
     uint32_t page_size;
     uint32_t n, cap;  /* pages in the batch */
@@ -701,6 +718,12 @@ static shared *acquire(const char *dir, char *err, size_t errlen) {
     pthread_cond_init(&s->cv, NULL);
     const char *every = getenv("PWALVFS_CHECKPOINT_MIB");
     s->ckpt_every = (every && atoll(every) > 0 ? (uint64_t)atoll(every) : 16) << 20;
+    /* Test hook: a smaller limit on a batch's bytes, so that a test need
+     * not build a transaction of more than 1 GiB. Never a larger one. */
+    const char *max_txn = getenv("PWALVFS_TEST_MAX_TXN_BYTES");
+    s->max_txn_bytes = PWAL_MAX_TXN_BYTES;
+    if (max_txn && atoll(max_txn) > 0 && (uint64_t)atoll(max_txn) < PWAL_MAX_TXN_BYTES)
+        s->max_txn_bytes = (uint64_t)atoll(max_txn);
     if (load_manifest(s) != 0) {
         snprintf(err, errlen, "%s/%s: %s", real, MANIFEST_NAME, strerror(errno));
         free_shared(s);
@@ -1174,10 +1197,33 @@ static int before_direct_change(pfile *p) {
     return SQLITE_OK;
 }
 
+/* Drops the pages the batch holds (it will not be committed). */
+static void batch_drop(pfile *p) {
+    for (uint32_t i = 0; i < p->n; i++) free(p->pages[i]);
+    p->n = 0;
+}
+
+/* A write inside a batch: the page is kept in memory for COMMIT. A write
+ * the log cannot take drops the batch (batch_bad); SQLite learns it at
+ * COMMIT_ATOMIC_WRITE, and no further page of the batch is kept, so a
+ * batch too large for the log costs at most the limit in memory. */
 static int batch_add(pfile *p, const void *buf, int amt, sqlite3_int64 off) {
+    if (p->batch_bad) return SQLITE_OK; /* COMMIT fails whatever comes */
     if (amt < 512 || amt > PWAL_MAX_PAGE_BYTES || (amt & (amt - 1)) || off % amt ||
         off / amt >= UINT32_MAX || (p->n && (uint32_t)amt != p->page_size)) {
         p->batch_bad = 1; /* not a page of the batch's size: COMMIT will fail */
+        batch_drop(p);
+        return SQLITE_OK;
+    }
+    /* One pwal transaction holds at most PWAL_MAX_TXN_FRAMES frames and
+     * PWAL_MAX_TXN_BYTES of pages (pwal_commit_file refuses more, and a
+     * refused commit would break the log). Counted as if every page were
+     * logged (page 1 may not be): a batch at the limit falls back too. */
+    if ((uint64_t)p->n + 1 > PWAL_MAX_TXN_FRAMES ||
+        ((uint64_t)p->n + 1) * (uint64_t)amt > p->s->max_txn_bytes) {
+        p->batch_bad = 1;
+        p->batch_oversized = 1;
+        batch_drop(p);
         return SQLITE_OK;
     }
     p->page_size = (uint32_t)amt; /* the first page's size, or the same */
@@ -1202,9 +1248,57 @@ static int batch_add(pfile *p, const void *buf, int amt, sqlite3_int64 off) {
     return SQLITE_OK;
 }
 
+/* After a failed COMMIT_ATOMIC_WRITE, SQLite (sqlite3PagerCommitPhaseOne)
+ * writes the rollback journal it kept in memory to "<db>-journal"
+ * (sqlite3JournalCreate) and then writes the database file directly,
+ * without syncing the journal first: a power loss could keep some of the
+ * database's writes and lose the journal that would roll them back. So
+ * before the first direct write after such a failure, the journal (if
+ * there is one: journal_mode MEMORY and OFF have none) and its directory
+ * are synced, as SQLite's own journal path syncs them before it writes
+ * the database. */
+static int journal_first(pfile *p) {
+    p->fell_back = 0;
+    if (!p->db_path) return SQLITE_OK;
+    size_t n = strlen(p->db_path) + sizeof "-journal";
+    char *jpath = malloc(n);
+    if (!jpath) return SQLITE_IOERR_NOMEM;
+    snprintf(jpath, n, "%s-journal", p->db_path);
+    int fd = open(jpath, O_RDONLY | O_CLOEXEC);
+    int rc = SQLITE_OK, err = errno;
+    if (fd >= 0) {
+        if (fsync(fd) != 0) {
+            rc = SQLITE_IOERR_FSYNC;
+            err = errno;
+        }
+        close(fd);
+        char *slash = strrchr(jpath, '/');
+        if (rc == SQLITE_OK && slash) {
+            *slash = 0;
+            if (sync_dir(slash == jpath ? "/" : jpath) != 0) {
+                rc = SQLITE_IOERR_DIR_FSYNC;
+                err = errno;
+            }
+        }
+        if (rc == SQLITE_OK) STAT_ADD(p->s, journal_syncs, 1);
+    } else if (err != ENOENT) {
+        rc = SQLITE_IOERR_FSYNC;
+    }
+    if (rc != SQLITE_OK)
+        sqlite3_log(rc, "pwal vfs: syncing %s (or its directory) before the database's direct "
+                        "writes: %s",
+                    jpath, strerror(err));
+    free(jpath);
+    return rc;
+}
+
 static int x_write(sqlite3_file *f, const void *buf, int amt, sqlite3_int64 off) {
     pfile *p = (pfile *)f;
     if (p->in_batch) return batch_add(p, buf, amt, off);
+    if (p->fell_back) {
+        int rc = journal_first(p);
+        if (rc != SQLITE_OK) return rc;
+    }
     int rc = before_direct_change(p);
     if (rc != SQLITE_OK) return rc == SQLITE_IOERR ? SQLITE_IOERR_WRITE : rc;
     p->direct_dirty = 1;
@@ -1217,6 +1311,10 @@ static int x_write(sqlite3_file *f, const void *buf, int amt, sqlite3_int64 off)
 static int x_truncate(sqlite3_file *f, sqlite3_int64 size) {
     pfile *p = (pfile *)f;
     if (p->in_batch) return SQLITE_IOERR_TRUNCATE;
+    if (p->fell_back) {
+        int rc = journal_first(p);
+        if (rc != SQLITE_OK) return rc;
+    }
     int rc = before_direct_change(p);
     if (rc != SQLITE_OK) return rc == SQLITE_IOERR ? SQLITE_IOERR_TRUNCATE : rc;
     p->direct_dirty = 1;
@@ -1298,10 +1396,10 @@ static int x_check_reserved(sqlite3_file *f, int *out) {
 
 /* Ends the batch: drops its pages that no commit handed over. */
 static void batch_reset(pfile *p) {
-    for (uint32_t i = 0; i < p->n; i++) free(p->pages[i]);
+    batch_drop(p);
     p->in_batch = 0;
     p->batch_bad = 0;
-    p->n = 0;
+    p->batch_oversized = 0;
 }
 
 /* Hands the batch's pages to the pagemap, where reads find them until a
@@ -1368,8 +1466,22 @@ static uint32_t batch_db_pages(pfile *p) {
 static int commit_batch(pfile *p) {
     shared *s = p->s;
     dbent *e = p->e;
+    /* A batch the log cannot take (its pages are dropped, so before the
+     * check for an empty batch): SQLite rolls it back and commits the
+     * transaction through its rollback journal, whose direct writes
+     * checkpoint first (before_direct_change). The log stays whole. */
+    if (p->batch_bad) {
+        if (p->batch_oversized) {
+            STAT_ADD(s, oversized, 1);
+            sqlite3_log(SQLITE_WARNING,
+                        "pwal vfs: %s: a transaction of more than %llu bytes of pages (or %u "
+                        "frames) is too large for one pwal transaction: committed through the "
+                        "rollback journal",
+                        e->name, (unsigned long long)s->max_txn_bytes, (unsigned)PWAL_MAX_TXN_FRAMES);
+        }
+        return SQLITE_IOERR_WRITE;
+    }
     if (p->n == 0) return SQLITE_OK;
-    if (p->batch_bad) return SQLITE_IOERR_WRITE;
     /* The pagemap holds pages of one size: pages of another (a VACUUM that
      * changed the page size) wait until the old ones are home. */
     pthread_mutex_lock(&e->ov_mu);
@@ -1498,7 +1610,7 @@ static int x_pragma(pfile *p, char **arg) {
             "commits=%llu frames=%llu frame_bytes=%llu commit_failures=%llu rollbacks=%llu "
             "direct_writes=%llu direct_truncates=%llu syncs=%llu syncs_skipped=%llu "
             "checkpoints=%llu checkpoint_epoch=%llu replayed_frames=%llu file_id=%u broken=%d "
-            "pages_waiting=%u pages_home=%llu access_known=%llu "
+            "pages_waiting=%u pages_home=%llu access_known=%llu oversized=%llu journal_syncs=%llu "
             "log_epochs=%llu log_transactions=%llu log_bytes=%llu log_syncs=%llu "
             "log_segments_created=%llu log_segments_recycled=%llu log_sync_p50_us=%llu",
             (unsigned long long)v.commits, (unsigned long long)v.frames,
@@ -1509,6 +1621,7 @@ static int x_pragma(pfile *p, char **arg) {
             (unsigned long long)v.replayed_frames, p->e->file_id, broken, waiting,
             (unsigned long long)v.pages_home,
             (unsigned long long)__atomic_load_n(&g_access_known, __ATOMIC_RELAXED),
+            (unsigned long long)v.oversized, (unsigned long long)v.journal_syncs,
             (unsigned long long)ls.epochs, (unsigned long long)ls.transactions,
             (unsigned long long)ls.bytes_written, (unsigned long long)ls.syncs,
             (unsigned long long)ls.segments_created, (unsigned long long)ls.segments_recycled,
@@ -1552,10 +1665,12 @@ static int x_file_control(sqlite3_file *f, int op, void *arg) {
     case SQLITE_FCNTL_BEGIN_ATOMIC_WRITE:
         batch_reset(p);
         p->in_batch = 1;
+        p->fell_back = 0;
         return SQLITE_OK;
     case SQLITE_FCNTL_COMMIT_ATOMIC_WRITE: {
         int rc = p->in_batch ? commit_batch(p) : SQLITE_MISUSE;
         batch_reset(p);
+        p->fell_back = rc != SQLITE_OK;
         return rc;
     }
     case SQLITE_FCNTL_ROLLBACK_ATOMIC_WRITE:
