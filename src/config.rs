@@ -147,7 +147,7 @@ pub struct Options {
     pub archive_url: String,
     /// archive: commits are refused with [`Error::ArchiveBehind`] while
     /// more than this many bytes of durable epochs are not archived; 0
-    /// means [`crate::archive::DEFAULT_MAX_LAG_BYTES`].
+    /// means [`crate::archive::settings::DEFAULT_MAX_LAG_BYTES`].
     pub archive_max_lag_bytes: u64,
     /// archive: `commit` and `wait_durable` succeed only once the epoch is
     /// archived too. Filled from `PWAL_ARCHIVE_DURABLE` (0 or 1).
@@ -260,7 +260,7 @@ impl EnvValues {
         }
         if let Some(v) = lookup("PWAL_ARCHIVE_URL") {
             if !v.is_empty() {
-                crate::archive::ArchiveUrl::parse(&v)
+                crate::archive::settings::ArchiveUrl::parse(&v)
                     .map_err(|why| Error::invalid(format!("PWAL_ARCHIVE_URL: {why}")))?;
             }
             e.archive_url = Some(v);
@@ -360,7 +360,7 @@ pub(crate) struct Resolved {
     pub trace: Option<crate::Tracer>,
     pub close_proof: bool,
     /// archive: `None` without an archive URL.
-    pub archive: Option<crate::archive::ArchiveConfig>,
+    pub archive: Option<crate::archive::settings::ArchiveConfig>,
 }
 
 impl Resolved {
@@ -571,11 +571,11 @@ impl Options {
             }
             None
         } else {
-            crate::archive::ArchiveUrl::parse(&o.archive_url).map_err(Error::invalid)?;
-            Some(crate::archive::ArchiveConfig {
+            crate::archive::settings::ArchiveUrl::parse(&o.archive_url).map_err(Error::invalid)?;
+            Some(crate::archive::settings::ArchiveConfig {
                 url: o.archive_url.clone(),
                 max_lag_bytes: if o.archive_max_lag_bytes == 0 {
-                    crate::archive::DEFAULT_MAX_LAG_BYTES
+                    crate::archive::settings::DEFAULT_MAX_LAG_BYTES
                 } else {
                     o.archive_max_lag_bytes
                 },
@@ -740,7 +740,10 @@ mod tests {
         let a = r.archive.unwrap();
         assert_eq!(a.url, "file:///srv/archive");
         assert!(a.durable);
-        assert_eq!(a.max_lag_bytes, crate::archive::DEFAULT_MAX_LAG_BYTES);
+        assert_eq!(
+            a.max_lag_bytes,
+            crate::archive::settings::DEFAULT_MAX_LAG_BYTES
+        );
         // What the program sets wins.
         let set = Options {
             archive_url: String::new(),

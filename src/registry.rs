@@ -320,7 +320,7 @@ pub(crate) fn differing_option(open: &Resolved, asked: &Resolved) -> Option<Stri
     }
     // archive: one log archives to one place, one way.
     if asked.archive != open.archive {
-        let show = |a: &Option<crate::archive::ArchiveConfig>| match a {
+        let show = |a: &Option<crate::archive::settings::ArchiveConfig>| match a {
             None => "no archive".to_string(),
             Some(c) => format!(
                 "{} (max lag {} bytes, durable {})",

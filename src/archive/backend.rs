@@ -6,6 +6,7 @@
 //! no I/O of its own) over `ureq` (blocking HTTP on the calling thread):
 //! no async runtime and no background thread inside the library.
 
+pub use super::settings::ArchiveUrl;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -29,44 +30,6 @@ pub trait Backend: Send + Sync {
     fn list(&self) -> Result<Vec<String>, String>;
     /// The URL, for messages.
     fn url(&self) -> &str;
-}
-
-/// A parsed archive URL.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ArchiveUrl {
-    File(PathBuf),
-    S3 { bucket: String, prefix: String },
-}
-
-impl ArchiveUrl {
-    /// Parses `s3://bucket/prefix` or `file:///absolute/dir`.
-    pub fn parse(url: &str) -> Result<ArchiveUrl, String> {
-        if let Some(rest) = url.strip_prefix("file://") {
-            if !rest.starts_with('/') {
-                return Err(format!(
-                    "archive URL {url:?}: a file:// URL names an absolute directory (file:///dir)"
-                ));
-            }
-            return Ok(ArchiveUrl::File(PathBuf::from(rest)));
-        }
-        if let Some(rest) = url.strip_prefix("s3://") {
-            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-            if bucket.is_empty() {
-                return Err(format!("archive URL {url:?}: no bucket name"));
-            }
-            let mut prefix = prefix.trim_matches('/').to_string();
-            if !prefix.is_empty() {
-                prefix.push('/');
-            }
-            return Ok(ArchiveUrl::S3 {
-                bucket: bucket.to_string(),
-                prefix,
-            });
-        }
-        Err(format!(
-            "archive URL {url:?}: expected s3://bucket/prefix or file:///absolute/dir"
-        ))
-    }
 }
 
 /// Opens the store an archive URL names (for S3, with the endpoint, region

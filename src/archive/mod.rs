@@ -17,6 +17,7 @@ pub mod backend;
 mod local;
 pub mod object;
 mod restore;
+pub mod settings;
 mod state;
 pub mod time;
 
@@ -31,15 +32,14 @@ use crate::coordinator::Shared;
 use crate::error::{Error, Result};
 use crate::trace::{TraceEvent, TraceKind};
 
-pub use backend::{ArchiveUrl, Backend, Put};
+pub use backend::{Backend, Put};
 pub use restore::{
     list, persisted_status, restore, verify, ListedObject, PersistedStatus, RestoreReport,
     RestoreTarget, VerifyReport,
 };
+pub use settings::{ArchiveConfig, ArchiveUrl, DEFAULT_MAX_LAG_BYTES};
 pub use state::STATE_FILE;
 
-/// The default of `max_lag_bytes`: 256 MiB (`PWAL_ARCHIVE_DEFAULT_MAX_LAG_BYTES`).
-pub const DEFAULT_MAX_LAG_BYTES: u64 = 256 << 20;
 /// An object holds epochs up to about this many bytes (one epoch alone may
 /// be larger): `PWAL_ARCHIVE_OBJECT_MAX_BYTES`.
 pub const OBJECT_MAX_BYTES: u64 = 16 << 20;
@@ -51,18 +51,6 @@ pub const GATHER_DELAY: Duration = Duration::from_millis(200);
 /// [`MAX_BACKOFF`].
 pub const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
-
-/// The archive options of a log, resolved.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ArchiveConfig {
-    /// `s3://bucket/prefix` or `file:///absolute/dir`.
-    pub url: String,
-    /// Commits are refused while more than this many bytes of durable
-    /// epochs wait to be archived.
-    pub max_lag_bytes: u64,
-    /// Commits and `wait_durable` return only once the epoch is archived.
-    pub durable: bool,
-}
 
 /// What [`crate::Log::archive_status`] reports.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
