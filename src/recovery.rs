@@ -218,22 +218,37 @@ pub fn replay_with_vfs(
         }
     }
     if opts.validate_first {
-        // Validated whole before the callback sees a record: the same scan
-        // with a callback that takes nothing (so that it reads the mark and
-        // checks the order as the delivering one does).
-        let mut check = RecoveryReport::default();
-        let mut take_nothing = |_: &Record<'_>| true;
-        // The second scan reads the same files (under the lock, or up to
-        // the same durable epoch beside this process's writer) and stops
-        // where this one did.
-        if let Err(e) = scan(vfs, &dir, &opts, Some(&mut take_nothing), &mut check) {
+        // The second scan reads the same files (under the lock, or up to the
+        // same durable epoch beside this process's writer) and stops where
+        // this one did.
+        validate(vfs, &dir, &opts, Ok, report)?;
+    }
+    scan(vfs, &dir, &opts, Some(callback), report).map(|_| ())
+}
+
+/// Validates the whole log before any callback sees a record
+/// (`validate_first`): the same scan with a callback that takes nothing, so
+/// that it reads the mark and checks the order as the delivering scan does,
+/// and `judge` applied to its end. On damage `report` says what was found,
+/// with nothing counted as given to a callback; on success it is untouched.
+fn validate(
+    vfs: &dyn Vfs,
+    dir: &Path,
+    opts: &ReplayOptions,
+    judge: fn(ScanEnd) -> Result<ScanEnd>,
+    report: &mut RecoveryReport,
+) -> Result<()> {
+    let mut check = RecoveryReport::default();
+    let mut take_nothing = |_: &Record<'_>| true;
+    match scan(vfs, dir, opts, Some(&mut take_nothing), &mut check).and_then(judge) {
+        Ok(_) => Ok(()),
+        Err(e) => {
             check.transactions = 0;
             check.records = 0;
             *report = check;
-            return Err(e);
+            Err(e)
         }
     }
-    scan(vfs, &dir, &opts, Some(callback), report).map(|_| ())
 }
 
 /// What a reader holds while it reads.
@@ -351,25 +366,13 @@ pub(crate) fn scan_for_open(vfs: &dyn Vfs, dir: &Path) -> Result<ScanEnd> {
     let (result, hook) = match hook {
         Some(mut h) => {
             let check = if h.opts.validate_first {
-                // Validated whole, as the open will judge it, before the
-                // callback sees a record.
-                let mut report = RecoveryReport::default();
-                let mut take_nothing = |_: &Record<'_>| true;
-                let r = scan(vfs, dir, &h.opts, Some(&mut take_nothing), &mut report)
-                    .and_then(continuable);
-                report.transactions = 0;
-                report.records = 0;
-                r.map(|_| ()).map_err(|e| (e, report))
+                // Validated whole, as the open will judge it.
+                validate(vfs, dir, &h.opts, continuable, &mut h.report)
             } else {
                 Ok(())
             };
-            let r = match check {
-                Ok(()) => scan(vfs, dir, &h.opts, Some(&mut *h.callback), &mut h.report),
-                Err((e, report)) => {
-                    h.report = report;
-                    Err(e)
-                }
-            };
+            let r =
+                check.and_then(|()| scan(vfs, dir, &h.opts, Some(&mut *h.callback), &mut h.report));
             h.ran = true;
             (r, Some(h))
         }
@@ -989,7 +992,10 @@ pub(crate) fn scan(
     // A scan that replays nothing (open, repair) learns it as it reads.
     let mut mark: Option<u64> = None;
     if callback.is_some() {
-        let m = durable_mark(vfs, &with_header, &mut rd)?;
+        let m = match header_mark {
+            Some(m) => m,
+            None => durable_mark(vfs, &with_header, &mut rd)?,
+        };
         mark = Some(m);
         report.checkpoint_epoch = m;
         end.checkpoint_epoch = m;
@@ -1083,7 +1089,7 @@ pub(crate) fn scan(
         ..ReplayState::default()
     };
     // The mark, when a scan that did not read it first needs it.
-    let mut late_mark: Option<u64> = None;
+    let mut late_mark: Option<u64> = header_mark;
     // The segment (its index in `active`) and the offset where the last
     // valid frame read ends.
     let mut last_valid: Option<(usize, u64)> = None;

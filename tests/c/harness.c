@@ -1586,24 +1586,29 @@ static long find_page(const char *path, uint64_t id) {
     return at;
 }
 
-/* Rots a byte of id's first page in whichever segment holds it; returns the
- * segment in `seg`. */
-static void rot_page(uint64_t id, char *seg, size_t seg_size) {
+/* The segment holding id's first page, into `seg`; 0 if none does. */
+static int segment_holding(uint64_t id, char *seg, size_t seg_size) {
     char dir[4200];
     log_dir_of(dir, sizeof dir);
     seg_list *l = malloc(sizeof *l);
     CHECK(l != NULL);
     list_segments(dir, l);
-    long at = -1;
-    for (size_t i = 0; i < l->n && at < 0; i++) {
-        at = find_page(l->path[i], id);
-        if (at >= 0) {
-            flip_byte(l->path[i], at + 100);
+    int found = 0;
+    for (size_t i = 0; i < l->n && !found; i++) {
+        if (find_page(l->path[i], id) >= 0) {
             snprintf(seg, seg_size, "%s", l->path[i]);
+            found = 1;
         }
     }
     free(l);
-    CHECK(at >= 0);
+    return found;
+}
+
+/* Rots a byte of id's first page in whichever segment holds it; returns the
+ * segment in `seg`. */
+static void rot_page(uint64_t id, char *seg, size_t seg_size) {
+    CHECK(segment_holding(id, seg, seg_size));
+    flip_byte(seg, find_page(seg, id) + 100);
 }
 
 static int file_exists(const char *path) {
@@ -1628,19 +1633,10 @@ static void case_damage_below_mark(void) {
     OK(pwal_close(log));
     /* The newest id at or below the mark still on disk, with a long page. */
     uint64_t victim = 0;
-    char dir[4200];
-    log_dir_of(dir, sizeof dir);
-    seg_list *l = malloc(sizeof *l);
-    CHECK(l != NULL);
-    list_segments(dir, l);
-    for (uint64_t id = 39; id >= 1 && victim == 0; id--) {
-        if (len_of(id, 0) < 4096) continue;
-        for (size_t i = 0; i < l->n && victim == 0; i++)
-            if (find_page(l->path[i], id) >= 0) victim = id;
-    }
-    free(l);
-    CHECK(victim != 0);
     char seg[4200];
+    for (uint64_t id = 39; id >= 1 && victim == 0; id--)
+        if (len_of(id, 0) >= 4096 && segment_holding(id, seg, sizeof seg)) victim = id;
+    CHECK(victim != 0);
     rot_page(victim, seg, sizeof seg);
 
     for (int pass = 0; pass < 2; pass++) {
@@ -1732,20 +1728,12 @@ static void case_repair_after_removal(void) {
     /* Rot the first epoch above the mark that lies in the segment holding
      * the mark's epoch: that segment was activated before the checkpoint,
      * so its header names an older log start than the segments after it. */
-    char dir[4200];
-    log_dir_of(dir, sizeof dir);
-    seg_list *l = malloc(sizeof *l);
-    CHECK(l != NULL);
-    list_segments(dir, l);
     CHECK(len_of(45, 0) >= 4096);
-    size_t at_mark = l->n;
-    for (size_t i = 0; i < l->n; i++)
-        if (find_page(l->path[i], 45) >= 0) at_mark = i;
-    CHECK(at_mark < l->n);
+    char at_mark[4200];
+    CHECK(segment_holding(45, at_mark, sizeof at_mark));
     uint64_t victim = 0;
     for (uint64_t id = 46; id <= 60 && victim == 0; id++)
-        if (len_of(id, 0) >= 4096 && find_page(l->path[at_mark], id) >= 0) victim = id;
-    free(l);
+        if (len_of(id, 0) >= 4096 && find_page(at_mark, id) >= 0) victim = id;
     CHECK(victim != 0);
     char seg[4200];
     rot_page(victim, seg, sizeof seg);
